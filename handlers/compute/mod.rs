@@ -1,0 +1,57 @@
+//! The `Compute` port: the resources an environment runs on. Adapters:
+//! `local` (code-server processes behind the agent, `serve`) and, later,
+//! `aci` (Azure Container Instances + Azure Files). Every call is idempotent:
+//! names derive from the environment id, so a repeated call finds what an
+//! earlier one made.
+
+use crate::domain::{Environment, Observed};
+use async_trait::async_trait;
+
+/// What the agent inside an environment needs to know at start. Passed to
+/// the environment as secrets (environment variables, `secureValue`s), never
+/// on a command line.
+#[derive(Clone)]
+pub struct AgentParams {
+    /// Token the agent presents to the control plane (`aud=agent:<id>`).
+    pub agent_token: String,
+    /// The control plane's public keys (JWKS JSON) for verifying IDE tickets.
+    pub jwks: String,
+    /// Where the agent reaches the control plane.
+    pub control_plane_url: String,
+    /// The issuer tokens are checked against.
+    pub issuer: String,
+}
+
+impl std::fmt::Debug for AgentParams {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AgentParams")
+            .field("agent_token", &"<redacted>")
+            .field("control_plane_url", &self.control_plane_url)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ComputeError {
+    /// Worth retrying (network, throttling, a provider hiccup).
+    #[error("compute backend unavailable")]
+    Transient(#[source] anyhow::Error),
+    /// Will not succeed by retrying; the reason is shown to the user.
+    #[error("{0}")]
+    Permanent(String),
+}
+
+pub type ComputeResult<T> = Result<T, ComputeError>;
+
+#[async_trait]
+pub trait Compute: Send + Sync + 'static {
+    /// What exists for this environment now. `Running` only when the IDE answers.
+    async fn observe(&self, env: &Environment) -> ComputeResult<Observed>;
+    /// Create or start the resources. Returns provider references to keep in
+    /// the record (`Environment::compute`).
+    async fn start(&self, env: &Environment, agent: &AgentParams) -> ComputeResult<serde_json::Value>;
+    /// Stop, keeping the workspace.
+    async fn stop(&self, env: &Environment) -> ComputeResult<()>;
+    /// Remove everything, the workspace included.
+    async fn delete(&self, env: &Environment) -> ComputeResult<()>;
+}

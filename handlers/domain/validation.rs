@@ -1,0 +1,416 @@
+//! Input validation, field by field. Bodies are read as JSON objects so that
+//! unknown fields, fields a user may not set, and bad values are all reported
+//! at once, and nothing is stored unless every field is valid.
+
+use super::{NewEnvironment, Template, preset};
+use serde_json::{Map, Value};
+use std::collections::BTreeMap;
+
+/// Field name -> what is wrong with it.
+pub type FieldErrors = BTreeMap<String, String>;
+
+pub const NAME_MAX: usize = 50;
+pub const IDLE_MIN: u16 = 5;
+pub const IDLE_MAX: u16 = 480;
+pub const PASSWORD_MIN: usize = 8;
+pub const PASSWORD_MAX: usize = 128;
+pub const EMAIL_MAX: usize = 254;
+pub const USER_NAME_MAX: usize = 100;
+
+/// Fields the server owns: a client that sends them gets told so by name.
+const SERVER_OWNED: &[&str] = &[
+    "id",
+    "userId",
+    "status",
+    "desiredState",
+    "statusReason",
+    "stopCause",
+    "ideUrl",
+    "createdAt",
+    "updatedAt",
+    "lastActivityAt",
+    "actions",
+];
+
+struct Fields<'a> {
+    body: &'a Map<String, Value>,
+    errors: FieldErrors,
+}
+
+impl<'a> Fields<'a> {
+    fn new(body: &'a Map<String, Value>, allowed: &[&str]) -> Self {
+        let mut errors = FieldErrors::new();
+        for key in body.keys() {
+            if allowed.contains(&key.as_str()) {
+                continue;
+            }
+            let msg = if SERVER_OWNED.contains(&key.as_str()) {
+                "is set by the server and cannot be given"
+            } else {
+                "is not a known field"
+            };
+            errors.insert(key.clone(), msg.into());
+        }
+        Fields { body, errors }
+    }
+
+    fn present(&self, field: &str) -> bool {
+        self.body.get(field).is_some_and(|v| !v.is_null())
+    }
+
+    fn string(&mut self, field: &str, required: bool) -> Option<&'a str> {
+        match self.body.get(field) {
+            None | Some(Value::Null) => {
+                if required {
+                    self.errors.insert(field.into(), "is required".into());
+                }
+                None
+            }
+            Some(Value::String(s)) => Some(s.as_str()),
+            Some(_) => {
+                self.errors.insert(field.into(), "must be a string".into());
+                None
+            }
+        }
+    }
+
+    fn integer(&mut self, field: &str, min: i64, max: i64) -> Option<i64> {
+        match self.body.get(field) {
+            None | Some(Value::Null) => None,
+            Some(Value::Number(n)) => match n.as_i64() {
+                Some(v) if (min..=max).contains(&v) => Some(v),
+                _ => {
+                    self.errors
+                        .insert(field.into(), format!("must be a whole number from {min} to {max}"));
+                    None
+                }
+            },
+            Some(_) => {
+                self.errors.insert(field.into(), format!("must be a whole number from {min} to {max}"));
+                None
+            }
+        }
+    }
+
+    fn error(&mut self, field: &str, msg: impl Into<String>) {
+        self.errors.entry(field.into()).or_insert_with(|| msg.into());
+    }
+
+    fn finish<T>(self, value: Option<T>) -> Result<T, FieldErrors> {
+        match value {
+            Some(v) if self.errors.is_empty() => Ok(v),
+            _ => Err(self.errors),
+        }
+    }
+}
+
+/// An environment name: trimmed, 1-50 characters, printable, no control characters.
+pub fn environment_name(raw: &str) -> Result<String, String> {
+    let name = raw.trim();
+    let len = name.chars().count();
+    if len == 0 || len > NAME_MAX {
+        return Err(format!("must be 1 to {NAME_MAX} characters"));
+    }
+    if name.chars().any(|c| c.is_control() || is_invisible(c)) {
+        return Err("must contain printable characters only".into());
+    }
+    Ok(name.to_string())
+}
+
+fn is_invisible(c: char) -> bool {
+    matches!(c, '\u{200B}'..='\u{200F}' | '\u{2028}'..='\u{202E}' | '\u{2060}'..='\u{2064}' | '\u{FEFF}')
+}
+
+/// `POST /api/environments`: `{name, baseImage, preset}` or explicit sizes.
+pub fn new_environment(body: &Map<String, Value>, default_idle: u16) -> Result<NewEnvironment, FieldErrors> {
+    let mut f = Fields::new(
+        body,
+        &["name", "baseImage", "preset", "cpuCores", "memoryGB", "storageGB", "idleTimeoutMinutes"],
+    );
+    let name = f.string("name", true).and_then(|raw| match environment_name(raw) {
+        Ok(n) => Some(n),
+        Err(e) => {
+            f.error("name", e);
+            None
+        }
+    });
+    let base_image = f.string("baseImage", true).and_then(|raw| match Template::parse(raw) {
+        Some(t) => Some(t),
+        None => {
+            f.error("baseImage", "must be one of node, python, golang");
+            None
+        }
+    });
+    let explicit = ["cpuCores", "memoryGB", "storageGB"];
+    let sizes = if f.present("preset") {
+        for field in explicit {
+            if f.present(field) {
+                f.error(field, "cannot be given together with preset");
+            }
+        }
+        f.string("preset", true).and_then(|raw| match preset(raw) {
+            Some(p) => Some((p.cpu_cores, p.memory_gb, p.storage_gb)),
+            None => {
+                f.error("preset", "must be one of small, medium, large");
+                None
+            }
+        })
+    } else {
+        let mut missing = false;
+        for field in explicit {
+            if !f.present(field) {
+                f.error(field, "is required unless preset is given");
+                missing = true;
+            }
+        }
+        let cpu = f.integer("cpuCores", 1, 8);
+        let mem = f.integer("memoryGB", 2, 16);
+        let disk = f.integer("storageGB", 20, 200);
+        match (cpu, mem, disk, missing) {
+            (Some(c), Some(m), Some(d), false) => Some((c as u8, m as u8, d as u16)),
+            _ => None,
+        }
+    };
+    let idle = if f.present("idleTimeoutMinutes") {
+        f.integer("idleTimeoutMinutes", IDLE_MIN.into(), IDLE_MAX.into()).map(|v| v as u16)
+    } else {
+        Some(default_idle)
+    };
+    let value = match (name, base_image, sizes, idle) {
+        (Some(name), Some(base_image), Some((cpu_cores, memory_gb, storage_gb)), Some(idle)) => {
+            Some(NewEnvironment {
+                name,
+                base_image,
+                cpu_cores,
+                memory_gb,
+                storage_gb,
+                idle_timeout_minutes: idle,
+            })
+        }
+        _ => None,
+    };
+    f.finish(value)
+}
+
+/// `PATCH /api/environments/{id}`: `{name?, idleTimeoutMinutes?}`.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct EnvironmentPatch {
+    pub name: Option<String>,
+    pub idle_timeout_minutes: Option<u16>,
+}
+
+pub fn environment_patch(body: &Map<String, Value>) -> Result<EnvironmentPatch, FieldErrors> {
+    let mut f = Fields::new(body, &["name", "idleTimeoutMinutes"]);
+    let mut patch = EnvironmentPatch::default();
+    if f.present("name") {
+        if let Some(raw) = f.string("name", true) {
+            match environment_name(raw) {
+                Ok(n) => patch.name = Some(n),
+                Err(e) => f.error("name", e),
+            }
+        }
+    }
+    if f.present("idleTimeoutMinutes") {
+        patch.idle_timeout_minutes =
+            f.integer("idleTimeoutMinutes", IDLE_MIN.into(), IDLE_MAX.into()).map(|v| v as u16);
+    }
+    if f.errors.is_empty() && patch == EnvironmentPatch::default() {
+        f.error("body", "give at least one of name, idleTimeoutMinutes");
+    }
+    f.finish(Some(patch))
+}
+
+/// Sign-up input, normalised.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SignUp {
+    pub email: String,
+    pub password: String,
+    pub name: String,
+}
+
+/// Credentials for sign-in and token requests, email normalised.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Credentials {
+    pub email: String,
+    pub password: String,
+}
+
+/// Lower-cased, trimmed; a plain shape check (one `@`, a dot in the domain).
+pub fn normalise_email(raw: &str) -> Result<String, String> {
+    let email = raw.trim().to_lowercase();
+    if email.len() > EMAIL_MAX {
+        return Err(format!("must be at most {EMAIL_MAX} characters"));
+    }
+    let Some((local, domain)) = email.split_once('@') else {
+        return Err("must be an email address".into());
+    };
+    let ok = !local.is_empty()
+        && !domain.contains('@')
+        && domain.contains('.')
+        && !domain.starts_with('.')
+        && !domain.ends_with('.')
+        && !email.chars().any(|c| c.is_whitespace() || c.is_control());
+    if ok { Ok(email) } else { Err("must be an email address".into()) }
+}
+
+fn password_rule(password: &str) -> Result<(), String> {
+    let n = password.chars().count();
+    if !(PASSWORD_MIN..=PASSWORD_MAX).contains(&n) {
+        return Err(format!("must be {PASSWORD_MIN} to {PASSWORD_MAX} characters"));
+    }
+    Ok(())
+}
+
+pub fn sign_up(body: &Map<String, Value>) -> Result<SignUp, FieldErrors> {
+    let mut f = Fields::new(body, &["email", "password", "name"]);
+    let email = f.string("email", true).and_then(|raw| match normalise_email(raw) {
+        Ok(e) => Some(e),
+        Err(e) => {
+            f.error("email", e);
+            None
+        }
+    });
+    let password = f.string("password", true).and_then(|p| match password_rule(p) {
+        Ok(()) => Some(p.to_string()),
+        Err(e) => {
+            f.error("password", e);
+            None
+        }
+    });
+    let name = match f.string("name", false) {
+        Some(raw) => {
+            let n = raw.trim();
+            if n.chars().count() > USER_NAME_MAX || n.chars().any(char::is_control) {
+                f.error("name", format!("must be at most {USER_NAME_MAX} printable characters"));
+            }
+            n.to_string()
+        }
+        None => String::new(),
+    };
+    let value = match (email, password) {
+        (Some(email), Some(password)) => {
+            let name = if name.is_empty() {
+                email.split('@').next().unwrap_or_default().to_string()
+            } else {
+                name
+            };
+            Some(SignUp { email, password, name })
+        }
+        _ => None,
+    };
+    f.finish(value)
+}
+
+/// Sign-in and token requests: only shape is checked; wrong values are a 401.
+pub fn credentials(body: &Map<String, Value>) -> Result<Credentials, FieldErrors> {
+    let mut f = Fields::new(body, &["email", "password"]);
+    let email = f.string("email", true).map(|e| e.trim().to_lowercase());
+    let password = f.string("password", true).map(str::to_string);
+    if let Some(p) = &password {
+        if p.chars().count() > PASSWORD_MAX {
+            f.error("password", format!("must be at most {PASSWORD_MAX} characters"));
+        }
+    }
+    let value = email.zip(password).map(|(email, password)| Credentials { email, password });
+    f.finish(value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn obj(v: Value) -> Map<String, Value> {
+        v.as_object().unwrap().clone()
+    }
+
+    #[test]
+    fn preset_expands_to_sizes() {
+        let e = new_environment(&obj(json!({"name":" app ","baseImage":"python","preset":"medium"})), 30).unwrap();
+        assert_eq!((e.name.as_str(), e.cpu_cores, e.memory_gb, e.storage_gb), ("app", 2, 4, 50));
+        assert_eq!(e.idle_timeout_minutes, 30);
+    }
+
+    #[test]
+    fn explicit_sizes_are_bounded() {
+        let errs = new_environment(
+            &obj(json!({"name":"a","baseImage":"node","cpuCores":9,"memoryGB":1,"storageGB":201})),
+            30,
+        )
+        .unwrap_err();
+        assert_eq!(errs.len(), 3, "{errs:?}");
+        let ok = new_environment(
+            &obj(json!({"name":"a","baseImage":"golang","cpuCores":8,"memoryGB":16,"storageGB":200,"idleTimeoutMinutes":480})),
+            30,
+        )
+        .unwrap();
+        assert_eq!((ok.cpu_cores, ok.memory_gb, ok.storage_gb, ok.idle_timeout_minutes), (8, 16, 200, 480));
+    }
+
+    #[test]
+    fn every_problem_is_reported_by_field() {
+        let errs = new_environment(
+            &obj(json!({"name":"","baseImage":"ruby","preset":"huge","userId":"x","status":"running","colour":"red","idleTimeoutMinutes":4})),
+            30,
+        )
+        .unwrap_err();
+        for field in ["name", "baseImage", "preset", "userId", "status", "colour", "idleTimeoutMinutes"] {
+            assert!(errs.contains_key(field), "missing {field} in {errs:?}");
+        }
+        assert!(errs["userId"].contains("set by the server"));
+        assert!(errs["colour"].contains("not a known field"));
+    }
+
+    #[test]
+    fn names_are_trimmed_printable_and_short() {
+        assert_eq!(environment_name("  x  ").unwrap(), "x");
+        assert!(environment_name(&"a".repeat(50)).is_ok());
+        assert!(environment_name(&"a".repeat(51)).is_err());
+        assert!(environment_name("a\u{0007}b").is_err());
+        assert!(environment_name("a\u{200B}b").is_err());
+        assert!(environment_name("   ").is_err());
+        assert!(environment_name("café ☕").is_ok());
+    }
+
+    #[test]
+    fn preset_and_sizes_together_are_refused() {
+        let errs = new_environment(
+            &obj(json!({"name":"a","baseImage":"node","preset":"small","cpuCores":2})),
+            30,
+        )
+        .unwrap_err();
+        assert!(errs.contains_key("cpuCores"));
+    }
+
+    #[test]
+    fn wrong_types_are_field_errors() {
+        let errs = new_environment(&obj(json!({"name":5,"baseImage":"node","preset":"small","idleTimeoutMinutes":"10"})), 30)
+            .unwrap_err();
+        assert!(errs.contains_key("name") && errs.contains_key("idleTimeoutMinutes"));
+    }
+
+    #[test]
+    fn patch_needs_something_valid() {
+        assert!(environment_patch(&obj(json!({}))).is_err());
+        assert!(environment_patch(&obj(json!({"status":"running"}))).unwrap_err().contains_key("status"));
+        let p = environment_patch(&obj(json!({"idleTimeoutMinutes":5}))).unwrap();
+        assert_eq!(p.idle_timeout_minutes, Some(5));
+        assert!(environment_patch(&obj(json!({"idleTimeoutMinutes":481}))).is_err());
+    }
+
+    #[test]
+    fn emails_are_normalised_and_checked() {
+        assert_eq!(normalise_email(" Ada@Example.COM ").unwrap(), "ada@example.com");
+        for bad in ["", "ada", "ada@", "@x.io", "a@b", "a@@b.io", "a b@c.io", "a@.io"] {
+            assert!(normalise_email(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn sign_up_checks_password_length() {
+        assert!(sign_up(&obj(json!({"email":"a@b.io","password":"1234567"}))).is_err());
+        assert!(sign_up(&obj(json!({"email":"a@b.io","password":"x".repeat(129)}))).is_err());
+        let s = sign_up(&obj(json!({"email":"A@b.io","password":"12345678"}))).unwrap();
+        assert_eq!((s.email.as_str(), s.name.as_str()), ("a@b.io", "a"));
+    }
+}

@@ -1,0 +1,201 @@
+//! Accounts: sign-up, sign-in, tokens for API clients, sign-out, the current
+//! user and account deletion.
+
+use super::error::{ApiError, ApiResult};
+use super::extract::{AppState, Caller, ClientAddr, JsonObject, cookie_name, require_same_origin};
+use super::views::UserView;
+use crate::auth::password;
+use crate::auth::ratelimit::{self, Decision};
+use crate::auth::tokens::{TokenKind, claims};
+use crate::config::SignupPolicy;
+use crate::domain::{Session, User, new_id, validation};
+use crate::platform::Platform;
+use crate::store::{CONFLICT_EMAIL, StoreError};
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum_extra::extract::cookie::{Cookie, SameSite};
+use base64::Engine;
+use chrono::{DateTime, Duration, Utc};
+use serde_json::json;
+
+/// Present once the first account exists (sign-up policy `first`).
+pub const FIRST_USER_MARKER: &str = "signup:first-user";
+
+async fn limit(p: &Platform, scope: &str, key: &str, l: ratelimit::Limit) -> ApiResult<()> {
+    match ratelimit::hit(p.store.as_ref(), scope, key, l, p.clock.now()).await? {
+        Decision::Allowed => Ok(()),
+        Decision::Limited { retry_after_secs } => Err(ApiError::TooManyRequests { retry_after_secs }),
+    }
+}
+
+/// Start a server-side session and sign its token.
+async fn start_session(p: &Platform, user: &User) -> ApiResult<(String, DateTime<Utc>)> {
+    let now = p.clock.now();
+    let mut sid = [0u8; 24];
+    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut sid);
+    let session = Session {
+        id: base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sid),
+        user_id: user.id.clone(),
+        created_at: now,
+        expires_at: now + Duration::hours(p.policy.session_hours),
+        revoked: false,
+    };
+    p.store.insert_session(&session).await?;
+    let mut c = claims(TokenKind::Session, p.policy.issuer(), &user.id, "", now, Duration::hours(p.policy.session_hours));
+    c.sid = Some(session.id);
+    Ok((p.keys.sign(&c), session.expires_at))
+}
+
+fn session_cookie(p: &Platform, token: String) -> Cookie<'static> {
+    Cookie::build((cookie_name(&p.policy), token))
+        .path("/")
+        .http_only(true)
+        .secure(p.policy.secure_cookies())
+        .same_site(SameSite::Lax)
+        .max_age(time_duration(p.policy.session_hours * 3600))
+        .build()
+}
+
+fn time_duration(secs: i64) -> cookie::time::Duration {
+    cookie::time::Duration::seconds(secs)
+}
+
+fn with_cookie(status: StatusCode, body: serde_json::Value, cookie: Cookie<'static>) -> Response {
+    let mut resp = (status, Json(body)).into_response();
+    if let Ok(v) = cookie.to_string().parse() {
+        resp.headers_mut().append(header::SET_COOKIE, v);
+    }
+    resp.headers_mut().insert(header::CACHE_CONTROL, header::HeaderValue::from_static("no-store"));
+    resp
+}
+
+pub async fn signup(
+    State(p): State<AppState>,
+    addr: ClientAddr,
+    headers: HeaderMap,
+    JsonObject(body): JsonObject,
+) -> ApiResult<Response> {
+    require_same_origin(&headers, &p.policy)?;
+    limit(&p, "signup-addr", &addr.key(), p.policy.signin_limit_per_address).await?;
+    let input = validation::sign_up(&body).map_err(ApiError::Validation)?;
+    match p.policy.signup {
+        SignupPolicy::Closed => return Err(ApiError::Forbidden("sign-up is closed".into())),
+        SignupPolicy::First if p.store.document(FIRST_USER_MARKER).await?.is_some() => {
+            return Err(ApiError::Forbidden("sign-up is closed".into()));
+        }
+        _ => {}
+    }
+    if !p.policy.signup_domains.is_empty() {
+        let domain = input.email.rsplit('@').next().unwrap_or_default();
+        if !p.policy.signup_domains.iter().any(|d| d.eq_ignore_ascii_case(domain)) {
+            return Err(ApiError::Forbidden("sign-up is limited to certain email domains".into()));
+        }
+    }
+    let user = User {
+        id: new_id(),
+        email: input.email,
+        name: input.name,
+        password_hash: Some(password::hash(input.password).await?),
+        created_at: p.clock.now(),
+    };
+    match p.store.insert_user(&user).await {
+        Ok(()) => {}
+        Err(StoreError::Conflict(what)) if what == CONFLICT_EMAIL => {
+            let mut errs = validation::FieldErrors::new();
+            errs.insert("email".into(), "is already registered".into());
+            return Err(ApiError::Conflict("an account with this email exists".into(), Some(errs)));
+        }
+        Err(e) => return Err(e.into()),
+    }
+    if p.policy.signup == SignupPolicy::First {
+        // Two racing first sign-ups both passed the check above: the marker
+        // decides, and the loser's account is removed again.
+        let marker = json!({"userId": user.id});
+        if let Err(e) = p.store.put_document(FIRST_USER_MARKER, &marker, None, None).await {
+            p.store.delete_user(&user.id).await?;
+            return Err(match e {
+                StoreError::Conflict(_) => ApiError::Forbidden("sign-up is closed".into()),
+                other => other.into(),
+            });
+        }
+    }
+    tracing::info!(user = %user.id, "account created");
+    let (token, _) = start_session(&p, &user).await?;
+    Ok(with_cookie(StatusCode::CREATED, json!({"user": UserView::from(&user)}), session_cookie(&p, token)))
+}
+
+/// Check credentials under the rate limits; the same 401 for an unknown
+/// email and a wrong password, in about the same time.
+async fn authenticate(p: &Platform, addr: ClientAddr, body: &serde_json::Map<String, serde_json::Value>) -> ApiResult<User> {
+    let creds = validation::credentials(body).map_err(ApiError::Validation)?;
+    limit(p, "signin-addr", &addr.key(), p.policy.signin_limit_per_address).await?;
+    limit(p, "signin-account", &creds.email, p.policy.signin_limit_per_account).await?;
+    let user = p.store.user_by_email(&creds.email).await?;
+    let hash = user.as_ref().and_then(|u| u.password_hash.clone());
+    if password::verify(creds.password, hash).await {
+        if let Some(user) = user {
+            return Ok(user);
+        }
+    }
+    Err(ApiError::Unauthorized("the email or password is wrong"))
+}
+
+pub async fn signin(
+    State(p): State<AppState>,
+    addr: ClientAddr,
+    headers: HeaderMap,
+    JsonObject(body): JsonObject,
+) -> ApiResult<Response> {
+    require_same_origin(&headers, &p.policy)?;
+    let user = authenticate(&p, addr, &body).await?;
+    let (token, _) = start_session(&p, &user).await?;
+    Ok(with_cookie(StatusCode::OK, json!({"user": UserView::from(&user)}), session_cookie(&p, token)))
+}
+
+/// A bearer token for API clients (no cookie).
+pub async fn token(State(p): State<AppState>, addr: ClientAddr, JsonObject(body): JsonObject) -> ApiResult<Response> {
+    let user = authenticate(&p, addr, &body).await?;
+    let (token, expires_at) = start_session(&p, &user).await?;
+    let mut resp = Json(json!({"token": token, "expiresAt": expires_at})).into_response();
+    resp.headers_mut().insert(header::CACHE_CONTROL, header::HeaderValue::from_static("no-store"));
+    Ok(resp)
+}
+
+fn clear_cookie(p: &Platform) -> Response {
+    let cookie = Cookie::build((cookie_name(&p.policy), ""))
+        .path("/")
+        .http_only(true)
+        .secure(p.policy.secure_cookies())
+        .same_site(SameSite::Lax)
+        .max_age(time_duration(0))
+        .build();
+    let mut resp = StatusCode::NO_CONTENT.into_response();
+    if let Ok(v) = cookie.to_string().parse() {
+        resp.headers_mut().append(header::SET_COOKIE, v);
+    }
+    resp
+}
+
+pub async fn signout(State(p): State<AppState>, caller: Caller) -> ApiResult<Response> {
+    p.store.revoke_session(&caller.session_id).await?;
+    Ok(clear_cookie(&p))
+}
+
+pub async fn me(caller: Caller) -> Json<serde_json::Value> {
+    Json(json!({"user": UserView::from(&caller.user)}))
+}
+
+/// Delete the account: every environment goes through the normal delete
+/// job, every session is revoked, and the user record is removed.
+pub async fn delete_me(State(p): State<AppState>, caller: Caller) -> ApiResult<Response> {
+    let user_id = caller.user.id.clone();
+    for v in p.store.environments(&user_id).await? {
+        super::env_routes::request_delete(&p, &user_id, &v.value.id).await?;
+    }
+    p.store.revoke_user_sessions(&user_id).await?;
+    p.store.delete_user(&user_id).await?;
+    tracing::info!(user = %user_id, "account deleted");
+    Ok(clear_cookie(&p))
+}

@@ -1,0 +1,136 @@
+//! One error type at the HTTP edge, rendered as `application/problem+json`.
+//! 5xx bodies are opaque; their cause chain goes to the log.
+
+use crate::domain::validation::FieldErrors;
+use crate::quota::QuotaError;
+use crate::store::StoreError;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("validation failed")]
+    Validation(FieldErrors),
+    #[error("bad request: {0}")]
+    BadRequest(String),
+    #[error("not signed in")]
+    Unauthorized(&'static str),
+    #[error("forbidden: {0}")]
+    Forbidden(String),
+    #[error("quota exceeded: {0}")]
+    Quota(String),
+    #[error("not found")]
+    NotFound,
+    #[error("conflict: {0}")]
+    Conflict(String, Option<FieldErrors>),
+    #[error("payload too large")]
+    PayloadTooLarge,
+    #[error("unsupported media type")]
+    UnsupportedMediaType,
+    #[error("too many requests")]
+    TooManyRequests { retry_after_secs: u64 },
+    #[error("service unavailable")]
+    Unavailable(#[source] anyhow::Error),
+    #[error("internal error")]
+    Internal(#[source] anyhow::Error),
+}
+
+impl ApiError {
+    pub fn field(field: &str, message: impl Into<String>) -> Self {
+        let mut e = FieldErrors::new();
+        e.insert(field.into(), message.into());
+        ApiError::Validation(e)
+    }
+
+    fn parts(&self) -> (StatusCode, &'static str, String) {
+        match self {
+            ApiError::Validation(errs) => (
+                StatusCode::BAD_REQUEST,
+                "Validation failed",
+                format!("{} field{} invalid", errs.len(), if errs.len() == 1 { " is" } else { "s are" }),
+            ),
+            ApiError::BadRequest(d) => (StatusCode::BAD_REQUEST, "Bad request", d.clone()),
+            ApiError::Unauthorized(d) => (StatusCode::UNAUTHORIZED, "Not signed in", (*d).to_string()),
+            ApiError::Forbidden(d) => (StatusCode::FORBIDDEN, "Forbidden", d.clone()),
+            ApiError::Quota(d) => (StatusCode::FORBIDDEN, "Quota exceeded", d.clone()),
+            ApiError::NotFound => (StatusCode::NOT_FOUND, "Not found", "no such resource".into()),
+            ApiError::Conflict(d, _) => (StatusCode::CONFLICT, "Conflict", d.clone()),
+            ApiError::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "Payload too large", "the body is too large".into()),
+            ApiError::UnsupportedMediaType => (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "Unsupported media type",
+                "send the body as application/json".into(),
+            ),
+            ApiError::TooManyRequests { .. } => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "Too many requests",
+                "too many attempts; wait and try again".into(),
+            ),
+            ApiError::Unavailable(_) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Service unavailable",
+                "a backing service is unavailable; try again shortly".into(),
+            ),
+            ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "Internal error", "something went wrong on our side".into()),
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound => ApiError::NotFound,
+            StoreError::Conflict(what) => ApiError::Conflict(format!("{what} already exists"), None),
+            StoreError::PreconditionFailed => {
+                ApiError::Conflict("the resource changed meanwhile; try again".into(), None)
+            }
+            StoreError::Unavailable(e) => ApiError::Unavailable(e),
+        }
+    }
+}
+
+impl From<QuotaError> for ApiError {
+    fn from(e: QuotaError) -> Self {
+        match e {
+            QuotaError::Exceeded(msg) => ApiError::Quota(msg),
+            QuotaError::Store(e) => e.into(),
+        }
+    }
+}
+
+impl From<anyhow::Error> for ApiError {
+    fn from(e: anyhow::Error) -> Self {
+        ApiError::Internal(e)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, title, detail) = self.parts();
+        if status.is_server_error() {
+            let cause = match &self {
+                ApiError::Unavailable(e) | ApiError::Internal(e) => format!("{e:#}"),
+                other => other.to_string(),
+            };
+            tracing::error!(status = status.as_u16(), error = %cause, "request failed");
+        }
+        let mut body = json!({"type": "about:blank", "title": title, "status": status.as_u16(), "detail": detail});
+        match &self {
+            ApiError::Validation(errs) | ApiError::Conflict(_, Some(errs)) => body["errors"] = json!(errs),
+            _ => {}
+        }
+        let mut resp = (status, body.to_string()).into_response();
+        let headers = resp.headers_mut();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+        if let ApiError::TooManyRequests { retry_after_secs } = self {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
+        }
+        if status == StatusCode::UNAUTHORIZED {
+            headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        resp
+    }
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;

@@ -1,0 +1,142 @@
+//! Extractors: the JSON object body, the authenticated caller (cookie or
+//! bearer, with the CSRF Origin check for cookies), and the client address.
+
+use super::error::ApiError;
+use crate::auth::tokens::{SESSION_AUDIENCE, TokenKind};
+use crate::domain::User;
+use crate::platform::{Platform, Policy};
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
+use axum::http::{HeaderMap, Method, StatusCode, header, request::Parts};
+use axum_extra::extract::CookieJar;
+use serde_json::{Map, Value};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+pub type AppState = Arc<Platform>;
+
+pub const COOKIE_PLAIN: &str = "dev8_session";
+pub const COOKIE_SECURE: &str = "__Host-dev8_session";
+
+pub fn cookie_name(policy: &Policy) -> &'static str {
+    if policy.secure_cookies() { COOKIE_SECURE } else { COOKIE_PLAIN }
+}
+
+/// A JSON object body. Wrong content type -> 415, malformed JSON -> 400,
+/// too large -> 413, anything but an object -> 400; all problem+json.
+pub struct JsonObject(pub Map<String, Value>);
+
+impl<S: Send + Sync> FromRequest<S> for JsonObject {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::Json::<Value>::from_request(req, state).await {
+            Ok(axum::Json(Value::Object(map))) => Ok(JsonObject(map)),
+            Ok(_) => Err(ApiError::BadRequest("the body must be a JSON object".into())),
+            Err(rejection) => Err(json_rejection(rejection)),
+        }
+    }
+}
+
+fn json_rejection(r: JsonRejection) -> ApiError {
+    match r {
+        JsonRejection::MissingJsonContentType(_) => ApiError::UnsupportedMediaType,
+        other if other.status() == StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge,
+        JsonRejection::JsonSyntaxError(_) | JsonRejection::JsonDataError(_) => {
+            ApiError::BadRequest("the body is not valid JSON".into())
+        }
+        other => ApiError::BadRequest(other.body_text()),
+    }
+}
+
+/// Non-GET requests that rely on a cookie must come from our own origin.
+pub fn require_same_origin(headers: &HeaderMap, policy: &Policy) -> Result<(), ApiError> {
+    let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
+    match origin {
+        Some(o) if o == policy.public_url.trim_end_matches('/') => Ok(()),
+        Some(_) => Err(ApiError::Forbidden("cross-origin request refused".into())),
+        None => Err(ApiError::Forbidden("the Origin header is required".into())),
+    }
+}
+
+/// The signed-in caller.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub user: User,
+    pub session_id: String,
+    pub via_cookie: bool,
+}
+
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let v = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = v.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then_some(token.trim())
+}
+
+/// Resolve a session token to its user: the JWT must verify as a session
+/// token, and its server-side session must exist, be live and belong to an
+/// existing user.
+pub async fn resolve_session(p: &Platform, token: &str) -> Result<(User, String), ApiError> {
+    const REJECTED: ApiError = ApiError::Unauthorized("the session is not valid; sign in again");
+    let claims =
+        p.keys.verify(token, TokenKind::Session, SESSION_AUDIENCE, p.policy.issuer()).map_err(|_| REJECTED)?;
+    let sid = claims.sid.ok_or(REJECTED)?;
+    let session = p.store.session(&sid).await?.ok_or(REJECTED)?;
+    if session.revoked || session.expires_at <= p.clock.now() || session.user_id != claims.sub {
+        return Err(REJECTED);
+    }
+    let user = p.store.user(&claims.sub).await?.ok_or(REJECTED)?;
+    Ok((user, sid))
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, p: &AppState) -> Result<Self, Self::Rejection> {
+        if let Some(token) = bearer(&parts.headers) {
+            let (user, session_id) = resolve_session(p, token).await?;
+            return Ok(Caller { user, session_id, via_cookie: false });
+        }
+        let jar = CookieJar::from_headers(&parts.headers);
+        let Some(cookie) = jar.get(cookie_name(&p.policy)) else {
+            return Err(ApiError::Unauthorized("sign in first"));
+        };
+        if !matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS) {
+            require_same_origin(&parts.headers, &p.policy)?;
+        }
+        let (user, session_id) = resolve_session(p, cookie.value()).await?;
+        Ok(Caller { user, session_id, via_cookie: true })
+    }
+}
+
+/// The client's address: the socket peer, or with `DEV8_TRUSTED_PROXY_HOPS`
+/// = n, the n-th address from the right of `X-Forwarded-For`.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientAddr(pub Option<IpAddr>);
+
+impl FromRequestParts<AppState> for ClientAddr {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, p: &AppState) -> Result<Self, Self::Rejection> {
+        let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
+        let hops = p.policy.trusted_proxy_hops;
+        if hops == 0 {
+            return Ok(ClientAddr(peer));
+        }
+        let forwarded: Vec<IpAddr> = parts
+            .headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|s| s.trim().parse().ok())
+            .collect();
+        Ok(ClientAddr(forwarded.len().checked_sub(hops).and_then(|i| forwarded.get(i).copied()).or(peer)))
+    }
+}
+
+impl ClientAddr {
+    pub fn key(&self) -> String {
+        self.0.map_or_else(|| "unknown".to_string(), |ip| ip.to_string())
+    }
+}

@@ -1,0 +1,44 @@
+//! Health, templates and the public sign-in configuration.
+
+use super::extract::AppState;
+use crate::config::SignupPolicy;
+use crate::domain::{PRESETS, Template, validation};
+use axum::Json;
+use axum::extract::State;
+use serde_json::{Value, json};
+
+pub async fn health() -> Json<Value> {
+    Json(json!({"status": "ok", "version": env!("CARGO_PKG_VERSION")}))
+}
+
+pub async fn templates(State(p): State<AppState>) -> Json<Value> {
+    let templates: Vec<Value> = Template::ALL
+        .iter()
+        .map(|t| json!({"id": t.id(), "displayName": t.display_name(), "description": t.description(), "image": t.image()}))
+        .collect();
+    Json(json!({
+        "templates": templates,
+        "presets": PRESETS,
+        "limits": {
+            "idleTimeoutMinutes": {"min": validation::IDLE_MIN, "max": validation::IDLE_MAX, "default": p.policy.default_idle_minutes},
+            "name": {"max": validation::NAME_MAX},
+            "cpuCores": {"min": 1, "max": 8},
+            "memoryGB": {"min": 2, "max": 16},
+            "storageGB": {"min": 20, "max": 200},
+        }
+    }))
+}
+
+/// What the sign-in page needs to know before anyone signs in.
+pub async fn auth_config(State(p): State<AppState>) -> Result<Json<Value>, super::error::ApiError> {
+    let signup_open = match p.policy.signup {
+        SignupPolicy::Open => true,
+        SignupPolicy::Closed => false,
+        SignupPolicy::First => p.store.document(super::auth_routes::FIRST_USER_MARKER).await?.is_none(),
+    };
+    Ok(Json(json!({"signupOpen": signup_open, "providers": []})))
+}
+
+pub async fn keys(State(p): State<AppState>) -> Json<Value> {
+    Json(p.keys.jwks())
+}

@@ -1,0 +1,88 @@
+//! What the API shows of domain records (internal fields stay inside).
+
+use crate::domain::{Action, DesiredState, Environment, Status, StopCause, User};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UserView<'a> {
+    pub id: &'a str,
+    pub email: &'a str,
+    pub name: &'a str,
+    pub created_at: DateTime<Utc>,
+}
+
+impl<'a> From<&'a User> for UserView<'a> {
+    fn from(u: &'a User) -> Self {
+        UserView { id: &u.id, email: &u.email, name: &u.name, created_at: u.created_at }
+    }
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EnvironmentView<'a> {
+    pub id: &'a str,
+    pub name: &'a str,
+    pub status: Status,
+    pub desired_state: DesiredState,
+    pub status_reason: Option<&'a str>,
+    pub stop_cause: Option<StopCause>,
+    pub base_image: &'static str,
+    pub cpu_cores: u8,
+    #[serde(rename = "memoryGB")]
+    pub memory_gb: u8,
+    #[serde(rename = "storageGB")]
+    pub storage_gb: u16,
+    pub ide_url: Option<&'a str>,
+    pub idle_timeout_minutes: u16,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub last_activity_at: DateTime<Utc>,
+    pub actions: Vec<Action>,
+}
+
+impl<'a> From<&'a Environment> for EnvironmentView<'a> {
+    fn from(e: &'a Environment) -> Self {
+        EnvironmentView {
+            id: &e.id,
+            name: &e.name,
+            status: e.status,
+            desired_state: e.desired_state,
+            status_reason: e.status_reason.as_deref(),
+            stop_cause: e.stop_cause,
+            base_image: e.base_image.id(),
+            cpu_cores: e.cpu_cores,
+            memory_gb: e.memory_gb,
+            storage_gb: e.storage_gb,
+            ide_url: e.ide_url.as_deref(),
+            idle_timeout_minutes: e.idle_timeout_minutes,
+            created_at: e.created_at,
+            updated_at: e.updated_at,
+            last_activity_at: e.last_activity_at,
+            actions: e.actions(),
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StatusView<'a> {
+    pub status: Status,
+    pub desired_state: DesiredState,
+    pub status_reason: Option<&'a str>,
+    pub ide_url: Option<&'a str>,
+    pub actions: Vec<Action>,
+}
+
+impl<'a> From<&'a Environment> for StatusView<'a> {
+    fn from(e: &'a Environment) -> Self {
+        StatusView {
+            status: e.status,
+            desired_state: e.desired_state,
+            status_reason: e.status_reason.as_deref(),
+            ide_url: e.ide_url.as_deref(),
+            actions: e.actions(),
+        }
+    }
+}

@@ -1,0 +1,16 @@
+//! Dev8 control plane: one library behind the `handler` binary's three run
+//! modes (`serve`, `functions`, `agent`). See ARCHITECTURE.md for the map.
+
+pub mod auth;
+pub mod clock;
+pub mod compute;
+pub mod config;
+pub mod db;
+pub mod domain;
+pub mod http;
+pub mod jobs;
+pub mod platform;
+pub mod queue;
+pub mod quota;
+pub mod startup;
+pub mod store;

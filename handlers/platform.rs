@@ -1,0 +1,50 @@
+//! The wired control plane: the ports chosen at start plus the settings the
+//! handlers and jobs need. Built once by `startup`, shared as `Arc<Platform>`.
+
+use crate::auth::KeySet;
+use crate::clock::Clock;
+use crate::compute::Compute;
+use crate::config::SignupPolicy;
+use crate::queue::JobQueue;
+use crate::quota::Limits;
+use crate::store::Store;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub struct Platform {
+    pub store: Arc<dyn Store>,
+    pub queue: Arc<dyn JobQueue>,
+    pub compute: Arc<dyn Compute>,
+    pub clock: Arc<dyn Clock>,
+    pub keys: Arc<KeySet>,
+    pub policy: Policy,
+}
+
+/// Settings that shape behaviour (not wiring).
+#[derive(Debug, Clone)]
+pub struct Policy {
+    /// Origin of the dashboard and API as browsers see it; also the token issuer.
+    pub public_url: String,
+    pub signup: SignupPolicy,
+    /// Lower-case email domains allowed to sign up; empty = any.
+    pub signup_domains: Vec<String>,
+    pub quotas: Limits,
+    pub default_idle_minutes: u16,
+    /// How long a reconcile in progress waits before looking again.
+    pub reconcile_interval: Duration,
+    pub trusted_proxy_hops: usize,
+    pub session_hours: i64,
+    pub signin_limit_per_account: crate::auth::ratelimit::Limit,
+    pub signin_limit_per_address: crate::auth::ratelimit::Limit,
+}
+
+impl Policy {
+    /// Is the public URL https (cookies get `Secure` and the `__Host-` prefix)?
+    pub fn secure_cookies(&self) -> bool {
+        self.public_url.starts_with("https://")
+    }
+
+    pub fn issuer(&self) -> &str {
+        &self.public_url
+    }
+}

@@ -1,0 +1,219 @@
+//! Wiring: settings -> adapters -> `Platform`, once, at start; and the
+//! `Application` that binds its own listener (port 0 in tests) and runs the
+//! HTTP server, the worker and the sweep timer until shut down.
+
+use crate::auth::KeySet;
+use crate::auth::ratelimit::Limit;
+use crate::clock::{Clock, SystemClock};
+use crate::compute::Compute;
+use crate::config::{ComputeKind, QueueKind, Settings, StoreKind};
+use crate::jobs::{sweep, worker};
+use crate::platform::{Platform, Policy};
+use crate::queue::{EmbeddedQueue, JobQueue};
+use crate::quota::Limits;
+use crate::store::{SqliteStore, Store};
+use anyhow::{Context, bail};
+use secrecy::ExposeSecret;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+/// Adapters given from outside instead of built from settings (tests).
+#[derive(Default)]
+pub struct Overrides {
+    pub store: Option<Arc<dyn Store>>,
+    pub queue: Option<Arc<dyn JobQueue>>,
+    pub compute: Option<Arc<dyn Compute>>,
+    pub clock: Option<Arc<dyn Clock>>,
+    /// Run the worker and sweep in-process (serve: yes; tests driving jobs by hand: no).
+    pub background: Option<bool>,
+}
+
+pub struct Application {
+    listener: TcpListener,
+    platform: Arc<Platform>,
+    static_dir: PathBuf,
+    background: bool,
+    sweep_interval: Duration,
+}
+
+/// Create the data dir readable by its owner only.
+pub fn prepare_data_dir(dir: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    }
+    Ok(())
+}
+
+fn policy(settings: &Settings, public_url: String) -> Policy {
+    Policy {
+        public_url: public_url.trim_end_matches('/').to_string(),
+        signup: settings.signup,
+        signup_domains: settings
+            .signup_domains
+            .iter()
+            .map(|d| d.trim().trim_start_matches('@').to_ascii_lowercase())
+            .filter(|d| !d.is_empty())
+            .collect(),
+        quotas: Limits {
+            environments_per_user: settings.max_environments_per_user,
+            running_per_user: settings.max_running_per_user,
+            running_total: settings.max_running_total,
+        },
+        default_idle_minutes: settings.idle_timeout_minutes,
+        reconcile_interval: Duration::from_millis(settings.reconcile_interval_ms.max(50)),
+        trusted_proxy_hops: settings.trusted_proxy_hops,
+        session_hours: 12,
+        signin_limit_per_account: Limit { max: 10, window: chrono::Duration::minutes(15) },
+        signin_limit_per_address: Limit { max: 50, window: chrono::Duration::minutes(15) },
+    }
+}
+
+impl Application {
+    /// Build everything for `serve` on `127.0.0.1:port` with state in `data_dir`.
+    pub async fn build(settings: Settings, port: u16, data_dir: &Path, overrides: Overrides) -> anyhow::Result<Self> {
+        prepare_data_dir(data_dir)?;
+        let listener = TcpListener::bind(("127.0.0.1", port)).await.with_context(|| format!("binding 127.0.0.1:{port}"))?;
+        let port = listener.local_addr()?.port();
+        let public_url = settings.public_url.clone().unwrap_or_else(|| format!("http://127.0.0.1:{port}"));
+        let clock = overrides.clock.unwrap_or_else(|| Arc::new(SystemClock));
+        let keys = match &settings.signing_keys {
+            Some(s) => KeySet::parse(s.expose_secret()).context("DEV8_SIGNING_KEYS")?,
+            None => KeySet::load_or_generate(data_dir)?,
+        };
+        let store: Arc<dyn Store> = match overrides.store {
+            Some(s) => s,
+            None => match settings.store {
+                StoreKind::Sqlite => Arc::new(SqliteStore::open(&data_dir.join("dev8.db"))?),
+                StoreKind::Cosmos => bail!("DEV8_STORE=cosmos is not available in this build yet"),
+            },
+        };
+        let queue: Arc<dyn JobQueue> = match overrides.queue {
+            Some(q) => q,
+            None => match settings.queue_backend {
+                QueueKind::Embedded => {
+                    Arc::new(EmbeddedQueue::open(&data_dir.join("queue.db"), &settings.queue_name, clock.clone())?)
+                }
+                QueueKind::Storage => bail!("DEV8_QUEUE_BACKEND=storage is not available in this build yet"),
+            },
+        };
+        let compute: Arc<dyn Compute> = match overrides.compute {
+            Some(c) => c,
+            None => match settings.compute {
+                ComputeKind::Local => bail!("DEV8_COMPUTE=local is not available in this build yet"),
+                ComputeKind::Aci => bail!("DEV8_COMPUTE=aci is not available in this build yet"),
+            },
+        };
+        let platform = Arc::new(Platform {
+            store,
+            queue,
+            compute,
+            clock,
+            keys: Arc::new(keys),
+            policy: policy(&settings, public_url),
+        });
+        Ok(Application {
+            listener,
+            platform,
+            static_dir: settings.static_dir.clone(),
+            background: overrides.background.unwrap_or(true),
+            sweep_interval: Duration::from_secs(settings.sweep_interval_seconds.max(1)),
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.listener.local_addr().map(|a| a.port()).unwrap_or(0)
+    }
+
+    pub fn platform(&self) -> Arc<Platform> {
+        self.platform.clone()
+    }
+
+    /// Serve until `shutdown` resolves; then stop taking requests, let the
+    /// job in progress finish, and return. Nothing queued is lost: messages
+    /// live in the queue until a job completes them.
+    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let mut tasks = Vec::new();
+        if self.background {
+            tasks.push(tokio::spawn(worker_loop(self.platform.clone(), stop_rx.clone())));
+            tasks.push(tokio::spawn(sweep_loop(self.platform.clone(), self.sweep_interval, stop_rx.clone())));
+        }
+        let router = crate::http::app_router(self.platform.clone(), &self.static_dir);
+        let mut http_stop = stop_rx.clone();
+        let server = axum::serve(self.listener, router.into_make_service_with_connect_info::<SocketAddr>())
+            .with_graceful_shutdown(async move {
+                let _ = http_stop.wait_for(|s| *s).await;
+            });
+        let server = tokio::spawn(async move { server.await });
+        shutdown.await;
+        tracing::info!("shutting down: finishing the job in progress");
+        let _ = stop_tx.send(true);
+        for t in tasks {
+            let _ = t.await;
+        }
+        server.await??;
+        Ok(())
+    }
+}
+
+async fn worker_loop(p: Arc<Platform>, mut stop: watch::Receiver<bool>) {
+    let mut idle = Duration::from_millis(50);
+    while !*stop.borrow() {
+        // A job, once taken, runs to completion: shutdown is only checked between jobs.
+        match worker::run_next(&p).await {
+            Ok(worker::RunOutcome::Done) => {
+                idle = Duration::from_millis(50);
+                continue;
+            }
+            Ok(worker::RunOutcome::Empty) => {}
+            Err(e) => tracing::error!(error = %format!("{e:#}"), "worker could not reach the queue"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(idle) => {}
+            _ = stop.wait_for(|s| *s) => break,
+        }
+        idle = (idle * 2).min(Duration::from_millis(250));
+    }
+}
+
+async fn sweep_loop(p: Arc<Platform>, every: Duration, mut stop: watch::Receiver<bool>) {
+    let mut ticker = tokio::time::interval(every);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            _ = stop.wait_for(|s| *s) => break,
+        }
+        match sweep::sweep(&p).await {
+            Ok(r) if r != Default::default() => tracing::info!(report = ?r, "sweep"),
+            Ok(_) => {}
+            Err(e) => tracing::error!(error = %format!("{e:#}"), "sweep failed"),
+        }
+    }
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+}

@@ -1,0 +1,391 @@
+//! SQLite adapter for the `Store` port: one file in the data dir, WAL mode,
+//! schema migrations by `PRAGMA user_version`. Each record is kept as its JSON
+//! document (the same shape Cosmos stores) next to the columns that are
+//! indexed; ETags are row versions.
+
+use super::{
+    CONFLICT_EMAIL, CONFLICT_ENVIRONMENT_NAME, Etag, Store, StoreError, StoreResult, Versioned,
+};
+use crate::domain::{Environment, Session, User};
+use async_trait::async_trait;
+use chrono::{DateTime, SecondsFormat, Utc};
+use crate::db::Db;
+use rusqlite::{Connection, ErrorCode, OptionalExtension, params};
+use std::path::Path;
+
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE users (
+    id TEXT PRIMARY KEY,
+    email TEXT NOT NULL UNIQUE,
+    doc TEXT NOT NULL
+);
+CREATE TABLE sessions (
+    id TEXT PRIMARY KEY,
+    user_id TEXT NOT NULL,
+    expires_at TEXT NOT NULL,
+    doc TEXT NOT NULL
+);
+CREATE INDEX sessions_by_user ON sessions (user_id);
+CREATE TABLE environments (
+    id TEXT PRIMARY KEY,
+    user_id TEXT NOT NULL,
+    name TEXT NOT NULL,
+    status TEXT NOT NULL,
+    last_activity_at TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    doc TEXT NOT NULL,
+    UNIQUE (user_id, name)
+);
+CREATE INDEX environments_by_user_recent ON environments (user_id, last_activity_at DESC, created_at DESC);
+CREATE INDEX environments_by_status ON environments (status);
+CREATE TABLE documents (
+    key TEXT PRIMARY KEY,
+    version INTEGER NOT NULL,
+    expires_at TEXT,
+    doc TEXT NOT NULL
+);
+CREATE INDEX documents_by_expiry ON documents (expires_at) WHERE expires_at IS NOT NULL;
+"#];
+
+/// The embedded store. Cheap to clone; all clones share one connection.
+#[derive(Clone)]
+pub struct SqliteStore {
+    db: Db,
+}
+
+impl From<anyhow::Error> for StoreError {
+    fn from(e: anyhow::Error) -> Self {
+        StoreError::Unavailable(e)
+    }
+}
+
+fn ts(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Micros, true)
+}
+
+fn unavailable(e: impl Into<anyhow::Error>) -> StoreError {
+    StoreError::unavailable(e)
+}
+
+fn is_unique_violation(e: &rusqlite::Error) -> bool {
+    matches!(e, rusqlite::Error::SqliteFailure(f, _) if f.code == ErrorCode::ConstraintViolation)
+}
+
+fn to_json<T: serde::Serialize>(v: &T) -> StoreResult<String> {
+    serde_json::to_string(v).map_err(unavailable)
+}
+
+fn from_json<T: serde::de::DeserializeOwned>(s: &str) -> StoreResult<T> {
+    serde_json::from_str(s).map_err(unavailable)
+}
+
+impl SqliteStore {
+    /// Open (creating if needed) the database file and bring its schema up to date.
+    pub fn open(path: &Path) -> anyhow::Result<Self> {
+        Ok(SqliteStore { db: Db::open(path, MIGRATIONS)? })
+    }
+
+    /// A private in-memory database (tests).
+    pub fn in_memory() -> anyhow::Result<Self> {
+        Ok(SqliteStore { db: Db::in_memory(MIGRATIONS)? })
+    }
+
+    async fn with<T, F>(&self, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> StoreResult<T> + Send + 'static,
+    {
+        self.db.with(f).await
+    }
+}
+
+fn read_env(row: &rusqlite::Row<'_>) -> rusqlite::Result<(String, i64)> {
+    Ok((row.get(0)?, row.get(1)?))
+}
+
+fn versioned_envs(rows: Vec<(String, i64)>) -> StoreResult<Vec<Versioned<Environment>>> {
+    rows.into_iter()
+        .map(|(doc, v)| Ok(Versioned { value: from_json(&doc)?, etag: v.to_string() }))
+        .collect()
+}
+
+fn parse_etag(etag: &Etag) -> StoreResult<i64> {
+    etag.parse().map_err(|_| StoreError::PreconditionFailed)
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn insert_user(&self, user: &User) -> StoreResult<()> {
+        let (id, email, doc) = (user.id.clone(), user.email.clone(), to_json(user)?);
+        self.with(move |c| {
+            c.execute("INSERT INTO users (id, email, doc) VALUES (?1, ?2, ?3)", params![id, email, doc])
+                .map(|_| ())
+                .map_err(|e| {
+                    if is_unique_violation(&e) { StoreError::Conflict(CONFLICT_EMAIL.into()) } else { unavailable(e) }
+                })
+        })
+        .await
+    }
+
+    async fn user(&self, id: &str) -> StoreResult<Option<User>> {
+        let id = id.to_string();
+        self.with(move |c| {
+            let doc: Option<String> = c
+                .query_row("SELECT doc FROM users WHERE id = ?1", [id], |r| r.get(0))
+                .optional()
+                .map_err(unavailable)?;
+            doc.map(|d| from_json(&d)).transpose()
+        })
+        .await
+    }
+
+    async fn user_by_email(&self, email: &str) -> StoreResult<Option<User>> {
+        let email = email.to_string();
+        self.with(move |c| {
+            let doc: Option<String> = c
+                .query_row("SELECT doc FROM users WHERE email = ?1", [email], |r| r.get(0))
+                .optional()
+                .map_err(unavailable)?;
+            doc.map(|d| from_json(&d)).transpose()
+        })
+        .await
+    }
+
+    async fn delete_user(&self, id: &str) -> StoreResult<()> {
+        let id = id.to_string();
+        self.with(move |c| {
+            c.execute("DELETE FROM users WHERE id = ?1", [id]).map_err(unavailable)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn insert_session(&self, session: &Session) -> StoreResult<()> {
+        let (id, user, exp, doc) =
+            (session.id.clone(), session.user_id.clone(), ts(session.expires_at), to_json(session)?);
+        self.with(move |c| {
+            c.execute(
+                "INSERT INTO sessions (id, user_id, expires_at, doc) VALUES (?1, ?2, ?3, ?4)",
+                params![id, user, exp, doc],
+            )
+            .map(|_| ())
+            .map_err(|e| if is_unique_violation(&e) { StoreError::Conflict("session".into()) } else { unavailable(e) })
+        })
+        .await
+    }
+
+    async fn session(&self, id: &str) -> StoreResult<Option<Session>> {
+        let id = id.to_string();
+        self.with(move |c| {
+            let doc: Option<String> = c
+                .query_row("SELECT doc FROM sessions WHERE id = ?1", [id], |r| r.get(0))
+                .optional()
+                .map_err(unavailable)?;
+            doc.map(|d| from_json(&d)).transpose()
+        })
+        .await
+    }
+
+    async fn revoke_session(&self, id: &str) -> StoreResult<()> {
+        let id = id.to_string();
+        self.with(move |c| {
+            c.execute("UPDATE sessions SET doc = json_set(doc, '$.revoked', json('true')) WHERE id = ?1", [id])
+                .map_err(unavailable)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn revoke_user_sessions(&self, user_id: &str) -> StoreResult<()> {
+        let user_id = user_id.to_string();
+        self.with(move |c| {
+            c.execute(
+                "UPDATE sessions SET doc = json_set(doc, '$.revoked', json('true')) WHERE user_id = ?1",
+                [user_id],
+            )
+            .map_err(unavailable)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn insert_environment(&self, env: &Environment) -> StoreResult<Etag> {
+        let doc = to_json(env)?;
+        let e = env.clone();
+        self.with(move |c| {
+            c.execute(
+                "INSERT INTO environments (id, user_id, name, status, last_activity_at, created_at, version, doc)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 1, ?7)",
+                params![e.id, e.user_id, e.name, e.status.as_str(), ts(e.last_activity_at), ts(e.created_at), doc],
+            )
+            .map_err(|err| {
+                if is_unique_violation(&err) {
+                    let msg = err.to_string();
+                    if msg.contains("environments.id") { StoreError::Conflict("id".into()) } else {
+                        StoreError::Conflict(CONFLICT_ENVIRONMENT_NAME.into())
+                    }
+                } else {
+                    unavailable(err)
+                }
+            })?;
+            Ok("1".to_string())
+        })
+        .await
+    }
+
+    async fn environment(&self, user_id: &str, id: &str) -> StoreResult<Option<Versioned<Environment>>> {
+        let (user_id, id) = (user_id.to_string(), id.to_string());
+        self.with(move |c| {
+            let row = c
+                .query_row(
+                    "SELECT doc, version FROM environments WHERE id = ?1 AND user_id = ?2",
+                    params![id, user_id],
+                    read_env,
+                )
+                .optional()
+                .map_err(unavailable)?;
+            Ok(versioned_envs(row.into_iter().collect())?.pop())
+        })
+        .await
+    }
+
+    async fn environments(&self, user_id: &str) -> StoreResult<Vec<Versioned<Environment>>> {
+        let user_id = user_id.to_string();
+        self.with(move |c| {
+            let mut stmt = c
+                .prepare_cached(
+                    "SELECT doc, version FROM environments WHERE user_id = ?1
+                     ORDER BY last_activity_at DESC, created_at DESC, id DESC",
+                )
+                .map_err(unavailable)?;
+            let rows = stmt.query_map([user_id], read_env).map_err(unavailable)?;
+            versioned_envs(rows.collect::<Result<_, _>>().map_err(unavailable)?)
+        })
+        .await
+    }
+
+    async fn replace_environment(&self, env: &Environment, if_match: &Etag) -> StoreResult<Etag> {
+        let expected = parse_etag(if_match)?;
+        let doc = to_json(env)?;
+        let e = env.clone();
+        self.with(move |c| {
+            let changed = c
+                .execute(
+                    "UPDATE environments SET name = ?1, status = ?2, last_activity_at = ?3, version = version + 1, doc = ?4
+                     WHERE id = ?5 AND user_id = ?6 AND version = ?7",
+                    params![e.name, e.status.as_str(), ts(e.last_activity_at), doc, e.id, e.user_id, expected],
+                )
+                .map_err(|err| {
+                    if is_unique_violation(&err) {
+                        StoreError::Conflict(CONFLICT_ENVIRONMENT_NAME.into())
+                    } else {
+                        unavailable(err)
+                    }
+                })?;
+            if changed == 1 {
+                return Ok((expected + 1).to_string());
+            }
+            let exists: Option<i64> = c
+                .query_row("SELECT version FROM environments WHERE id = ?1 AND user_id = ?2", params![e.id, e.user_id], |r| {
+                    r.get(0)
+                })
+                .optional()
+                .map_err(unavailable)?;
+            Err(if exists.is_some() { StoreError::PreconditionFailed } else { StoreError::NotFound })
+        })
+        .await
+    }
+
+    async fn delete_environment(&self, user_id: &str, id: &str, if_match: &Etag) -> StoreResult<()> {
+        let expected = parse_etag(if_match)?;
+        let (user_id, id) = (user_id.to_string(), id.to_string());
+        self.with(move |c| {
+            let changed = c
+                .execute(
+                    "DELETE FROM environments WHERE id = ?1 AND user_id = ?2 AND version = ?3",
+                    params![id, user_id, expected],
+                )
+                .map_err(unavailable)?;
+            if changed == 1 {
+                return Ok(());
+            }
+            let exists: Option<i64> = c
+                .query_row("SELECT version FROM environments WHERE id = ?1 AND user_id = ?2", params![id, user_id], |r| r.get(0))
+                .optional()
+                .map_err(unavailable)?;
+            Err(if exists.is_some() { StoreError::PreconditionFailed } else { StoreError::NotFound })
+        })
+        .await
+    }
+
+    async fn active_environments(&self) -> StoreResult<Vec<Versioned<Environment>>> {
+        self.with(move |c| {
+            let mut stmt = c
+                .prepare_cached(
+                    "SELECT doc, version FROM environments
+                     WHERE status IN ('creating', 'starting', 'running', 'stopping', 'deleting')",
+                )
+                .map_err(unavailable)?;
+            let rows = stmt.query_map([], read_env).map_err(unavailable)?;
+            versioned_envs(rows.collect::<Result<_, _>>().map_err(unavailable)?)
+        })
+        .await
+    }
+
+    async fn document(&self, key: &str) -> StoreResult<Option<Versioned<serde_json::Value>>> {
+        let key = key.to_string();
+        self.with(move |c| {
+            let row: Option<(String, i64)> = c
+                .query_row("SELECT doc, version FROM documents WHERE key = ?1", [key], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()
+                .map_err(unavailable)?;
+            row.map(|(doc, v)| Ok(Versioned { value: from_json(&doc)?, etag: v.to_string() })).transpose()
+        })
+        .await
+    }
+
+    async fn put_document(
+        &self,
+        key: &str,
+        value: &serde_json::Value,
+        if_match: Option<&Etag>,
+        expires_at: Option<DateTime<Utc>>,
+    ) -> StoreResult<Etag> {
+        let key = key.to_string();
+        let doc = to_json(value)?;
+        let exp = expires_at.map(ts);
+        let expected = if_match.map(parse_etag).transpose()?;
+        self.with(move |c| match expected {
+            None => {
+                c.execute(
+                    "INSERT INTO documents (key, version, expires_at, doc) VALUES (?1, 1, ?2, ?3)",
+                    params![key, exp, doc],
+                )
+                .map_err(|e| if is_unique_violation(&e) { StoreError::Conflict(key.clone()) } else { unavailable(e) })?;
+                Ok("1".to_string())
+            }
+            Some(v) => {
+                let changed = c
+                    .execute(
+                        "UPDATE documents SET version = version + 1, expires_at = ?1, doc = ?2 WHERE key = ?3 AND version = ?4",
+                        params![exp, doc, key, v],
+                    )
+                    .map_err(unavailable)?;
+                if changed == 1 { Ok((v + 1).to_string()) } else { Err(StoreError::PreconditionFailed) }
+            }
+        })
+        .await
+    }
+
+    async fn purge_expired_documents(&self, now: DateTime<Utc>) -> StoreResult<u64> {
+        let now = ts(now);
+        self.with(move |c| {
+            let n = c
+                .execute("DELETE FROM documents WHERE expires_at IS NOT NULL AND expires_at <= ?1", [now])
+                .map_err(unavailable)?;
+            Ok(n as u64)
+        })
+        .await
+    }
+}
