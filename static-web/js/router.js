@@ -1,0 +1,24 @@
+// Hash routes: #/ (environments), #/environments/<id>, #/signin, #/signup.
+
+/** Parses a location hash into a route. Hashes not starting with "#/" return null (in-page anchors). */
+export function parseRoute(hash) {
+  if (!hash || hash === '#') return { name: 'list' };
+  if (!hash.startsWith('#/')) return null;
+  const path = hash.slice(2).split('?')[0].replace(/\/+$/, '');
+  if (path === '' || path === 'environments') return { name: 'list' };
+  if (path === 'signin') return { name: 'signin' };
+  if (path === 'signup') return { name: 'signup' };
+  const match = /^environments\/([^/]+)$/.exec(path);
+  if (match) return { name: 'detail', id: decodeURIComponent(match[1]) };
+  return { name: 'notFound' };
+}
+
+/** The hash for a route. */
+export function hrefFor(route) {
+  switch (route.name) {
+    case 'detail': return `#/environments/${encodeURIComponent(route.id)}`;
+    case 'signin': return '#/signin';
+    case 'signup': return '#/signup';
+    default: return '#/';
+  }
+}

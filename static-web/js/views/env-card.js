@@ -1,0 +1,60 @@
+// One environment as a card in the list; updated in place on every poll.
+
+import { h, setText, keepFocus } from '../dom.js';
+import { sizeLabel, templateName } from '../format.js';
+import { hrefFor } from '../router.js';
+import {
+  actionBar, progressLine, statusBadge, templateTile, timeEl,
+  updateActionBar, updateProgressLine, updateStatusBadge, updateTime,
+} from './env-parts.js';
+
+/** Builds a card for `env` (call `updateCard` for later snapshots). */
+export function createCard(env, ctx) {
+  const titleId = `env-title-${env.id}`;
+  const link = h('a', { class: 'card-link', href: hrefFor({ name: 'detail', id: env.id }) });
+  const card = h('article', {
+    class: 'card env-card',
+    dataset: { envId: env.id },
+    attrs: { 'aria-labelledby': titleId },
+  },
+  h('div', { class: 'card-head' },
+    h('span', { class: 'tile-slot' }),
+    h('div', { class: 'card-title' },
+      h('h2', { id: titleId }, link),
+      h('p', { class: 'card-subtitle' })),
+    statusBadge()),
+  progressLine(),
+  h('p', { class: 'env-reason', hidden: true }),
+  h('dl', { class: 'env-facts' },
+    h('div', {}, h('dt', { text: 'Size' }), h('dd', { class: 'fact-size' })),
+    h('div', {}, h('dt', { text: 'Created' }), h('dd', {}, timeEl(null))),
+    h('div', {}, h('dt', { text: 'Last used' }), h('dd', {}, timeEl(null)))),
+  actionBar(ctx));
+  updateCard(card, env, ctx);
+  return card;
+}
+
+/** Brings a card in line with a new snapshot of its environment. */
+export function updateCard(card, env, ctx) {
+  keepFocus(card, () => {
+    card.dataset.status = env.status;
+    card.setAttribute('aria-busy', String(ctx.pending.has(env.id)));
+    const slot = card.querySelector('.tile-slot');
+    if (slot.dataset.image !== env.baseImage) {
+      slot.dataset.image = env.baseImage;
+      slot.replaceChildren(templateTile(env.baseImage));
+    }
+    setText(card.querySelector('.card-link'), env.name);
+    setText(card.querySelector('.card-subtitle'), templateName(ctx.templates, env.baseImage));
+    updateStatusBadge(card.querySelector('.badge'), env.status);
+    updateProgressLine(card.querySelector('.progress-line'), env.status);
+    const reason = card.querySelector('.env-reason');
+    reason.hidden = !(env.status === 'error' && env.statusReason);
+    setText(reason, env.status === 'error' ? env.statusReason ?? '' : '');
+    setText(card.querySelector('.fact-size'), sizeLabel(env));
+    const [created, used] = card.querySelectorAll('.env-facts time');
+    updateTime(created, env.createdAt);
+    updateTime(used, env.lastActivityAt, 'Not yet');
+    updateActionBar(card.querySelector('.actions'), env, ctx);
+  }, () => card.querySelector('.card-link'));
+}

@@ -1,0 +1,155 @@
+// Pieces shared by the environment card and the detail view: status badge,
+// progress line, template tile, times and the action bar.
+
+import { h, setText } from '../dom.js';
+import { icon } from '../icons.js';
+import { ideHref } from '../api.js';
+import { exactTime, relativeTime, statusLabel, statusTone } from '../format.js';
+import { isTransitional } from '../transitions.js';
+
+const PROGRESS_TEXT = {
+  creating: 'Setting up your environment — this can take a minute.',
+  starting: 'Booting the container and VS Code…',
+  stopping: 'Shutting down. Your files are kept.',
+  deleting: 'Removing the environment and its files…',
+};
+
+const TILE_TEXT = { node: 'JS', python: 'Py', golang: 'Go' };
+
+/** The coloured status badge; transitional statuses carry a spinner. */
+export function statusBadge() {
+  return h('span', { class: 'badge' });
+}
+
+export function updateStatusBadge(badge, status) {
+  const tone = statusTone(status);
+  const className = `badge badge-${tone}`;
+  if (badge.className !== className || badge.dataset.status !== status) {
+    badge.className = className;
+    badge.dataset.status = status;
+    badge.replaceChildren(
+      tone === 'busy' ? h('span', { class: 'spinner', attrs: { 'aria-hidden': 'true' } }) : h('span', { class: 'badge-dot', attrs: { 'aria-hidden': 'true' } }),
+      h('span', { class: 'badge-text', text: statusLabel(status) }),
+    );
+  }
+}
+
+/** The indeterminate bar plus a sentence about what is happening. */
+export function progressLine() {
+  return h('div', { class: 'progress-line', hidden: true },
+    h('div', { class: 'progress-bar', attrs: { 'aria-hidden': 'true' } }, h('span')),
+    h('p', { class: 'progress-text' }));
+}
+
+export function updateProgressLine(line, status) {
+  const busy = isTransitional(status);
+  line.hidden = !busy;
+  if (busy) setText(line.querySelector('.progress-text'), PROGRESS_TEXT[status] ?? statusLabel(status));
+}
+
+/** A small coloured tile standing for the template (decorative). */
+export function templateTile(baseImage) {
+  const known = baseImage in TILE_TEXT;
+  return h('span', {
+    class: `tile tile-${known ? baseImage : 'other'}`,
+    attrs: { 'aria-hidden': 'true' },
+    text: TILE_TEXT[baseImage] ?? (baseImage ?? '?').slice(0, 2),
+  });
+}
+
+/** A <time> showing a relative time with the exact one in its title. */
+export function timeEl(value, emptyText = '—') {
+  const el = h('time');
+  updateTime(el, value, emptyText);
+  return el;
+}
+
+export function updateTime(el, value, emptyText = '—', now = Date.now()) {
+  if (!value) {
+    el.removeAttribute('datetime');
+    el.removeAttribute('title');
+    setText(el, emptyText);
+    return;
+  }
+  if (el.getAttribute('datetime') !== value) {
+    el.setAttribute('datetime', value);
+    el.title = exactTime(value);
+  }
+  el.dataset.empty = emptyText;
+  setText(el, relativeTime(value, now));
+}
+
+/** Refreshes every relative <time> under `root`. */
+export function refreshTimes(root, now = Date.now()) {
+  for (const el of root.querySelectorAll('time[datetime]')) setText(el, relativeTime(el.getAttribute('datetime'), now));
+}
+
+const ACTION_ORDER = ['open', 'start', 'stop', 'delete'];
+
+/** The action bar, built from `env.actions`. */
+export function actionBar(ctx) {
+  const bar = h('div', { class: 'actions' });
+  bar.addEventListener('click', (event) => {
+    const button = event.target.closest('button[data-action]');
+    if (!button || button.disabled || !bar.envSnapshot) return;
+    ctx.onAction(bar.envSnapshot, button.dataset.action, button);
+  });
+  return bar;
+}
+
+/**
+ * Brings the bar in line with `env.actions`, keeping existing controls (and
+ * so keyboard focus) in place. While an action is in flight every button of
+ * that environment is disabled and the busy one shows a spinner.
+ */
+export function updateActionBar(bar, env, ctx) {
+  bar.envSnapshot = env;
+  const allowed = new Set(env.actions ?? []);
+  const pending = ctx.pending.get(env.id);
+  const existing = new Map([...bar.children].map((el) => [el.dataset.action, el]));
+  let previous = null;
+  for (const action of ACTION_ORDER) {
+    let el = existing.get(action);
+    if (!allowed.has(action)) {
+      el?.remove();
+      continue;
+    }
+    if (!el) el = makeControl(action, env);
+    if (previous ? previous.nextElementSibling !== el : bar.firstElementChild !== el) {
+      if (previous) previous.after(el);
+      else bar.prepend(el);
+    }
+    if (action === 'open') {
+      el.href = ideHref(env.id);
+    } else {
+      el.disabled = Boolean(pending);
+      const busy = pending === action;
+      el.classList.toggle('is-busy', busy);
+      if (busy) el.setAttribute('aria-busy', 'true');
+      else el.removeAttribute('aria-busy');
+    }
+    previous = el;
+  }
+}
+
+function makeControl(action, env) {
+  if (action === 'open') {
+    return h('a', {
+      class: 'btn btn-primary',
+      href: ideHref(env.id),
+      target: '_blank',
+      rel: 'noopener',
+      title: 'Opens in a new tab',
+      dataset: { action: 'open' },
+    }, h('span', { text: 'Open IDE' }), icon('external'));
+  }
+  const spec = {
+    start: { label: 'Start', icon: 'play', class: 'btn' },
+    stop: { label: 'Stop', icon: 'stop', class: 'btn' },
+    delete: { label: 'Delete', icon: 'trash', class: 'btn btn-danger' },
+  }[action];
+  return h('button', { type: 'button', class: spec.class, dataset: { action } },
+    icon(spec.icon),
+    h('span', { class: 'spinner spinner-inline', attrs: { 'aria-hidden': 'true' } }),
+    h('span', { text: spec.label }));
+}
