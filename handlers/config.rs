@@ -7,7 +7,11 @@ use secrecy::SecretString;
 use std::path::PathBuf;
 
 #[derive(Debug, Parser)]
-#[command(name = "handler", version, about = "Dev8 control plane, environment agent and Functions custom handler")]
+#[command(
+    name = "handler",
+    version,
+    about = "Dev8 control plane, environment agent and Functions custom handler"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,

@@ -1,14 +1,22 @@
 //! Quotas: environments per user, running environments per user and in total.
-//! Kept as small id-set documents updated with conditional writes through the
-//! `Store`, so parallel requests on any backend and any number of instances
-//! can never exceed them. Adding or removing an id is idempotent; ids whose
-//! environment no longer needs the slot are pruned when a limit is reached,
-//! so a crash between a reservation and its use heals itself.
+//! Kept as small documents of reservations (id -> when reserved) updated with
+//! conditional writes through the `Store`, so parallel requests on any
+//! backend and any number of instances can never exceed them. Adding or
+//! removing an id is idempotent. When a limit is reached, reservations older
+//! than `PRUNE_AFTER` whose environment no longer needs the slot are pruned,
+//! so a crash between a reservation and its use heals itself; younger ones
+//! may belong to a request still in flight and are left alone.
 
 use crate::domain::DesiredState;
 use crate::store::{Store, StoreError};
+use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
+
+/// A reservation this old without its environment is a leftover.
+pub const PRUNE_AFTER: Duration = Duration::minutes(2);
+
+type Reservations = BTreeMap<String, DateTime<Utc>>;
 
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
@@ -29,16 +37,16 @@ pub enum QuotaError {
 #[serde(rename_all = "camelCase")]
 struct UserSlots {
     #[serde(default)]
-    environments: BTreeSet<String>,
+    environments: Reservations,
     #[serde(default)]
-    running: BTreeSet<String>,
+    running: Reservations,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct GlobalSlots {
     /// `userId/environmentId` entries.
     #[serde(default)]
-    running: BTreeSet<String>,
+    running: Reservations,
 }
 
 const GLOBAL_KEY: &str = "quota:global";
@@ -63,7 +71,10 @@ where
             return Ok(());
         }
         let json = serde_json::to_value(&value).expect("slots serialise");
-        match store.put_document(key, &json, current.as_ref().map(|c| &c.etag), None).await {
+        match store
+            .put_document(key, &json, current.as_ref().map(|c| &c.etag), None)
+            .await
+        {
             Ok(_) => return Ok(()),
             Err(StoreError::PreconditionFailed | StoreError::Conflict(_)) => {
                 // Lost a race: back off a little (jittered) and read again.
@@ -78,23 +89,33 @@ where
 
 /// Does environment `id` of `user` still hold its slot (exists; and, for a
 /// running slot, still wants to run)?
-async fn still_needs(store: &dyn Store, user: &str, id: &str, running: bool) -> Result<bool, StoreError> {
+async fn still_needs(
+    store: &dyn Store,
+    user: &str,
+    id: &str,
+    running: bool,
+) -> Result<bool, StoreError> {
     Ok(match store.environment(user, id).await? {
         None => false,
         Some(v) => !running || v.value.desired_state == DesiredState::Running,
     })
 }
 
-async fn prune_user(store: &dyn Store, user: &str, slots: &UserSlots) -> Result<(Vec<String>, Vec<String>), StoreError> {
+async fn prune_user(
+    store: &dyn Store,
+    user: &str,
+    slots: &UserSlots,
+    now: DateTime<Utc>,
+) -> Result<(Vec<String>, Vec<String>), StoreError> {
     let mut stale_envs = Vec::new();
     let mut stale_running = Vec::new();
-    for id in &slots.environments {
-        if !still_needs(store, user, id, false).await? {
+    for (id, at) in &slots.environments {
+        if *at + PRUNE_AFTER < now && !still_needs(store, user, id, false).await? {
             stale_envs.push(id.clone());
         }
     }
-    for id in &slots.running {
-        if !still_needs(store, user, id, true).await? {
+    for (id, at) in &slots.running {
+        if *at + PRUNE_AFTER < now && !still_needs(store, user, id, true).await? {
             stale_running.push(id.clone());
         }
     }
@@ -103,9 +124,15 @@ async fn prune_user(store: &dyn Store, user: &str, slots: &UserSlots) -> Result<
 
 impl Limits {
     /// Reserve an environment slot (and a running slot) for a new environment.
-    pub async fn reserve_new(&self, store: &dyn Store, user: &str, id: &str) -> Result<(), QuotaError> {
-        self.reserve_user(store, user, id, true).await?;
-        if let Err(e) = self.reserve_global(store, user, id).await {
+    pub async fn reserve_new(
+        &self,
+        store: &dyn Store,
+        user: &str,
+        id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), QuotaError> {
+        self.reserve_user(store, user, id, true, now).await?;
+        if let Err(e) = self.reserve_global(store, user, id, now).await {
             self.release(store, user, id, true).await.ok();
             return Err(e);
         }
@@ -113,16 +140,33 @@ impl Limits {
     }
 
     /// Reserve a running slot for an existing environment being started.
-    pub async fn reserve_running(&self, store: &dyn Store, user: &str, id: &str) -> Result<(), QuotaError> {
-        self.reserve_user(store, user, id, false).await?;
-        if let Err(e) = self.reserve_global(store, user, id).await {
-            update::<UserSlots, _>(store, &user_key(user), |s| Ok(s.running.remove(id))).await.ok();
+    pub async fn reserve_running(
+        &self,
+        store: &dyn Store,
+        user: &str,
+        id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), QuotaError> {
+        self.reserve_user(store, user, id, false, now).await?;
+        if let Err(e) = self.reserve_global(store, user, id, now).await {
+            update::<UserSlots, _>(store, &user_key(user), |s| {
+                Ok(s.running.remove(id).is_some())
+            })
+            .await
+            .ok();
             return Err(e);
         }
         Ok(())
     }
 
-    async fn reserve_user(&self, store: &dyn Store, user: &str, id: &str, new_env: bool) -> Result<(), QuotaError> {
+    async fn reserve_user(
+        &self,
+        store: &dyn Store,
+        user: &str,
+        id: &str,
+        new_env: bool,
+        now: DateTime<Utc>,
+    ) -> Result<(), QuotaError> {
         let key = user_key(user);
         let mut pruned: Option<(Vec<String>, Vec<String>)> = None;
         loop {
@@ -136,8 +180,8 @@ impl Limits {
                         s.running.remove(e);
                     });
                 }
-                let has_env = s.environments.contains(id);
-                let has_run = s.running.contains(id);
+                let has_env = s.environments.contains_key(id);
+                let has_run = s.running.contains_key(id);
                 if new_env && !has_env && s.environments.len() >= self.environments_per_user {
                     over = true;
                     return Err(QuotaError::Exceeded(format!(
@@ -153,9 +197,9 @@ impl Limits {
                     )));
                 }
                 if new_env {
-                    s.environments.insert(id.to_string());
+                    s.environments.entry(id.to_string()).or_insert(now);
                 }
-                s.running.insert(id.to_string());
+                s.running.entry(id.to_string()).or_insert(now);
                 Ok(!(has_run && (has_env || !new_env)))
             })
             .await;
@@ -166,7 +210,7 @@ impl Limits {
                         Some(v) => serde_json::from_value(v.value).unwrap_or_default(),
                         None => UserSlots::default(),
                     };
-                    let stale = prune_user(store, user, &slots).await?;
+                    let stale = prune_user(store, user, &slots, now).await?;
                     if stale.0.is_empty() && stale.1.is_empty() {
                         return result;
                     }
@@ -177,7 +221,13 @@ impl Limits {
         }
     }
 
-    async fn reserve_global(&self, store: &dyn Store, user: &str, id: &str) -> Result<(), QuotaError> {
+    async fn reserve_global(
+        &self,
+        store: &dyn Store,
+        user: &str,
+        id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), QuotaError> {
         let entry = format!("{user}/{id}");
         let mut pruned: Option<Vec<String>> = None;
         loop {
@@ -188,16 +238,17 @@ impl Limits {
                         s.running.remove(e);
                     });
                 }
-                if s.running.contains(&entry) {
+                if s.running.contains_key(&entry) {
                     return Ok(pruned.is_some());
                 }
                 if s.running.len() >= self.running_total {
                     over = true;
                     return Err(QuotaError::Exceeded(
-                        "the platform is at its limit of running environments; try again later".into(),
+                        "the platform is at its limit of running environments; try again later"
+                            .into(),
                     ));
                 }
-                s.running.insert(entry.clone());
+                s.running.insert(entry.clone(), now);
                 Ok(true)
             })
             .await;
@@ -208,9 +259,9 @@ impl Limits {
                         None => GlobalSlots::default(),
                     };
                     let mut stale = Vec::new();
-                    for e in &slots.running {
+                    for (e, at) in &slots.running {
                         let (u, i) = e.split_once('/').unwrap_or((e, ""));
-                        if !still_needs(store, u, i, true).await? {
+                        if *at + PRUNE_AFTER < now && !still_needs(store, u, i, true).await? {
                             stale.push(e.clone());
                         }
                     }
@@ -225,14 +276,23 @@ impl Limits {
     }
 
     /// Give back the running slot (and with `forget`, the environment slot).
-    pub async fn release(&self, store: &dyn Store, user: &str, id: &str, forget: bool) -> Result<(), QuotaError> {
+    pub async fn release(
+        &self,
+        store: &dyn Store,
+        user: &str,
+        id: &str,
+        forget: bool,
+    ) -> Result<(), QuotaError> {
         update::<UserSlots, _>(store, &user_key(user), |s| {
-            let a = s.running.remove(id);
-            let b = forget && s.environments.remove(id);
+            let a = s.running.remove(id).is_some();
+            let b = forget && s.environments.remove(id).is_some();
             Ok(a || b)
         })
         .await?;
         let entry = format!("{user}/{id}");
-        update::<GlobalSlots, _>(store, GLOBAL_KEY, |s| Ok(s.running.remove(&entry))).await
+        update::<GlobalSlots, _>(store, GLOBAL_KEY, |s| {
+            Ok(s.running.remove(&entry).is_some())
+        })
+        .await
     }
 }

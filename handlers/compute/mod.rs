@@ -49,7 +49,11 @@ pub trait Compute: Send + Sync + 'static {
     async fn observe(&self, env: &Environment) -> ComputeResult<Observed>;
     /// Create or start the resources. Returns provider references to keep in
     /// the record (`Environment::compute`).
-    async fn start(&self, env: &Environment, agent: &AgentParams) -> ComputeResult<serde_json::Value>;
+    async fn start(
+        &self,
+        env: &Environment,
+        agent: &AgentParams,
+    ) -> ComputeResult<serde_json::Value>;
     /// Stop, keeping the workspace.
     async fn stop(&self, env: &Environment) -> ComputeResult<()>;
     /// Remove everything, the workspace included.

@@ -32,7 +32,11 @@ pub struct RouteSpec {
 }
 
 const fn r(function: &'static str, method: &'static str, path: &'static str) -> RouteSpec {
-    RouteSpec { function, method, path }
+    RouteSpec {
+        function,
+        method,
+        path,
+    }
 }
 
 pub const ROUTES: &[RouteSpec] = &[
@@ -112,9 +116,18 @@ pub fn app_router(state: AppState, static_dir: &Path) -> Router {
     let files = ServeDir::new(static_dir).fallback(ServeFile::new(static_dir.join("index.html")));
     let static_app = Router::new()
         .fallback_service(files)
-        .layer(SetResponseHeaderLayer::overriding(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP)))
-        .layer(SetResponseHeaderLayer::overriding(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")))
-        .layer(SetResponseHeaderLayer::overriding(header::REFERRER_POLICY, HeaderValue::from_static("same-origin")))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(CSP),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("same-origin"),
+        ))
         .layer(SetResponseHeaderLayer::overriding(
             HeaderName::from_static("x-frame-options"),
             HeaderValue::from_static("DENY"),

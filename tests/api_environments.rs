@@ -1,0 +1,564 @@
+//! The environment API over HTTP: validation, per-user isolation, quotas,
+//! idempotent actions. Jobs are driven by hand with `FakeCompute`.
+
+mod common;
+
+use common::{Auth, spawn_app, spawn_app_with};
+use dev8::http::ROUTES;
+use reqwest::Method;
+use serde_json::{Value, json};
+
+#[tokio::test]
+async fn create_answers_202_with_location_and_runs_to_running() {
+    let app = spawn_app().await;
+    let u = app.user("ada@x.io").await;
+    let a = app
+        .post(
+            "/api/environments",
+            json!({"name":"  my app ","baseImage":"python","preset":"medium"}),
+            &u,
+        )
+        .await;
+    assert_eq!(a.status, 202, "{}", a.body);
+    let env = &a.body["environment"];
+    let id = env["id"].as_str().unwrap();
+    assert_eq!(
+        a.headers.get("location").unwrap(),
+        &format!("/api/environments/{id}")
+    );
+    assert_eq!(env["status"], "creating");
+    assert_eq!(env["desiredState"], "running");
+    assert_eq!(env["name"], "my app");
+    assert_eq!(
+        (
+            env["cpuCores"].as_u64(),
+            env["memoryGB"].as_u64(),
+            env["storageGB"].as_u64()
+        ),
+        (Some(2), Some(4), Some(50))
+    );
+    assert_eq!(env["idleTimeoutMinutes"], 30);
+    assert_eq!(env["actions"], json!(["stop", "delete"]));
+    for hidden in ["userId", "lease", "chain", "compute", "agentTokenId"] {
+        assert!(env.get(hidden).is_none(), "{hidden} leaked");
+    }
+    app.compute.set_boot_polls(2);
+    app.settle(30).await;
+    let got = app.env(&u, id).await;
+    assert_eq!(got.body["environment"]["status"], "running");
+    assert_eq!(
+        got.body["environment"]["ideUrl"],
+        format!("http://e-{id}.localhost/")
+    );
+    assert_eq!(
+        got.body["environment"]["actions"],
+        json!(["open", "stop", "delete"])
+    );
+    let st = app.get(&format!("/api/environments/{id}/status"), &u).await;
+    assert_eq!(
+        st.body,
+        json!({"status":"running","desiredState":"running","statusReason":null,"ideUrl":format!("http://e-{id}.localhost/"),"actions":["open","stop","delete"]})
+    );
+}
+
+#[tokio::test]
+async fn explicit_sizes_and_idle_timeout_are_accepted() {
+    let app = spawn_app_with(|s| s.idle_timeout_minutes = 45).await;
+    let u = app.user("ada@x.io").await;
+    let a = app
+        .post("/api/environments", json!({"name":"big","baseImage":"golang","cpuCores":8,"memoryGB":16,"storageGB":200,"idleTimeoutMinutes":480}), &u)
+        .await;
+    assert_eq!(a.status, 202, "{}", a.body);
+    assert_eq!(a.body["environment"]["idleTimeoutMinutes"], 480);
+    let b = app
+        .post(
+            "/api/environments",
+            json!({"name":"dflt","baseImage":"node","preset":"large"}),
+            &u,
+        )
+        .await;
+    assert_eq!(
+        b.body["environment"]["idleTimeoutMinutes"], 45,
+        "default from settings"
+    );
+}
+
+#[tokio::test]
+async fn every_validation_error_is_reported_by_field_and_nothing_is_stored() {
+    let app = spawn_app().await;
+    let u = app.user("ada@x.io").await;
+    let ok = json!({"name":"n","baseImage":"node","cpuCores":1,"memoryGB":2,"storageGB":20});
+    let with = |k: &str, v: Value| {
+        let mut b = ok.clone();
+        b[k] = v;
+        b
+    };
+    let cases: Vec<(&str, Value)> = vec![
+        ("name", with("name", json!(""))),
+        ("name", with("name", json!("   "))),
+        ("name", with("name", json!("x".repeat(51)))),
+        ("name", with("name", json!("bad\u{0000}name"))),
+        ("name", with("name", json!(7))),
+        ("baseImage", with("baseImage", json!("ruby"))),
+        ("baseImage", with("baseImage", Value::Null)),
+        ("cpuCores", with("cpuCores", json!(0))),
+        ("cpuCores", with("cpuCores", json!(9))),
+        ("cpuCores", with("cpuCores", json!(1.5))),
+        ("memoryGB", with("memoryGB", json!(1))),
+        ("memoryGB", with("memoryGB", json!(17))),
+        ("storageGB", with("storageGB", json!(19))),
+        ("storageGB", with("storageGB", json!(201))),
+        ("idleTimeoutMinutes", with("idleTimeoutMinutes", json!(4))),
+        ("idleTimeoutMinutes", with("idleTimeoutMinutes", json!(481))),
+        (
+            "preset",
+            json!({"name":"n","baseImage":"node","preset":"huge"}),
+        ),
+        (
+            "cpuCores",
+            json!({"name":"n","baseImage":"node","preset":"small","cpuCores":2}),
+        ),
+        (
+            "storageGB",
+            json!({"name":"n","baseImage":"node","cpuCores":1,"memoryGB":2}),
+        ),
+        ("userId", with("userId", json!("someone"))),
+        ("status", with("status", json!("running"))),
+        ("ideUrl", with("ideUrl", json!("http://evil"))),
+        ("desiredState", with("desiredState", json!("running"))),
+        ("id", with("id", json!("chosen"))),
+        ("color", with("color", json!("red"))),
+    ];
+    for (field, body) in cases {
+        let a = app.post("/api/environments", body.clone(), &u).await;
+        let errs = a.problem(400);
+        assert!(
+            errs[field].is_string(),
+            "expected an error for {field} from {body}: {}",
+            a.body
+        );
+    }
+    let list = app.get("/api/environments", &u).await;
+    assert_eq!(list.body["environments"], json!([]));
+    assert_eq!(app.queue_len().await, 0, "nothing was enqueued");
+}
+
+#[tokio::test]
+async fn malformed_bodies_are_4xx_problems_never_5xx() {
+    let app = spawn_app().await;
+    let u = app.user("ada@x.io").await;
+    let url = format!("{}/api/environments", app.url);
+    let send = |body: Vec<u8>, ct: Option<&str>| {
+        let mut r = app.client.post(&url).bearer_auth(&u.token).body(body);
+        if let Some(ct) = ct {
+            r = r.header("content-type", ct);
+        }
+        r.send()
+    };
+    let cases: Vec<(Vec<u8>, Option<&str>, u16)> = vec![
+        (b"{not json".to_vec(), Some("application/json"), 400),
+        (b"[1,2]".to_vec(), Some("application/json"), 400),
+        (b"\"str\"".to_vec(), Some("application/json"), 400),
+        (b"".to_vec(), Some("application/json"), 400),
+        (br#"{"name":"x"}"#.to_vec(), Some("text/plain"), 415),
+        (br#"{"name":"x"}"#.to_vec(), None, 415),
+        (
+            format!(r#"{{"name":"{}"}}"#, "x".repeat(70_000)).into_bytes(),
+            Some("application/json"),
+            413,
+        ),
+    ];
+    for (body, ct, want) in cases {
+        let r = send(body, ct).await.unwrap();
+        assert_eq!(r.status().as_u16(), want, "content type {ct:?}");
+        assert_eq!(r.headers()["content-type"], "application/problem+json");
+    }
+    let unknown = app.get("/api/nothing-here", &u).await;
+    unknown.problem(404);
+    assert_eq!(
+        app.get("/api/environments", &u).await.body["environments"],
+        json!([])
+    );
+}
+
+#[tokio::test]
+async fn names_are_unique_per_user_only() {
+    let app = spawn_app().await;
+    let ada = app.user("ada@x.io").await;
+    let bob = app.user("bob@x.io").await;
+    app.create_env(&ada, "web").await;
+    let dup = app
+        .post(
+            "/api/environments",
+            json!({"name":"web","baseImage":"node","preset":"small"}),
+            &ada,
+        )
+        .await;
+    assert!(dup.problem(409)["name"].is_string());
+    app.create_env(&bob, "web").await;
+    // The refused create gave back its quota slot.
+    let slots = app
+        .platform
+        .store
+        .document(&format!("quota:user:{}", ada.id))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(slots.value["environments"].as_object().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn patch_renames_and_changes_the_idle_timeout() {
+    let app = spawn_app().await;
+    let u = app.user("ada@x.io").await;
+    let id = app.create_env(&u, "a").await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    app.create_env(&u, "b").await;
+    let path = format!("/api/environments/{id}");
+    let patch = |body: Value| app.send(Method::PATCH, &path, Some(body), Auth::Bearer(&u.token));
+    let ok = patch(json!({"name":"renamed","idleTimeoutMinutes":5})).await;
+    assert_eq!(ok.status, 200, "{}", ok.body);
+    assert_eq!(
+        (
+            ok.body["environment"]["name"].as_str(),
+            ok.body["environment"]["idleTimeoutMinutes"].as_u64()
+        ),
+        (Some("renamed"), Some(5))
+    );
+    assert!(patch(json!({"name":"b"})).await.problem(409)["name"].is_string());
+    assert!(
+        patch(json!({"idleTimeoutMinutes":481})).await.problem(400)["idleTimeoutMinutes"]
+            .is_string()
+    );
+    assert!(patch(json!({"status":"stopped"})).await.problem(400)["status"].is_string());
+    patch(json!({})).await.problem(400);
+    assert_eq!(
+        app.env(&u, &id).await.body["environment"]["name"],
+        "renamed"
+    );
+}
+
+#[tokio::test]
+async fn start_and_stop_are_idempotent_and_refused_once_deleting() {
+    let app = spawn_app().await;
+    let u = app.user("ada@x.io").await;
+    let id = app.create_env(&u, "a").await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    app.settle(20).await;
+    let act = async |verb: &str| {
+        app.post(&format!("/api/environments/{id}/{verb}"), json!({}), &u)
+            .await
+    };
+    let again = act("start").await;
+    assert_eq!(again.status, 202);
+    assert_eq!(again.body["environment"]["status"], "running");
+    assert_eq!(
+        app.queue_len().await,
+        0,
+        "starting a running environment changes nothing"
+    );
+
+    let stop = act("stop").await;
+    assert_eq!(
+        (
+            stop.status.as_u16(),
+            stop.body["environment"]["status"].as_str()
+        ),
+        (202, Some("stopping"))
+    );
+    assert_eq!(act("stop").await.status, 202);
+    app.settle(20).await;
+    let e = app.env(&u, &id).await.body["environment"].clone();
+    assert_eq!(
+        (
+            e["status"].as_str(),
+            e["stopCause"].as_str(),
+            e["ideUrl"].as_null()
+        ),
+        (Some("stopped"), Some("user"), Some(()))
+    );
+    assert_eq!(e["actions"], json!(["start", "delete"]));
+
+    let start = act("start").await;
+    assert_eq!(start.body["environment"]["status"], "starting");
+    app.settle(20).await;
+    assert_eq!(app.status_of(&u, &id).await, "running");
+    assert_eq!(
+        app.compute.counts(&id).creates,
+        1,
+        "restart reuses the resources"
+    );
+
+    let del = app
+        .send(
+            Method::DELETE,
+            &format!("/api/environments/{id}"),
+            None,
+            Auth::Bearer(&u.token),
+        )
+        .await;
+    assert_eq!(
+        (
+            del.status.as_u16(),
+            del.body["environment"]["status"].as_str()
+        ),
+        (202, Some("deleting"))
+    );
+    act("start").await.problem(409);
+    act("stop").await.problem(409);
+    app.settle(20).await;
+    app.env(&u, &id).await.problem(404);
+    assert!(app.compute.state(&id).is_none());
+}
+
+/// Every route with an `{id}` answers 404 for another user's environment and
+/// changes nothing. Driven by the route table: a new route is covered (and
+/// must pass) without editing this test.
+#[tokio::test]
+async fn another_users_environment_is_404_on_every_route() {
+    let app = spawn_app().await;
+    let ada = app.user("ada@x.io").await;
+    let eve = app.user("eve@x.io").await;
+    let id = app.create_env(&ada, "private").await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    app.settle(20).await;
+    let before = app
+        .platform
+        .store
+        .environment(&ada.id, &id)
+        .await
+        .unwrap()
+        .unwrap();
+    let queued = app.queue_len().await;
+    let mut covered = 0;
+    for route in ROUTES.iter().filter(|r| r.path.contains("{id}")) {
+        let path = route.path.replace("{id}", &id);
+        let method = Method::from_bytes(route.method.as_bytes()).unwrap();
+        let body = matches!(route.method, "POST" | "PATCH" | "PUT")
+            .then(|| json!({"name":"stolen","idleTimeoutMinutes":5}));
+        let a = app
+            .send(method, &path, body, Auth::Bearer(&eve.token))
+            .await;
+        assert_eq!(
+            a.status, 404,
+            "{} {} answered {} {}",
+            route.method, route.path, a.status, a.body
+        );
+        covered += 1;
+    }
+    assert!(covered >= 6, "the route table lost environment routes");
+    let after = app
+        .platform
+        .store
+        .environment(&ada.id, &id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(before, after, "nothing changed");
+    assert_eq!(app.queue_len().await, queued, "nothing was enqueued");
+    assert_eq!(
+        app.get("/api/environments", &eve).await.body["environments"],
+        json!([])
+    );
+    // Unknown ids are 404 too, not 400 or 500.
+    app.get("/api/environments/does-not-exist", &ada)
+        .await
+        .problem(404);
+}
+
+#[tokio::test]
+async fn listing_is_most_recently_used_first_and_per_user() {
+    let app = spawn_app().await;
+    let u = app.user("ada@x.io").await;
+    let other = app.user("bob@x.io").await;
+    app.create_env(&other, "theirs").await;
+    for name in ["first", "second", "third"] {
+        app.create_env(&u, name).await;
+        app.clock.advance(chrono::Duration::seconds(5));
+    }
+    let names: Vec<String> = app.get("/api/environments", &u).await.body["environments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["name"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(names, ["third", "second", "first"]);
+}
+
+#[tokio::test]
+async fn parallel_creates_never_exceed_the_quotas() {
+    let app = spawn_app_with(|s| {
+        s.max_environments_per_user = 10;
+        s.max_running_per_user = 5;
+    })
+    .await;
+    let u = app.user("ada@x.io").await;
+    let creates = (0..20).map(|i| {
+        let (app, u) = (&app, &u);
+        async move {
+            app.post(
+                "/api/environments",
+                json!({"name": format!("env-{i}"), "baseImage":"node","preset":"small"}),
+                u,
+            )
+            .await
+        }
+    });
+    let answers = futures::future::join_all(creates).await;
+    let ok = answers.iter().filter(|a| a.status == 202).count();
+    for a in answers.iter().filter(|a| a.status != 202) {
+        assert_eq!(a.body["title"], "Quota exceeded", "{}", a.body);
+    }
+    assert_eq!(ok, 5, "five may run at once");
+    let listed = app.get("/api/environments", &u).await.body["environments"]
+        .as_array()
+        .unwrap()
+        .len();
+    assert_eq!(listed, 5);
+
+    // Stopped environments still count toward the 10 environments.
+    app.settle(20).await;
+    for e in app.get("/api/environments", &u).await.body["environments"]
+        .as_array()
+        .unwrap()
+    {
+        app.post(
+            &format!("/api/environments/{}/stop", e["id"].as_str().unwrap()),
+            json!({}),
+            &u,
+        )
+        .await;
+    }
+    app.settle(20).await;
+    let more = (0..10).map(|i| {
+        let (app, u) = (&app, &u);
+        async move {
+            app.post(
+                "/api/environments",
+                json!({"name": format!("more-{i}"), "baseImage":"node","preset":"small"}),
+                u,
+            )
+            .await
+        }
+    });
+    let answers = futures::future::join_all(more).await;
+    assert_eq!(
+        answers.iter().filter(|a| a.status == 202).count(),
+        5,
+        "10 environments in all"
+    );
+
+    // Starting a stopped one is refused while 5 run.
+    let stopped = app.get("/api/environments", &u).await.body["environments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["status"] == "stopped")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let start = app
+        .post(&format!("/api/environments/{stopped}/start"), json!({}), &u)
+        .await;
+    assert_eq!(start.problem(403).as_null(), Some(()));
+    assert_eq!(
+        app.env(&u, &stopped).await.body["environment"]["desiredState"],
+        "stopped"
+    );
+}
+
+#[tokio::test]
+async fn the_platform_wide_running_limit_holds_across_users() {
+    let app = spawn_app_with(|s| s.max_running_total = 3).await;
+    let mut users = Vec::new();
+    for i in 0..3 {
+        users.push(app.user(&format!("u{i}@x.io")).await);
+    }
+    let creates = (0..9).map(|i| {
+        let (app, u) = (&app, &users[i % 3]);
+        async move {
+            app.post(
+                "/api/environments",
+                json!({"name": format!("e{i}"), "baseImage":"node","preset":"small"}),
+                u,
+            )
+            .await
+        }
+    });
+    let answers = futures::future::join_all(creates).await;
+    assert_eq!(answers.iter().filter(|a| a.status == 202).count(), 3);
+}
+
+#[tokio::test]
+async fn a_slot_leaked_by_a_crash_heals_itself() {
+    let app = spawn_app_with(|s| s.max_running_per_user = 1).await;
+    let u = app.user("ada@x.io").await;
+    // A reservation whose environment was never written (a crash in between).
+    app.platform
+        .policy
+        .quotas
+        .reserve_new(app.platform.store.as_ref(), &u.id, "ghost", app.now())
+        .await
+        .unwrap();
+    let early = app
+        .post(
+            "/api/environments",
+            json!({"name":"early","baseImage":"node","preset":"small"}),
+            &u,
+        )
+        .await;
+    early.problem(403);
+    app.clock
+        .advance(dev8::quota::PRUNE_AFTER + chrono::Duration::seconds(1));
+    let a = app
+        .post(
+            "/api/environments",
+            json!({"name":"real","baseImage":"node","preset":"small"}),
+            &u,
+        )
+        .await;
+    assert_eq!(a.status, 202, "{}", a.body);
+}
+
+#[tokio::test]
+async fn browsers_get_the_dashboard_and_api_paths_stay_json() {
+    let app = spawn_app().await;
+    let page = app
+        .client
+        .get(format!("{}/environments/xyz", app.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200);
+    let csp = page.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        csp.contains("default-src 'self'") && csp.contains("frame-ancestors 'none'"),
+        "{csp}"
+    );
+    assert!(page.text().await.unwrap().contains("<html"));
+    let api = app
+        .send(Method::GET, "/api/environments", None, Auth::None)
+        .await;
+    api.problem(401);
+}
+
+trait QueueLen {
+    async fn queue_len(&self) -> u64;
+}
+
+impl QueueLen for common::TestApp {
+    async fn queue_len(&self) -> u64 {
+        use dev8::queue::JobQueue;
+        self.queue.approximate_len().await.unwrap()
+    }
+}
