@@ -43,7 +43,7 @@ cargo test --all-targets
 echo "== Dashboard unit tests"
 node --test static-web/tests/
 
-if [ -d tests/e2e ]; then
+if [ -d tests/js/e2e ]; then
   echo "== Dashboard end-to-end tests (headless Chromium)"
-  node --test --test-concurrency=1 tests/e2e/
+  node --test --test-concurrency=1 tests/js/e2e/*.test.mjs
 fi

@@ -23,7 +23,7 @@ export function createAuthView({ mode, config, notice, onSignedIn }) {
   const fields = [
     name && field('Name (optional)', name, { id: 'auth-name' }).wrap,
     field('Email', email, { id: 'auth-email' }).wrap,
-    field('Password', password, { id: 'auth-password', hint: signup ? 'Use a long password you don’t use anywhere else.' : undefined }).wrap,
+    field('Password', password, { id: 'auth-password', hint: signup ? 'At least 8 characters. Use a long password you don’t use anywhere else.' : undefined }).wrap,
   ];
   const submitLabel = signup ? 'Sign up' : 'Sign in';
   const submit = h('button', { type: 'submit', class: 'btn btn-primary btn-block' },

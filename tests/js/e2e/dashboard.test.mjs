@@ -1,0 +1,131 @@
+// The dashboard end to end, in real headless Chromium, against the real
+// `handler serve` with the real local backend (code-server behind the agent).
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { startServe } from './serve.mjs';
+import { join } from 'node:path';
+import { launch, shots, seriousViolations, ARTIFACTS, DESKTOP } from './browser.mjs';
+
+let serve;
+let browser;
+
+before(async () => {
+  serve = await startServe();
+  browser = await launch();
+});
+
+after(async () => {
+  await browser?.close();
+  await serve?.stop();
+});
+
+async function signUp(page, email) {
+  await page.goto(`${serve.url}/#/signup`);
+  await page.getByLabel('Email').fill(email);
+  await page.getByLabel('Password').fill('correct-horse-battery');
+  await page.getByRole('button', { name: 'Sign up' }).click();
+  await page.getByRole('heading', { name: 'Environments' }).waitFor();
+}
+
+function card(page, name) {
+  return page.locator('article[data-env-id]').filter({ has: page.getByRole('heading', { name }) });
+}
+
+async function waitForStatus(page, name, status, timeout = 60_000) {
+  await card(page, name).getByText(status, { exact: true }).first().waitFor({ timeout });
+}
+
+test('a person does everything from the browser', { timeout: 240_000 }, async () => {
+  const context = await browser.newContext({ viewport: DESKTOP });
+  const page = await context.newPage();
+  const errors = [];
+  page.on('pageerror', (e) => errors.push(String(e)));
+
+  await page.goto(serve.url);
+  await page.getByRole('button', { name: 'Sign in' }).waitFor();
+  assert.deepEqual(await seriousViolations(page), [], 'sign-in page');
+  await shots(page, '01-sign-in');
+
+  await signUp(page, 'ada@example.com');
+  await page.getByRole('button', { name: 'Create your first environment' }).waitFor();
+  assert.deepEqual(await seriousViolations(page), [], 'empty list');
+  await shots(page, '02-empty');
+
+  // Validation errors from the server render next to the field.
+  await page.getByRole('button', { name: 'New environment' }).click();
+  const dialog = page.getByRole('dialog');
+  await dialog.getByLabel('Name').fill('x'.repeat(5));
+  await dialog.getByLabel('Name').fill('   ');
+  await dialog.getByRole('button', { name: 'Create environment' }).click();
+  await dialog.getByText(/must be 1 to 50 characters|required/i).first().waitFor();
+  assert.deepEqual(await seriousViolations(page), [], 'create dialog');
+  await shots(page, '03-create-errors');
+
+  await dialog.getByLabel('Name').fill('hello-node');
+  await dialog.getByLabel('Template').selectOption({ label: 'Node.js' });
+  await dialog.getByLabel('Size').selectOption({ index: 0 });
+  await dialog.getByRole('button', { name: 'Create environment' }).click();
+  await card(page, 'hello-node').waitFor();
+  await waitForStatus(page, 'hello-node', 'Running', 90_000);
+  assert.deepEqual(await seriousViolations(page), [], 'list with an environment');
+  await shots(page, '04-running');
+
+  // Open IDE: a real link in a new tab, through the ticket redirect, to VS Code.
+  const [ide] = await Promise.all([
+    context.waitForEvent('page'),
+    card(page, 'hello-node').getByRole('link', { name: 'Open IDE' }).click(),
+  ]);
+  await ide.locator('.monaco-workbench').waitFor({ timeout: 90_000 });
+  assert.match(new URL(ide.url()).hostname, /^e-[a-z0-9]+\.localhost$/);
+  assert.ok(!ide.url().includes('ticket='), 'the ticket is gone from the address bar');
+  await ide.waitForTimeout(2000);
+  await ide.screenshot({ path: join(ARTIFACTS, '05-ide.png') });
+  await ide.close();
+
+  await card(page, 'hello-node').getByRole('button', { name: 'Stop' }).click();
+  await waitForStatus(page, 'hello-node', 'Stopped');
+  await shots(page, '06-stopped');
+  await card(page, 'hello-node').getByRole('button', { name: 'Start' }).click();
+  await waitForStatus(page, 'hello-node', 'Running', 90_000);
+
+  // The detail view.
+  await card(page, 'hello-node').getByRole('link', { name: 'hello-node' }).click();
+  await page.getByRole('heading', { name: 'hello-node' }).waitFor();
+  assert.deepEqual(await seriousViolations(page), [], 'detail page');
+  await shots(page, '07-detail');
+  await page.goBack();
+
+  await card(page, 'hello-node').getByRole('button', { name: 'Delete' }).click();
+  const confirm = page.getByRole('dialog');
+  await confirm.getByText('hello-node').first().waitFor();
+  await shots(page, '08-confirm-delete');
+  await confirm.getByRole('button', { name: 'Delete' }).click();
+  await page.getByRole('button', { name: 'Create your first environment' }).waitFor({ timeout: 60_000 });
+  await shots(page, '09-empty-again');
+
+  assert.deepEqual(errors, [], 'no script errors');
+  await context.close();
+});
+
+test('a second user never sees the first one’s environments', { timeout: 120_000 }, async () => {
+  const a = await browser.newContext({ viewport: DESKTOP });
+  const pa = await a.newPage();
+  await signUp(pa, 'first@example.com');
+  await pa.getByRole('button', { name: 'New environment' }).click();
+  await pa.getByRole('dialog').getByLabel('Name').fill('private-one');
+  await pa.getByRole('dialog').getByRole('button', { name: 'Create environment' }).click();
+  await card(pa, 'private-one').waitFor();
+
+  const b = await browser.newContext({ viewport: DESKTOP });
+  const pb = await b.newPage();
+  await signUp(pb, 'second@example.com');
+  await pb.getByRole('button', { name: 'Create your first environment' }).waitFor();
+  assert.equal(await pb.locator('article[data-env-id]').count(), 0);
+
+  // Clean up: delete it so the server stops its processes promptly.
+  await card(pa, 'private-one').getByRole('button', { name: 'Delete' }).click();
+  await pa.getByRole('dialog').getByRole('button', { name: 'Delete' }).click();
+  await pa.getByRole('button', { name: 'Create your first environment' }).waitFor({ timeout: 60_000 });
+  await a.close();
+  await b.close();
+});
