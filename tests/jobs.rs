@@ -476,3 +476,34 @@ async fn a_job_for_a_deleted_record_is_done_quietly() {
     .await
     .unwrap();
 }
+
+#[tokio::test]
+async fn a_drift_check_of_a_healthy_environment_writes_nothing() {
+    let (app, u) = setup().await;
+    let id = app.create_env(&u, "a").await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    app.settle(10).await;
+    let before = app
+        .platform
+        .store
+        .environment(&u.id, &id)
+        .await
+        .unwrap()
+        .unwrap();
+    app.clock.advance(Duration::minutes(1));
+    assert_eq!(app.sweep().await.requeued, 1);
+    app.settle(5).await;
+    let after = app
+        .platform
+        .store
+        .environment(&u.id, &id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        before.etag, after.etag,
+        "no write for a check that found nothing to do"
+    );
+}

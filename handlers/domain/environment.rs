@@ -252,8 +252,8 @@ impl Environment {
         if self.status != status {
             self.status = status;
             self.status_changed_at = now;
+            self.updated_at = now;
         }
-        self.updated_at = now;
     }
 
     /// The user (or the API on their behalf) asks for the environment to run.
@@ -642,6 +642,27 @@ mod tests {
             t1,
         );
         assert_eq!(e.status_changed_at, t1);
+    }
+
+    #[test]
+    fn observing_the_state_already_recorded_changes_nothing() {
+        let t0 = Utc::now();
+        let e = running(t0);
+        let mut again = e.clone();
+        let later = t0 + Duration::minutes(1);
+        assert_eq!(
+            again.plan(
+                &Observed::Running {
+                    ide_url: "http://x/".into()
+                },
+                later
+            ),
+            Step::Done
+        );
+        assert_eq!(
+            again, e,
+            "a drift check of a healthy environment writes nothing"
+        );
     }
 
     #[test]
