@@ -211,10 +211,7 @@ async fn names_are_unique_per_user_only() {
 async fn patch_renames_and_changes_the_idle_timeout() {
     let app = spawn_app().await;
     let u = app.user("ada@x.io").await;
-    let id = app.create_env(&u, "a").await["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = app.new_env(&u, "a").await;
     app.create_env(&u, "b").await;
     let path = format!("/api/environments/{id}");
     let patch = |body: Value| app.send(Method::PATCH, &path, Some(body), Auth::Bearer(&u.token));
@@ -244,10 +241,7 @@ async fn patch_renames_and_changes_the_idle_timeout() {
 async fn start_and_stop_are_idempotent_and_refused_once_deleting() {
     let app = spawn_app().await;
     let u = app.user("ada@x.io").await;
-    let id = app.create_env(&u, "a").await["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = app.new_env(&u, "a").await;
     app.settle(20).await;
     let act = async |verb: &str| {
         app.post(&format!("/api/environments/{id}/{verb}"), json!({}), &u)
@@ -323,10 +317,7 @@ async fn another_users_environment_is_404_on_every_route() {
     let app = spawn_app().await;
     let ada = app.user("ada@x.io").await;
     let eve = app.user("eve@x.io").await;
-    let id = app.create_env(&ada, "private").await["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = app.new_env(&ada, "private").await;
     app.settle(20).await;
     let before = app
         .platform

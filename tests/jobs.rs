@@ -35,10 +35,7 @@ async fn queued(app: &TestApp) -> u64 {
 async fn a_reconcile_in_progress_keeps_exactly_one_follow_up() {
     let (app, u) = setup().await;
     app.compute.set_boot_polls(5);
-    let id = app.create_env(&u, "a").await["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = app.new_env(&u, "a").await;
     // Duplicates of the API's message, as a redelivering queue might produce.
     let body = Job::reconcile(&u.id, &id).to_body();
     for _ in 0..3 {
@@ -65,10 +62,7 @@ async fn a_reconcile_in_progress_keeps_exactly_one_follow_up() {
 #[tokio::test]
 async fn concurrent_deliveries_take_one_lease_and_act_once() {
     let (app, u) = setup().await;
-    let id = app.create_env(&u, "a").await["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = app.new_env(&u, "a").await;
     app.compute
         .set_start_delay(std::time::Duration::from_millis(200));
     let p = &app.platform;
@@ -101,10 +95,7 @@ async fn concurrent_deliveries_take_one_lease_and_act_once() {
 #[tokio::test]
 async fn a_lease_left_by_a_crashed_delivery_expires() {
     let (app, u) = setup().await;
-    let id = app.create_env(&u, "a").await["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = app.new_env(&u, "a").await;
     // Someone took the lease and died.
     let v = app
         .platform
@@ -142,10 +133,7 @@ async fn a_lease_left_by_a_crashed_delivery_expires() {
 async fn five_failed_deliveries_poison_the_message_and_leave_a_reason() {
     let (app, u) = setup().await;
     app.compute.set_down(true);
-    let id = app.create_env(&u, "a").await["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = app.new_env(&u, "a").await;
     for attempt in 1..=5u32 {
         assert_eq!(
             worker::run_next(&app.platform).await.unwrap(),
@@ -192,10 +180,7 @@ async fn a_refused_start_is_an_error_with_the_backends_reason() {
     let (app, u) = setup().await;
     app.compute
         .refuse_starts(Some("image not found: dev8/node"));
-    let id = app.create_env(&u, "a").await["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = app.new_env(&u, "a").await;
     app.settle(10).await;
     let e = app.env(&u, &id).await.body["environment"].clone();
     assert_eq!(e["status"], "error");
@@ -207,10 +192,7 @@ async fn a_refused_start_is_an_error_with_the_backends_reason() {
 async fn deletion_finishes_from_error() {
     let (app, u) = setup().await;
     app.compute.refuse_starts(Some("no capacity"));
-    let id = app.create_env(&u, "a").await["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = app.new_env(&u, "a").await;
     app.settle(10).await;
     assert_eq!(app.status_of(&u, &id).await, "error");
     let d = app
@@ -241,10 +223,7 @@ async fn deletion_finishes_from_error() {
 #[tokio::test]
 async fn deletion_keeps_retrying_with_backoff_and_never_errors() {
     let (app, u) = setup().await;
-    let id = app.create_env(&u, "a").await["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = app.new_env(&u, "a").await;
     app.settle(10).await;
     app.compute.set_down(true);
     app.send(
@@ -277,10 +256,7 @@ async fn deletion_keeps_retrying_with_backoff_and_never_errors() {
 async fn a_lost_message_is_repaired_by_the_sweep() {
     let (app, u) = setup().await;
     app.compute.set_boot_polls(3);
-    let id = app.create_env(&u, "a").await["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = app.new_env(&u, "a").await;
     worker::run_next(&app.platform).await.unwrap();
     // The follow-up vanishes (say, an operator cleared the queue).
     app.clock.advance(Duration::seconds(1));
@@ -308,10 +284,7 @@ async fn a_lost_message_is_repaired_by_the_sweep() {
 async fn a_status_stuck_past_its_deadline_becomes_an_error_with_a_reason() {
     let (app, u) = setup().await;
     app.compute.set_boot_polls(u32::MAX);
-    let id = app.create_env(&u, "a").await["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = app.new_env(&u, "a").await;
     app.settle(5).await;
     assert_eq!(app.status_of(&u, &id).await, "creating");
     app.clock.advance(Duration::minutes(16));
@@ -332,10 +305,7 @@ async fn a_status_stuck_past_its_deadline_becomes_an_error_with_a_reason() {
 #[tokio::test]
 async fn idle_environments_are_stopped_for_inactivity() {
     let (app, u) = setup().await;
-    let id = app.create_env(&u, "a").await["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = app.new_env(&u, "a").await;
     app.settle(10).await;
     app.clock.advance(Duration::minutes(29));
     assert_eq!(app.sweep().await.idle_stopped, 0);
@@ -363,10 +333,7 @@ async fn idle_environments_are_stopped_for_inactivity() {
 #[tokio::test]
 async fn recent_activity_keeps_an_environment_running() {
     let (app, u) = setup().await;
-    let id = app.create_env(&u, "a").await["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = app.new_env(&u, "a").await;
     app.settle(10).await;
     app.clock.advance(Duration::minutes(25));
     let v = app
@@ -391,10 +358,7 @@ async fn recent_activity_keeps_an_environment_running() {
 #[tokio::test]
 async fn drift_is_noticed_by_the_sweep_and_repaired() {
     let (app, u) = setup().await;
-    let id = app.create_env(&u, "a").await["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = app.new_env(&u, "a").await;
     app.settle(10).await;
     app.compute.vanish(&id);
     assert_eq!(
@@ -415,10 +379,7 @@ async fn drift_is_noticed_by_the_sweep_and_repaired() {
 async fn a_stop_during_start_wins() {
     let (app, u) = setup().await;
     app.compute.set_boot_polls(5);
-    let id = app.create_env(&u, "a").await["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = app.new_env(&u, "a").await;
     worker::drain(&app.platform, 10).await.unwrap();
     app.post(
         &format!("/api/environments/{id}/stop"),
@@ -480,10 +441,7 @@ async fn a_job_for_a_deleted_record_is_done_quietly() {
 #[tokio::test]
 async fn a_drift_check_of_a_healthy_environment_writes_nothing() {
     let (app, u) = setup().await;
-    let id = app.create_env(&u, "a").await["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = app.new_env(&u, "a").await;
     app.settle(10).await;
     let before = app
         .platform

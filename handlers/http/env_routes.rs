@@ -124,17 +124,18 @@ pub async fn create(
     Ok(resp)
 }
 
+/// One of the caller's environments, or 404 (also for other users' ids).
+async fn owned(p: &Platform, caller: &Caller, id: &str) -> ApiResult<Environment> {
+    let found = p.store.environment(&caller.user.id, id).await?;
+    Ok(found.ok_or(ApiError::NotFound)?.value)
+}
+
 pub async fn get(
     State(p): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
 ) -> ApiResult<Json<serde_json::Value>> {
-    let env = p
-        .store
-        .environment(&caller.user.id, &id)
-        .await?
-        .ok_or(ApiError::NotFound)?;
-    Ok(Json(env_json(&env.value)))
+    Ok(Json(env_json(&owned(&p, &caller, &id).await?)))
 }
 
 pub async fn status(
@@ -142,14 +143,8 @@ pub async fn status(
     caller: Caller,
     Path(id): Path<String>,
 ) -> ApiResult<Json<serde_json::Value>> {
-    let env = p
-        .store
-        .environment(&caller.user.id, &id)
-        .await?
-        .ok_or(ApiError::NotFound)?;
-    Ok(Json(
-        serde_json::to_value(StatusView::from(&env.value)).map_err(anyhow::Error::from)?,
-    ))
+    let env = owned(&p, &caller, &id).await?;
+    Ok(Json(json!(StatusView::from(&env))))
 }
 
 pub async fn patch(
@@ -159,10 +154,7 @@ pub async fn patch(
     JsonObject(body): JsonObject,
 ) -> ApiResult<Json<serde_json::Value>> {
     // Unknown ids are 404 before the body is judged, so nothing leaks.
-    p.store
-        .environment(&caller.user.id, &id)
-        .await?
-        .ok_or(ApiError::NotFound)?;
+    owned(&p, &caller, &id).await?;
     let change = validation::environment_patch(&body).map_err(ApiError::Validation)?;
     let (env, _) = mutate(&p, &caller.user.id, &id, |env| {
         if env.desired_state == DesiredState::Deleted {
@@ -189,12 +181,7 @@ pub async fn start(
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
     let user_id = &caller.user.id;
-    let current = p
-        .store
-        .environment(user_id, &id)
-        .await?
-        .ok_or(ApiError::NotFound)?
-        .value;
+    let current = owned(&p, &caller, &id).await?;
     if current.desired_state == DesiredState::Deleted {
         return Err(TransitionError::Deleting.into());
     }

@@ -231,6 +231,14 @@ impl TestApp {
         a.body["environment"].clone()
     }
 
+    /// Create a small Node.js environment and return its id.
+    pub async fn new_env(&self, user: &User, name: &str) -> String {
+        self.create_env(user, name).await["id"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
     pub async fn env(&self, user: &User, id: &str) -> Answer {
         self.get(&format!("/api/environments/{id}"), user).await
     }
