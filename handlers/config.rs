@@ -21,6 +21,35 @@ pub struct Cli {
 pub enum Command {
     /// Everything on one machine: API + dashboard, worker and sweep in-process.
     Serve(ServeArgs),
+    /// The Azure Functions custom handler (what host.json starts).
+    Functions(FunctionsArgs),
+    /// Lay out the deployable Functions app in a folder and zip it.
+    Package(PackageArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct FunctionsArgs {
+    /// Port the Functions host forwards to (127.0.0.1 only).
+    #[arg(long, env = "FUNCTIONS_CUSTOMHANDLER_PORT")]
+    pub port: u16,
+    /// Folder for local state (SQLite store, generated keys); unused with Cosmos DB and DEV8_SIGNING_KEYS.
+    #[arg(long, env = "DEV8_DATA_DIR", default_value_os_t = std::env::temp_dir().join("dev8-functions"))]
+    pub data_dir: PathBuf,
+    #[command(flatten)]
+    pub settings: Settings,
+}
+
+#[derive(Debug, Args)]
+pub struct PackageArgs {
+    /// Folder to lay the app out in (created; a previous package there is replaced). The zip is `<out>.zip`.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Project root holding host.json and functions/.
+    #[arg(long, default_value = ".")]
+    pub root: PathBuf,
+    /// The handler binary to ship (a Linux x86-64 release build); default: this binary.
+    #[arg(long)]
+    pub binary: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -125,6 +154,9 @@ pub struct Settings {
     /// Folder holding the dashboard.
     #[arg(long, env = "DEV8_STATIC_DIR", default_value = "static-web")]
     pub static_dir: PathBuf,
+    /// The Storage account for queues (DEV8_QUEUE_BACKEND=storage).
+    #[command(flatten)]
+    pub storage: crate::queue::StorageSettings,
 }
 
 impl Settings {

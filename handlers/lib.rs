@@ -2,11 +2,13 @@
 //! modes (`serve`, `functions`, `agent`). See ARCHITECTURE.md for the map.
 
 pub mod auth;
+pub mod azure_http;
 pub mod clock;
 pub mod compute;
 pub mod config;
 pub mod db;
 pub mod domain;
+pub mod host;
 pub mod http;
 pub mod jobs;
 pub mod platform;

@@ -30,5 +30,15 @@ async fn main() -> anyhow::Result<()> {
             println!("Dev8 dashboard: {url}/");
             app.run_until_stopped(shutdown_signal()).await
         }
+        Command::Functions(args) => dev8::host::run(args, shutdown_signal()).await,
+        Command::Package(args) => {
+            let zip = dev8::host::package::package(&args.root, args.binary.as_deref(), &args.out)?;
+            println!(
+                "Functions app laid out in {} and zipped to {}",
+                args.out.display(),
+                zip.display()
+            );
+            Ok(())
+        }
     }
 }

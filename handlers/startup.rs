@@ -9,7 +9,7 @@ use crate::compute::Compute;
 use crate::config::{ComputeKind, QueueKind, Settings, StoreKind};
 use crate::jobs::{sweep, worker};
 use crate::platform::{Platform, Policy};
-use crate::queue::{EmbeddedQueue, JobQueue};
+use crate::queue::{EmbeddedQueue, JobQueue, StorageQueue};
 use crate::quota::Limits;
 use crate::store::{SqliteStore, Store};
 use anyhow::{Context, bail};
@@ -118,9 +118,11 @@ impl Application {
                     &settings.queue_name,
                     clock.clone(),
                 )?),
-                QueueKind::Storage => {
-                    bail!("DEV8_QUEUE_BACKEND=storage is not available in this build yet")
-                }
+                QueueKind::Storage => Arc::new(
+                    StorageQueue::connect(&settings.storage, &settings.queue_name)
+                        .await
+                        .context("connecting to the Storage queue")?,
+                ),
             },
         };
         let compute: Arc<dyn Compute> = match overrides.compute {
@@ -155,6 +157,12 @@ impl Application {
 
     pub fn platform(&self) -> Arc<Platform> {
         self.platform.clone()
+    }
+
+    /// The bound listener and the wired platform, for a run mode that serves
+    /// its own router (`functions`).
+    pub fn into_parts(self) -> (TcpListener, Arc<Platform>) {
+        (self.listener, self.platform)
     }
 
     /// Serve until `shutdown` resolves; then stop taking requests, let the

@@ -3,11 +3,13 @@
 //! visibility timeout and counts the delivery; only the holder of the current
 //! pop receipt can delete it or change its visibility; after
 //! `MAX_DELIVERIES` failed deliveries it moves to `<name>-poison`.
-//! Adapters: `embedded` (SQLite file) and, later, `storage_queue` (Azure).
+//! Adapters: `embedded` (SQLite file) and `storage_queue` (Azure Storage Queues).
 
 mod embedded;
+mod storage_queue;
 
 pub use embedded::EmbeddedQueue;
+pub use storage_queue::{StorageQueue, StorageSettings};
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};

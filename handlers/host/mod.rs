@@ -1,0 +1,337 @@
+//! The Azure Functions custom-handler envelope (`handler functions`): what
+//! the Functions host talks to on `127.0.0.1:$FUNCTIONS_CUSTOMHANDLER_PORT`.
+//!
+//! * `GET /` answers when the handler is ready;
+//! * forwarded HTTP functions (`enableForwardingHttpRequest`) arrive with
+//!   their original `/api/...` path and go to the same `api_router` as `serve`;
+//! * the queue function (`POST /ReconcileJob`) and the timer function
+//!   (`POST /IdleSweep`) arrive as `{"Data":{...},"Metadata":{...}}` and are
+//!   answered with `{"Outputs":{},"Logs":[...],"ReturnValue":null}` as
+//!   `application/json`, always with a body. A non-2xx answer fails the
+//!   invocation, so the host redelivers the message (and after
+//!   `maxDequeueCount` moves it to `<queue>-poison`).
+//!
+//! Architecture invariant: this module unwraps and wraps envelopes and
+//! nothing else. The job is `jobs::worker::handle_delivery` and the sweep is
+//! `jobs::sweep::sweep`, the same functions `serve`'s worker and timer call.
+
+pub mod manifest;
+pub mod package;
+
+use crate::config::{FunctionsArgs, StoreKind};
+use crate::jobs::{sweep, worker};
+use crate::platform::Platform;
+use crate::startup::{Application, Overrides};
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::{Map, Value, json};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use tracing::Instrument;
+
+/// The queue-triggered function that runs the reconcile job.
+pub const QUEUE_FUNCTION: &str = "ReconcileJob";
+/// Its trigger binding's name: the key of the message in `Data`.
+pub const QUEUE_BINDING: &str = "job";
+/// The timer-triggered function that runs the sweep.
+pub const TIMER_FUNCTION: &str = "IdleSweep";
+/// Its trigger binding's name: the key of the timer info in `Data`.
+pub const TIMER_BINDING: &str = "timer";
+/// The header the host sends with each invocation's id.
+pub const INVOCATION_HEADER: &str = "x-azure-functions-invocationid";
+
+/// Start `handler functions`: wire the platform from settings, bind the
+/// host's port, serve until `shutdown`.
+pub async fn run(
+    args: FunctionsArgs,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    if args.settings.signing_keys.is_none() && args.settings.store != StoreKind::Sqlite {
+        // Every instance would generate its own key and refuse the others' tokens.
+        anyhow::bail!(
+            "handler functions needs DEV8_SIGNING_KEYS (shared by every instance of the app)"
+        );
+    }
+    let overrides = Overrides {
+        background: Some(false),
+        ..Default::default()
+    };
+    let app = Application::build(args.settings, args.port, &args.data_dir, overrides).await?;
+    let (listener, platform) = app.into_parts();
+    tracing::info!(
+        port = listener.local_addr()?.port(),
+        "Functions custom handler listening"
+    );
+    serve(listener, platform, shutdown).await
+}
+
+/// Serve the envelope on `listener` (tests call this with their own platform).
+pub async fn serve(
+    listener: TcpListener,
+    platform: Arc<Platform>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    axum::serve(
+        listener,
+        router(platform).into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await?;
+    Ok(())
+}
+
+/// The forwarded API plus readiness and the non-HTTP functions.
+pub fn router(platform: Arc<Platform>) -> Router {
+    let invocations = Router::new()
+        .route("/", get(ready))
+        .route(&format!("/{QUEUE_FUNCTION}"), post(queue_invocation))
+        .route(&format!("/{TIMER_FUNCTION}"), post(timer_invocation))
+        .fallback(unknown_function)
+        .with_state(platform.clone());
+    crate::http::api_router(platform).merge(invocations)
+}
+
+async fn ready() -> Response {
+    (StatusCode::OK, axum::Json(json!({"status": "ready"}))).into_response()
+}
+
+async fn unknown_function() -> Response {
+    Invocation::detached().fail(StatusCode::NOT_FOUND, "no such function in this handler")
+}
+
+/// One invocation's log: lines go to stdout (through tracing, inside a span
+/// carrying the invocation id) and into the response's `Logs`.
+struct Invocation {
+    id: String,
+    logs: Vec<String>,
+}
+
+impl Invocation {
+    fn new(headers: &HeaderMap) -> Self {
+        let id = headers
+            .get(INVOCATION_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("-");
+        // Only a plausible id is echoed (it goes to logs).
+        let id = if id.len() <= 64 && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+            id
+        } else {
+            "-"
+        };
+        Invocation {
+            id: id.to_string(),
+            logs: Vec::new(),
+        }
+    }
+
+    fn detached() -> Self {
+        Invocation {
+            id: "-".into(),
+            logs: Vec::new(),
+        }
+    }
+
+    fn info(&mut self, line: String) {
+        tracing::info!(invocation_id = %self.id, "{line}");
+        self.logs.push(format!("[{}] {line}", self.id));
+    }
+
+    fn error(&mut self, line: String) {
+        tracing::error!(invocation_id = %self.id, "{line}");
+        self.logs.push(format!("[{}] {line}", self.id));
+    }
+
+    fn answer(self, status: StatusCode) -> Response {
+        let body = json!({"Outputs": {}, "Logs": self.logs, "ReturnValue": null});
+        (status, axum::Json(body)).into_response()
+    }
+
+    fn ok(self) -> Response {
+        self.answer(StatusCode::OK)
+    }
+
+    fn fail(mut self, status: StatusCode, line: impl Into<String>) -> Response {
+        self.error(line.into());
+        self.answer(status)
+    }
+}
+
+/// The request payload: `Data` keyed by binding name, `Metadata` from the trigger.
+#[derive(Debug, Default, serde::Deserialize)]
+pub struct Payload {
+    #[serde(rename = "Data", default)]
+    pub data: Map<String, Value>,
+    #[serde(rename = "Metadata", default)]
+    pub metadata: Map<String, Value>,
+}
+
+/// A queue message as the job sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueMessage {
+    pub id: String,
+    pub dequeue_count: u32,
+    pub body: String,
+}
+
+/// Unwrap the queue trigger's payload. The host passes the message text
+/// JSON-encoded a second time (`"\"{\\\"v\\\":1,...}\""`); a plain string
+/// or a JSON value (other host versions) is taken as it is. `Metadata`
+/// values may be strings (`"DequeueCount":"1"`) or numbers.
+pub fn queue_message(payload: &Payload) -> Result<QueueMessage, String> {
+    let body = match payload.data.get(QUEUE_BINDING) {
+        Some(Value::String(s)) => match serde_json::from_str::<Value>(s) {
+            Ok(Value::String(inner)) => inner,
+            _ => s.clone(),
+        },
+        Some(Value::Null) | None => return Err(format!("Data has no '{QUEUE_BINDING}' message")),
+        Some(other) => other.to_string(),
+    };
+    let meta = |k: &str| match payload.metadata.get(k) {
+        Some(Value::String(s)) => Some(s.trim().to_string()),
+        Some(Value::Number(n)) => Some(n.to_string()),
+        _ => None,
+    };
+    let id = meta("Id")
+        .filter(|s| !s.is_empty())
+        .ok_or("Metadata has no message Id")?;
+    let dequeue_count = meta("DequeueCount")
+        .and_then(|s| s.parse::<u32>().ok())
+        .filter(|n| *n >= 1)
+        .ok_or("Metadata has no valid DequeueCount")?;
+    Ok(QueueMessage {
+        id,
+        dequeue_count,
+        body,
+    })
+}
+
+fn parse_payload(body: &Bytes) -> Result<Payload, String> {
+    serde_json::from_slice(body)
+        .map_err(|e| format!("the invocation body is not a Functions payload: {e}"))
+}
+
+async fn queue_invocation(
+    State(p): State<Arc<Platform>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let mut inv = Invocation::new(&headers);
+    let span =
+        tracing::info_span!("invocation", function = QUEUE_FUNCTION, invocation_id = %inv.id);
+    async move {
+        let message = match parse_payload(&body).and_then(|p| queue_message(&p)) {
+            Ok(m) => m,
+            Err(e) => return inv.fail(StatusCode::BAD_REQUEST, e),
+        };
+        inv.info(format!(
+            "message {} delivery {}",
+            message.id, message.dequeue_count
+        ));
+        match worker::handle_delivery(&p, &message.body, &message.id, message.dequeue_count).await {
+            Ok(()) => {
+                inv.info(format!("message {} done", message.id));
+                inv.ok()
+            }
+            Err(e) => {
+                // Non-2xx: the host makes the message visible again, or moves it to poison
+                // after maxDequeueCount; handle_delivery already marked the environment.
+                inv.fail(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!("message {} failed: {e:#}", message.id),
+                )
+            }
+        }
+    }
+    .instrument(span)
+    .await
+}
+
+async fn timer_invocation(
+    State(p): State<Arc<Platform>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let mut inv = Invocation::new(&headers);
+    let span =
+        tracing::info_span!("invocation", function = TIMER_FUNCTION, invocation_id = %inv.id);
+    async move {
+        let payload = match parse_payload(&body) {
+            Ok(p) => p,
+            Err(e) => return inv.fail(StatusCode::BAD_REQUEST, e),
+        };
+        let past_due = payload
+            .data
+            .get(TIMER_BINDING)
+            .and_then(|t| t.get("IsPastDue"))
+            .and_then(Value::as_bool);
+        if past_due == Some(true) {
+            inv.info("timer is past due; sweeping now".into());
+        }
+        match sweep::sweep(&p).await {
+            Ok(report) => {
+                inv.info(format!(
+                    "sweep: {}",
+                    serde_json::to_string(&report).unwrap_or_default()
+                ));
+                inv.ok()
+            }
+            Err(e) => inv.fail(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("sweep failed: {e:#}"),
+            ),
+        }
+    }
+    .instrument(span)
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn payload(v: Value) -> Payload {
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn unwraps_the_double_encoded_message_and_string_metadata() {
+        let body = r#"{"v":1,"kind":"reconcile","userId":"u","environmentId":"e"}"#;
+        let p = payload(json!({
+            "Data": {"job": serde_json::to_string(body).unwrap()},
+            "Metadata": {"Id": "m1", "DequeueCount": "2", "v": "1", "kind": "reconcile", "sys": {"MethodName": "ReconcileJob"}}
+        }));
+        assert_eq!(
+            queue_message(&p).unwrap(),
+            QueueMessage {
+                id: "m1".into(),
+                dequeue_count: 2,
+                body: body.into()
+            }
+        );
+        // Not double-encoded, numeric count: taken as it is.
+        let p =
+            payload(json!({"Data": {"job": body}, "Metadata": {"Id": "m1", "DequeueCount": 1}}));
+        assert_eq!(queue_message(&p).unwrap().body, body);
+        let p = payload(
+            json!({"Data": {"job": {"v": 1}}, "Metadata": {"Id": "m1", "DequeueCount": "1"}}),
+        );
+        assert_eq!(queue_message(&p).unwrap().body, r#"{"v":1}"#);
+    }
+
+    #[test]
+    fn refuses_payloads_without_message_or_metadata() {
+        for v in [
+            json!({"Data": {}, "Metadata": {"Id": "m", "DequeueCount": "1"}}),
+            json!({"Data": {"job": "x"}, "Metadata": {"DequeueCount": "1"}}),
+            json!({"Data": {"job": "x"}, "Metadata": {"Id": "m", "DequeueCount": "zero"}}),
+            json!({"Data": {"job": "x"}, "Metadata": {"Id": "m", "DequeueCount": "0"}}),
+        ] {
+            assert!(queue_message(&payload(v.clone())).is_err(), "{v}");
+        }
+    }
+}
