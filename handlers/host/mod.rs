@@ -18,7 +18,7 @@
 pub mod manifest;
 pub mod package;
 
-use crate::config::{FunctionsArgs, StoreKind};
+use crate::config::{FunctionsArgs, QueueKind, StoreKind};
 use crate::jobs::{sweep, worker};
 use crate::platform::Platform;
 use crate::startup::{Application, Overrides};
@@ -51,6 +51,10 @@ pub async fn run(
     args: FunctionsArgs,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    if args.settings.queue_backend != QueueKind::Storage {
+        // The queue trigger only sees the Storage queue: jobs sent elsewhere would never run.
+        anyhow::bail!("handler functions needs DEV8_QUEUE_BACKEND=storage");
+    }
     if args.settings.signing_keys.is_none() && args.settings.store != StoreKind::Sqlite {
         // Every instance would generate its own key and refuse the others' tokens.
         anyhow::bail!(
