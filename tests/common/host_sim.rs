@@ -767,3 +767,149 @@ impl HostSim {
         }
     }
 }
+
+// ---------------------------------------------------------------------------
+// API steps through the simulated host, and the lifecycle both the
+// in-process and the real-binary tests run.
+
+impl HostSim {
+    /// Sign up (with the browser's Origin) and get a bearer token.
+    pub async fn user(&self, email: &str, origin: &str) -> String {
+        let creds = json!({"email": email, "password": "correct-horse-battery"});
+        let a = self
+            .http(
+                reqwest::Method::POST,
+                "/api/auth/signup",
+                &[("origin", origin)],
+                Some(creds.clone()),
+            )
+            .await;
+        assert_eq!(a.status, 201, "sign-up: {}", a.body);
+        let t = self
+            .http(reqwest::Method::POST, "/api/auth/token", &[], Some(creds))
+            .await;
+        assert_eq!(t.status, 200, "token: {}", t.body);
+        t.body["token"].as_str().expect("token").to_string()
+    }
+
+    pub async fn api(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: &str,
+        body: Option<Value>,
+    ) -> HttpAnswer {
+        let auth = format!("Bearer {token}");
+        self.http(method, path, &[("authorization", auth.as_str())], body)
+            .await
+    }
+
+    /// The environment's status, or None once it is gone (404).
+    pub async fn status_of(&self, token: &str, id: &str) -> Option<String> {
+        let a = self
+            .api(
+                reqwest::Method::GET,
+                &format!("/api/environments/{id}"),
+                token,
+                None,
+            )
+            .await;
+        if a.status == 404 {
+            return None;
+        }
+        assert_eq!(a.status, 200, "get: {}", a.body);
+        Some(
+            a.body["environment"]["status"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+        )
+    }
+
+    /// Poll the queue until the environment has `status` (None: gone).
+    pub async fn pump_until_status(
+        &self,
+        token: &str,
+        id: &str,
+        status: Option<&str>,
+        within: Duration,
+    ) -> Vec<Poll> {
+        self.pump_until(within, || async move {
+            let now = self.status_of(token, id).await;
+            assert_ne!(now.as_deref(), Some("error"), "the environment failed");
+            now.as_deref() == status
+        })
+        .await
+    }
+
+    /// create -> running -> stop -> stopped -> delete -> gone, every request
+    /// forwarded and every job run through the simulated host. Returns the
+    /// environment id.
+    pub async fn lifecycle(&self, token: &str, within: Duration) -> String {
+        let body = json!({"name": "lifecycle", "baseImage": "node", "preset": "small"});
+        let a = self
+            .api(
+                reqwest::Method::POST,
+                "/api/environments",
+                token,
+                Some(body),
+            )
+            .await;
+        assert_eq!(a.status, 202, "create: {}", a.body);
+        assert_eq!(a.body["environment"]["status"], "creating");
+        let id = a.body["environment"]["id"].as_str().unwrap().to_string();
+        let polls = self
+            .pump_until_status(token, &id, Some("running"), within)
+            .await;
+        assert!(
+            polls.iter().all(|p| *p == Poll::Succeeded),
+            "every invocation succeeded: {polls:?}"
+        );
+        let s = self
+            .api(
+                reqwest::Method::GET,
+                &format!("/api/environments/{id}/status"),
+                token,
+                None,
+            )
+            .await;
+        assert!(
+            s.body["ideUrl"].is_string(),
+            "a running environment has an IDE URL: {}",
+            s.body
+        );
+
+        let a = self
+            .api(
+                reqwest::Method::POST,
+                &format!("/api/environments/{id}/stop"),
+                token,
+                Some(json!({})),
+            )
+            .await;
+        assert_eq!(a.status, 202, "stop: {}", a.body);
+        self.pump_until_status(token, &id, Some("stopped"), within)
+            .await;
+
+        let a = self
+            .api(
+                reqwest::Method::DELETE,
+                &format!("/api/environments/{id}"),
+                token,
+                None,
+            )
+            .await;
+        assert_eq!(a.status, 202, "delete: {}", a.body);
+        self.pump_until_status(token, &id, None, within).await;
+        // Nothing is left behind: no follow-up in the queue, nothing poisoned.
+        self.pump_until(within, || async {
+            self.queue.approximate_count().await == 0
+        })
+        .await;
+        assert!(
+            self.queue.poison().peek().await.is_empty(),
+            "nothing poisoned"
+        );
+        id
+    }
+}
