@@ -29,7 +29,11 @@ async fn start_packaged(app_dir: &Path, queue: &str, data_dir: &Path) -> HostSim
         .arg(app_dir)
         .output()
         .unwrap();
-    assert!(out.status.success(), "package: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "package: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let mut settings: BTreeMap<String, String> = [
         ("AzureWebJobsStorage", azurite::connection_string()),
         ("DEV8_QUEUE_BACKEND", "storage".into()),
@@ -58,32 +62,63 @@ async fn the_binary_starts_like_a_custom_handler_and_speaks_the_protocol() {
     tokio::time::timeout(Duration::from_secs(120), async {
         let tmp = tempfile::tempdir().unwrap();
         let queue = azurite::unique_queue("bin");
-        let mut sim = start_packaged(&tmp.path().join("app"), &queue, &tmp.path().join("data")).await;
+        let mut sim =
+            start_packaged(&tmp.path().join("app"), &queue, &tmp.path().join("data")).await;
 
         // Forwarded HTTP.
-        let h = sim.http(reqwest::Method::GET, "/api/health", &[], None).await;
+        let h = sim
+            .http(reqwest::Method::GET, "/api/health", &[], None)
+            .await;
         assert_eq!(h.status, 200, "{}", h.body);
         let origin = sim.handler.clone();
         let token = sim.user("ada@x.io", &origin).await;
-        let me = sim.api(reqwest::Method::GET, "/api/auth/me", &token, None).await;
+        let me = sim
+            .api(reqwest::Method::GET, "/api/auth/me", &token, None)
+            .await;
         assert_eq!(me.body["user"]["email"], "ada@x.io");
 
         // Timer.
         let t = sim.timer(false).await;
         assert_eq!(t.status, 200, "{:?}", t.logs);
-        assert!(t.logs.iter().any(|l| l.contains(&t.invocation_id) && l.contains("sweep")), "{:?}", t.logs);
+        assert!(
+            t.logs
+                .iter()
+                .any(|l| l.contains(&t.invocation_id) && l.contains("sweep")),
+            "{:?}",
+            t.logs
+        );
 
         // Queue: a message that is not a job, redelivered then poisoned.
         use base64::Engine;
-        sim.queue.put_text(&base64::engine::general_purpose::STANDARD.encode("not a job")).await;
-        let polls =
-            sim.pump_until(Duration::from_secs(30), || async { !sim.queue.poison().peek().await.is_empty() }).await;
-        assert_eq!(polls, [Poll::Retried, Poll::Retried, Poll::Retried, Poll::Retried, Poll::Poisoned]);
+        sim.queue
+            .put_text(&base64::engine::general_purpose::STANDARD.encode("not a job"))
+            .await;
+        let polls = sim
+            .pump_until(Duration::from_secs(30), || async {
+                !sim.queue.poison().peek().await.is_empty()
+            })
+            .await;
+        assert_eq!(
+            polls,
+            [
+                Poll::Retried,
+                Poll::Retried,
+                Poll::Retried,
+                Poll::Retried,
+                Poll::Poisoned
+            ]
+        );
 
         // Per-invocation lines reach stdout tagged with the invocation id.
         let out = sim.output();
-        assert!(out.contains(&t.invocation_id), "stdout carries invocation ids:\n{out}");
-        assert!(!out.contains("AccountKey") && !out.contains("sig="), "no secrets in the output");
+        assert!(
+            out.contains(&t.invocation_id),
+            "stdout carries invocation ids:\n{out}"
+        );
+        assert!(
+            !out.contains("AccountKey") && !out.contains("sig="),
+            "no secrets in the output"
+        );
         sim.stop().await;
     })
     .await
@@ -96,7 +131,8 @@ async fn the_full_lifecycle_runs_through_the_real_binary() {
     tokio::time::timeout(Duration::from_secs(180), async {
         let tmp = tempfile::tempdir().unwrap();
         let queue = azurite::unique_queue("binlife");
-        let mut sim = start_packaged(&tmp.path().join("app"), &queue, &tmp.path().join("data")).await;
+        let mut sim =
+            start_packaged(&tmp.path().join("app"), &queue, &tmp.path().join("data")).await;
         let origin = sim.handler.clone();
         let token = sim.user("ada@x.io", &origin).await;
         sim.lifecycle(&token, Duration::from_secs(60)).await;

@@ -41,19 +41,42 @@ fn the_package_has_host_json_function_folders_at_the_root_and_an_executable_hand
     let mut expected: Vec<String> = vec!["handler".into(), "host.json".into()];
     expected.extend(function_names());
     expected.sort();
-    let mut found: Vec<String> =
-        std::fs::read_dir(&out).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    let mut found: Vec<String> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
     found.sort();
-    assert_eq!(found, expected, "exactly host.json, the handler and one folder per function at the root");
-    assert_eq!(std::fs::read(out.join("host.json")).unwrap(), std::fs::read(root().join("host.json")).unwrap());
+    assert_eq!(
+        found, expected,
+        "exactly host.json, the handler and one folder per function at the root"
+    );
+    assert_eq!(
+        std::fs::read(out.join("host.json")).unwrap(),
+        std::fs::read(root().join("host.json")).unwrap()
+    );
     for name in function_names() {
-        let src = std::fs::read(root().join("functions").join(&name).join("function.json")).unwrap();
-        assert_eq!(std::fs::read(out.join(&name).join("function.json")).unwrap(), src, "{name}");
-        assert_eq!(std::fs::read_dir(out.join(&name)).unwrap().count(), 1, "{name} holds function.json only");
+        let src =
+            std::fs::read(root().join("functions").join(&name).join("function.json")).unwrap();
+        assert_eq!(
+            std::fs::read(out.join(&name).join("function.json")).unwrap(),
+            src,
+            "{name}"
+        );
+        assert_eq!(
+            std::fs::read_dir(out.join(&name)).unwrap().count(),
+            1,
+            "{name} holds function.json only"
+        );
     }
     let handler = out.join("handler");
-    assert_eq!(std::fs::metadata(&handler).unwrap().permissions().mode() & 0o777, 0o755);
-    assert_eq!(std::fs::read(&handler).unwrap(), std::fs::read(env!("CARGO_BIN_EXE_handler")).unwrap());
+    assert_eq!(
+        std::fs::metadata(&handler).unwrap().permissions().mode() & 0o777,
+        0o755
+    );
+    assert_eq!(
+        std::fs::read(&handler).unwrap(),
+        std::fs::read(env!("CARGO_BIN_EXE_handler")).unwrap()
+    );
     assert!(!out.join("local.settings.json").exists());
 
     // The zip next to it: the same files, the same modes.
@@ -63,7 +86,11 @@ fn the_package_has_host_json_function_folders_at_the_root_and_an_executable_hand
     for i in 0..zip.len() {
         let mut f = zip.by_index(i).unwrap();
         if f.is_dir() {
-            assert!(function_names().contains(&f.name().trim_end_matches('/').to_string()), "dir {}", f.name());
+            assert!(
+                function_names().contains(&f.name().trim_end_matches('/').to_string()),
+                "dir {}",
+                f.name()
+            );
             continue;
         }
         let mode = f.unix_mode().expect("unix mode stored") & 0o777;
@@ -72,17 +99,33 @@ fn the_package_has_host_json_function_folders_at_the_root_and_an_executable_hand
         entries.insert(f.name().to_string(), (mode, bytes));
     }
     let mut want: Vec<String> = vec!["handler".into(), "host.json".into()];
-    want.extend(function_names().into_iter().map(|n| format!("{n}/function.json")));
+    want.extend(
+        function_names()
+            .into_iter()
+            .map(|n| format!("{n}/function.json")),
+    );
     want.sort();
     assert_eq!(entries.keys().cloned().collect::<Vec<_>>(), want);
     for (name, (mode, bytes)) in &entries {
-        assert_eq!(*bytes, std::fs::read(out.join(name)).unwrap(), "{name} in the zip");
-        assert_eq!(*mode, if name == "handler" { 0o755 } else { 0o644 }, "{name} mode");
+        assert_eq!(
+            *bytes,
+            std::fs::read(out.join(name)).unwrap(),
+            "{name} in the zip"
+        );
+        assert_eq!(
+            *mode,
+            if name == "handler" { 0o755 } else { 0o644 },
+            "{name} mode"
+        );
     }
 
     // Packaging again replaces the previous package.
     let again = package(&out);
-    assert!(again.status.success(), "{}", String::from_utf8_lossy(&again.stderr));
+    assert!(
+        again.status.success(),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
 }
 
 #[test]
@@ -91,6 +134,10 @@ fn packaging_refuses_a_folder_that_is_not_a_previous_package() {
     std::fs::write(tmp.path().join("precious.txt"), "keep me").unwrap();
     let o = package(tmp.path());
     assert!(!o.status.success());
-    assert!(String::from_utf8_lossy(&o.stderr).contains("not empty"), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("not empty"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     assert!(tmp.path().join("precious.txt").exists());
 }

@@ -76,8 +76,18 @@ impl HostConfig {
         let queues = &host["extensions"]["queues"];
         let mut queue_function = None;
         let mut timer_function = None;
-        for entry in std::fs::read_dir(root.join("functions")).expect("functions/") {
+        // A packaged app has its function folders at the root, as the host
+        // reads them; the source tree keeps them under functions/.
+        let folders = if root.join("functions").is_dir() {
+            root.join("functions")
+        } else {
+            root.to_path_buf()
+        };
+        for entry in std::fs::read_dir(&folders).expect("function folders") {
             let dir = entry.unwrap().path();
+            if !dir.join("function.json").is_file() {
+                continue;
+            }
             let f: Value =
                 serde_json::from_str(&std::fs::read_to_string(dir.join("function.json")).unwrap())
                     .unwrap();
