@@ -310,3 +310,58 @@ async fn protocol_edges_answer_json_envelopes() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn serve_drains_the_storage_queue_with_its_in_process_worker() {
+    bounded(async {
+        // `handler serve` with DEV8_QUEUE_BACKEND=storage: no Functions host,
+        // the in-process worker receives from the Azurite queue itself.
+        let queue_name = azurite::unique_queue("serve");
+        let queue = Arc::new(azurite::storage_queue(&queue_name).await);
+        let compute = Arc::new(FakeCompute::default());
+        let mut settings = common::test_settings();
+        settings.queue_backend = QueueKind::Storage;
+        settings.queue_name = queue_name.clone();
+        settings.reconcile_interval_ms = 200;
+        let dir = tempfile::tempdir().unwrap();
+        let overrides = Overrides {
+            queue: Some(queue),
+            compute: Some(compute.clone()),
+            background: Some(true),
+            ..Default::default()
+        };
+        let app = Application::build(settings, 0, dir.path(), overrides)
+            .await
+            .unwrap();
+        let origin = format!("http://127.0.0.1:{}", app.port());
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(app.run_until_stopped(async move {
+            let _ = rx.await;
+        }));
+        // The simulator is used as an HTTP client only here.
+        let sim = HostSim::attach(&origin, &queue_name);
+        let token = sim.user("ada@x.io", &origin).await;
+        let body = json!({"name": "served", "baseImage": "node", "preset": "small"});
+        let a = sim
+            .api(
+                reqwest::Method::POST,
+                "/api/environments",
+                &token,
+                Some(body),
+            )
+            .await;
+        let id = a.body["environment"]["id"].as_str().unwrap().to_string();
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while sim.status_of(&token, &id).await.as_deref() != Some("running") {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the worker did not run the job"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        assert_eq!(compute.counts(&id).creates, 1);
+        let _ = tx.send(());
+        server.await.unwrap().unwrap();
+    })
+    .await;
+}
