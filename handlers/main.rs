@@ -5,6 +5,7 @@ use clap::Parser;
 use dev8::config::{Cli, Command};
 use dev8::startup::{Application, Overrides, shutdown_signal};
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::prelude::*;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -15,6 +16,11 @@ async fn main() -> anyhow::Result<()> {
                 .unwrap_or_else(|_| EnvFilter::new("info,tower_http=warn")),
         )
         .with_target(false)
+        // Colour only on a terminal: the Functions host and log files get plain text.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
+        .finish()
+        // Copies log lines of a Functions invocation into its response's `Logs`.
+        .with(dev8::host::logs::InvocationLogs)
         .init();
     match cli.command {
         Command::Serve(args) => {

@@ -93,6 +93,11 @@ async fn the_full_lifecycle_runs_through_the_simulated_host() {
 #[tokio::test]
 async fn a_failing_job_is_redelivered_then_poisoned_with_the_environment_in_error() {
     bounded(async {
+        // `handler` installs this layer; here it is installed for this test's thread.
+        use tracing_subscriber::prelude::*;
+        let _logs = tracing::subscriber::set_default(
+            tracing_subscriber::registry().with(dev8::host::logs::InvocationLogs),
+        );
         let app = spawn_functions_app().await;
         let token = app.sim.user("ada@x.io", &app.origin).await;
         app.compute.set_down(true);
@@ -121,6 +126,15 @@ async fn a_failing_job_is_redelivered_then_poisoned_with_the_environment_in_erro
                             .iter()
                             .any(|l| l.contains(&answer.invocation_id) && l.contains("failed")),
                         "the failure is in Logs, tagged with the invocation id: {:?}",
+                        answer.logs
+                    );
+                    let tag = format!("[{}] WARN reconcile failed", answer.invocation_id);
+                    assert!(
+                        answer
+                            .logs
+                            .iter()
+                            .any(|l| l.starts_with(&tag) && l.contains("fake compute is down")),
+                        "the job's own log lines are in Logs too: {:?}",
                         answer.logs
                     );
                     outcomes.push(poll);

@@ -15,6 +15,7 @@
 //! nothing else. The job is `jobs::worker::handle_delivery` and the sweep is
 //! `jobs::sweep::sweep`, the same functions `serve`'s worker and timer call.
 
+pub mod logs;
 pub mod manifest;
 pub mod package;
 
@@ -109,9 +110,11 @@ async fn unknown_function() -> Response {
 }
 
 /// One invocation's log: lines go to stdout (through tracing, inside a span
-/// carrying the invocation id) and into the response's `Logs`.
+/// carrying the invocation id) and into the response's `Logs`, together with
+/// whatever the job logs meanwhile (see `logs`).
 struct Invocation {
     id: String,
+    /// Lines kept here when no sink is set (outside `logs::capture`).
     logs: Vec<String>,
 }
 
@@ -140,18 +143,26 @@ impl Invocation {
         }
     }
 
+    fn push(&mut self, line: String) {
+        if !logs::push(&line) {
+            self.logs.push(format!("[{}] {line}", self.id));
+        }
+    }
+
     fn info(&mut self, line: String) {
-        tracing::info!(invocation_id = %self.id, "{line}");
-        self.logs.push(format!("[{}] {line}", self.id));
+        tracing::info!(target: logs::ENVELOPE_TARGET, "{line}");
+        self.push(format!("INFO {line}"));
     }
 
     fn error(&mut self, line: String) {
-        tracing::error!(invocation_id = %self.id, "{line}");
-        self.logs.push(format!("[{}] {line}", self.id));
+        tracing::error!(target: logs::ENVELOPE_TARGET, "{line}");
+        self.push(format!("ERROR {line}"));
     }
 
-    fn answer(self, status: StatusCode) -> Response {
-        let body = json!({"Outputs": {}, "Logs": self.logs, "ReturnValue": null});
+    fn answer(mut self, status: StatusCode) -> Response {
+        let mut lines = logs::take().unwrap_or_default();
+        lines.append(&mut self.logs);
+        let body = json!({"Outputs": {}, "Logs": lines, "ReturnValue": null});
         (status, axum::Json(body)).into_response()
     }
 
@@ -225,9 +236,10 @@ async fn queue_invocation(
     body: Bytes,
 ) -> Response {
     let mut inv = Invocation::new(&headers);
+    let id = inv.id.clone();
     let span =
         tracing::info_span!("invocation", function = QUEUE_FUNCTION, invocation_id = %inv.id);
-    async move {
+    let work = async move {
         let message = match parse_payload(&body).and_then(|p| queue_message(&p)) {
             Ok(m) => m,
             Err(e) => return inv.fail(StatusCode::BAD_REQUEST, e),
@@ -250,9 +262,8 @@ async fn queue_invocation(
                 )
             }
         }
-    }
-    .instrument(span)
-    .await
+    };
+    logs::capture(&id, work.instrument(span)).await
 }
 
 async fn timer_invocation(
@@ -261,9 +272,10 @@ async fn timer_invocation(
     body: Bytes,
 ) -> Response {
     let mut inv = Invocation::new(&headers);
+    let id = inv.id.clone();
     let span =
         tracing::info_span!("invocation", function = TIMER_FUNCTION, invocation_id = %inv.id);
-    async move {
+    let work = async move {
         let payload = match parse_payload(&body) {
             Ok(p) => p,
             Err(e) => return inv.fail(StatusCode::BAD_REQUEST, e),
@@ -289,9 +301,8 @@ async fn timer_invocation(
                 format!("sweep failed: {e:#}"),
             ),
         }
-    }
-    .instrument(span)
-    .await
+    };
+    logs::capture(&id, work.instrument(span)).await
 }
 
 #[cfg(test)]
