@@ -6,13 +6,15 @@
 //! forwarded, and its queue and timer functions invoked from the Azurite
 //! queue the binary itself writes to.
 //!
-//! Both tests start the binary with `DEV8_COMPUTE=local` (code-server), the
-//! only compute a bare machine has; the local backend lands with the agent
-//! branch. Until then the binary refuses to start and these tests are
-//! ignored: run them with `cargo test --test functions_binary -- --ignored`
-//! once local compute is merged, then drop the `ignore`. The same
-//! simulator drives the envelope in-process with a fake compute in
-//! `tests/functions_host.rs`.
+//! The two tests that run the binary to readiness start it with
+//! `DEV8_COMPUTE=local` (code-server), the only compute a bare machine has;
+//! the local backend lands with the agent branch. Until then the binary
+//! refuses to start there and those tests are ignored: run them with
+//! `cargo test --test functions_binary -- --ignored` once local compute is
+//! merged, then drop the `ignore`. The protocol test was run here against a
+//! temporary stand-in compute (not committed). The same simulator drives the
+//! envelope in-process with a fake compute in `tests/functions_host.rs`.
+//! The start-up checks below run the binary today.
 
 mod common;
 
@@ -116,8 +118,14 @@ async fn the_binary_starts_like_a_custom_handler_and_speaks_the_protocol() {
             "stdout carries invocation ids:\n{out}"
         );
         assert!(
-            !out.contains("AccountKey") && !out.contains("sig="),
-            "no secrets in the output"
+            !out.contains("AccountKey"),
+            "no connection string in the output"
+        );
+        assert!(
+            out.split("sig=")
+                .skip(1)
+                .all(|rest| rest.starts_with("REDACTED")),
+            "no SAS signature in the output"
         );
         sim.stop().await;
     })
@@ -140,4 +148,88 @@ async fn the_full_lifecycle_runs_through_the_real_binary() {
     })
     .await
     .expect("bounded in time");
+}
+
+/// Run `handler functions` with host-like settings and return (exit status, output) once it exits.
+fn run_to_exit(settings: &[(&str, &str)]) -> (std::process::ExitStatus, String) {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_handler"))
+        .arg("functions")
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("FUNCTIONS_CUSTOMHANDLER_PORT", "0")
+        .env("FUNCTIONS_WORKER_RUNTIME", "Custom")
+        .env("DEV8_DATA_DIR", tmp.path())
+        .envs(settings.iter().copied())
+        .output()
+        .expect("handler runs");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status, text)
+}
+
+#[test]
+fn the_binary_refuses_settings_the_functions_host_cannot_work_with() {
+    // The queue trigger only sees the Storage queue.
+    let (status, out) = run_to_exit(&[("DEV8_QUEUE_BACKEND", "embedded")]);
+    assert!(
+        !status.success() && out.contains("needs DEV8_QUEUE_BACKEND=storage"),
+        "{out}"
+    );
+    // Instances of a scaled-out app must share signing keys.
+    let (status, out) = run_to_exit(&[("DEV8_QUEUE_BACKEND", "storage"), ("DEV8_STORE", "cosmos")]);
+    assert!(
+        !status.success() && out.contains("needs DEV8_SIGNING_KEYS"),
+        "{out}"
+    );
+    // No port from the host: a usage error (`--port`, env FUNCTIONS_CUSTOMHANDLER_PORT).
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_handler"))
+        .arg("functions")
+        .env_clear()
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--port"));
+}
+
+#[test]
+fn an_unreachable_storage_account_fails_the_start_quickly_without_leaking_the_key() {
+    // A closed loopback port stands for an unreachable account.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let key = "c2VjcmV0LWtleS1kby1ub3QtbG9n";
+    let cs = format!(
+        "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey={key};QueueEndpoint=http://127.0.0.1:{port}/devstoreaccount1"
+    );
+    let started = std::time::Instant::now();
+    let (status, out) = run_to_exit(&[
+        ("DEV8_QUEUE_BACKEND", "storage"),
+        ("AzureWebJobsStorage", &cs),
+    ]);
+    assert!(!status.success(), "{out}");
+    assert!(out.contains("connecting to the Storage queue"), "{out}");
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "short retries: {:?}",
+        started.elapsed()
+    );
+    assert!(
+        !out.contains(key),
+        "no key in the output:
+{out}"
+    );
+    // The SDK logs failed requests with the SAS signature redacted.
+    assert!(
+        out.split("sig=")
+            .skip(1)
+            .all(|rest| rest.starts_with("REDACTED")),
+        "no SAS signature in the output:
+{out}"
+    );
 }
