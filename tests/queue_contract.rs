@@ -206,3 +206,52 @@ async fn the_storage_adapter_writes_base64_text_as_the_queue_trigger_expects() {
         base64::engine::general_purpose::STANDARD.encode(r#"{"v":1}"#)
     );
 }
+
+#[tokio::test]
+async fn the_storage_adapter_logs_neither_the_key_nor_a_sas_signature() {
+    // Everything the SDK, the transport and the adapter log, at TRACE level.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
+    impl std::io::Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_env_filter("trace")
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let q = storage().await;
+    q.send("job", Duration::ZERO).await.unwrap();
+    let d = q.receive(Duration::from_secs(30)).await.unwrap().unwrap();
+    q.release(&d, Duration::ZERO).await.unwrap();
+    assert!(
+        matches!(q.delete(&d).await, Err(QueueError::NotFound)),
+        "a stale receipt fails (and is logged)"
+    );
+
+    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    // The SDK logs every request URL, SAS included, with the signature redacted.
+    assert!(logs.contains("sig=REDACTED"), "requests were logged");
+    let cs = azurite::connection_string();
+    let key = cs
+        .split(';')
+        .find_map(|kv| kv.strip_prefix("AccountKey="))
+        .expect("AccountKey");
+    assert!(!logs.contains(key), "the account key is not logged");
+    assert!(
+        logs.split("sig=")
+            .skip(1)
+            .all(|rest| rest.starts_with("REDACTED")),
+        "no SAS signature is logged"
+    );
+}
