@@ -2,6 +2,7 @@
 //! modes (`serve`, `functions`, `agent`). See ARCHITECTURE.md for the map.
 
 pub mod auth;
+pub mod azure_http;
 pub mod clock;
 pub mod compute;
 pub mod config;
