@@ -715,3 +715,15 @@ fn sample_env() -> dev8::domain::Environment {
         chrono::Utc::now(),
     )
 }
+
+#[tokio::test]
+async fn unreadable_capabilities_fall_back_to_the_conservative_table() {
+    let fake = ArmFake::spawn().await;
+    fake.inject(Some(reqwest::Method::GET), "/capabilities", 403, None, 1);
+    let compute = backend(&fake);
+    let caps = compute.capabilities().await.unwrap();
+    assert_eq!(caps, dev8::compute::aci::FALLBACK_CAPABILITIES);
+    // Kept: not asked again.
+    compute.capabilities().await.unwrap();
+    assert_eq!(fake.count("GET", "/capabilities"), 1);
+}

@@ -201,6 +201,14 @@ pub struct Capabilities {
     pub max_memory_gb: f64,
 }
 
+/// Used when the capabilities cannot be read: 4 CPU / 16 GB is what ACI
+/// documents for Linux container groups without GPU in every region that
+/// offers them, and no Dev8 preset is larger.
+pub const FALLBACK_CAPABILITIES: Capabilities = Capabilities {
+    max_cpu: 4.0,
+    max_memory_gb: 16.0,
+};
+
 /// How the readiness probe reaches an environment's FQDN.
 #[derive(Debug, Clone)]
 pub struct ReadinessProbe {
@@ -364,11 +372,16 @@ impl AciCompute {
                     "/subscriptions/{}/providers/Microsoft.ContainerInstance/locations/{}/capabilities",
                     self.cfg.subscription_id, self.cfg.region
                 );
-                let items = self
-                    .arm
-                    .list(&path, ACI_API)
-                    .await
-                    .map_err(arm_err("read the region's ACI capabilities"))?;
+                let items = match self.arm.list(&path, ACI_API).await {
+                    Ok(items) => items,
+                    // The capabilities live at subscription scope; an identity
+                    // scoped to its resource group may not read them.
+                    Err(e) if matches!(e.status(), Some(401 | 403)) => {
+                        tracing::warn!(error = %e, "cannot read ACI capabilities; using the conservative table");
+                        return Ok(FALLBACK_CAPABILITIES);
+                    }
+                    Err(e) => return Err(arm_err("read the region's ACI capabilities")(e)),
+                };
                 pick_capabilities(&items).ok_or_else(|| {
                     ComputeError::Permanent(format!(
                         "Azure Container Instances offers no Linux container groups with a public IP in {}",
