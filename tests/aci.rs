@@ -261,10 +261,21 @@ async fn full_lifecycle_create_run_stop_start_delete() {
     t.settle(30).await;
     assert_eq!(t.status(&id).await, "running");
     assert_eq!(t.fake.count("POST", &format!("{name}/start")), 1);
-    assert_eq!(
-        t.fake.with(|s| s.group_puts.len()),
-        1,
-        "a restart does not re-create"
+    // The restart updated the same group with a rotated agent token, then started it.
+    assert_eq!(t.fake.with(|s| s.groups_created.len()), 1);
+    let puts = t.fake.with(|s| s.group_puts.clone());
+    assert_eq!(puts.len(), 2);
+    let token = |b: &Value| {
+        b.pointer("/properties/containers/0/properties/environmentVariables")
+            .and_then(Value::as_array)
+            .and_then(|v| v.iter().find(|e| e["name"] == "DEV8_AGENT_TOKEN"))
+            .map(|e| e["secureValue"].clone())
+            .unwrap()
+    };
+    assert_ne!(
+        token(&puts[0]),
+        token(&puts[1]),
+        "the agent token was rotated"
     );
 
     t.action(&id, "delete").await;
@@ -541,7 +552,7 @@ async fn group_stopped_outside_is_restarted_within_one_sweep() {
     t.settle(30).await;
     assert_eq!(t.status(&id).await, "running");
     assert_eq!(t.fake.count("POST", &format!("{name}/start")), 1);
-    assert_eq!(t.fake.with(|s| s.group_puts.len()), 1);
+    assert_eq!(t.fake.with(|s| s.groups_created.len()), 1);
 }
 
 #[tokio::test]

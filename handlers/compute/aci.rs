@@ -543,6 +543,25 @@ impl AciCompute {
         Ok(())
     }
 
+    /// Create or update the group (the share first: it is mounted).
+    async fn put_group(
+        &self,
+        env: &Environment,
+        n: &Names,
+        agent: &AgentParams,
+    ) -> ComputeResult<()> {
+        self.check_size(env).await?;
+        self.ensure_share(env, n).await?;
+        let key = self.account_key().await?;
+        let body = self.group_body(env, n, agent, &key);
+        match self.arm.put(&self.group_path(n), ACI_API, &body).await {
+            Ok(_) => Ok(()),
+            // A concurrent PUT of the same group is under way: same name, same group.
+            Err(e) if e.status() == Some(409) => Ok(()),
+            Err(e) => Err(arm_err("create the container group")(e)),
+        }
+    }
+
     async fn group(&self, n: &Names) -> ComputeResult<Option<Value>> {
         self.arm
             .get(&self.group_path(n), ACI_API)
@@ -723,13 +742,17 @@ impl Compute for AciCompute {
                         Some("Stopped" | "Succeeded" | "Terminated")
                     );
                 if stopped {
+                    // The agent's token is rotated on every start: update the
+                    // group with the new secrets (same name: an update, never a
+                    // second group), then start it.
+                    self.put_group(env, &n, agent).await?;
                     match self
                         .arm
                         .post(&format!("{}/start", self.group_path(&n)), ACI_API)
                         .await
                     {
                         Ok(_) => {}
-                        // Another operation is in progress; observe will tell.
+                        // Already starting (the update may have started it); observe will tell.
                         Err(e) if e.status() == Some(409) => {}
                         Err(e) => return Err(arm_err("start the container group")(e)),
                     }
@@ -738,16 +761,7 @@ impl Compute for AciCompute {
                 Ok(refs)
             }
             None => {
-                self.check_size(env).await?;
-                self.ensure_share(env, &n).await?;
-                let key = self.account_key().await?;
-                let body = self.group_body(env, &n, agent, &key);
-                match self.arm.put(&self.group_path(&n), ACI_API, &body).await {
-                    Ok(_) => {}
-                    // A concurrent PUT of the same group is under way: same name, same group.
-                    Err(e) if e.status() == Some(409) => {}
-                    Err(e) => return Err(arm_err("create the container group")(e)),
-                }
+                self.put_group(env, &n, agent).await?;
                 tracing::info!(environment = %env.id, group = %n.group, "container group requested");
                 Ok(refs)
             }
