@@ -738,3 +738,41 @@ async fn unreadable_capabilities_fall_back_to_the_conservative_table() {
     compute.capabilities().await.unwrap();
     assert_eq!(fake.count("GET", "/capabilities"), 1);
 }
+
+#[tokio::test]
+async fn a_slow_group_deletion_leaves_the_share_to_the_next_reconcile() {
+    use dev8::domain::Observed;
+    let fake = ArmFake::spawn().await;
+    fake.with(|s| {
+        s.boot_polls = 0;
+        s.delete_polls = 20;
+    });
+    let compute = backend(&fake).with_timing(Timing {
+        poll_interval: Duration::from_millis(10),
+        delete_budget: Duration::from_millis(50),
+    });
+    let env = sample_env();
+    let params = dev8::compute::AgentParams {
+        agent_token: "t".into(),
+        jwks: "{}".into(),
+        control_plane_url: "https://dev8.example".into(),
+        issuer: "https://dev8.example".into(),
+    };
+    compute.start(&env, &params).await.unwrap();
+    let name = group_name(&env.id);
+    compute.delete(&env).await.unwrap();
+    // The group is still going away: the share must wait (it is mounted).
+    assert_eq!(fake.group(&name).unwrap().provisioning, "Deleting");
+    assert!(fake.share(&name).is_some());
+    assert_eq!(compute.observe(&env).await.unwrap(), Observed::Deleting);
+    let mut seen = Observed::Deleting;
+    for _ in 0..30 {
+        seen = compute.observe(&env).await.unwrap();
+        if seen != Observed::Deleting {
+            break;
+        }
+    }
+    assert_eq!(seen, Observed::Stopped, "group gone, share left");
+    compute.delete(&env).await.unwrap();
+    assert_eq!(compute.observe(&env).await.unwrap(), Observed::Absent);
+}
