@@ -683,9 +683,15 @@ impl Compute for AciCompute {
                 Observed::Absent
             });
         };
+        let state = group
+            .pointer("/properties/instanceView/state")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        let failed = matches!(provisioning_state(&group), "Failed" | "Canceled")
+            || (provisioning_state(&group) == "Succeeded" && state == "Failed");
         match provisioning_state(&group) {
             "Deleting" => return Ok(Observed::Deleting),
-            "Failed" | "Canceled" => {
+            _ if failed => {
                 // Retire the failed group (the share stays) so a later start
                 // builds a fresh one; the reason goes to the user.
                 let reason = failure_reason(&group);
@@ -697,10 +703,6 @@ impl Compute for AciCompute {
             "Succeeded" => {}
             _ => return Ok(Observed::Starting),
         }
-        let state = group
-            .pointer("/properties/instanceView/state")
-            .and_then(Value::as_str)
-            .unwrap_or("");
         match state {
             "Running" => {
                 let Some(fqdn) = group
@@ -718,9 +720,6 @@ impl Compute for AciCompute {
                 }
             }
             "Stopped" | "Succeeded" | "Terminated" => Ok(Observed::Stopped),
-            "Failed" => Ok(Observed::Failed {
-                reason: failure_reason(&group),
-            }),
             _ => Ok(Observed::Starting),
         }
     }
@@ -854,6 +853,22 @@ mod tests {
             })
         );
         assert_eq!(pick_capabilities(&[]), None);
+    }
+
+    #[test]
+    fn failure_reasons_come_from_the_last_warning() {
+        let g = serde_json::json!({"properties": {"containers": [{"properties": {"instanceView": {"events": [
+            {"type": "Normal", "message": "Pulling image"},
+            {"type": "Warning", "message": "Failed to pull image \"x\": unauthorized"}
+        ]}}}]}});
+        assert_eq!(
+            failure_reason(&g),
+            "The container group failed: Failed to pull image \"x\": unauthorized"
+        );
+        assert_eq!(
+            failure_reason(&serde_json::json!({})),
+            "The container group failed to start"
+        );
     }
 
     #[test]
