@@ -119,6 +119,9 @@ pub struct Settings {
     /// code-server's entry (local compute); default: the project's tools folder.
     #[arg(long, env = "DEV8_CODE_SERVER")]
     pub code_server: Option<PathBuf>,
+    /// Where environments run with DEV8_COMPUTE=aci.
+    #[command(flatten)]
+    pub aci: crate::compute::aci::AciSettings,
     /// Ed25519 keys `kid:base64url-seed,...`; the first signs, all verify.
     /// Generated into the data dir by serve when unset.
     #[arg(long, env = "DEV8_SIGNING_KEYS", value_parser = secret, hide_env_values = true)]
@@ -169,4 +172,20 @@ impl Settings {
         }
         Only::try_parse_from(["handler"]).map(|o| o.s)
     }
+}
+
+/// The environment variables the control plane reads (infra must set them;
+/// `tests/infra_settings.rs` checks).
+pub fn setting_names() -> Vec<String> {
+    use clap::CommandFactory;
+    #[derive(Parser)]
+    struct Only {
+        #[command(flatten)]
+        _s: Settings,
+    }
+    Only::command()
+        .get_arguments()
+        .filter_map(|a| a.get_env())
+        .map(|e| e.to_string_lossy().into_owned())
+        .collect()
 }

@@ -131,7 +131,10 @@ impl Application {
                 ComputeKind::Local => {
                     bail!("DEV8_COMPUTE=local is not available in this build yet")
                 }
-                ComputeKind::Aci => bail!("DEV8_COMPUTE=aci is not available in this build yet"),
+                ComputeKind::Aci => Arc::new(
+                    crate::compute::aci::AciCompute::from_settings(&settings.aci)
+                        .context("setting up DEV8_COMPUTE=aci")?,
+                ),
             },
         };
         let platform = Arc::new(Platform {

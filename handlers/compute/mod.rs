@@ -1,8 +1,11 @@
 //! The `Compute` port: the resources an environment runs on. Adapters:
-//! `local` (code-server processes behind the agent, `serve`) and, later,
-//! `aci` (Azure Container Instances + Azure Files). Every call is idempotent:
+//! `local` (code-server processes behind the agent, `serve`) and `aci`
+//! (Azure Container Instances + Azure Files, over `arm`). Every call is idempotent:
 //! names derive from the environment id, so a repeated call finds what an
 //! earlier one made.
+
+pub mod aci;
+pub mod arm;
 
 use crate::domain::{Environment, Observed};
 use async_trait::async_trait;
@@ -43,6 +46,13 @@ pub enum ComputeError {
 
 pub type ComputeResult<T> = Result<T, ComputeError>;
 
+/// An environment some provider resources carry Dev8's mark for (orphan collection).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ManagedEnvironment {
+    pub user_id: String,
+    pub environment_id: String,
+}
+
 #[async_trait]
 pub trait Compute: Send + Sync + 'static {
     /// What exists for this environment now. `Running` only when the IDE answers.
@@ -58,4 +68,13 @@ pub trait Compute: Send + Sync + 'static {
     async fn stop(&self, env: &Environment) -> ComputeResult<()>;
     /// Remove everything, the workspace included.
     async fn delete(&self, env: &Environment) -> ComputeResult<()>;
+    /// The environments that resources marked as Dev8's belong to. The sweep
+    /// removes those whose record is gone. Default: nothing to collect.
+    async fn managed_environments(&self) -> ComputeResult<Vec<ManagedEnvironment>> {
+        Ok(Vec::new())
+    }
+    /// Remove the resources of an environment that has no record.
+    async fn remove_orphan(&self, _orphan: &ManagedEnvironment) -> ComputeResult<()> {
+        Ok(())
+    }
 }

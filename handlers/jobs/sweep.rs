@@ -2,7 +2,8 @@
 //! stops environments idle past their timeout, restarts reconcile chains
 //! that were lost (a crash, a poisoned message), checks running
 //! environments for drift, and marks environments stuck in a transitional
-//! status past their deadline as `error` with a reason.
+//! status past their deadline as `error` with a reason. It also removes
+//! orphans: provider resources marked as Dev8's whose record is gone.
 
 use super::reconcile::chain_is_stale;
 use crate::domain::{Status, StopCause};
@@ -18,6 +19,7 @@ pub struct SweepReport {
     pub requeued: u32,
     pub timed_out: u32,
     pub purged_documents: u64,
+    pub orphans_removed: u32,
 }
 
 pub async fn sweep(p: &Platform) -> anyhow::Result<SweepReport> {
@@ -76,5 +78,31 @@ pub async fn sweep(p: &Platform) -> anyhow::Result<SweepReport> {
         }
     }
     report.purged_documents = p.store.purge_expired_documents(p.clock.now()).await?;
+    // A failure here must not stop the rest of the sweep; the next one retries.
+    match collect_orphans(p).await {
+        Ok(n) => report.orphans_removed = n,
+        Err(e) => tracing::warn!(error = format!("{e:#}"), "orphan collection failed"),
+    }
     Ok(report)
+}
+
+/// Remove compute resources marked as Dev8's that no environment record
+/// owns. Records are written before their resources and deleted only after
+/// them, so a resource without a record is left over (made or restored
+/// outside Dev8, or by a lost delete).
+pub async fn collect_orphans(p: &Platform) -> anyhow::Result<u32> {
+    let mut removed = 0;
+    for found in p.compute.managed_environments().await? {
+        if p.store
+            .environment(&found.user_id, &found.environment_id)
+            .await?
+            .is_some()
+        {
+            continue;
+        }
+        p.compute.remove_orphan(&found).await?;
+        tracing::info!(environment = %found.environment_id, "removed orphaned resources");
+        removed += 1;
+    }
+    Ok(removed)
 }

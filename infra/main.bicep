@@ -1,0 +1,195 @@
+// Dev8 on Azure: the whole platform in one resource group.
+//   az deployment group create -g <rg> -f infra/main.bicep -p infra/main.parameters.json -p signingKeys=...
+// See infra/README.md ("Deploy to Azure"). Unvalidated here: no Bicep CLI on
+// the machine this was written on.
+targetScope = 'resourceGroup'
+
+@description('Short lower-case name used in every resource name (3-11 letters/digits).')
+@minLength(3)
+@maxLength(11)
+param prefix string = 'dev8'
+
+@description('Region of everything except the Static Web App.')
+param location string = resourceGroup().location
+
+@description('Region of the Static Web App (SWA is offered in a few regions only).')
+param staticWebAppLocation string = 'westeurope'
+
+@description('Public origin of the dashboard + API; default: the Static Web App\'s own host name.')
+param publicUrl string = ''
+
+@description('URL of the Functions package zip in the host storage\'s `deployments` container (see README).')
+param packageUrl string = ''
+
+@description('Tag of the environment images in the registry (= DEV8_IMAGE_TAG).')
+param imageTag string = '0.1.0'
+
+@description('DEV8_SIGNING_KEYS: `kid:base64url-seed,...` (README says how to make one).')
+@secure()
+param signingKeys string
+
+@secure()
+param githubClientSecret string = ''
+param githubClientId string = ''
+param githubUrl string = 'https://github.com'
+param githubApiUrl string = 'https://api.github.com'
+
+@secure()
+param oidcClientSecret string = ''
+param oidcIssuer string = ''
+param oidcClientId string = ''
+param oidcName string = ''
+
+@allowed([ 'open', 'first', 'closed' ])
+param signup string = 'first'
+param signupDomains string = ''
+param maxEnvironmentsPerUser int = 10
+param maxRunningPerUser int = 5
+param maxRunningTotal int = 50
+@minValue(5)
+@maxValue(480)
+param idleTimeoutMinutes int = 30
+param sweepSchedule string = '0 */5 * * * *'
+@description('X-Forwarded-For hops to trust: the Static Web App\'s proxy in front of the Function App.')
+param trustedProxyHops int = 1
+param reconcileIntervalMs int = 5000
+
+var queueName = 'env-jobs'
+var cosmosDatabase = 'dev8'
+var suffix = uniqueString(resourceGroup().id)
+var compact = toLower(replace(prefix, '-', ''))
+
+module identities 'modules/identities.bicep' = {
+  name: 'identities'
+  params: { location: location, prefix: prefix }
+}
+
+module monitoring 'modules/monitoring.bicep' = {
+  name: 'monitoring'
+  params: { location: location, prefix: prefix }
+}
+
+module storage 'modules/storage.bicep' = {
+  name: 'storage'
+  params: {
+    location: location
+    hostAccountName: take('st${compact}host${suffix}', 24)
+    workspaceAccountName: take('st${compact}work${suffix}', 24)
+    queueName: queueName
+  }
+}
+
+module cosmos 'modules/cosmos.bicep' = {
+  name: 'cosmos'
+  params: {
+    location: location
+    accountName: 'cosmos-${prefix}-${suffix}'
+    databaseName: cosmosDatabase
+    controlPrincipalId: identities.outputs.controlPrincipalId
+  }
+}
+
+module registry 'modules/registry.bicep' = {
+  name: 'registry'
+  params: {
+    location: location
+    registryName: take('cr${compact}${suffix}', 50)
+    pullPrincipalId: identities.outputs.pullPrincipalId
+  }
+}
+
+module vault 'modules/keyvault.bicep' = {
+  name: 'vault'
+  params: {
+    location: location
+    vaultName: take('kv-${prefix}-${suffix}', 24)
+    controlPrincipalId: identities.outputs.controlPrincipalId
+    signingKeys: signingKeys
+    githubClientSecret: githubClientSecret
+    oidcClientSecret: oidcClientSecret
+  }
+}
+
+module roleDefinition 'modules/roledef.bicep' = {
+  name: 'roledef'
+  scope: subscription()
+  params: { resourceGroupId: resourceGroup().id }
+}
+
+module roles 'modules/roles.bicep' = {
+  name: 'roles'
+  params: {
+    controlPrincipalId: identities.outputs.controlPrincipalId
+    operatorRoleId: roleDefinition.outputs.id
+    pullIdentityName: identities.outputs.pullName
+    hostAccountName: storage.outputs.hostAccountName
+  }
+}
+
+module swa 'modules/staticwebapp.bicep' = {
+  name: 'staticwebapp'
+  params: { location: staticWebAppLocation, prefix: prefix }
+}
+
+module app 'modules/functionapp.bicep' = {
+  name: 'functionapp'
+  dependsOn: [ roles, vault ]
+  params: {
+    location: location
+    prefix: prefix
+    controlIdentityId: identities.outputs.controlId
+    controlClientId: identities.outputs.controlClientId
+    appInsightsConnectionString: monitoring.outputs.connectionString
+    packageUrl: empty(packageUrl) ? '${storage.outputs.blobServiceUri}deployments/dev8-functions.zip' : packageUrl
+    hostAccountName: storage.outputs.hostAccountName
+    queueServiceUri: storage.outputs.queueServiceUri
+    queueName: queueName
+    publicUrl: empty(publicUrl) ? 'https://${swa.outputs.defaultHostname}' : publicUrl
+    cosmosEndpoint: cosmos.outputs.endpoint
+    cosmosDatabase: cosmosDatabase
+    aciRegion: location
+    workspaceAccountName: storage.outputs.workspaceAccountName
+    imageRegistry: registry.outputs.loginServer
+    imageTag: imageTag
+    pullIdentityId: identities.outputs.pullId
+    vaultName: vault.outputs.name
+    signup: signup
+    signupDomains: signupDomains
+    maxEnvironmentsPerUser: maxEnvironmentsPerUser
+    maxRunningPerUser: maxRunningPerUser
+    maxRunningTotal: maxRunningTotal
+    idleTimeoutMinutes: idleTimeoutMinutes
+    sweepSchedule: sweepSchedule
+    trustedProxyHops: trustedProxyHops
+    reconcileIntervalMs: reconcileIntervalMs
+    githubClientId: githubClientId
+    githubUrl: githubUrl
+    githubApiUrl: githubApiUrl
+    oidcIssuer: oidcIssuer
+    oidcClientId: oidcClientId
+    oidcName: oidcName
+  }
+}
+
+// The dashboard's /api goes to the Function App.
+resource site 'Microsoft.Web/staticSites@2023-12-01' existing = {
+  name: 'stapp-${prefix}'
+}
+
+resource backend 'Microsoft.Web/staticSites/linkedBackends@2023-12-01' = {
+  parent: site
+  name: 'control-plane'
+  dependsOn: [ swa ]
+  properties: {
+    backendResourceId: app.outputs.id
+    region: location
+  }
+}
+
+output functionAppName string = app.outputs.name
+output staticWebAppName string = swa.outputs.name
+output dashboardUrl string = empty(publicUrl) ? 'https://${swa.outputs.defaultHostname}' : publicUrl
+output registryLoginServer string = registry.outputs.loginServer
+output hostStorageAccount string = storage.outputs.hostAccountName
+output workspaceStorageAccount string = storage.outputs.workspaceAccountName
+output keyVaultName string = vault.outputs.name

@@ -1,0 +1,62 @@
+// Cosmos DB for NoSQL, serverless, Entra ID only (local auth off), with the
+// database and its containers, and the control plane's data-plane role.
+param location string
+param accountName string
+param databaseName string
+param controlPrincipalId string
+
+resource account 'Microsoft.DocumentDB/databaseAccounts@2024-11-15' = {
+  name: accountName
+  location: location
+  kind: 'GlobalDocumentDB'
+  properties: {
+    databaseAccountOfferType: 'Standard'
+    disableLocalAuth: true
+    disableKeyBasedMetadataWriteAccess: true
+    minimalTlsVersion: 'Tls12'
+    consistencyPolicy: { defaultConsistencyLevel: 'Session' }
+    locations: [
+      { locationName: location, failoverPriority: 0, isZoneRedundant: false }
+    ]
+    capabilities: [ { name: 'EnableServerless' } ]
+  }
+}
+
+resource db 'Microsoft.DocumentDB/databaseAccounts/sqlDatabases@2024-11-15' = {
+  parent: account
+  name: databaseName
+  properties: { resource: { id: databaseName } }
+}
+
+// environments by owner; users, sessions and small documents by id; audit by user.
+var containers = [
+  { name: 'environments', key: '/userId', ttl: false }
+  { name: 'users', key: '/id', ttl: false }
+  { name: 'sessions', key: '/id', ttl: true }
+  { name: 'documents', key: '/id', ttl: true }
+  { name: 'audit', key: '/userId', ttl: false }
+]
+
+resource cs 'Microsoft.DocumentDB/databaseAccounts/sqlDatabases/containers@2024-11-15' = [for c in containers: {
+  parent: db
+  name: c.name
+  properties: {
+    resource: union({
+      id: c.name
+      partitionKey: { paths: [ c.key ], kind: 'Hash', version: 2 }
+    }, c.ttl ? { defaultTtl: -1 } : {})
+  }
+}]
+
+// Cosmos DB Built-in Data Contributor, on the account.
+resource dataContributor 'Microsoft.DocumentDB/databaseAccounts/sqlRoleAssignments@2024-11-15' = {
+  parent: account
+  name: guid(account.id, controlPrincipalId, 'data-contributor')
+  properties: {
+    principalId: controlPrincipalId
+    roleDefinitionId: '${account.id}/sqlRoleDefinitions/00000000-0000-0000-0000-000000000002'
+    scope: account.id
+  }
+}
+
+output endpoint string = account.properties.documentEndpoint

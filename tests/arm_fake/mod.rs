@@ -1,0 +1,761 @@
+//! A stateful stand-in for the parts of Azure Resource Manager and Entra ID
+//! that the ACI backend speaks (ARM, ACI and Azure Files cannot run here).
+//! It implements the documented wire contract on 127.0.0.1:
+//! * the Entra ID token endpoint (`POST /{tenant}/oauth2/v2.0/token`,
+//!   client-credentials form) issuing bearer tokens that every ARM call
+//!   must carry;
+//! * container groups: PUT (201, `provisioningState` Creating -> Succeeded
+//!   over GET polls; a second PUT is an update, 409 while one is in
+//!   progress), GET (secure values never returned, server-made FQDN), LIST,
+//!   `POST .../start` (202, long-running), `POST .../stop` (204), DELETE
+//!   (202, `Deleting` over polls, then 404);
+//! * file shares (PUT/GET/DELETE; deleting a share a live group mounts is
+//!   409) and `POST .../listKeys`;
+//! * region capabilities;
+//! * injected faults (429 with `Retry-After`, 500s) for any request;
+//! * the agent's readiness URL (`/_dev8/healthz` on a group's FQDN, chosen by
+//!   the `Host` header), answering only for a running group.
+#![allow(dead_code)]
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+pub const SUBSCRIPTION: &str = "00000000-0000-0000-0000-000000000001";
+pub const RESOURCE_GROUP: &str = "dev8-rg";
+pub const REGION: &str = "westeurope";
+pub const ACCOUNT: &str = "dev8work";
+pub const TENANT: &str = "00000000-0000-0000-0000-0000000000aa";
+pub const CLIENT_ID: &str = "control-plane-app";
+pub const CLIENT_SECRET: &str = "fake-client-secret";
+pub const ACCOUNT_KEY: &str = "ZmFrZS1hY2NvdW50LWtleS1uZXZlci1sb2dnZWQ=";
+pub const ACI_API: &str = "2023-05-01";
+pub const STORAGE_API: &str = "2023-05-01";
+
+#[derive(Debug, Clone)]
+pub struct Group {
+    /// The body as PUT (secure values included), last write wins.
+    pub spec: Value,
+    pub provisioning: String,
+    /// `instanceView.state` once provisioned.
+    pub state: Option<String>,
+    /// GETs left before a transitional provisioning state settles.
+    pub polls_left: u32,
+    pub fqdn: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Share {
+    pub quota: u64,
+    pub metadata: Value,
+}
+
+#[derive(Debug, Clone)]
+pub struct Fault {
+    pub method: Option<Method>,
+    pub path_contains: String,
+    pub status: u16,
+    pub retry_after: Option<u64>,
+    pub times: u32,
+}
+
+#[derive(Debug, Default)]
+pub struct FakeState {
+    pub groups: BTreeMap<String, Group>,
+    pub shares: BTreeMap<String, Share>,
+    /// Every ARM request: (method, path without query).
+    pub log: Vec<(String, String)>,
+    /// Container-group PUT bodies, in order.
+    pub group_puts: Vec<Value>,
+    /// Shares ever created (first PUT), by name.
+    pub shares_created: Vec<String>,
+    /// Groups ever created (first PUT), by name.
+    pub groups_created: Vec<String>,
+    pub tokens: Vec<String>,
+    pub token_requests: u32,
+    pub faults: Vec<Fault>,
+    /// Faults that were served.
+    pub faults_served: u32,
+    /// GETs a PUT/start takes to settle.
+    pub boot_polls: u32,
+    /// GETs a delete takes to finish.
+    pub delete_polls: u32,
+    /// Does the agent behind a running group answer readiness?
+    pub agent_ready: bool,
+    pub readiness_hits: Vec<String>,
+    pub capability_requests: u32,
+    /// The region's limit for Linux groups with a public IP.
+    pub max_cpu: f64,
+}
+
+#[derive(Clone)]
+pub struct ArmFake {
+    pub addr: SocketAddr,
+    pub state: Arc<Mutex<FakeState>>,
+}
+
+impl ArmFake {
+    pub async fn spawn() -> ArmFake {
+        let state = Arc::new(Mutex::new(FakeState {
+            boot_polls: 2,
+            delete_polls: 1,
+            agent_ready: true,
+            max_cpu: 4.0,
+            ..Default::default()
+        }));
+        let app = axum::Router::new()
+            .fallback(handle)
+            .with_state(state.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        ArmFake { addr, state }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn with<T>(&self, f: impl FnOnce(&mut FakeState) -> T) -> T {
+        f(&mut self.state.lock().unwrap())
+    }
+
+    pub fn inject(
+        &self,
+        method: Option<Method>,
+        path_contains: &str,
+        status: u16,
+        retry_after: Option<u64>,
+        times: u32,
+    ) {
+        self.with(|s| {
+            s.faults.push(Fault {
+                method,
+                path_contains: path_contains.to_string(),
+                status,
+                retry_after,
+                times,
+            })
+        });
+    }
+
+    pub fn group(&self, name: &str) -> Option<Group> {
+        self.with(|s| s.groups.get(name).cloned())
+    }
+
+    pub fn share(&self, name: &str) -> Option<Share> {
+        self.with(|s| s.shares.get(name).cloned())
+    }
+
+    /// Requests whose method and path match, counted.
+    pub fn count(&self, method: &str, path_suffix: &str) -> usize {
+        self.with(|s| {
+            s.log
+                .iter()
+                .filter(|(m, p)| m == method && p.ends_with(path_suffix))
+                .count()
+        })
+    }
+
+    /// Someone deletes the group in the portal.
+    pub fn delete_group_outside(&self, name: &str) {
+        self.with(|s| s.groups.remove(name));
+    }
+
+    /// Someone stops the group in the portal.
+    pub fn stop_group_outside(&self, name: &str) {
+        self.with(|s| {
+            let g = s.groups.get_mut(name).expect("group exists");
+            g.state = Some("Stopped".into());
+        });
+    }
+
+    /// A group tagged as Dev8's appears without a record (a restore, a lost delete).
+    pub fn add_group_outside(&self, name: &str, tags: Value) {
+        self.with(|s| {
+            s.groups.insert(
+                name.to_string(),
+                Group {
+                    spec: json!({"location": REGION, "tags": tags, "properties": {"volumes": [{"name":"home","azureFile":{"shareName": name}}]}}),
+                    provisioning: "Succeeded".into(),
+                    state: Some("Running".into()),
+                    polls_left: 0,
+                    fqdn: fqdn_for(name),
+                },
+            );
+            s.shares.insert(
+                name.to_string(),
+                Share {
+                    quota: 20,
+                    metadata: json!({}),
+                },
+            );
+        });
+    }
+}
+
+/// The FQDN ACI makes for a label with `TenantReuse`: label, a hash of
+/// label and tenant, region.
+pub fn fqdn_for(label: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let h = Sha256::digest(format!("{label}/{TENANT}").as_bytes());
+    let hash: String = h.iter().take(4).map(|b| format!("{b:02x}")).collect();
+    format!("{label}.{hash}.{REGION}.azurecontainer.io")
+}
+
+fn error(status: StatusCode, code: &str, message: &str) -> Response {
+    (
+        status,
+        axum::Json(json!({"error": {"code": code, "message": message}})),
+    )
+        .into_response()
+}
+
+fn query(uri: &Uri) -> HashMap<String, String> {
+    uri.query()
+        .unwrap_or("")
+        .split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// The container group as ARM returns it: no secure values, server fields added.
+fn view(name: &str, g: &Group) -> Value {
+    let mut v = g.spec.clone();
+    if let Some(cs) = v
+        .pointer_mut("/properties/containers")
+        .and_then(Value::as_array_mut)
+    {
+        for c in cs {
+            if let Some(vars) = c
+                .pointer_mut("/properties/environmentVariables")
+                .and_then(Value::as_array_mut)
+            {
+                for var in vars {
+                    if let Some(o) = var.as_object_mut() {
+                        o.remove("secureValue");
+                    }
+                }
+            }
+        }
+    }
+    if let Some(vols) = v
+        .pointer_mut("/properties/volumes")
+        .and_then(Value::as_array_mut)
+    {
+        for vol in vols {
+            if let Some(af) = vol.get_mut("azureFile").and_then(Value::as_object_mut) {
+                af.remove("storageAccountKey");
+            }
+        }
+    }
+    v["name"] = json!(name);
+    v["id"] = json!(format!(
+        "/subscriptions/{SUBSCRIPTION}/resourceGroups/{RESOURCE_GROUP}/providers/Microsoft.ContainerInstance/containerGroups/{name}"
+    ));
+    v["type"] = json!("Microsoft.ContainerInstance/containerGroups");
+    if v.get("properties").is_none() {
+        v["properties"] = json!({});
+    }
+    v["properties"]["provisioningState"] = json!(g.provisioning);
+    if v.pointer("/properties/ipAddress").is_none() {
+        v["properties"]["ipAddress"] = json!({});
+    }
+    v["properties"]["ipAddress"]["fqdn"] = json!(g.fqdn);
+    if let Some(state) = &g.state {
+        v["properties"]["instanceView"] = json!({"state": state, "events": []});
+    }
+    v
+}
+
+/// A GET moves a transitional group one poll closer to settling.
+fn poll(s: &mut FakeState, name: &str) {
+    let Some(g) = s.groups.get_mut(name) else {
+        return;
+    };
+    match g.provisioning.as_str() {
+        "Creating" | "Pending" | "Updating" => {
+            if g.polls_left == 0 {
+                g.provisioning = "Succeeded".into();
+                g.state = Some("Running".into());
+            } else {
+                g.polls_left -= 1;
+            }
+        }
+        "Deleting" => {
+            if g.polls_left == 0 {
+                s.groups.remove(name);
+            } else {
+                g.polls_left -= 1;
+            }
+        }
+        _ => {}
+    }
+}
+
+fn transitional(g: &Group) -> bool {
+    matches!(
+        g.provisioning.as_str(),
+        "Creating" | "Pending" | "Updating" | "Deleting"
+    )
+}
+
+async fn handle(
+    State(state): State<Arc<Mutex<FakeState>>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let path = uri.path().to_string();
+    let mut s = state.lock().unwrap();
+
+    // The agent's readiness, on a group's FQDN.
+    if path == "/_dev8/healthz" {
+        let host = headers
+            .get("host")
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("")
+            .split(':')
+            .next()
+            .unwrap_or("")
+            .to_string();
+        s.readiness_hits.push(host.clone());
+        let up = s.agent_ready
+            && s.groups.values().any(|g| {
+                g.fqdn == host
+                    && g.provisioning == "Succeeded"
+                    && g.state.as_deref() == Some("Running")
+            });
+        return if up {
+            (StatusCode::OK, "ok").into_response()
+        } else {
+            (StatusCode::BAD_GATEWAY, "").into_response()
+        };
+    }
+
+    // Entra ID: client credentials.
+    if method == Method::POST && path == format!("/{TENANT}/oauth2/v2.0/token") {
+        s.token_requests += 1;
+        let form: HashMap<String, String> = url_form(&body);
+        let ok = form.get("grant_type").map(String::as_str) == Some("client_credentials")
+            && form.get("client_id").map(String::as_str) == Some(CLIENT_ID)
+            && form.get("client_secret").map(String::as_str) == Some(CLIENT_SECRET)
+            && form.get("scope").map(String::as_str)
+                == Some("https://management.azure.com/.default");
+        if !ok {
+            return (
+                StatusCode::UNAUTHORIZED,
+                axum::Json(json!({"error":"invalid_client","error_description":"bad client credentials","error_codes":[7000215]})),
+            )
+                .into_response();
+        }
+        let token = format!("fake-arm-token-{}", s.tokens.len() + 1);
+        s.tokens.push(token.clone());
+        return axum::Json(json!({"token_type":"Bearer","expires_in":3600,"ext_expires_in":3600,"access_token":token})).into_response();
+    }
+
+    // ARM: a token issued above, and an api-version.
+    let bearer = headers
+        .get("authorization")
+        .and_then(|h| h.to_str().ok())
+        .and_then(|h| h.strip_prefix("Bearer "))
+        .map(str::to_string);
+    if !bearer.is_some_and(|t| s.tokens.contains(&t)) {
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "AuthenticationFailed",
+            "no valid bearer token",
+        );
+    }
+    s.log.push((method.to_string(), path.clone()));
+    let q = query(&uri);
+
+    // Injected faults come first.
+    if let Some(i) = s.faults.iter().position(|f| {
+        f.times > 0
+            && f.method.as_ref().is_none_or(|m| *m == method)
+            && path.contains(&f.path_contains)
+    }) {
+        s.faults[i].times -= 1;
+        s.faults_served += 1;
+        let f = s.faults[i].clone();
+        let mut r = error(
+            StatusCode::from_u16(f.status).unwrap(),
+            if f.status == 429 {
+                "TooManyRequests"
+            } else {
+                "InternalServerError"
+            },
+            "injected",
+        );
+        if let Some(secs) = f.retry_after {
+            r.headers_mut()
+                .insert("retry-after", secs.to_string().parse().unwrap());
+        }
+        return r;
+    }
+
+    let seg: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let rg_prefix = [
+        "subscriptions",
+        SUBSCRIPTION,
+        "resourceGroups",
+        RESOURCE_GROUP,
+        "providers",
+    ];
+    let api = q.get("api-version").cloned().unwrap_or_default();
+
+    // Region capabilities.
+    if seg.len() == 7
+        && seg[..2] == ["subscriptions", SUBSCRIPTION]
+        && seg[2..5] == ["providers", "Microsoft.ContainerInstance", "locations"]
+        && seg[6] == "capabilities"
+        && method == Method::GET
+    {
+        if api != ACI_API {
+            return error(StatusCode::BAD_REQUEST, "InvalidApiVersionParameter", &api);
+        }
+        s.capability_requests += 1;
+        return axum::Json(json!({"value": [
+            {"resourceType":"containerGroups","osType":"Linux","location":"West Europe","ipAddressType":"Public","gpu":"None","capabilities":{"maxMemoryInGB":16.0,"maxCpu":s.max_cpu,"maxGpuCount":0.0}},
+            {"resourceType":"containerGroups","osType":"Windows","location":"West Europe","ipAddressType":"Public","gpu":"None","capabilities":{"maxMemoryInGB":14.0,"maxCpu":4.0,"maxGpuCount":0.0}},
+            {"resourceType":"containerGroups","osType":"Linux","location":"West Europe","ipAddressType":"Public","gpu":"V100","capabilities":{"maxMemoryInGB":112.0,"maxCpu":24.0,"maxGpuCount":4.0}}
+        ]}))
+        .into_response();
+    }
+
+    if seg.len() < 7 || seg[..5] != rg_prefix {
+        return error(StatusCode::NOT_FOUND, "ResourceNotFound", "unknown path");
+    }
+    let rest = &seg[5..];
+    match rest {
+        ["Microsoft.ContainerInstance", "containerGroups"] if method == Method::GET => {
+            if api != ACI_API {
+                return error(StatusCode::BAD_REQUEST, "InvalidApiVersionParameter", &api);
+            }
+            let items: Vec<Value> = s.groups.iter().map(|(n, g)| view(n, g)).collect();
+            axum::Json(json!({"value": items})).into_response()
+        }
+        [
+            "Microsoft.ContainerInstance",
+            "containerGroups",
+            name,
+            action @ ..,
+        ] => {
+            if api != ACI_API {
+                return error(StatusCode::BAD_REQUEST, "InvalidApiVersionParameter", &api);
+            }
+            let name = name.to_string();
+            group_call(&mut s, &method, &name, action, &body)
+        }
+        ["Microsoft.Storage", "storageAccounts", acct, "listKeys"] if method == Method::POST => {
+            if *acct != ACCOUNT || api != STORAGE_API {
+                return error(StatusCode::NOT_FOUND, "ResourceNotFound", "no such account");
+            }
+            axum::Json(json!({"keys": [
+                {"keyName":"key1","value":ACCOUNT_KEY,"permissions":"FULL"},
+                {"keyName":"key2","value":"c2Vjb25kLWtleQ==","permissions":"FULL"}
+            ]}))
+            .into_response()
+        }
+        [
+            "Microsoft.Storage",
+            "storageAccounts",
+            acct,
+            "fileServices",
+            "default",
+            "shares",
+            share,
+        ] => {
+            if *acct != ACCOUNT || api != STORAGE_API {
+                return error(StatusCode::NOT_FOUND, "ResourceNotFound", "no such account");
+            }
+            let share = share.to_string();
+            share_call(&mut s, &method, &share, &body)
+        }
+        _ => error(StatusCode::NOT_FOUND, "ResourceNotFound", "unknown path"),
+    }
+}
+
+fn url_form(body: &[u8]) -> HashMap<String, String> {
+    let text = String::from_utf8_lossy(body);
+    text.split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (decode(k), decode(v)))
+        .collect()
+}
+
+fn decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = b
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (b[i], hex) {
+            (b'%', Some(byte)) => {
+                out.push(byte);
+                i += 3;
+            }
+            (b'+', _) => {
+                out.push(b' ');
+                i += 1;
+            }
+            (c, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn group_call(
+    s: &mut FakeState,
+    method: &Method,
+    name: &str,
+    action: &[&str],
+    body: &[u8],
+) -> Response {
+    match (method.clone(), action) {
+        (Method::GET, []) => {
+            poll(s, name);
+            match s.groups.get(name) {
+                Some(g) => axum::Json(view(name, g)).into_response(),
+                None => error(StatusCode::NOT_FOUND, "ResourceNotFound", "no such group"),
+            }
+        }
+        (Method::PUT, []) => {
+            let spec: Value = match serde_json::from_slice(body) {
+                Ok(v) => v,
+                Err(_) => {
+                    return error(StatusCode::BAD_REQUEST, "InvalidRequestContent", "not JSON");
+                }
+            };
+            s.group_puts.push(spec.clone());
+            let label = spec
+                .pointer("/properties/ipAddress/dnsNameLabel")
+                .and_then(Value::as_str)
+                .unwrap_or(name)
+                .to_string();
+            let boot = s.boot_polls;
+            match s.groups.get_mut(name) {
+                Some(g) if transitional(g) => error(
+                    StatusCode::CONFLICT,
+                    "ContainerGroupTransitioning",
+                    "The container group is transitioning; try again later",
+                ),
+                Some(g) => {
+                    g.spec = spec;
+                    let v = view(name, g);
+                    axum::Json(v).into_response()
+                }
+                None => {
+                    let g = Group {
+                        spec,
+                        provisioning: "Creating".into(),
+                        state: None,
+                        polls_left: boot,
+                        fqdn: fqdn_for(&label),
+                    };
+                    let v = view(name, &g);
+                    s.groups.insert(name.to_string(), g);
+                    s.groups_created.push(name.to_string());
+                    (StatusCode::CREATED, axum::Json(v)).into_response()
+                }
+            }
+        }
+        (Method::DELETE, []) => {
+            let polls = s.delete_polls;
+            match s.groups.get_mut(name) {
+                None => StatusCode::NO_CONTENT.into_response(),
+                Some(g) if g.provisioning == "Deleting" => StatusCode::ACCEPTED.into_response(),
+                Some(g) => {
+                    g.provisioning = "Deleting".into();
+                    g.polls_left = polls;
+                    StatusCode::ACCEPTED.into_response()
+                }
+            }
+        }
+        (Method::POST, ["start"]) => {
+            let boot = s.boot_polls;
+            match s.groups.get_mut(name) {
+                None => error(StatusCode::NOT_FOUND, "ResourceNotFound", "no such group"),
+                Some(g) if transitional(g) => {
+                    error(StatusCode::CONFLICT, "ContainerGroupTransitioning", "busy")
+                }
+                Some(g) => {
+                    g.provisioning = "Pending".into();
+                    g.state = Some("Pending".into());
+                    g.polls_left = boot;
+                    StatusCode::ACCEPTED.into_response()
+                }
+            }
+        }
+        (Method::POST, ["stop"]) => match s.groups.get_mut(name) {
+            None => error(StatusCode::NOT_FOUND, "ResourceNotFound", "no such group"),
+            Some(g) if transitional(g) => {
+                error(StatusCode::CONFLICT, "ContainerGroupTransitioning", "busy")
+            }
+            Some(g) => {
+                g.state = Some("Stopped".into());
+                StatusCode::NO_CONTENT.into_response()
+            }
+        },
+        _ => error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "MethodNotAllowed",
+            "unsupported",
+        ),
+    }
+}
+
+fn share_call(s: &mut FakeState, method: &Method, name: &str, body: &[u8]) -> Response {
+    let view = |name: &str, sh: &Share| {
+        json!({"name": name, "type": "Microsoft.Storage/storageAccounts/fileServices/shares",
+               "properties": {"shareQuota": sh.quota, "metadata": sh.metadata, "enabledProtocols": "SMB"}})
+    };
+    match method.clone() {
+        Method::GET => match s.shares.get(name) {
+            Some(sh) => axum::Json(view(name, sh)).into_response(),
+            None => error(StatusCode::NOT_FOUND, "ShareNotFound", "no such share"),
+        },
+        Method::PUT => {
+            let spec: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+            let Some(quota) = spec
+                .pointer("/properties/shareQuota")
+                .and_then(Value::as_u64)
+            else {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "InvalidRequestContent",
+                    "shareQuota required",
+                );
+            };
+            let sh = Share {
+                quota,
+                metadata: spec
+                    .pointer("/properties/metadata")
+                    .cloned()
+                    .unwrap_or(json!({})),
+            };
+            let created = !s.shares.contains_key(name);
+            let v = view(name, &sh);
+            s.shares.insert(name.to_string(), sh);
+            if created {
+                s.shares_created.push(name.to_string());
+                (StatusCode::CREATED, axum::Json(v)).into_response()
+            } else {
+                axum::Json(v).into_response()
+            }
+        }
+        Method::DELETE => {
+            let mounted = s.groups.values().any(|g| {
+                g.spec
+                    .pointer("/properties/volumes")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .any(|v| {
+                        v.pointer("/azureFile/shareName").and_then(Value::as_str) == Some(name)
+                    })
+            });
+            if mounted {
+                return error(
+                    StatusCode::CONFLICT,
+                    "ShareInUse",
+                    "a container group mounts this share",
+                );
+            }
+            match s.shares.remove(name) {
+                Some(_) => StatusCode::OK.into_response(),
+                None => StatusCode::NO_CONTENT.into_response(),
+            }
+        }
+        _ => error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "MethodNotAllowed",
+            "unsupported",
+        ),
+    }
+}
+
+/// A `TokenCredential` transport for the tests: `azure_identity` insists on
+/// an https authority host, so the credential is configured with
+/// `https://login.fake.test` and this transport carries its requests to the
+/// fake over loopback http (through the crate's own reqwest transport).
+#[derive(Debug)]
+pub struct LoopbackTransport {
+    pub target: String,
+    pub inner: dev8::azure_http::ReqwestTransport,
+}
+
+#[async_trait::async_trait]
+impl azure_core::http::HttpClient for LoopbackTransport {
+    async fn execute_request(
+        &self,
+        request: &azure_core::http::Request,
+    ) -> azure_core::Result<azure_core::http::AsyncRawResponse> {
+        let mut req = request.clone();
+        let target = azure_core::http::Url::parse(&self.target).expect("fake URL");
+        assert_eq!(
+            req.url().host_str(),
+            Some("login.fake.test"),
+            "credential went elsewhere"
+        );
+        let url = req.url_mut();
+        url.set_scheme("http").unwrap();
+        url.set_host(target.host_str()).unwrap();
+        url.set_port(target.port()).unwrap();
+        self.inner.execute_request(&req).await
+    }
+}
+
+/// A real `azure_identity::ClientSecretCredential` that gets its tokens from the fake.
+pub fn credential(fake: &ArmFake) -> Arc<dyn azure_core::credentials::TokenCredential> {
+    use azure_core::cloud::{CloudConfiguration, CustomConfiguration};
+    use azure_core::http::{ClientOptions, RetryOptions, Transport};
+    let mut cloud = CustomConfiguration::default();
+    cloud.authority_host = "https://login.fake.test".into();
+    let options = ClientOptions {
+        transport: Some(Transport::new(Arc::new(LoopbackTransport {
+            target: fake.url(),
+            inner: dev8::azure_http::ReqwestTransport::new().unwrap(),
+        }))),
+        retry: RetryOptions::none(),
+        cloud: Some(Arc::new(CloudConfiguration::from(cloud))),
+        ..Default::default()
+    };
+    azure_identity::ClientSecretCredential::new(
+        TENANT,
+        CLIENT_ID.to_string(),
+        CLIENT_SECRET.to_string().into(),
+        Some(azure_identity::ClientSecretCredentialOptions {
+            client_options: options,
+        }),
+    )
+    .expect("credential")
+}
+
+/// A reqwest resolver sending every host name to loopback (the readiness
+/// probe asks for `<fqdn>`; the fake answers by `Host`).
+pub struct Loopback;
+
+impl reqwest::dns::Resolve for Loopback {
+    fn resolve(&self, _name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        Box::pin(async {
+            let addrs: reqwest::dns::Addrs =
+                Box::new(std::iter::once(SocketAddr::from(([127, 0, 0, 1], 0))));
+            Ok(addrs)
+        })
+    }
+}
