@@ -74,7 +74,11 @@ pub struct AciSettings {
     pub region: Option<String>,
     /// Client id of the control plane's user-assigned managed identity
     /// (unset: the system-assigned identity, or developer tools outside Azure).
-    #[arg(long = "azure-client-id", id = "azure_client_id", env = "AZURE_CLIENT_ID")]
+    #[arg(
+        long = "azure-client-id",
+        id = "azure_client_id",
+        env = "AZURE_CLIENT_ID"
+    )]
     pub client_id: Option<String>,
     /// Storage account whose Azure Files shares hold the environments' homes.
     #[arg(long, env = "DEV8_WORKSPACE_STORAGE_ACCOUNT")]
