@@ -5,6 +5,7 @@
 //! status past their deadline as `error` with a reason.
 
 use super::reconcile::chain_is_stale;
+use crate::audit::{self, Action, Entry};
 use crate::domain::{Status, StopCause};
 use crate::platform::Platform;
 use crate::queue::Job;
@@ -41,6 +42,15 @@ pub async fn sweep(p: &Platform) -> anyhow::Result<SweepReport> {
                 .release(p.store.as_ref(), &env.user_id, &env.id, false)
                 .await?;
             super::enqueue(p, &env).await?;
+            // The ETag the stop was written over names this stop uniquely.
+            audit::record_job(
+                p,
+                Entry::ok(&env.user_id, Action::IdleStop)
+                    .env(&env.id)
+                    .detail(format!("idle for {} minutes", env.idle_timeout_minutes)),
+                &current.etag,
+            )
+            .await?;
             tracing::info!(environment = %env.id, minutes = env.idle_timeout_minutes, "stopped for inactivity");
             report.idle_stopped += 1;
             continue;
