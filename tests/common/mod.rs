@@ -4,7 +4,9 @@
 //! (`settle`) instead of sleeping.
 #![allow(dead_code)]
 
+pub mod browser;
 pub mod fake_compute;
+pub mod github;
 
 use chrono::Duration;
 use dev8::clock::{Clock, ManualClock};
