@@ -7,6 +7,7 @@
 pub mod browser;
 pub mod fake_compute;
 pub mod github;
+pub mod idp;
 
 use chrono::Duration;
 use dev8::clock::{Clock, ManualClock};
