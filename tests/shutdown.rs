@@ -53,7 +53,13 @@ async fn shutdown_waits_for_the_job_in_progress_and_keeps_the_queue() {
         .await
         .unwrap();
     assert_eq!(signup.status(), 201);
-    let cookie = signup.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_string();
+    let cookie = signup.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
     let created = client
         .post(format!("{url}/api/environments"))
         .header("origin", &url)
@@ -63,25 +69,50 @@ async fn shutdown_waits_for_the_job_in_progress_and_keeps_the_queue() {
         .await
         .unwrap();
     assert_eq!(created.status(), 202);
-    let id = created.json::<serde_json::Value>().await.unwrap()["environment"]["id"].as_str().unwrap().to_string();
+    let id = created.json::<serde_json::Value>().await.unwrap()["environment"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
 
     // Wait until the worker is inside the (slow) start, then ask to stop.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while compute.counts(&id).starts == 0 && compute.state(&id).is_none() {
-        let leased = store.active_environments().await.unwrap().iter().any(|v| v.value.lease.is_some());
+        let leased = store
+            .active_environments()
+            .await
+            .unwrap()
+            .iter()
+            .any(|v| v.value.lease.is_some());
         if leased {
             break;
         }
-        assert!(tokio::time::Instant::now() < deadline, "the worker never picked the job up");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the worker never picked the job up"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     tx.send(()).unwrap();
-    tokio::time::timeout(Duration::from_secs(10), server).await.unwrap().unwrap().unwrap();
+    tokio::time::timeout(Duration::from_secs(10), server)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
 
     assert_eq!(compute.counts(&id).starts, 1, "the start ran to completion");
-    let env = store.active_environments().await.unwrap().pop().unwrap().value;
+    let env = store
+        .active_environments()
+        .await
+        .unwrap()
+        .pop()
+        .unwrap()
+        .value;
     assert!(env.lease.is_none(), "the lease was given back");
     drop(queue);
     let reopened = EmbeddedQueue::open(&queue_path, "env-jobs", clock_dyn).unwrap();
-    assert_eq!(reopened.approximate_len().await.unwrap(), 1, "the follow-up survived the shutdown");
+    assert_eq!(
+        reopened.approximate_len().await.unwrap(),
+        1,
+        "the follow-up survived the shutdown"
+    );
 }
