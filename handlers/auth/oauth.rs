@@ -213,7 +213,7 @@ mod tests {
     fn pkce_matches_rfc7636_example() {
         assert_eq!(
             pkce_challenge("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"),
-            "E9Melhoa2OwvFrEwTJ_ypCTvsmkzGKvvUYfQbRADI8Ng"
+            "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
         );
     }
 
