@@ -148,8 +148,20 @@ async fn begin(
 }
 
 /// `GET /api/auth/{provider}/start`: a page navigation to the provider.
-pub async fn start(State(p): State<AppState>, Path(id): Path<String>) -> ApiResult<Response> {
+pub async fn start(
+    State(p): State<AppState>,
+    Path(id): Path<String>,
+    addr: ClientAddr,
+) -> ApiResult<Response> {
     let provider = provider(&p, &id)?;
+    // Each start stores a small flow document: bound per address.
+    limit(
+        &p,
+        "oauth-start-addr",
+        &addr.key(),
+        p.policy.signin_limit_per_address,
+    )
+    .await?;
     match begin(&p, &provider, None).await {
         Ok((url, cookie)) => Ok(see_other(&url, &[cookie])),
         Err(e) => {
