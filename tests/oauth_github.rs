@@ -167,6 +167,33 @@ async fn a_verified_github_account_signs_up_then_signs_in_to_the_same_account() 
     assert_eq!(reqs[0]["client_secret"], github::CLIENT_SECRET);
     assert_eq!(reqs[0]["code_verifier"].len(), 43);
 
+    let audit = app
+        .send(Method::GET, "/api/audit", None, Auth::Cookie(&cookie, None))
+        .await;
+    let actions: Vec<(&str, &str, &str)> = audit.body["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["action"].as_str().unwrap(),
+                r["outcome"].as_str().unwrap(),
+                r["detail"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            ("auth.signin", "success", "github"),
+            ("auth.signup", "success", "github")
+        ]
+    );
+    assert!(
+        !audit.body.to_string().contains("gho_"),
+        "no tokens in records"
+    );
+
     let again = sign_in(&app, &mut Browser::new()).await;
     let cookie2 = session(&again).unwrap();
     assert_eq!(me(&app, &cookie2).await["id"], user["id"]);
@@ -481,4 +508,35 @@ async fn the_sign_up_policy_applies_to_new_github_accounts() {
     gh.sign_in_as("three");
     let r = sign_in(&closed, &mut Browser::new()).await;
     assert!(r.location.unwrap().ends_with("error=signup_closed"));
+}
+
+#[tokio::test]
+async fn the_domain_allowlist_accepts_only_verified_emails() {
+    let gh = GitHubStandIn::start().await;
+    let (url, api) = (gh.url.clone(), gh.api_url());
+    let app = spawn_app_with(move |s| {
+        s.signup_domains = vec!["corp.io".into()];
+        s.github_client_id = Some(github::CLIENT_ID.into());
+        s.github_client_secret = Some(SecretString::from(github::CLIENT_SECRET));
+        s.github_url = url;
+        s.github_api_url = api;
+    })
+    .await;
+    gh.add_user(31, "in", &[("in@corp.io", true, true)]);
+    gh.add_user(32, "out", &[("out@else.io", true, true)]);
+    gh.add_user(33, "claims", &[("claims@corp.io", false, true)]);
+    gh.sign_in_as("in");
+    assert!(session(&sign_in(&app, &mut Browser::new()).await).is_some());
+    for login in ["out", "claims"] {
+        gh.sign_in_as(login);
+        let r = sign_in(&app, &mut Browser::new()).await;
+        assert!(
+            r.location.unwrap().ends_with("error=signup_closed"),
+            "{login}"
+        );
+    }
+    assert_eq!(
+        user_count(&app, &["out@else.io", "claims@corp.io"]).await,
+        0
+    );
 }

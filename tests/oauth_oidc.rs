@@ -392,3 +392,21 @@ async fn the_jwks_is_cached_and_fetched_again_for_an_unknown_kid() {
     let r = attempt(&app, &idp, |n| unknown.sign(&claims(&idp, n))).await;
     assert_eq!(dashboard_error(&app, &r), "invalid_token");
 }
+
+#[tokio::test]
+async fn an_unreachable_issuer_ends_on_the_dashboard() {
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let app = spawn_app_with(move |s| {
+        s.oidc_issuer = Some(format!("http://127.0.0.1:{closed}"));
+        s.oidc_client_id = Some(idp::CLIENT_ID.into());
+    })
+    .await;
+    let r = Browser::new()
+        .get(&format!("{}/api/auth/oidc/start", app.url))
+        .await;
+    assert_eq!(r.status, 303);
+    assert_eq!(dashboard_error(&app, &r), "provider_unavailable");
+}
