@@ -410,3 +410,16 @@ async fn an_unreachable_issuer_ends_on_the_dashboard() {
     assert_eq!(r.status, 303);
     assert_eq!(dashboard_error(&app, &r), "provider_unavailable");
 }
+
+#[tokio::test]
+async fn es256_keys_from_the_jwks_verify_too() {
+    let (app, idp, _) = with_test_idp().await;
+    let ec = TestKey::generate_es256("ec1");
+    idp.publish(&ec);
+    let r = attempt(&app, &idp, |n| ec.sign(&claims(&idp, n))).await;
+    assert!(session(&r).is_some(), "{:?}", r.location);
+    // The EC key's kid on an EdDSA token: the algorithm does not fit the key.
+    let ed = TestKey::generate("x");
+    let r = attempt(&app, &idp, |n| ed.sign_as("ec1", &claims(&idp, n))).await;
+    assert_eq!(dashboard_error(&app, &r), "invalid_token");
+}

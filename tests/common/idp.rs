@@ -87,31 +87,65 @@ impl Drop for RealProvider {
     }
 }
 
-/// An Ed25519 key with a kid.
+enum KeyKind {
+    Ed(SigningKey),
+    Ec(p256::SecretKey),
+}
+
+/// A signing key with a kid: Ed25519 (EdDSA) or P-256 (ES256).
 pub struct TestKey {
     pub kid: String,
-    signing: SigningKey,
+    kind: KeyKind,
 }
 
 impl TestKey {
     pub fn generate(kid: &str) -> Self {
         TestKey {
             kid: kid.to_string(),
-            signing: SigningKey::generate(&mut rand::rngs::OsRng),
+            kind: KeyKind::Ed(SigningKey::generate(&mut rand::rngs::OsRng)),
+        }
+    }
+
+    pub fn generate_es256(kid: &str) -> Self {
+        TestKey {
+            kid: kid.to_string(),
+            kind: KeyKind::Ec(p256::SecretKey::random(&mut rand::rngs::OsRng)),
         }
     }
 
     pub fn jwk(&self) -> Value {
-        json!({"kty": "OKP", "crv": "Ed25519", "kid": self.kid, "alg": "EdDSA", "use": "sig",
-               "x": B64.encode(self.signing.verifying_key().as_bytes())})
+        match &self.kind {
+            KeyKind::Ed(k) => {
+                json!({"kty": "OKP", "crv": "Ed25519", "kid": self.kid, "alg": "EdDSA", "use": "sig",
+                                     "x": B64.encode(k.verifying_key().as_bytes())})
+            }
+            KeyKind::Ec(k) => {
+                use p256::elliptic_curve::sec1::ToEncodedPoint;
+                let point = k.public_key().to_encoded_point(false);
+                json!({"kty": "EC", "crv": "P-256", "kid": self.kid, "alg": "ES256", "use": "sig",
+                       "x": B64.encode(point.x().unwrap()), "y": B64.encode(point.y().unwrap())})
+            }
+        }
     }
 
-    /// Sign `claims` as an EdDSA JWT naming `kid` (which may be another key's).
+    /// Sign `claims` as a JWT naming `kid` (which may be another key's).
     pub fn sign_as(&self, kid: &str, claims: &Value) -> String {
-        let der = self.signing.to_pkcs8_der().unwrap();
-        let mut header = Header::new(Algorithm::EdDSA);
+        let (alg, key) = match &self.kind {
+            KeyKind::Ed(k) => (
+                Algorithm::EdDSA,
+                EncodingKey::from_ed_der(k.to_pkcs8_der().unwrap().as_bytes()),
+            ),
+            KeyKind::Ec(k) => {
+                use p256::pkcs8::EncodePrivateKey as _;
+                (
+                    Algorithm::ES256,
+                    EncodingKey::from_ec_der(k.to_pkcs8_der().unwrap().as_bytes()),
+                )
+            }
+        };
+        let mut header = Header::new(alg);
         header.kid = Some(kid.to_string());
-        jsonwebtoken::encode(&header, claims, &EncodingKey::from_ed_der(der.as_bytes())).unwrap()
+        jsonwebtoken::encode(&header, claims, &key).unwrap()
     }
 
     pub fn sign(&self, claims: &Value) -> String {
