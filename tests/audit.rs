@@ -250,3 +250,79 @@ async fn a_redelivered_failing_job_does_not_double_its_record() {
         .collect();
     assert_eq!(refused.len(), 1, "{all:#?}");
 }
+
+#[tokio::test]
+async fn the_store_treats_a_duplicate_audit_id_as_success_and_identities_as_unique() {
+    use dev8::domain::{AuditOutcome, AuditRecord, Identity};
+    use dev8::store::{AuditCursor, CONFLICT_IDENTITY, StoreError};
+    let app = spawn_app().await;
+    let store = &app.platform.store;
+    let rec = AuditRecord {
+        id: "fixed-id".into(),
+        user_id: "u1".into(),
+        at: app.now(),
+        action: "job.failure".into(),
+        outcome: AuditOutcome::Failure,
+        environment_id: Some("e1".into()),
+        client_address: None,
+        detail: None,
+    };
+    store.insert_audit(&rec).await.unwrap();
+    store.insert_audit(&rec).await.unwrap();
+    assert_eq!(
+        store.audit_records("u1", None, 10).await.unwrap(),
+        vec![rec.clone()]
+    );
+    let older = AuditCursor {
+        at: rec.at,
+        id: rec.id.clone(),
+    };
+    assert!(
+        store
+            .audit_records("u1", Some(&older), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        store
+            .audit_records("u2", None, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    let identity = Identity {
+        id: "i1".into(),
+        user_id: "u1".into(),
+        provider: "oidc".into(),
+        issuer: "https://issuer".into(),
+        subject: "s".into(),
+        email: None,
+        email_verified: false,
+        created_at: app.now(),
+    };
+    store.insert_identity(&identity).await.unwrap();
+    let twin = Identity {
+        id: "i2".into(),
+        user_id: "u2".into(),
+        ..identity.clone()
+    };
+    assert!(matches!(
+        store.insert_identity(&twin).await,
+        Err(StoreError::Conflict(w)) if w == CONFLICT_IDENTITY
+    ));
+    assert_eq!(
+        store
+            .identity_by_subject("https://issuer", "s")
+            .await
+            .unwrap(),
+        Some(identity.clone())
+    );
+    assert!(matches!(
+        store.delete_identity("u2", "i1").await,
+        Err(StoreError::NotFound)
+    ));
+    store.delete_identity("u1", "i1").await.unwrap();
+    assert!(store.identities("u1").await.unwrap().is_empty());
+}
