@@ -160,6 +160,37 @@ pub struct Settings {
     /// The Storage account for queues (DEV8_QUEUE_BACKEND=storage).
     #[command(flatten)]
     pub storage: crate::queue::StorageSettings,
+    /// GitHub OAuth app client id; "Continue with GitHub" is offered when set
+    /// (with the secret). Callback: `<DEV8_PUBLIC_URL>/api/auth/github/callback`.
+    #[arg(long, env = "DEV8_GITHUB_CLIENT_ID")]
+    pub github_client_id: Option<String>,
+    /// GitHub OAuth app client secret.
+    #[arg(long, env = "DEV8_GITHUB_CLIENT_SECRET", value_parser = secret, hide_env_values = true)]
+    pub github_client_secret: Option<SecretString>,
+    /// GitHub's web origin (GitHub Enterprise Server, or a stand-in in tests).
+    #[arg(long, env = "DEV8_GITHUB_URL", default_value = "https://github.com")]
+    pub github_url: String,
+    /// GitHub's REST API base URL.
+    #[arg(
+        long,
+        env = "DEV8_GITHUB_API_URL",
+        default_value = "https://api.github.com"
+    )]
+    pub github_api_url: String,
+    /// Issuer of the one OpenID Connect provider (discovery at
+    /// `<issuer>/.well-known/openid-configuration`). Callback:
+    /// `<DEV8_PUBLIC_URL>/api/auth/oidc/callback`.
+    #[arg(long, env = "DEV8_OIDC_ISSUER")]
+    pub oidc_issuer: Option<String>,
+    /// The OpenID Connect client id.
+    #[arg(long, env = "DEV8_OIDC_CLIENT_ID")]
+    pub oidc_client_id: Option<String>,
+    /// The OpenID Connect client secret (a confidential client).
+    #[arg(long, env = "DEV8_OIDC_CLIENT_SECRET", value_parser = secret, hide_env_values = true)]
+    pub oidc_client_secret: Option<SecretString>,
+    /// The name on the sign-in button: "Continue with <name>".
+    #[arg(long, env = "DEV8_OIDC_NAME", default_value = "single sign-on")]
+    pub oidc_name: String,
 }
 
 impl Settings {

@@ -18,6 +18,8 @@ pub struct Platform {
     pub clock: Arc<dyn Clock>,
     pub keys: Arc<KeySet>,
     pub policy: Policy,
+    /// The external sign-in providers configured (possibly none).
+    pub providers: Arc<crate::auth::oauth::Providers>,
 }
 
 /// Settings that shape behaviour (not wiring).

@@ -3,6 +3,7 @@
 //! HTTP server, the worker and the sweep timer until shut down.
 
 use crate::auth::KeySet;
+use crate::auth::oauth::Providers;
 use crate::auth::ratelimit::Limit;
 use crate::clock::{Clock, SystemClock};
 use crate::compute::Compute;
@@ -144,6 +145,7 @@ impl Application {
             clock,
             keys: Arc::new(keys),
             policy: policy(&settings, public_url),
+            providers: Arc::new(Providers::from_settings(&settings)?),
         });
         Ok(Application {
             listener,

@@ -180,7 +180,12 @@ fn a_route_without_its_function_fails_the_check() {
 
 #[tokio::test]
 async fn the_handler_serves_every_function_with_its_method() {
-    let app = common::spawn_app().await;
+    // A configured provider, so `{provider}` routes reach their handlers.
+    let app = common::spawn_app_with(|s| {
+        s.github_client_id = Some("tidy-client".into());
+        s.github_client_secret = Some(secrecy::SecretString::from("tidy-secret".to_string()));
+    })
+    .await;
     let router = host::router(app.platform.clone());
     let call = |method: &str, path: String| {
         let router = router.clone();
@@ -193,7 +198,10 @@ async fn the_handler_serves_every_function_with_its_method() {
         async move { router.oneshot(req).await.unwrap().status().as_u16() }
     };
     for spec in ROUTES {
-        let path = spec.path.replace("{id}", "01J0000000000000000000000");
+        let path = spec
+            .path
+            .replace("{id}", "01J0000000000000000000000")
+            .replace("{provider}", "github");
         let status = call(spec.method, path.clone()).await;
         assert!(
             status != 404 && status != 405,

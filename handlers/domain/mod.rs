@@ -36,3 +36,51 @@ pub struct Session {
     #[serde(default)]
     pub revoked: bool,
 }
+
+/// A sign-in identity at an external provider, keyed by (issuer, subject) —
+/// never by email. `email_verified` is what the provider asserted when the
+/// identity was last used.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Identity {
+    pub id: String,
+    pub user_id: String,
+    /// The configured provider id (`github`, `oidc`).
+    pub provider: String,
+    pub issuer: String,
+    pub subject: String,
+    #[serde(default)]
+    pub email: Option<String>,
+    #[serde(default)]
+    pub email_verified: bool,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// Did an action succeed?
+#[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum AuditOutcome {
+    Success,
+    Failure,
+}
+
+/// One audit-log entry: who did what, to which environment, when, from
+/// where, and how it ended. Never holds secrets. Stored partitioned by
+/// `userId`; ids written by jobs are deterministic (see `crate::audit`).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditRecord {
+    pub id: String,
+    pub user_id: String,
+    pub at: chrono::DateTime<chrono::Utc>,
+    /// What happened, e.g. `auth.signin`, `environment.start`.
+    pub action: String,
+    pub outcome: AuditOutcome,
+    #[serde(default)]
+    pub environment_id: Option<String>,
+    #[serde(default)]
+    pub client_address: Option<String>,
+    /// A short, secret-free note (sign-in method, failure reason).
+    #[serde(default)]
+    pub detail: Option<String>,
+}

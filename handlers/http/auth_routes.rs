@@ -4,6 +4,7 @@
 use super::error::{ApiError, ApiResult};
 use super::extract::{AppState, Caller, ClientAddr, JsonObject, cookie_name, require_same_origin};
 use super::views::UserView;
+use crate::audit::{self, Action, Entry};
 use crate::auth::password;
 use crate::auth::ratelimit::{self, Decision};
 use crate::auth::tokens::{TokenKind, claims};
@@ -23,7 +24,12 @@ use serde_json::json;
 /// Present once the first account exists (sign-up policy `first`).
 pub const FIRST_USER_MARKER: &str = "signup:first-user";
 
-async fn limit(p: &Platform, scope: &str, key: &str, l: ratelimit::Limit) -> ApiResult<()> {
+pub(crate) async fn limit(
+    p: &Platform,
+    scope: &str,
+    key: &str,
+    l: ratelimit::Limit,
+) -> ApiResult<()> {
     match ratelimit::hit(p.store.as_ref(), scope, key, l, p.clock.now()).await? {
         Decision::Allowed => Ok(()),
         Decision::Limited { retry_after_secs } => {
@@ -33,7 +39,7 @@ async fn limit(p: &Platform, scope: &str, key: &str, l: ratelimit::Limit) -> Api
 }
 
 /// Start a server-side session and sign its token.
-async fn start_session(p: &Platform, user: &User) -> ApiResult<(String, DateTime<Utc>)> {
+pub(crate) async fn start_session(p: &Platform, user: &User) -> ApiResult<(String, DateTime<Utc>)> {
     let now = p.clock.now();
     let mut sid = [0u8; 24];
     rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut sid);
@@ -57,7 +63,7 @@ async fn start_session(p: &Platform, user: &User) -> ApiResult<(String, DateTime
     Ok((p.keys.sign(&c), session.expires_at))
 }
 
-fn session_cookie(p: &Platform, token: String) -> Cookie<'static> {
+pub(crate) fn session_cookie(p: &Platform, token: String) -> Cookie<'static> {
     Cookie::build((cookie_name(&p.policy), token))
         .path("/")
         .http_only(true)
@@ -67,7 +73,7 @@ fn session_cookie(p: &Platform, token: String) -> Cookie<'static> {
         .build()
 }
 
-fn time_duration(secs: i64) -> cookie::time::Duration {
+pub(crate) fn time_duration(secs: i64) -> cookie::time::Duration {
     cookie::time::Duration::seconds(secs)
 }
 
@@ -98,26 +104,7 @@ pub async fn signup(
     )
     .await?;
     let input = validation::sign_up(&body).map_err(ApiError::Validation)?;
-    match p.policy.signup {
-        SignupPolicy::Closed => return Err(ApiError::Forbidden("sign-up is closed".into())),
-        SignupPolicy::First if p.store.document(FIRST_USER_MARKER).await?.is_some() => {
-            return Err(ApiError::Forbidden("sign-up is closed".into()));
-        }
-        _ => {}
-    }
-    if !p.policy.signup_domains.is_empty() {
-        let domain = input.email.rsplit('@').next().unwrap_or_default();
-        if !p
-            .policy
-            .signup_domains
-            .iter()
-            .any(|d| d.eq_ignore_ascii_case(domain))
-        {
-            return Err(ApiError::Forbidden(
-                "sign-up is limited to certain email domains".into(),
-            ));
-        }
-    }
+    signup_allowed(&p, &input.email).await?;
     let user = User {
         id: new_id(),
         email: input.email,
@@ -137,29 +124,69 @@ pub async fn signup(
         }
         Err(e) => return Err(e.into()),
     }
-    if p.policy.signup == SignupPolicy::First {
-        // Two racing first sign-ups both passed the check above: the marker
-        // decides, and the loser's account is removed again.
-        let marker = json!({"userId": user.id});
-        if let Err(e) = p
-            .store
-            .put_document(FIRST_USER_MARKER, &marker, None, None)
-            .await
-        {
-            p.store.delete_user(&user.id).await?;
-            return Err(match e {
-                StoreError::Conflict(_) => ApiError::Forbidden("sign-up is closed".into()),
-                other => other.into(),
-            });
-        }
-    }
+    claim_first_signup(&p, &user).await?;
     tracing::info!(user = %user.id, "account created");
+    audit::record(
+        &p,
+        Entry::ok(&user.id, Action::SignUp)
+            .from(addr.0)
+            .detail("password"),
+    )
+    .await;
     let (token, _) = start_session(&p, &user).await?;
     Ok(with_cookie(
         StatusCode::CREATED,
         json!({"user": UserView::from(&user)}),
         session_cookie(&p, token),
     ))
+}
+
+/// May an account with this (normalised) email be created now? Applies
+/// `DEV8_SIGNUP` and `DEV8_SIGNUP_DOMAINS`; used by every way of signing up.
+pub(crate) async fn signup_allowed(p: &Platform, email: &str) -> ApiResult<()> {
+    match p.policy.signup {
+        SignupPolicy::Closed => return Err(ApiError::Forbidden("sign-up is closed".into())),
+        SignupPolicy::First if p.store.document(FIRST_USER_MARKER).await?.is_some() => {
+            return Err(ApiError::Forbidden("sign-up is closed".into()));
+        }
+        _ => {}
+    }
+    if !p.policy.signup_domains.is_empty() {
+        let domain = email.rsplit('@').next().unwrap_or_default();
+        if !p
+            .policy
+            .signup_domains
+            .iter()
+            .any(|d| d.eq_ignore_ascii_case(domain))
+        {
+            return Err(ApiError::Forbidden(
+                "sign-up is limited to certain email domains".into(),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Under the `first` policy, claim the one-time marker for a just-created
+/// account. Two racing first sign-ups both passed `signup_allowed`: the
+/// marker decides, and the loser's account is removed again.
+pub(crate) async fn claim_first_signup(p: &Platform, user: &User) -> ApiResult<()> {
+    if p.policy.signup != SignupPolicy::First {
+        return Ok(());
+    }
+    let marker = json!({"userId": user.id});
+    if let Err(e) = p
+        .store
+        .put_document(FIRST_USER_MARKER, &marker, None, None)
+        .await
+    {
+        p.store.delete_user(&user.id).await?;
+        return Err(match e {
+            StoreError::Conflict(_) => ApiError::Forbidden("sign-up is closed".into()),
+            other => other.into(),
+        });
+    }
+    Ok(())
 }
 
 /// Check credentials under the rate limits; the same 401 for an unknown
@@ -191,6 +218,17 @@ async fn authenticate(
     {
         return Ok(user);
     }
+    // A failure is recorded for the account it targeted (its owner sees
+    // it), or in the anonymous partition when no account has the email.
+    let owner = user.as_ref().map_or(audit::ANONYMOUS, |u| u.id.as_str());
+    audit::record(
+        p,
+        Entry::ok(owner, Action::SignIn)
+            .failed()
+            .from(addr.0)
+            .detail("password: wrong email or password"),
+    )
+    .await;
     Err(ApiError::Unauthorized("the email or password is wrong"))
 }
 
@@ -203,6 +241,13 @@ pub async fn signin(
     require_same_origin(&headers, &p.policy)?;
     let user = authenticate(&p, addr, &body).await?;
     let (token, _) = start_session(&p, &user).await?;
+    audit::record(
+        &p,
+        Entry::ok(&user.id, Action::SignIn)
+            .from(addr.0)
+            .detail("password"),
+    )
+    .await;
     Ok(with_cookie(
         StatusCode::OK,
         json!({"user": UserView::from(&user)}),
@@ -218,6 +263,13 @@ pub async fn token(
 ) -> ApiResult<Response> {
     let user = authenticate(&p, addr, &body).await?;
     let (token, expires_at) = start_session(&p, &user).await?;
+    audit::record(
+        &p,
+        Entry::ok(&user.id, Action::SignIn)
+            .from(addr.0)
+            .detail("password (API token)"),
+    )
+    .await;
     let mut resp = Json(json!({"token": token, "expiresAt": expires_at})).into_response();
     resp.headers_mut().insert(
         header::CACHE_CONTROL,
@@ -241,8 +293,13 @@ fn clear_cookie(p: &Platform) -> Response {
     resp
 }
 
-pub async fn signout(State(p): State<AppState>, caller: Caller) -> ApiResult<Response> {
+pub async fn signout(
+    State(p): State<AppState>,
+    addr: ClientAddr,
+    caller: Caller,
+) -> ApiResult<Response> {
     p.store.revoke_session(&caller.session_id).await?;
+    audit::record(&p, Entry::ok(&caller.user.id, Action::SignOut).from(addr.0)).await;
     Ok(clear_cookie(&p))
 }
 
@@ -258,6 +315,12 @@ pub async fn delete_me(State(p): State<AppState>, caller: Caller) -> ApiResult<R
         super::env_routes::request_delete(&p, &user_id, &v.value.id).await?;
     }
     p.store.revoke_user_sessions(&user_id).await?;
+    for identity in p.store.identities(&user_id).await? {
+        match p.store.delete_identity(&user_id, &identity.id).await {
+            Ok(()) | Err(StoreError::NotFound) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
     p.store.delete_user(&user_id).await?;
     tracing::info!(user = %user_id, "account deleted");
     Ok(clear_cookie(&p))

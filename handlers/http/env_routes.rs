@@ -2,8 +2,9 @@
 //! state (conditionally), enqueues a reconcile, and answers 202.
 
 use super::error::{ApiError, ApiResult};
-use super::extract::{AppState, Caller, JsonObject};
+use super::extract::{AppState, Caller, ClientAddr, JsonObject};
 use super::views::{EnvironmentView, StatusView};
+use crate::audit::{self, Action, Entry};
 use crate::domain::{DesiredState, Environment, StopCause, TransitionError, new_id, validation};
 use crate::jobs;
 use crate::platform::Platform;
@@ -93,6 +94,7 @@ pub async fn list(State(p): State<AppState>, caller: Caller) -> ApiResult<Json<s
 
 pub async fn create(
     State(p): State<AppState>,
+    addr: ClientAddr,
     caller: Caller,
     JsonObject(body): JsonObject,
 ) -> ApiResult<Response> {
@@ -117,6 +119,13 @@ pub async fn create(
     }
     tracing::info!(environment = %env.id, user = %user_id, template = env.base_image.id(), "environment created");
     kick(&p, &env).await;
+    audit::record(
+        &p,
+        Entry::ok(user_id, Action::EnvironmentCreate)
+            .env(&env.id)
+            .from(addr.0),
+    )
+    .await;
     let mut resp = accepted(&env);
     if let Ok(loc) = format!("/api/environments/{}", env.id).parse() {
         resp.headers_mut().insert(header::LOCATION, loc);
@@ -177,6 +186,7 @@ pub async fn patch(
 
 pub async fn start(
     State(p): State<AppState>,
+    addr: ClientAddr,
     caller: Caller,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
@@ -197,6 +207,13 @@ pub async fn start(
                 tracing::info!(environment = %id, "start requested");
                 kick(&p, &env).await;
             }
+            audit::record(
+                &p,
+                Entry::ok(user_id, Action::EnvironmentStart)
+                    .env(&id)
+                    .from(addr.0),
+            )
+            .await;
             Ok(accepted(&env))
         }
         Err(e) => {
@@ -214,6 +231,7 @@ pub async fn start(
 
 pub async fn stop(
     State(p): State<AppState>,
+    addr: ClientAddr,
     caller: Caller,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
@@ -231,6 +249,13 @@ pub async fn stop(
             .await?;
         kick(&p, &env).await;
     }
+    audit::record(
+        &p,
+        Entry::ok(user_id, Action::EnvironmentStop)
+            .env(&id)
+            .from(addr.0),
+    )
+    .await;
     Ok(accepted(&env))
 }
 
@@ -251,9 +276,17 @@ pub async fn request_delete(p: &Platform, user_id: &str, id: &str) -> ApiResult<
 
 pub async fn delete(
     State(p): State<AppState>,
+    addr: ClientAddr,
     caller: Caller,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
     let env = request_delete(&p, &caller.user.id, &id).await?;
+    audit::record(
+        &p,
+        Entry::ok(&caller.user.id, Action::EnvironmentDelete)
+            .env(&id)
+            .from(addr.0),
+    )
+    .await;
     Ok(accepted(&env))
 }

@@ -40,7 +40,15 @@ pub async fn auth_config(State(p): State<AppState>) -> Result<Json<Value>, super
             .await?
             .is_none(),
     };
-    Ok(Json(json!({"signupOpen": signup_open, "providers": []})))
+    let providers: Vec<Value> = p
+        .providers
+        .all()
+        .iter()
+        .map(|pr| json!({"id": pr.id(), "name": pr.name()}))
+        .collect();
+    Ok(Json(
+        json!({"signupOpen": signup_open, "providers": providers}),
+    ))
 }
 
 pub async fn keys(State(p): State<AppState>) -> Json<Value> {

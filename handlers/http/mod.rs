@@ -2,11 +2,13 @@
 //! listed once in `ROUTES` (with the Functions function that serves it in
 //! Azure); the router is built from that table, so the table is complete.
 
+pub mod audit_routes;
 pub mod auth_routes;
 pub mod env_routes;
 pub mod error;
 pub mod extract;
 mod meta;
+pub mod oauth_routes;
 pub mod views;
 
 use axum::Router;
@@ -49,6 +51,16 @@ pub const ROUTES: &[RouteSpec] = &[
     r("AuthMe", "GET", "/api/auth/me"),
     r("AuthDeleteMe", "DELETE", "/api/auth/me"),
     r("AuthKeys", "GET", "/api/auth/keys"),
+    r("AuthIdentities", "GET", "/api/auth/identities"),
+    r("AuthIdentityDelete", "DELETE", "/api/auth/identities/{id}"),
+    r("AuthProviderStart", "GET", "/api/auth/{provider}/start"),
+    r(
+        "AuthProviderCallback",
+        "GET",
+        "/api/auth/{provider}/callback",
+    ),
+    r("AuthProviderLink", "POST", "/api/auth/{provider}/link"),
+    r("Audit", "GET", "/api/audit"),
     r("Templates", "GET", "/api/templates"),
     r("EnvironmentsList", "GET", "/api/environments"),
     r("EnvironmentsCreate", "POST", "/api/environments"),
@@ -71,6 +83,12 @@ fn handler(function: &str) -> MethodRouter<AppState> {
         "AuthMe" => get(auth_routes::me),
         "AuthDeleteMe" => delete(auth_routes::delete_me),
         "AuthKeys" => get(meta::keys),
+        "AuthIdentities" => get(oauth_routes::identities),
+        "AuthIdentityDelete" => delete(oauth_routes::unlink),
+        "AuthProviderStart" => get(oauth_routes::start),
+        "AuthProviderCallback" => get(oauth_routes::callback),
+        "AuthProviderLink" => post(oauth_routes::link),
+        "Audit" => get(audit_routes::list),
         "Templates" => get(meta::templates),
         "EnvironmentsList" => get(env_routes::list),
         "EnvironmentsCreate" => post(env_routes::create),

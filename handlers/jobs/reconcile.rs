@@ -8,6 +8,7 @@
 //!   record's `chain` names it, and only that message (or a delivery finding
 //!   no live chain) may schedule the next one, so duplicates never multiply.
 
+use crate::audit::{self, Action, Entry};
 use crate::auth::tokens::{TokenKind, claims};
 use crate::compute::{AgentParams, ComputeError};
 use crate::domain::{Chain, DesiredState, Environment, Lease, Step, new_id};
@@ -132,11 +133,20 @@ async fn attempt(
                     env.fail(reason, now);
                     env.lease = None;
                     let written = retry_on_race(p.store.replace_environment(&env, &etag).await)?;
-                    return Ok(if written.is_some() {
-                        Attempt::Finished(Outcome::Done)
-                    } else {
-                        Attempt::Retry
-                    });
+                    if written.is_none() {
+                        return Ok(Attempt::Retry);
+                    }
+                    // `owner` (the message id) is stable across redeliveries.
+                    audit::record_job(
+                        p,
+                        Entry::ok(&env.user_id, Action::JobFailure)
+                            .failed()
+                            .env(&env.id)
+                            .detail(format!("{step:?} refused")),
+                        owner,
+                    )
+                    .await?;
+                    return Ok(Attempt::Finished(Outcome::Done));
                 }
                 Err(ComputeError::Transient(e)) => {
                     // Give the lease back so the retry (or anyone) can act soon.

@@ -6,6 +6,7 @@
 //! orphans: provider resources marked as Dev8's whose record is gone.
 
 use super::reconcile::chain_is_stale;
+use crate::audit::{self, Action, Entry};
 use crate::domain::{Status, StopCause};
 use crate::platform::Platform;
 use crate::queue::Job;
@@ -43,6 +44,15 @@ pub async fn sweep(p: &Platform) -> anyhow::Result<SweepReport> {
                 .release(p.store.as_ref(), &env.user_id, &env.id, false)
                 .await?;
             super::enqueue(p, &env).await?;
+            // The ETag the stop was written over names this stop uniquely.
+            audit::record_job(
+                p,
+                Entry::ok(&env.user_id, Action::IdleStop)
+                    .env(&env.id)
+                    .detail(format!("idle for {} minutes", env.idle_timeout_minutes)),
+                &current.etag,
+            )
+            .await?;
             tracing::info!(environment = %env.id, minutes = env.idle_timeout_minutes, "stopped for inactivity");
             report.idle_stopped += 1;
             continue;

@@ -4,6 +4,7 @@
 //! calls for a queue-triggered invocation.
 
 use super::reconcile::{self, record_final_failure};
+use crate::audit::{self, Action, Entry};
 use crate::platform::Platform;
 use crate::queue::{Job, MAX_DELIVERIES, QueueError};
 use std::time::Duration;
@@ -49,6 +50,16 @@ pub async fn handle_delivery(
             tracing::warn!(environment = %environment_id, attempt = dequeue_count, error = %format!("{e:#}"), "reconcile failed");
             if dequeue_count >= MAX_DELIVERIES {
                 record_final_failure(p, &user_id, &environment_id, &e, dequeue_count).await?;
+                // The message id is stable across redeliveries: one record.
+                audit::record_job(
+                    p,
+                    Entry::ok(&user_id, Action::JobFailure)
+                        .failed()
+                        .env(&environment_id)
+                        .detail(format!("failed after {dequeue_count} attempts")),
+                    message_id,
+                )
+                .await?;
             }
             Err(e)
         }

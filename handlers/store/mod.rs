@@ -8,7 +8,7 @@ mod sqlite;
 
 pub use sqlite::SqliteStore;
 
-use crate::domain::{Environment, Session, User};
+use crate::domain::{AuditRecord, Environment, Identity, Session, User};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
@@ -48,6 +48,16 @@ pub type StoreResult<T> = Result<T, StoreError>;
 pub const CONFLICT_ENVIRONMENT_NAME: &str = "environment name";
 /// The conflict key reported when an email is taken.
 pub const CONFLICT_EMAIL: &str = "email";
+/// The conflict key reported when an (issuer, subject) identity is taken.
+pub const CONFLICT_IDENTITY: &str = "identity";
+
+/// Where a page of audit records starts: records strictly older than this
+/// (`at` descending, then `id` descending).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditCursor {
+    pub at: DateTime<Utc>,
+    pub id: String,
+}
 
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
@@ -90,4 +100,34 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<Etag>;
     /// Remove documents whose `expires_at` has passed (Cosmos does this by TTL).
     async fn purge_expired_documents(&self, now: DateTime<Utc>) -> StoreResult<u64>;
+
+    // External sign-in identities. (issuer, subject) is unique: a second
+    // insert is `Conflict(CONFLICT_IDENTITY)`. Cosmos: container `identities`
+    // partitioned by `/userId`, with a unique key on `/issuer,/subject`
+    // enforced by a lookup document keyed by a hash of the pair (unique keys
+    // are per partition there).
+    async fn insert_identity(&self, identity: &Identity) -> StoreResult<()>;
+    async fn identity_by_subject(
+        &self,
+        issuer: &str,
+        subject: &str,
+    ) -> StoreResult<Option<Identity>>;
+    /// The user's identities, oldest first.
+    async fn identities(&self, user_id: &str) -> StoreResult<Vec<Identity>>;
+    /// `NotFound` when the user has no identity with this id.
+    async fn delete_identity(&self, user_id: &str, id: &str) -> StoreResult<()>;
+
+    // The audit log. Cosmos: container `audit` partitioned by `/userId`;
+    // a create that answers 409 (duplicate id) is success.
+    /// Append a record. Idempotent: a record whose id exists already is
+    /// success (jobs write deterministic ids and may be delivered twice).
+    async fn insert_audit(&self, record: &AuditRecord) -> StoreResult<()>;
+    /// The user's records, newest first (`at` then `id`, both descending),
+    /// strictly before `before` when given, at most `limit`.
+    async fn audit_records(
+        &self,
+        user_id: &str,
+        before: Option<&AuditCursor>,
+        limit: usize,
+    ) -> StoreResult<Vec<AuditRecord>>;
 }

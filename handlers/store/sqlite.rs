@@ -4,16 +4,18 @@
 //! indexed; ETags are row versions.
 
 use super::{
-    CONFLICT_EMAIL, CONFLICT_ENVIRONMENT_NAME, Etag, Store, StoreError, StoreResult, Versioned,
+    AuditCursor, CONFLICT_EMAIL, CONFLICT_ENVIRONMENT_NAME, CONFLICT_IDENTITY, Etag, Store,
+    StoreError, StoreResult, Versioned,
 };
 use crate::db::Db;
-use crate::domain::{Environment, Session, User};
+use crate::domain::{AuditRecord, Environment, Identity, Session, User};
 use async_trait::async_trait;
 use chrono::{DateTime, SecondsFormat, Utc};
 use rusqlite::{Connection, ErrorCode, OptionalExtension, params};
 use std::path::Path;
 
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE users (
     id TEXT PRIMARY KEY,
     email TEXT NOT NULL UNIQUE,
@@ -46,7 +48,27 @@ CREATE TABLE documents (
     doc TEXT NOT NULL
 );
 CREATE INDEX documents_by_expiry ON documents (expires_at) WHERE expires_at IS NOT NULL;
-"#];
+"#,
+    r#"
+CREATE TABLE identities (
+    id TEXT PRIMARY KEY,
+    user_id TEXT NOT NULL,
+    issuer TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    doc TEXT NOT NULL,
+    UNIQUE (issuer, subject)
+);
+CREATE INDEX identities_by_user ON identities (user_id, created_at);
+CREATE TABLE audit (
+    id TEXT PRIMARY KEY,
+    user_id TEXT NOT NULL,
+    at TEXT NOT NULL,
+    doc TEXT NOT NULL
+);
+CREATE INDEX audit_by_user_recent ON audit (user_id, at DESC, id DESC);
+"#,
+];
 
 /// The embedded store. Cheap to clone; all clones share one connection.
 #[derive(Clone)]
@@ -447,6 +469,119 @@ impl Store for SqliteStore {
                 )
                 .map_err(unavailable)?;
             Ok(n as u64)
+        })
+        .await
+    }
+
+    async fn insert_identity(&self, identity: &Identity) -> StoreResult<()> {
+        let doc = to_json(identity)?;
+        let i = identity.clone();
+        self.with(move |c| {
+            c.execute(
+                "INSERT INTO identities (id, user_id, issuer, subject, created_at, doc) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![i.id, i.user_id, i.issuer, i.subject, ts(i.created_at), doc],
+            )
+            .map(|_| ())
+            .map_err(|e| {
+                if is_unique_violation(&e) {
+                    StoreError::Conflict(CONFLICT_IDENTITY.into())
+                } else {
+                    unavailable(e)
+                }
+            })
+        })
+        .await
+    }
+
+    async fn identity_by_subject(
+        &self,
+        issuer: &str,
+        subject: &str,
+    ) -> StoreResult<Option<Identity>> {
+        let (issuer, subject) = (issuer.to_string(), subject.to_string());
+        self.with(move |c| {
+            let doc: Option<String> = c
+                .query_row(
+                    "SELECT doc FROM identities WHERE issuer = ?1 AND subject = ?2",
+                    params![issuer, subject],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(unavailable)?;
+            doc.map(|d| from_json(&d)).transpose()
+        })
+        .await
+    }
+
+    async fn identities(&self, user_id: &str) -> StoreResult<Vec<Identity>> {
+        let user_id = user_id.to_string();
+        self.with(move |c| {
+            let mut stmt = c
+                .prepare_cached(
+                    "SELECT doc FROM identities WHERE user_id = ?1 ORDER BY created_at, id",
+                )
+                .map_err(unavailable)?;
+            let rows = stmt
+                .query_map([user_id], |r| r.get::<_, String>(0))
+                .map_err(unavailable)?;
+            rows.map(|r| from_json(&r.map_err(unavailable)?)).collect()
+        })
+        .await
+    }
+
+    async fn delete_identity(&self, user_id: &str, id: &str) -> StoreResult<()> {
+        let (user_id, id) = (user_id.to_string(), id.to_string());
+        self.with(move |c| {
+            let n = c
+                .execute(
+                    "DELETE FROM identities WHERE id = ?1 AND user_id = ?2",
+                    params![id, user_id],
+                )
+                .map_err(unavailable)?;
+            if n == 1 {
+                Ok(())
+            } else {
+                Err(StoreError::NotFound)
+            }
+        })
+        .await
+    }
+
+    async fn insert_audit(&self, record: &AuditRecord) -> StoreResult<()> {
+        let doc = to_json(record)?;
+        let r = record.clone();
+        self.with(move |c| {
+            c.execute(
+                "INSERT INTO audit (id, user_id, at, doc) VALUES (?1, ?2, ?3, ?4) ON CONFLICT (id) DO NOTHING",
+                params![r.id, r.user_id, ts(r.at), doc],
+            )
+            .map_err(unavailable)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn audit_records(
+        &self,
+        user_id: &str,
+        before: Option<&AuditCursor>,
+        limit: usize,
+    ) -> StoreResult<Vec<AuditRecord>> {
+        let user_id = user_id.to_string();
+        let (at, id) = before.map_or((None, None), |b| (Some(ts(b.at)), Some(b.id.clone())));
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.with(move |c| {
+            let mut stmt = c
+                .prepare_cached(
+                    "SELECT doc FROM audit WHERE user_id = ?1
+                     AND (?2 IS NULL OR at < ?2 OR (at = ?2 AND id < ?3))
+                     ORDER BY at DESC, id DESC LIMIT ?4",
+                )
+                .map_err(unavailable)?;
+            let rows = stmt
+                .query_map(params![user_id, at, id, limit], |r| r.get::<_, String>(0))
+                .map_err(unavailable)?;
+            rows.map(|r| from_json(&r.map_err(unavailable)?)).collect()
         })
         .await
     }

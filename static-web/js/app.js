@@ -5,10 +5,10 @@ import { api, describeError, onUnauthorized } from './api.js';
 import { h } from './dom.js';
 import { icon } from './icons.js';
 import { createPoller } from './poller.js';
-import { parseRoute, hrefFor } from './router.js';
+import { parseRoute, hrefFor, hashQuery } from './router.js';
 import { initToasts, showToast } from './toasts.js';
 import { diffTransitions } from './transitions.js';
-import { createAuthView } from './views/auth.js';
+import { createAuthView, providerErrorMessage } from './views/auth.js';
 import { createListView } from './views/env-list.js';
 import { createDetailView } from './views/env-detail.js';
 import { refreshTimes } from './views/env-parts.js';
@@ -280,7 +280,14 @@ async function boot() {
       api.me().catch((error) => { if (error.status === 401) return null; throw error; }),
     ]);
     state.config = config;
-    if (me?.user) await signedIn(me.user, { focus: false });
+    if (me?.user) {
+      // Back from linking a provider (`#/?linked=<id>` or `#/?error=<code>`).
+      const result = hashQuery(location.hash);
+      if (result.has('linked')) showToast({ message: 'Sign-in method linked.', tone: 'success' });
+      if (result.has('error')) showToast({ message: providerErrorMessage(result.get('error')), tone: 'error' });
+      if (result.has('linked') || result.has('error')) history.replaceState(null, '', location.hash.split('?')[0]);
+      await signedIn(me.user, { focus: false });
+    }
     else {
       if (route.name !== 'signin' && route.name !== 'signup') {
         returnTo = route.name === 'list' ? null : location.hash;

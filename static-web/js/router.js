@@ -22,3 +22,9 @@ export function hrefFor(route) {
     default: return '#/';
   }
 }
+
+/** The query parameters after "?" in a hash (e.g. "#/signin?error=x"). */
+export function hashQuery(hash) {
+  const i = (hash ?? '').indexOf('?');
+  return new URLSearchParams(i < 0 ? '' : hash.slice(i + 1));
+}

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { parseRoute, hrefFor } from '../js/router.js';
+import { parseRoute, hrefFor, hashQuery } from '../js/router.js';
 
 test('hash routes', () => {
   assert.deepEqual(parseRoute(''), { name: 'list' });
@@ -10,4 +10,12 @@ test('hash routes', () => {
   assert.deepEqual(parseRoute('#/nope/x'), { name: 'notFound' });
   assert.equal(parseRoute('#main'), null);
   assert.equal(hrefFor({ name: 'detail', id: 'a b' }), '#/environments/a%20b');
+});
+
+test('provider results in the hash', () => {
+  assert.deepEqual(parseRoute('#/signin?error=access_denied'), { name: 'signin' });
+  assert.equal(hashQuery('#/signin?error=access_denied').get('error'), 'access_denied');
+  assert.equal(hashQuery('#/?linked=github').get('linked'), 'github');
+  assert.equal(hashQuery('#/signin').get('error'), null);
+  assert.equal(hashQuery(undefined).get('error'), null);
 });

@@ -5,8 +5,11 @@
 #![allow(dead_code)]
 
 pub mod azurite;
+pub mod browser;
 pub mod fake_compute;
+pub mod github;
 pub mod host_sim;
+pub mod idp;
 
 use chrono::Duration;
 use dev8::clock::{Clock, ManualClock};

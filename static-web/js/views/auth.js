@@ -4,6 +4,25 @@ import { h } from '../dom.js';
 import { logo } from '../icons.js';
 import { api, describeError, providerHref } from '../api.js';
 import { field, formAlert, clearErrors, setFieldError, showFieldErrors, setFormAlert } from '../forms.js';
+import { hashQuery } from '../router.js';
+
+const PROVIDER_ERRORS = {
+  access_denied: 'Sign-in was cancelled at the provider.',
+  provider_rejected: 'The provider refused the sign-in (it may have expired or been used already). Please try again.',
+  provider_unavailable: 'The sign-in provider can’t be reached right now. Try again in a moment.',
+  invalid_token: 'The provider’s answer could not be verified, so you were not signed in.',
+  account_exists: 'An account with this email already exists. Sign in with your password, then link this provider from your account.',
+  signup_closed: 'Sign-up is closed, so no new account can be created for you. Ask your Dev8 administrator.',
+  email_required: 'The provider did not share an email address, which Dev8 needs for a new account.',
+  identity_in_use: 'That sign-in is already linked to another Dev8 account.',
+  account_gone: 'Your account no longer exists.',
+  try_again: 'Something changed while signing you in. Please try again.',
+};
+
+/** What to tell the person for an error code from a provider sign-in (`#/signin?error=<code>`). */
+export function providerErrorMessage(code) {
+  return PROVIDER_ERRORS[code] ?? 'Signing in with the provider failed. Please try again.';
+}
 
 /**
  * Creates the sign-in (`mode` "signin") or sign-up ("signup") view.
@@ -62,6 +81,12 @@ export function createAuthView({ mode, config, notice, onSignedIn }) {
       switcher));
 
   if (notice) setFormAlert(form, notice, 'info');
+  // Back from a provider with an error: explain it once, then tidy the address.
+  const providerError = hashQuery(location.hash).get('error');
+  if (providerError) {
+    setFormAlert(form, providerErrorMessage(providerError));
+    history.replaceState(null, '', location.hash.split('?')[0]);
+  }
 
   form.addEventListener('submit', async (event) => {
     event.preventDefault();

@@ -1,0 +1,275 @@
+//! Two OpenID Connect peers for tests:
+//! * `RealProvider`: npm `oidc-provider` (tests/oidc/provider.mjs) in a
+//!   child process on 127.0.0.1, a real implementation of the protocol;
+//! * `TestIdp`: a tiny in-test discovery + JWKS + token endpoint whose keys
+//!   and ID tokens the test controls, to check Dev8's ID-token validation.
+
+use axum::extract::{Form, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use base64::Engine;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD as B64};
+use ed25519_dalek::SigningKey;
+use ed25519_dalek::pkcs8::EncodePrivateKey;
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+pub const CLIENT_ID: &str = "dev8-test-client";
+pub const CLIENT_SECRET: &str = "oidc-secret-do-not-log";
+
+/// npm `oidc-provider`, started on loopback; killed when dropped.
+pub struct RealProvider {
+    pub issuer: String,
+    child: tokio::process::Child,
+    stdin: Option<tokio::process::ChildStdin>,
+    stdout: tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
+}
+
+impl RealProvider {
+    /// Start the provider; it knows its client once `register` is called.
+    pub async fn start() -> Self {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/oidc/provider.mjs");
+        let mut child = tokio::process::Command::new("node")
+            .arg(script)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("node runs tests/oidc/provider.mjs (install tests/js first)");
+        let stdin = child.stdin.take();
+        let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
+        let line = tokio::time::timeout(std::time::Duration::from_secs(30), stdout.next_line())
+            .await
+            .expect("oidc-provider starts within 30 s")
+            .unwrap()
+            .expect("oidc-provider printed its issuer");
+        let issuer = serde_json::from_str::<Value>(&line).unwrap()["issuer"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        RealProvider {
+            issuer,
+            child,
+            stdin,
+            stdout,
+        }
+    }
+
+    /// Register Dev8 as a confidential client; every account signs in as `email`.
+    pub async fn register(&mut self, redirect_uri: &str, email: &str) {
+        let line = json!({"clientId": CLIENT_ID, "clientSecret": CLIENT_SECRET, "redirectUri": redirect_uri, "email": email});
+        let stdin = self.stdin.as_mut().unwrap();
+        stdin
+            .write_all(format!("{line}\n").as_bytes())
+            .await
+            .unwrap();
+        stdin.flush().await.unwrap();
+        let ready =
+            tokio::time::timeout(std::time::Duration::from_secs(30), self.stdout.next_line())
+                .await
+                .expect("oidc-provider configures within 30 s")
+                .unwrap()
+                .unwrap();
+        assert!(ready.contains("ready"), "{ready}");
+    }
+}
+
+impl Drop for RealProvider {
+    fn drop(&mut self) {
+        let _ = self.child.start_kill();
+    }
+}
+
+enum KeyKind {
+    Ed(SigningKey),
+    Ec(p256::SecretKey),
+}
+
+/// A signing key with a kid: Ed25519 (EdDSA) or P-256 (ES256).
+pub struct TestKey {
+    pub kid: String,
+    kind: KeyKind,
+}
+
+impl TestKey {
+    pub fn generate(kid: &str) -> Self {
+        TestKey {
+            kid: kid.to_string(),
+            kind: KeyKind::Ed(SigningKey::generate(&mut rand::rngs::OsRng)),
+        }
+    }
+
+    pub fn generate_es256(kid: &str) -> Self {
+        TestKey {
+            kid: kid.to_string(),
+            kind: KeyKind::Ec(p256::SecretKey::random(&mut rand::rngs::OsRng)),
+        }
+    }
+
+    pub fn jwk(&self) -> Value {
+        match &self.kind {
+            KeyKind::Ed(k) => {
+                json!({"kty": "OKP", "crv": "Ed25519", "kid": self.kid, "alg": "EdDSA", "use": "sig",
+                                     "x": B64.encode(k.verifying_key().as_bytes())})
+            }
+            KeyKind::Ec(k) => {
+                use p256::elliptic_curve::sec1::ToEncodedPoint;
+                let point = k.public_key().to_encoded_point(false);
+                json!({"kty": "EC", "crv": "P-256", "kid": self.kid, "alg": "ES256", "use": "sig",
+                       "x": B64.encode(point.x().unwrap()), "y": B64.encode(point.y().unwrap())})
+            }
+        }
+    }
+
+    /// Sign `claims` as a JWT naming `kid` (which may be another key's).
+    pub fn sign_as(&self, kid: &str, claims: &Value) -> String {
+        let (alg, key) = match &self.kind {
+            KeyKind::Ed(k) => (
+                Algorithm::EdDSA,
+                EncodingKey::from_ed_der(k.to_pkcs8_der().unwrap().as_bytes()),
+            ),
+            KeyKind::Ec(k) => {
+                use p256::pkcs8::EncodePrivateKey as _;
+                (
+                    Algorithm::ES256,
+                    EncodingKey::from_ec_der(k.to_pkcs8_der().unwrap().as_bytes()),
+                )
+            }
+        };
+        let mut header = Header::new(alg);
+        header.kid = Some(kid.to_string());
+        jsonwebtoken::encode(&header, claims, &key).unwrap()
+    }
+
+    pub fn sign(&self, claims: &Value) -> String {
+        self.sign_as(&self.kid, claims)
+    }
+}
+
+#[derive(Default)]
+struct IdpState {
+    published: Vec<Value>,
+    next_id_token: Option<String>,
+    jwks_fetches: u32,
+    token_forms: Vec<HashMap<String, String>>,
+}
+
+/// The in-test OpenID provider: discovery, JWKS and a token endpoint that
+/// answers the ID token the test set (checking client authentication).
+#[derive(Clone)]
+pub struct TestIdp {
+    pub issuer: String,
+    state: Arc<Mutex<IdpState>>,
+    _stop: Arc<tokio::sync::oneshot::Sender<()>>,
+}
+
+type S = (String, Arc<Mutex<IdpState>>);
+
+async fn discovery(State((iss, _)): State<S>) -> Json<Value> {
+    Json(json!({
+        "issuer": iss,
+        "authorization_endpoint": format!("{iss}/authorize"),
+        "token_endpoint": format!("{iss}/token"),
+        "jwks_uri": format!("{iss}/jwks"),
+        "response_types_supported": ["code"],
+        "id_token_signing_alg_values_supported": ["EdDSA", "RS256", "ES256"],
+        "token_endpoint_auth_methods_supported": ["client_secret_basic"],
+    }))
+}
+
+async fn jwks(State((_, s)): State<S>) -> Json<Value> {
+    let mut st = s.lock().unwrap();
+    st.jwks_fetches += 1;
+    Json(json!({"keys": st.published}))
+}
+
+async fn token(
+    State((_, s)): State<S>,
+    headers: HeaderMap,
+    Form(f): Form<HashMap<String, String>>,
+) -> Response {
+    let expected = format!(
+        "Basic {}",
+        STANDARD.encode(format!("{CLIENT_ID}:{CLIENT_SECRET}"))
+    );
+    if headers.get("authorization").and_then(|v| v.to_str().ok()) != Some(expected.as_str()) {
+        return (
+            StatusCode::UNAUTHORIZED,
+            Json(json!({"error": "invalid_client"})),
+        )
+            .into_response();
+    }
+    let mut st = s.lock().unwrap();
+    st.token_forms.push(f.clone());
+    if f.get("grant_type").map(String::as_str) != Some("authorization_code")
+        || !f.contains_key("code_verifier")
+    {
+        return (
+            StatusCode::BAD_REQUEST,
+            Json(json!({"error": "invalid_request"})),
+        )
+            .into_response();
+    }
+    match st.next_id_token.take() {
+        Some(t) => Json(
+            json!({"access_token": "at", "token_type": "Bearer", "expires_in": 60, "id_token": t}),
+        )
+        .into_response(),
+        None => (
+            StatusCode::BAD_REQUEST,
+            Json(json!({"error": "invalid_grant"})),
+        )
+            .into_response(),
+    }
+}
+
+impl TestIdp {
+    pub async fn start() -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let issuer = format!("http://{}", listener.local_addr().unwrap());
+        let state: Arc<Mutex<IdpState>> = Arc::default();
+        let app = Router::new()
+            .route("/.well-known/openid-configuration", get(discovery))
+            .route("/jwks", get(jwks))
+            .route("/token", post(token))
+            .with_state((issuer.clone(), state.clone()));
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = rx.await;
+                })
+                .await
+                .unwrap();
+        });
+        TestIdp {
+            issuer,
+            state,
+            _stop: Arc::new(tx),
+        }
+    }
+
+    pub fn publish(&self, key: &TestKey) {
+        self.state.lock().unwrap().published.push(key.jwk());
+    }
+
+    /// The ID token the next code exchange answers.
+    pub fn answer_next(&self, id_token: String) {
+        self.state.lock().unwrap().next_id_token = Some(id_token);
+    }
+
+    pub fn jwks_fetches(&self) -> u32 {
+        self.state.lock().unwrap().jwks_fetches
+    }
+
+    pub fn token_forms(&self) -> Vec<HashMap<String, String>> {
+        self.state.lock().unwrap().token_forms.clone()
+    }
+}
