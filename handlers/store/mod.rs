@@ -1,11 +1,13 @@
 //! The `Store` port: every piece of state the control plane keeps. Adapters:
-//! `sqlite` (embedded, `serve`) and, later, `cosmos` (Azure). Both keep the
+//! `sqlite` (embedded, `serve`) and `cosmos` (Azure). Both keep the
 //! same contract: conditional writes by ETag never silently overwrite, a
 //! duplicate id or unique key is `Conflict`, a stale ETag is
 //! `PreconditionFailed`.
 
+pub mod cosmos;
 mod sqlite;
 
+pub use cosmos::{CosmosConfig, CosmosStore};
 pub use sqlite::SqliteStore;
 
 use crate::domain::{Environment, Session, User};
