@@ -82,6 +82,8 @@ pub trait Store: Send + Sync + 'static {
 
     // Small JSON documents with conditional writes: quota counters, rate-limit
     // windows, one-time markers. `if_match: None` creates (Conflict if present).
+    // A document past its `expires_at` (wall clock) is gone: reads miss it, a
+    // create takes its key, a conditional write on it is PreconditionFailed.
     async fn document(&self, key: &str) -> StoreResult<Option<Versioned<serde_json::Value>>>;
     async fn put_document(
         &self,
