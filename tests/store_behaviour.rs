@@ -51,7 +51,13 @@ behaviours!(
 );
 
 fn user(email: &str) -> User {
-    User { id: new_id(), email: email.into(), name: "Test".into(), password_hash: Some("$argon2id$x".into()), created_at: Utc::now() }
+    User {
+        id: new_id(),
+        email: email.into(),
+        name: "Test".into(),
+        password_hash: Some("$argon2id$x".into()),
+        created_at: Utc::now(),
+    }
 }
 
 fn env(user_id: &str, name: &str) -> Environment {
@@ -68,7 +74,13 @@ fn env(user_id: &str, name: &str) -> Environment {
 
 fn session(user_id: &str) -> Session {
     let now = Utc::now();
-    Session { id: new_id(), user_id: user_id.into(), created_at: now, expires_at: now + Duration::hours(12), revoked: false }
+    Session {
+        id: new_id(),
+        user_id: user_id.into(),
+        created_at: now,
+        expires_at: now + Duration::hours(12),
+        revoked: false,
+    }
 }
 
 fn is_conflict(r: Result<impl std::fmt::Debug, StoreError>, what: Option<&str>) -> bool {
@@ -82,16 +94,29 @@ async fn users_email_is_unique_and_deleting_frees_it(s: S) {
     let a = user("a@example.com");
     s.insert_user(&a).await.unwrap();
     assert_eq!(s.user(&a.id).await.unwrap().as_ref(), Some(&a));
-    assert_eq!(s.user_by_email("a@example.com").await.unwrap().as_ref(), Some(&a));
+    assert_eq!(
+        s.user_by_email("a@example.com").await.unwrap().as_ref(),
+        Some(&a)
+    );
     assert_eq!(s.user_by_email("b@example.com").await.unwrap(), None);
     assert_eq!(s.user("nobody").await.unwrap(), None);
 
     let dup = user("a@example.com");
-    assert!(is_conflict(s.insert_user(&dup).await, Some(CONFLICT_EMAIL)), "a duplicate email is a conflict");
-    assert_eq!(s.user(&dup.id).await.unwrap(), None, "the losing insert leaves nothing behind");
+    assert!(
+        is_conflict(s.insert_user(&dup).await, Some(CONFLICT_EMAIL)),
+        "a duplicate email is a conflict"
+    );
+    assert_eq!(
+        s.user(&dup.id).await.unwrap(),
+        None,
+        "the losing insert leaves nothing behind"
+    );
     let mut same_id = user("c@example.com");
     same_id.id = a.id.clone();
-    assert!(is_conflict(s.insert_user(&same_id).await, None), "a duplicate id is a conflict");
+    assert!(
+        is_conflict(s.insert_user(&same_id).await, None),
+        "a duplicate id is a conflict"
+    );
     assert_eq!(s.user_by_email("c@example.com").await.unwrap(), None);
 
     s.delete_user(&a.id).await.unwrap();
@@ -100,7 +125,13 @@ async fn users_email_is_unique_and_deleting_frees_it(s: S) {
     s.delete_user(&a.id).await.unwrap();
     let again = user("a@example.com");
     s.insert_user(&again).await.unwrap();
-    assert_eq!(s.user_by_email("a@example.com").await.unwrap().map(|u| u.id), Some(again.id));
+    assert_eq!(
+        s.user_by_email("a@example.com")
+            .await
+            .unwrap()
+            .map(|u| u.id),
+        Some(again.id)
+    );
 }
 
 async fn sessions_revoke_one_and_all(s: S) {
@@ -108,7 +139,10 @@ async fn sessions_revoke_one_and_all(s: S) {
     for x in [&s1, &s2, &s3] {
         s.insert_session(x).await.unwrap();
     }
-    assert!(is_conflict(s.insert_session(&s1).await, None), "a duplicate session id is a conflict");
+    assert!(
+        is_conflict(s.insert_session(&s1).await, None),
+        "a duplicate session id is a conflict"
+    );
     assert_eq!(s.session(&s1.id).await.unwrap().as_ref(), Some(&s1));
     assert_eq!(s.session("missing").await.unwrap(), None);
 
@@ -119,7 +153,10 @@ async fn sessions_revoke_one_and_all(s: S) {
 
     s.revoke_user_sessions("u1").await.unwrap();
     assert!(s.session(&s2.id).await.unwrap().unwrap().revoked);
-    assert!(!s.session(&s3.id).await.unwrap().unwrap().revoked, "another user's session stays");
+    assert!(
+        !s.session(&s3.id).await.unwrap().unwrap().revoked,
+        "another user's session stays"
+    );
 }
 
 async fn environment_ids_and_names_conflict(s: S) {
@@ -127,28 +164,45 @@ async fn environment_ids_and_names_conflict(s: S) {
     let etag = s.insert_environment(&e1).await.unwrap();
     let read = s.environment("u1", &e1.id).await.unwrap().unwrap();
     assert_eq!((&read.value, &read.etag), (&e1, &etag));
-    assert_eq!(s.environment("u2", &e1.id).await.unwrap(), None, "another user's id reads as missing");
+    assert_eq!(
+        s.environment("u2", &e1.id).await.unwrap(),
+        None,
+        "another user's id reads as missing"
+    );
 
     assert!(
-        is_conflict(s.insert_environment(&env("u1", "app")).await, Some(CONFLICT_ENVIRONMENT_NAME)),
+        is_conflict(
+            s.insert_environment(&env("u1", "app")).await,
+            Some(CONFLICT_ENVIRONMENT_NAME)
+        ),
         "names are unique per user"
     );
-    s.insert_environment(&env("u2", "app")).await.expect("the same name is fine for another user");
+    s.insert_environment(&env("u2", "app"))
+        .await
+        .expect("the same name is fine for another user");
     let mut same_id = env("u1", "other");
     same_id.id = e1.id.clone();
-    assert!(is_conflict(s.insert_environment(&same_id).await, None), "a duplicate id is a conflict");
+    assert!(
+        is_conflict(s.insert_environment(&same_id).await, None),
+        "a duplicate id is a conflict"
+    );
 
     let e2 = env("u1", "second");
     let e2_etag = s.insert_environment(&e2).await.unwrap();
     let mut renamed = e2.clone();
     renamed.name = "app".into();
     assert!(
-        is_conflict(s.replace_environment(&renamed, &e2_etag).await, Some(CONFLICT_ENVIRONMENT_NAME)),
+        is_conflict(
+            s.replace_environment(&renamed, &e2_etag).await,
+            Some(CONFLICT_ENVIRONMENT_NAME)
+        ),
         "renaming onto a taken name is a conflict"
     );
     // After deletion the name is free again.
     s.delete_environment("u1", &e1.id, &etag).await.unwrap();
-    s.insert_environment(&env("u1", "app")).await.expect("a deleted environment's name can be reused");
+    s.insert_environment(&env("u1", "app"))
+        .await
+        .expect("a deleted environment's name can be reused");
 }
 
 async fn stale_etag_is_precondition_failed(s: S) {
@@ -157,16 +211,45 @@ async fn stale_etag_is_precondition_failed(s: S) {
     e.status = Status::Running;
     let v2 = s.replace_environment(&e, &v1).await.unwrap();
     assert_ne!(v1, v2);
-    assert_eq!(s.environment("u1", &e.id).await.unwrap().unwrap().value.status, Status::Running);
+    assert_eq!(
+        s.environment("u1", &e.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .value
+            .status,
+        Status::Running
+    );
 
     e.status = Status::Stopping;
-    assert!(matches!(s.replace_environment(&e, &v1).await, Err(StoreError::PreconditionFailed)));
-    assert!(matches!(s.delete_environment("u1", &e.id, &v1).await, Err(StoreError::PreconditionFailed)));
-    assert_eq!(s.environment("u1", &e.id).await.unwrap().unwrap().value.status, Status::Running, "nothing applied");
+    assert!(matches!(
+        s.replace_environment(&e, &v1).await,
+        Err(StoreError::PreconditionFailed)
+    ));
+    assert!(matches!(
+        s.delete_environment("u1", &e.id, &v1).await,
+        Err(StoreError::PreconditionFailed)
+    ));
+    assert_eq!(
+        s.environment("u1", &e.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .value
+            .status,
+        Status::Running,
+        "nothing applied"
+    );
 
     s.delete_environment("u1", &e.id, &v2).await.unwrap();
-    assert!(matches!(s.delete_environment("u1", &e.id, &v2).await, Err(StoreError::NotFound)));
-    assert!(matches!(s.replace_environment(&e, &v2).await, Err(StoreError::NotFound)));
+    assert!(matches!(
+        s.delete_environment("u1", &e.id, &v2).await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(matches!(
+        s.replace_environment(&e, &v2).await,
+        Err(StoreError::NotFound)
+    ));
 }
 
 async fn lease_two_writers_one_wins(s: S) {
@@ -175,21 +258,38 @@ async fn lease_two_writers_one_wins(s: S) {
     let take = |owner: &'static str| {
         let (s, mut e, etag) = (s.clone(), e.clone(), etag.clone());
         tokio::spawn(async move {
-            e.lease = Some(Lease { owner: owner.into(), until: Utc::now() + Duration::seconds(30) });
+            e.lease = Some(Lease {
+                owner: owner.into(),
+                until: Utc::now() + Duration::seconds(30),
+            });
             s.replace_environment(&e, &etag).await.map(|_| owner)
         })
     };
     let (a, b) = (take("a"), take("b"));
     let results = [a.await.unwrap(), b.await.unwrap()];
-    let winners: Vec<&str> = results.iter().filter_map(|r| r.as_ref().ok().copied()).collect();
+    let winners: Vec<&str> = results
+        .iter()
+        .filter_map(|r| r.as_ref().ok().copied())
+        .collect();
     assert_eq!(winners.len(), 1, "exactly one writer wins: {results:?}");
-    assert!(results.iter().any(|r| matches!(r, Err(StoreError::PreconditionFailed))));
+    assert!(
+        results
+            .iter()
+            .any(|r| matches!(r, Err(StoreError::PreconditionFailed)))
+    );
     let stored = s.environment("u1", &e.id).await.unwrap().unwrap();
-    assert_eq!(stored.value.lease.map(|l| l.owner).as_deref(), Some(winners[0]));
+    assert_eq!(
+        stored.value.lease.map(|l| l.owner).as_deref(),
+        Some(winners[0])
+    );
 }
 
 async fn quota_counter_holds_under_contention(s: S) {
-    let limits = Limits { environments_per_user: 5, running_per_user: 5, running_total: 50 };
+    let limits = Limits {
+        environments_per_user: 5,
+        running_per_user: 5,
+        running_total: 50,
+    };
     let mut ids = Vec::new();
     for i in 0..20 {
         let e = env("u1", &format!("env-{i}"));
@@ -211,10 +311,21 @@ async fn quota_counter_holds_under_contention(s: S) {
             Err(e) => panic!("unexpected quota error: {e:?}"),
         }
     }
-    assert_eq!(granted, 5, "20 parallel reservations never exceed the limit of 5");
-    let doc = s.document("quota:user:u1").await.unwrap().expect("the counter document exists");
+    assert_eq!(
+        granted, 5,
+        "20 parallel reservations never exceed the limit of 5"
+    );
+    let doc = s
+        .document("quota:user:u1")
+        .await
+        .unwrap()
+        .expect("the counter document exists");
     assert_eq!(doc.value["environments"].as_array().map(Vec::len), Some(5));
-    let global = s.document("quota:global").await.unwrap().expect("the global counter exists");
+    let global = s
+        .document("quota:global")
+        .await
+        .unwrap()
+        .expect("the global counter exists");
     assert_eq!(global.value["running"].as_array().map(Vec::len), Some(5));
 }
 
@@ -233,15 +344,33 @@ async fn listing_is_most_recently_used_first(s: S) {
     for e in [&old, &recent, &newer, &env("u2", "someone-else")] {
         s.insert_environment(e).await.unwrap();
     }
-    let names: Vec<String> = s.environments("u1").await.unwrap().into_iter().map(|v| v.value.name).collect();
+    let names: Vec<String> = s
+        .environments("u1")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|v| v.value.name)
+        .collect();
     assert_eq!(names, ["recent", "newer", "old"]);
 
     // Activity moves an environment to the front; ETags in the list are current.
     let listed = s.environments("u1").await.unwrap();
-    let mut o = listed.iter().find(|v| v.value.name == "old").unwrap().clone();
+    let mut o = listed
+        .iter()
+        .find(|v| v.value.name == "old")
+        .unwrap()
+        .clone();
     o.value.last_activity_at = Utc::now();
-    s.replace_environment(&o.value, &o.etag).await.expect("the listed ETag is current");
-    let names: Vec<String> = s.environments("u1").await.unwrap().into_iter().map(|v| v.value.name).collect();
+    s.replace_environment(&o.value, &o.etag)
+        .await
+        .expect("the listed ETag is current");
+    let names: Vec<String> = s
+        .environments("u1")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|v| v.value.name)
+        .collect();
     assert_eq!(names, ["old", "recent", "newer"]);
     assert!(s.environments("nobody").await.unwrap().is_empty());
 }
@@ -263,18 +392,34 @@ async fn active_environments_are_transitional_or_running(s: S) {
     let first = &active[0];
     let mut e = first.value.clone();
     e.status = Status::Error;
-    s.replace_environment(&e, &first.etag).await.expect("a sweep's ETag is current");
-    assert_eq!(s.active_environments().await.unwrap().len(), expected.len() - 1);
+    s.replace_environment(&e, &first.etag)
+        .await
+        .expect("a sweep's ETag is current");
+    assert_eq!(
+        s.active_environments().await.unwrap().len(),
+        expected.len() - 1
+    );
 }
 
 async fn documents_conditional_writes_expiry_and_purge(s: S) {
     let now = Utc::now();
     assert_eq!(s.document("marker").await.unwrap(), None);
-    let v1 = s.put_document("marker", &json!({"at": 1}), None, None).await.unwrap();
-    assert!(is_conflict(s.put_document("marker", &json!({"at": 2}), None, None).await, Some("marker")));
-    let v2 = s.put_document("marker", &json!({"at": 2}), Some(&v1), None).await.unwrap();
+    let v1 = s
+        .put_document("marker", &json!({"at": 1}), None, None)
+        .await
+        .unwrap();
+    assert!(is_conflict(
+        s.put_document("marker", &json!({"at": 2}), None, None)
+            .await,
+        Some("marker")
+    ));
+    let v2 = s
+        .put_document("marker", &json!({"at": 2}), Some(&v1), None)
+        .await
+        .unwrap();
     assert!(matches!(
-        s.put_document("marker", &json!({"at": 3}), Some(&v1), None).await,
+        s.put_document("marker", &json!({"at": 3}), Some(&v1), None)
+            .await,
         Err(StoreError::PreconditionFailed)
     ));
     let read = s.document("marker").await.unwrap().unwrap();
@@ -283,51 +428,108 @@ async fn documents_conditional_writes_expiry_and_purge(s: S) {
     // Keys with characters a Cosmos id may not hold.
     let odd = "one-time:a/b?c#d\\e%f";
     s.put_document(odd, &json!(true), None, None).await.unwrap();
-    assert_eq!(s.document(odd).await.unwrap().map(|v| v.value), Some(json!(true)));
+    assert_eq!(
+        s.document(odd).await.unwrap().map(|v| v.value),
+        Some(json!(true))
+    );
 
     // Expiry: purged by the sweep once past.
-    s.put_document("soon", &json!(1), None, Some(now + Duration::hours(1))).await.unwrap();
-    s.put_document("later", &json!(2), None, Some(now + Duration::hours(2))).await.unwrap();
+    s.put_document("soon", &json!(1), None, Some(now + Duration::hours(1)))
+        .await
+        .unwrap();
+    s.put_document("later", &json!(2), None, Some(now + Duration::hours(2)))
+        .await
+        .unwrap();
     assert!(s.document("soon").await.unwrap().is_some());
     assert_eq!(s.purge_expired_documents(now).await.unwrap(), 0);
-    assert_eq!(s.purge_expired_documents(now + Duration::minutes(90)).await.unwrap(), 1);
+    assert_eq!(
+        s.purge_expired_documents(now + Duration::minutes(90))
+            .await
+            .unwrap(),
+        1
+    );
     assert_eq!(s.document("soon").await.unwrap(), None);
     assert!(s.document("later").await.unwrap().is_some());
-    assert!(s.document("marker").await.unwrap().is_some(), "documents without expiry are never purged");
-    assert_eq!(s.purge_expired_documents(now + Duration::hours(3)).await.unwrap(), 1);
+    assert!(
+        s.document("marker").await.unwrap().is_some(),
+        "documents without expiry are never purged"
+    );
+    assert_eq!(
+        s.purge_expired_documents(now + Duration::hours(3))
+            .await
+            .unwrap(),
+        1
+    );
 
     // A document already past its expiry reads as missing and its key can be
     // created again (Cosmos hides it by TTL before it is physically removed).
-    s.put_document("gone", &json!(1), None, Some(Utc::now() - Duration::seconds(1))).await.unwrap();
+    s.put_document(
+        "gone",
+        &json!(1),
+        None,
+        Some(Utc::now() - Duration::seconds(1)),
+    )
+    .await
+    .unwrap();
     assert_eq!(s.document("gone").await.unwrap(), None);
-    s.put_document("gone", &json!(2), None, Some(Utc::now() + Duration::hours(1))).await.expect("re-created");
-    assert_eq!(s.document("gone").await.unwrap().map(|v| v.value), Some(json!(2)));
+    s.put_document(
+        "gone",
+        &json!(2),
+        None,
+        Some(Utc::now() + Duration::hours(1)),
+    )
+    .await
+    .expect("re-created");
+    assert_eq!(
+        s.document("gone").await.unwrap().map(|v| v.value),
+        Some(json!(2))
+    );
 }
 
 async fn rate_limit_counters(s: S) {
-    let limit = Limit { max: 3, window: Duration::minutes(1) };
+    let limit = Limit {
+        max: 3,
+        window: Duration::minutes(1),
+    };
     let now = Utc::now();
     for _ in 0..3 {
-        assert_eq!(ratelimit::hit(s.as_ref(), "signin", "a@example.com", limit, now).await.unwrap(), Decision::Allowed);
+        assert_eq!(
+            ratelimit::hit(s.as_ref(), "signin", "a@example.com", limit, now)
+                .await
+                .unwrap(),
+            Decision::Allowed
+        );
     }
     assert!(matches!(
         ratelimit::hit(s.as_ref(), "signin", "a@example.com", limit, now).await.unwrap(),
         Decision::Limited { retry_after_secs } if (1..=60).contains(&retry_after_secs)
     ));
     assert_eq!(
-        ratelimit::hit(s.as_ref(), "signin", "b@example.com", limit, now).await.unwrap(),
+        ratelimit::hit(s.as_ref(), "signin", "b@example.com", limit, now)
+            .await
+            .unwrap(),
         Decision::Allowed,
         "keys count separately"
     );
     let later = now + Duration::seconds(61);
-    assert_eq!(ratelimit::hit(s.as_ref(), "signin", "a@example.com", limit, later).await.unwrap(), Decision::Allowed);
+    assert_eq!(
+        ratelimit::hit(s.as_ref(), "signin", "a@example.com", limit, later)
+            .await
+            .unwrap(),
+        Decision::Allowed
+    );
 
     // Parallel hits on one window: exactly `max` get through.
-    let limit = Limit { max: 5, window: Duration::minutes(10) };
+    let limit = Limit {
+        max: 5,
+        window: Duration::minutes(10),
+    };
     let tasks: Vec<_> = (0..10)
         .map(|_| {
             let s = s.clone();
-            tokio::spawn(async move { ratelimit::hit(s.as_ref(), "addr", "127.0.0.1", limit, now).await })
+            tokio::spawn(async move {
+                ratelimit::hit(s.as_ref(), "addr", "127.0.0.1", limit, now).await
+            })
         })
         .collect();
     let mut allowed = 0;

@@ -21,7 +21,10 @@ pub const EMULATOR_KEY: &str =
 
 /// A fresh, empty folder under the system temp dir.
 pub fn temp_dir(label: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("dev8-{label}-{}", ulid::Ulid::new().to_string().to_lowercase()));
+    let dir = std::env::temp_dir().join(format!(
+        "dev8-{label}-{}",
+        ulid::Ulid::new().to_string().to_lowercase()
+    ));
     std::fs::create_dir_all(&dir).expect("creating a temp dir");
     dir
 }
@@ -47,14 +50,25 @@ pub fn cosmos_endpoint() -> String {
     let hint = "start it and load its settings with: eval \"$(scripts/peers.sh start)\"";
     for (name, want) in REQUIRED_ENV {
         let got = std::env::var(name).unwrap_or_default();
-        assert!(got.eq_ignore_ascii_case(want), "Cosmos tests need {name}={want} in the environment (got {got:?}); {hint}");
+        assert!(
+            got.eq_ignore_ascii_case(want),
+            "Cosmos tests need {name}={want} in the environment (got {got:?}); {hint}"
+        );
     }
-    let endpoint = std::env::var("COSMOS_ENDPOINT").unwrap_or_else(|_| "http://127.0.0.1:8081".into());
+    let endpoint =
+        std::env::var("COSMOS_ENDPOINT").unwrap_or_else(|_| "http://127.0.0.1:8081".into());
     let url = reqwest::Url::parse(&endpoint).expect("COSMOS_ENDPOINT is a URL");
-    assert_eq!(url.host_str(), Some("127.0.0.1"), "tests only talk to loopback; COSMOS_ENDPOINT={endpoint}");
+    assert_eq!(
+        url.host_str(),
+        Some("127.0.0.1"),
+        "tests only talk to loopback; COSMOS_ENDPOINT={endpoint}"
+    );
     let addr = format!("127.0.0.1:{}", url.port_or_known_default().unwrap_or(8081));
-    if std::net::TcpStream::connect_timeout(&addr.parse().expect("socket address"), std::time::Duration::from_secs(2))
-        .is_err()
+    if std::net::TcpStream::connect_timeout(
+        &addr.parse().expect("socket address"),
+        std::time::Duration::from_secs(2),
+    )
+    .is_err()
     {
         panic!("the Cosmos-compatible server is not answering at {endpoint}; {hint}");
     }
@@ -65,14 +79,20 @@ pub fn cosmos_endpoint() -> String {
 pub fn cosmos_config() -> CosmosConfig {
     CosmosConfig {
         endpoint: cosmos_endpoint(),
-        key: Some(SecretString::from(std::env::var("COSMOS_KEY").unwrap_or_else(|_| EMULATOR_KEY.into()))),
+        key: Some(SecretString::from(
+            std::env::var("COSMOS_KEY").unwrap_or_else(|_| EMULATOR_KEY.into()),
+        )),
         database: format!("t-{}", ulid::Ulid::new().to_string().to_lowercase()),
         create_containers: true,
     }
 }
 
 pub async fn cosmos_store_for(config: &CosmosConfig) -> Arc<dyn Store> {
-    Arc::new(CosmosStore::connect(config).await.unwrap_or_else(|e| panic!("connecting to Cosmos: {e:#}")))
+    Arc::new(
+        CosmosStore::connect(config)
+            .await
+            .unwrap_or_else(|e| panic!("connecting to Cosmos: {e:#}")),
+    )
 }
 
 pub async fn cosmos_store() -> Arc<dyn Store> {
@@ -99,7 +119,13 @@ enum FakeResource {
 impl FakeCompute {
     /// Ids of environments that have resources (running, starting or stopped).
     pub fn existing(&self) -> Vec<String> {
-        let mut ids: Vec<String> = self.state.lock().expect("fake compute lock").keys().cloned().collect();
+        let mut ids: Vec<String> = self
+            .state
+            .lock()
+            .expect("fake compute lock")
+            .keys()
+            .cloned()
+            .collect();
         ids.sort();
         ids
     }
@@ -119,12 +145,18 @@ impl Compute for FakeCompute {
                 state.insert(env.id.clone(), FakeResource::Running);
                 Observed::Starting
             }
-            Some(FakeResource::Running) => Observed::Running { ide_url: format!("http://127.0.0.1:9/e/{}/", env.id) },
+            Some(FakeResource::Running) => Observed::Running {
+                ide_url: format!("http://127.0.0.1:9/e/{}/", env.id),
+            },
             Some(FakeResource::Stopped) => Observed::Stopped,
         })
     }
 
-    async fn start(&self, env: &Environment, _agent: &AgentParams) -> ComputeResult<serde_json::Value> {
+    async fn start(
+        &self,
+        env: &Environment,
+        _agent: &AgentParams,
+    ) -> ComputeResult<serde_json::Value> {
         let mut state = self.state.lock().expect("fake compute lock");
         if state.get(&env.id) != Some(&FakeResource::Running) {
             state.insert(env.id.clone(), FakeResource::Starting);
@@ -141,7 +173,10 @@ impl Compute for FakeCompute {
     }
 
     async fn delete(&self, env: &Environment) -> ComputeResult<()> {
-        self.state.lock().expect("fake compute lock").remove(&env.id);
+        self.state
+            .lock()
+            .expect("fake compute lock")
+            .remove(&env.id);
         Ok(())
     }
 }
