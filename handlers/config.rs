@@ -139,7 +139,11 @@ pub struct CosmosSettings {
     #[arg(long = "cosmos-key", env = "COSMOS_KEY", value_parser = secret, hide_env_values = true)]
     pub key: Option<SecretString>,
     /// Database holding the containers.
-    #[arg(long = "cosmos-database", env = "COSMOS_DATABASE", default_value = "dev8")]
+    #[arg(
+        long = "cosmos-database",
+        env = "COSMOS_DATABASE",
+        default_value = "dev8"
+    )]
     pub database: String,
     /// Create the database and containers at start when missing (key auth
     /// only; in Azure the infra creates them).

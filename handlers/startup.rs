@@ -84,9 +84,19 @@ fn policy(settings: &Settings, public_url: String) -> Policy {
 /// The Cosmos store from the `COSMOS_*` settings.
 async fn cosmos_store(settings: &Settings) -> anyhow::Result<CosmosStore> {
     let c = &settings.cosmos;
-    let endpoint = c.endpoint.clone().context("DEV8_STORE=cosmos needs COSMOS_ENDPOINT")?;
-    let config = CosmosConfig { endpoint, key: c.key.clone(), database: c.database.clone(), create_containers: c.create_containers };
-    CosmosStore::connect(&config).await.context("connecting to Cosmos DB")
+    let endpoint = c
+        .endpoint
+        .clone()
+        .context("DEV8_STORE=cosmos needs COSMOS_ENDPOINT")?;
+    let config = CosmosConfig {
+        endpoint,
+        key: c.key.clone(),
+        database: c.database.clone(),
+        create_containers: c.create_containers,
+    };
+    CosmosStore::connect(&config)
+        .await
+        .context("connecting to Cosmos DB")
 }
 
 impl Application {

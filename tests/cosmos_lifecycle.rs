@@ -2,16 +2,16 @@
 //! their own empty data dirs share one Cosmos database (the patched
 //! Cosmos-compatible server on loopback) and the signing keys, and see the
 //! same users, sessions and environments. Compute is the in-test stateful
-//! fake (`helpers::FakeCompute`), shared by both instances like a real cloud.
+//! fake (`common::FakeCompute`), shared by both instances like a real cloud.
 
-mod helpers;
+mod common;
 
 use clap::Parser;
+use common::{FakeCompute, fake_compute::FakeState, stores};
 use dev8::auth::KeySet;
 use dev8::compute::Compute;
 use dev8::config::{Cli, Command};
 use dev8::startup::{Application, Overrides};
-use helpers::FakeCompute;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use std::sync::Arc;
@@ -20,6 +20,7 @@ use tokio::sync::oneshot;
 
 struct Instance {
     base: String,
+    _data_dir: tempfile::TempDir,
     stop: Option<oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
@@ -32,7 +33,7 @@ impl Instance {
         public_url: &str,
         keys: &str,
         db: &dev8::store::CosmosConfig,
-        compute: &FakeCompute,
+        compute: &Arc<FakeCompute>,
     ) -> Self {
         let key =
             secrecy::ExposeSecret::expose_secret(db.key.as_ref().expect("key auth")).to_string();
@@ -62,12 +63,12 @@ impl Instance {
             "static-web",
         ];
         let Command::Serve(serve) = Cli::try_parse_from(args).expect("serve arguments").command;
-        let data_dir = helpers::temp_dir("serve");
+        let data_dir = tempfile::tempdir().expect("temp dir");
         let overrides = Overrides {
-            compute: Some(Arc::new(compute.clone()) as Arc<dyn Compute>),
+            compute: Some(compute.clone() as Arc<dyn Compute>),
             ..Default::default()
         };
-        let app = Application::build(serve.settings, serve.port, &data_dir, overrides)
+        let app = Application::build(serve.settings, serve.port, data_dir.path(), overrides)
             .await
             .expect("building the app");
         let base = format!("http://127.0.0.1:{}", app.port());
@@ -77,6 +78,7 @@ impl Instance {
         }));
         Instance {
             base,
+            _data_dir: data_dir,
             stop: Some(tx),
             task,
         }
@@ -164,9 +166,9 @@ async fn wait_for(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_instances_share_users_sessions_and_environments() {
-    let db = helpers::cosmos_config();
+    let db = stores::cosmos_config();
     let keys = KeySet::generate().to_setting();
-    let compute = FakeCompute::default();
+    let compute = Arc::new(FakeCompute::default());
     // Both instances sit behind one public URL (a load balancer's): it is the
     // token issuer and the Origin the CSRF check expects.
     let port_a = free_port();
@@ -251,7 +253,7 @@ async fn two_instances_share_users_sessions_and_environments() {
         s == StatusCode::OK && b["environment"]["status"] == "running"
     })
     .await;
-    assert!(compute.is_running(&id));
+    assert_eq!(compute.state(&id), Some(FakeState::Running));
     let (_, list, _) = c
         .send(
             M::GET,
@@ -277,7 +279,7 @@ async fn two_instances_share_users_sessions_and_environments() {
     })
     .await;
     assert!(
-        !compute.is_running(&id) && compute.existing() == [id.clone()],
+        compute.state(&id) == Some(FakeState::Stopped) && compute.resource_count() == 1,
         "stop keeps the workspace"
     );
     let (status, _, _) = c
@@ -312,7 +314,7 @@ async fn two_instances_share_users_sessions_and_environments() {
     )
     .await;
     assert!(
-        compute.existing().is_empty(),
+        compute.resource_count() == 0,
         "delete removes the resources"
     );
 

@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod fake_compute;
+pub mod stores;
 
 use chrono::Duration;
 use dev8::clock::{Clock, ManualClock};
