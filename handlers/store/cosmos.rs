@@ -886,6 +886,18 @@ mod tests {
         assert!(id.starts_with("email-") && !id.contains('@') && id.len() == 6 + 64);
     }
 
+    #[tokio::test]
+    async fn creating_containers_needs_key_auth() {
+        let cfg = CosmosConfig {
+            endpoint: "https://example.documents.azure.com/".into(),
+            key: None,
+            database: "dev8".into(),
+            create_containers: true,
+        };
+        let err = CosmosStore::connect(&cfg).await.err().expect("refused");
+        assert!(format!("{err:#}").contains("needs key auth"), "{err:#}");
+    }
+
     #[test]
     fn the_key_never_shows_in_debug_output() {
         let cfg = CosmosConfig {
