@@ -23,7 +23,10 @@ use azure_data_cosmos::clients::ContainerClient;
 use azure_data_cosmos::models::{
     ContainerProperties, ItemResponse, TimeToLive, UniqueKey, UniqueKeyPolicy,
 };
-use azure_data_cosmos::options::{ItemReadOptions, ItemWriteOptions, Precondition};
+use azure_data_cosmos::options::{
+    ItemReadOptions, ItemWriteOptions, OperationOptionsBuilder, Precondition,
+    ThrottlingRetryOptionsBuilder,
+};
 use azure_data_cosmos::{
     AccountEndpoint, AccountReference, CosmosClient, CosmosError, FeedScope, Query, RoutingStrategy,
 };
@@ -43,8 +46,11 @@ pub const SESSIONS: &str = "sessions";
 pub const ENVIRONMENTS: &str = "environments";
 pub const DOCUMENTS: &str = "documents";
 
-/// Retries after a 429 or 503 before the error is returned (the SDK's own
-/// throttle retries come first).
+/// The SDK's own throttle retries (it waits what `x-ms-retry-after-ms` asks),
+/// per attempt of ours: at most this many, within this much waiting.
+const SDK_THROTTLE_RETRIES: u32 = 5;
+const SDK_THROTTLE_WAIT: Duration = Duration::from_secs(10);
+/// Retries after a 429 or 503 reaches the adapter, before the error is returned.
 const MAX_RETRIES: u32 = 3;
 /// The longest single wait between retries, whatever the server asks for.
 const MAX_RETRY_WAIT: Duration = Duration::from_secs(5);
@@ -121,7 +127,15 @@ impl CosmosStore {
                 AccountReference::with_credential(endpoint, credential)
             }
         };
+        let throttling = ThrottlingRetryOptionsBuilder::new()
+            .with_max_retry_count(SDK_THROTTLE_RETRIES)
+            .with_max_retry_wait_time(SDK_THROTTLE_WAIT)
+            .build();
+        let operation = OperationOptionsBuilder::new()
+            .with_throttling_retry_options(throttling)
+            .build();
         let client = CosmosClient::builder()
+            .with_default_operation_options(operation)
             .build(account, RoutingStrategy::PreferredRegions(Vec::new()))
             .await
             .context("building the Cosmos DB client")?;
