@@ -6,7 +6,8 @@
 //! * sweep — the timer's cross-partition query for active environments.
 //!
 //! Run: `eval "$(scripts/peers.sh start)" && cargo bench --bench cosmos_hot_paths`
-//! (`DEV8_BENCH_ITERATIONS`, default 200, at most 5000). The request charge is
+//! (`DEV8_BENCH_ITERATIONS`, default 200, at most 5000). Under `cargo test`
+//! (no `--bench` argument) it runs 3 iterations, as a smoke test. The request charge is
 //! summed from the store's debug events. The emulator reports 1 RU for every
 //! response, so there the charge counts requests.
 
@@ -135,11 +136,13 @@ async fn main() -> anyhow::Result<()> {
         endpoint.starts_with("http://127.0.0.1:"),
         "the benchmark only talks to loopback, not {endpoint}"
     );
-    let iterations: usize = std::env::var("DEV8_BENCH_ITERATIONS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(200)
-        .clamp(1, 5000);
+    let benching = std::env::args().any(|a| a == "--bench");
+    let iterations: usize = match std::env::var("DEV8_BENCH_ITERATIONS") {
+        Ok(v) => v.parse().unwrap_or(200),
+        Err(_) if benching => 200,
+        Err(_) => 3,
+    }
+    .clamp(1, 5000);
     let config = CosmosConfig {
         endpoint: endpoint.clone(),
         key: Some(SecretString::from(
