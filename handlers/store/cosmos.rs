@@ -788,11 +788,15 @@ impl Store for CosmosStore {
             .filter(|s| s.is_transitional() || *s == Status::Running)
             .map(Status::as_str)
             .collect();
-        let q = param(
-            Query::from("SELECT * FROM c WHERE ARRAY_CONTAINS(@active, c.status)"),
-            "@active",
-            &active,
-        )?;
+        // `IN` over parameters: served by the index on `status`.
+        let names: Vec<String> = (0..active.len()).map(|i| format!("@s{i}")).collect();
+        let mut q = Query::from(format!(
+            "SELECT * FROM c WHERE c.status IN ({})",
+            names.join(", ")
+        ));
+        for (name, status) in names.iter().zip(&active) {
+            q = param(q, name, status)?;
+        }
         let items: Vec<WithEtag<Environment>> = query(
             &self.inner.environments,
             "sweep environments",
