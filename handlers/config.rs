@@ -107,6 +107,8 @@ pub struct Settings {
     /// Where state lives.
     #[arg(long, env = "DEV8_STORE", value_enum, default_value_t = StoreKind::Sqlite)]
     pub store: StoreKind,
+    #[command(flatten)]
+    pub cosmos: CosmosSettings,
     /// Where jobs travel.
     #[arg(long, env = "DEV8_QUEUE_BACKEND", value_enum, default_value_t = QueueKind::Embedded)]
     pub queue_backend: QueueKind,
@@ -191,6 +193,29 @@ pub struct Settings {
     /// The name on the sign-in button: "Continue with <name>".
     #[arg(long, env = "DEV8_OIDC_NAME", default_value = "single sign-on")]
     pub oidc_name: String,
+}
+
+/// The Cosmos DB account (`DEV8_STORE=cosmos`).
+#[derive(Debug, Clone, Args)]
+pub struct CosmosSettings {
+    /// Account endpoint, e.g. https://<account>.documents.azure.com/ (http:// only for a local emulator).
+    #[arg(long = "cosmos-endpoint", env = "COSMOS_ENDPOINT")]
+    pub endpoint: Option<String>,
+    /// Account key, for emulators only; unset in Azure, where the managed identity is used.
+    #[arg(long = "cosmos-key", env = "COSMOS_KEY", value_parser = secret, hide_env_values = true)]
+    pub key: Option<SecretString>,
+    /// Database holding the containers.
+    #[arg(
+        long = "cosmos-database",
+        env = "COSMOS_DATABASE",
+        default_value = "dev8"
+    )]
+    pub database: String,
+    /// Create the database and containers at start when missing (key auth
+    /// only; in Azure the infra creates them).
+    #[arg(long = "cosmos-create-containers", env = "DEV8_COSMOS_CREATE_CONTAINERS", default_value_t = false,
+          action = clap::ArgAction::Set)]
+    pub create_containers: bool,
 }
 
 impl Settings {

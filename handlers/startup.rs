@@ -12,7 +12,7 @@ use crate::jobs::{sweep, worker};
 use crate::platform::{Platform, Policy};
 use crate::queue::{EmbeddedQueue, JobQueue, StorageQueue};
 use crate::quota::Limits;
-use crate::store::{SqliteStore, Store};
+use crate::store::{CosmosConfig, CosmosStore, SqliteStore, Store};
 use anyhow::{Context, bail};
 use secrecy::ExposeSecret;
 use std::net::SocketAddr;
@@ -82,6 +82,24 @@ fn policy(settings: &Settings, public_url: String) -> Policy {
     }
 }
 
+/// The Cosmos store from the `COSMOS_*` settings.
+async fn cosmos_store(settings: &Settings) -> anyhow::Result<CosmosStore> {
+    let c = &settings.cosmos;
+    let endpoint = c
+        .endpoint
+        .clone()
+        .context("DEV8_STORE=cosmos needs COSMOS_ENDPOINT")?;
+    let config = CosmosConfig {
+        endpoint,
+        key: c.key.clone(),
+        database: c.database.clone(),
+        create_containers: c.create_containers,
+    };
+    CosmosStore::connect(&config)
+        .await
+        .context("connecting to Cosmos DB")
+}
+
 impl Application {
     /// Build everything for `serve` on `127.0.0.1:port` with state in `data_dir`.
     pub async fn build(
@@ -108,7 +126,7 @@ impl Application {
             Some(s) => s,
             None => match settings.store {
                 StoreKind::Sqlite => Arc::new(SqliteStore::open(&data_dir.join("dev8.db"))?),
-                StoreKind::Cosmos => bail!("DEV8_STORE=cosmos is not available in this build yet"),
+                StoreKind::Cosmos => Arc::new(cosmos_store(&settings).await?),
             },
         };
         let queue: Arc<dyn JobQueue> = match overrides.queue {

@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// Proves the four patches of scripts/patch-cosmosdb-server.mjs against a
+// Proves the patches of scripts/patch-cosmosdb-server.mjs against a
 // running @vercel/cosmosdb-server, over the Cosmos REST API with the same
 // headers the Rust SDK sends (requests are signed with the master key the way
 // Cosmos expects, although this server does not check the signature).
@@ -212,6 +212,28 @@ async function main() {
       "query naming the partition key -> 200 (unchanged)",
       r.status === 200 && r.json?.Documents?.length === 1,
       `status ${r.status}`,
+    );
+
+    // Defect 5: resource ids use the Cosmos base64 alphabet ("-" for "/").
+    // A database rid is built from a counter over the server's lifetime; the
+    // 64th database (0x3f) is the first whose rid holds a "/" unpatched.
+    const rids = [];
+    for (let d = 0; d < 140; d += 1) {
+      const rdb = `${db}-rid${d}`;
+      r = await call("POST", "/dbs", { resourceType: "dbs", body: { id: rdb } });
+      if (r.json?._rid) rids.push(r.json._rid);
+      r = await call("POST", `/dbs/${rdb}/colls`, {
+        resourceType: "colls",
+        resourceLink: `dbs/${rdb}`,
+        body: { id: "c", partitionKey: { paths: ["/id"], kind: "Hash", version: 2 } },
+      });
+      if (r.json?._rid) rids.push(r.json._rid);
+      await call("DELETE", `/dbs/${rdb}`, { resourceType: "dbs", resourceLink: `dbs/${rdb}` });
+    }
+    check(
+      'defect 5: resource ids never hold "/" (140 databases, one container each)',
+      rids.length === 280 && rids.every((x) => !x.includes("/")),
+      `${rids.length} rids, with "/": ${JSON.stringify(rids.filter((x) => x.includes("/")).slice(0, 4))}`,
     );
 
     r = await call("DELETE", `/dbs/${db}`, { resourceType: "dbs", resourceLink: `dbs/${db}` });

@@ -109,6 +109,23 @@ const patches = [
       "        /* dev8-patch:nossl-content-location: the scheme of the connection, not always https */\n" +
       "        res.setHeader(\"content-location\", `${req.socket.encrypted ? \"https\" : \"http\"}://${req.headers.host}${req.url}`);\n",
   },
+  {
+    // Defect 5: resource ids (_rid) are written as standard base64, which can
+    // hold "/". Cosmos writes them with "-" in place of "/" (they appear in
+    // resource paths), and the Rust driver refuses a container _rid with "/"
+    // ("invalid container _rid", 500/20020): opening a container fails for
+    // roughly one database in eight. Write and read the Cosmos alphabet (the
+    // reader also replaced only the first "-").
+    name: "rid-cosmos-base64",
+    file: "lib/account/resource-id.js",
+    find:
+      `    static fromBase64String(s) {\n        return Buffer.from(s.replace("-", "/"), "base64");\n    }\n` +
+      `    static toBase64String(buffer) {\n        return buffer.toString("base64");\n    }\n`,
+    replace:
+      `    /* dev8-patch:rid-cosmos-base64: Cosmos rids use "-" for "/", everywhere in the string */\n` +
+      `    static fromBase64String(s) {\n        return Buffer.from(s.replace(/-/g, "/"), "base64");\n    }\n` +
+      `    static toBase64String(buffer) {\n        return buffer.toString("base64").replace(/\\//g, "-");\n    }\n`,
+  },
 ];
 
 let applied = 0;

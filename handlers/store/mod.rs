@@ -1,11 +1,13 @@
 //! The `Store` port: every piece of state the control plane keeps. Adapters:
-//! `sqlite` (embedded, `serve`) and, later, `cosmos` (Azure). Both keep the
+//! `sqlite` (embedded, `serve`) and `cosmos` (Azure). Both keep the
 //! same contract: conditional writes by ETag never silently overwrite, a
 //! duplicate id or unique key is `Conflict`, a stale ETag is
 //! `PreconditionFailed`.
 
+pub mod cosmos;
 mod sqlite;
 
+pub use cosmos::{CosmosConfig, CosmosStore};
 pub use sqlite::SqliteStore;
 
 use crate::domain::{AuditRecord, Environment, Identity, Session, User};
@@ -90,6 +92,8 @@ pub trait Store: Send + Sync + 'static {
 
     // Small JSON documents with conditional writes: quota counters, rate-limit
     // windows, one-time markers. `if_match: None` creates (Conflict if present).
+    // A document past its `expires_at` (wall clock) is gone: reads miss it, a
+    // create takes its key, a conditional write on it is PreconditionFailed.
     async fn document(&self, key: &str) -> StoreResult<Option<Versioned<serde_json::Value>>>;
     async fn put_document(
         &self,

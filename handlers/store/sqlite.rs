@@ -406,11 +406,12 @@ impl Store for SqliteStore {
 
     async fn document(&self, key: &str) -> StoreResult<Option<Versioned<serde_json::Value>>> {
         let key = key.to_string();
+        let now = ts(Utc::now());
         self.with(move |c| {
             let row: Option<(String, i64)> = c
                 .query_row(
-                    "SELECT doc, version FROM documents WHERE key = ?1",
-                    [key],
+                    "SELECT doc, version FROM documents WHERE key = ?1 AND (expires_at IS NULL OR expires_at > ?2)",
+                    params![key, now],
                     |r| Ok((r.get(0)?, r.get(1)?)),
                 )
                 .optional()
@@ -437,20 +438,30 @@ impl Store for SqliteStore {
         let doc = to_json(value)?;
         let exp = expires_at.map(ts);
         let expected = if_match.map(parse_etag).transpose()?;
+        let now = ts(Utc::now());
         self.with(move |c| match expected {
             None => {
-                c.execute(
-                    "INSERT INTO documents (key, version, expires_at, doc) VALUES (?1, 1, ?2, ?3)",
-                    params![key, exp, doc],
-                )
-                .map_err(|e| if is_unique_violation(&e) { StoreError::Conflict(key.clone()) } else { unavailable(e) })?;
-                Ok("1".to_string())
+                // A document past its expiry is gone (as Cosmos hides it by
+                // TTL): a create takes its key over.
+                let version: Option<i64> = c
+                    .query_row(
+                        "INSERT INTO documents (key, version, expires_at, doc) VALUES (?1, 1, ?2, ?3)
+                         ON CONFLICT (key) DO UPDATE SET version = version + 1, expires_at = excluded.expires_at, doc = excluded.doc
+                         WHERE documents.expires_at IS NOT NULL AND documents.expires_at <= ?4
+                         RETURNING version",
+                        params![key, exp, doc, now],
+                        |r| r.get(0),
+                    )
+                    .optional()
+                    .map_err(unavailable)?;
+                version.map(|v| v.to_string()).ok_or(StoreError::Conflict(key))
             }
             Some(v) => {
                 let changed = c
                     .execute(
-                        "UPDATE documents SET version = version + 1, expires_at = ?1, doc = ?2 WHERE key = ?3 AND version = ?4",
-                        params![exp, doc, key, v],
+                        "UPDATE documents SET version = version + 1, expires_at = ?1, doc = ?2
+                         WHERE key = ?3 AND version = ?4 AND (expires_at IS NULL OR expires_at > ?5)",
+                        params![exp, doc, key, v, now],
                     )
                     .map_err(unavailable)?;
                 if changed == 1 { Ok((v + 1).to_string()) } else { Err(StoreError::PreconditionFailed) }

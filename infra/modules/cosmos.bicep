@@ -28,13 +28,16 @@ resource db 'Microsoft.DocumentDB/databaseAccounts/sqlDatabases@2024-11-15' = {
   properties: { resource: { id: databaseName } }
 }
 
-// environments by owner; users, sessions and small documents by id; audit by user.
+// As handlers/store/cosmos.rs `container_definitions()`: environments,
+// identities and audit by owner; users (+ email and identity indexes),
+// sessions and small documents by id. Environment names are unique per owner.
 var containers = [
-  { name: 'environments', key: '/userId', ttl: false }
-  { name: 'users', key: '/id', ttl: false }
-  { name: 'sessions', key: '/id', ttl: true }
-  { name: 'documents', key: '/id', ttl: true }
-  { name: 'audit', key: '/userId', ttl: false }
+  { name: 'environments', key: '/userId', ttl: false, unique: [ '/name' ] }
+  { name: 'users', key: '/id', ttl: false, unique: [] }
+  { name: 'sessions', key: '/id', ttl: true, unique: [] }
+  { name: 'documents', key: '/id', ttl: true, unique: [] }
+  { name: 'identities', key: '/userId', ttl: false, unique: [] }
+  { name: 'audit', key: '/userId', ttl: false, unique: [] }
 ]
 
 resource cs 'Microsoft.DocumentDB/databaseAccounts/sqlDatabases/containers@2024-11-15' = [for c in containers: {
@@ -44,7 +47,9 @@ resource cs 'Microsoft.DocumentDB/databaseAccounts/sqlDatabases/containers@2024-
     resource: union({
       id: c.name
       partitionKey: { paths: [ c.key ], kind: 'Hash', version: 2 }
-    }, c.ttl ? { defaultTtl: -1 } : {})
+    }, c.ttl ? { defaultTtl: -1 } : {}, empty(c.unique) ? {} : {
+      uniqueKeyPolicy: { uniqueKeys: [ { paths: c.unique } ] }
+    })
   }
 }]
 

@@ -10,6 +10,7 @@ pub mod fake_compute;
 pub mod github;
 pub mod host_sim;
 pub mod idp;
+pub mod stores;
 
 use chrono::Duration;
 use dev8::clock::{Clock, ManualClock};
