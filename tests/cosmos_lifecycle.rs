@@ -62,7 +62,10 @@ impl Instance {
             "--static-dir",
             "static-web",
         ];
-        let Command::Serve(serve) = Cli::try_parse_from(args).expect("serve arguments").command;
+        let Command::Serve(serve) = Cli::try_parse_from(args).expect("serve arguments").command
+        else {
+            panic!("the arguments name the serve command");
+        };
         let data_dir = tempfile::tempdir().expect("temp dir");
         let overrides = Overrides {
             compute: Some(compute.clone() as Arc<dyn Compute>),

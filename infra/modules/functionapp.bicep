@@ -66,6 +66,7 @@ var baseSettings = [
   { name: 'DEV8_STORE', value: 'cosmos' }
   { name: 'COSMOS_ENDPOINT', value: cosmosEndpoint }
   { name: 'COSMOS_DATABASE', value: cosmosDatabase }
+  { name: 'DEV8_COSMOS_CREATE_CONTAINERS', value: 'false' }
   { name: 'DEV8_QUEUE_BACKEND', value: 'storage' }
   { name: 'DEV8_QUEUE_NAME', value: queueName }
   // Environments on ACI.
