@@ -30,10 +30,15 @@ impl Db {
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         let version: usize = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
         for (i, sql) in migrations.iter().enumerate().skip(version) {
-            conn.execute_batch(&format!("BEGIN; {sql}; PRAGMA user_version = {}; COMMIT;", i + 1))
-                .with_context(|| format!("applying migration {}", i + 1))?;
+            conn.execute_batch(&format!(
+                "BEGIN; {sql}; PRAGMA user_version = {}; COMMIT;",
+                i + 1
+            ))
+            .with_context(|| format!("applying migration {}", i + 1))?;
         }
-        Ok(Db { conn: Arc::new(Mutex::new(conn)) })
+        Ok(Db {
+            conn: Arc::new(Mutex::new(conn)),
+        })
     }
 
     /// Run `f` with the connection on the blocking pool.
@@ -45,7 +50,9 @@ impl Db {
     {
         let conn = self.conn.clone();
         tokio::task::spawn_blocking(move || {
-            let mut guard = conn.lock().map_err(|_| E::from(anyhow::anyhow!("sqlite connection lock poisoned")))?;
+            let mut guard = conn
+                .lock()
+                .map_err(|_| E::from(anyhow::anyhow!("sqlite connection lock poisoned")))?;
             f(&mut guard)
         })
         .await

@@ -63,7 +63,10 @@ where
             return Ok(());
         }
         let json = serde_json::to_value(&value).expect("slots serialise");
-        match store.put_document(key, &json, current.as_ref().map(|c| &c.etag), None).await {
+        match store
+            .put_document(key, &json, current.as_ref().map(|c| &c.etag), None)
+            .await
+        {
             Ok(_) => return Ok(()),
             Err(StoreError::PreconditionFailed | StoreError::Conflict(_)) => {
                 // Lost a race: back off a little (jittered) and read again.
@@ -78,14 +81,23 @@ where
 
 /// Does environment `id` of `user` still hold its slot (exists; and, for a
 /// running slot, still wants to run)?
-async fn still_needs(store: &dyn Store, user: &str, id: &str, running: bool) -> Result<bool, StoreError> {
+async fn still_needs(
+    store: &dyn Store,
+    user: &str,
+    id: &str,
+    running: bool,
+) -> Result<bool, StoreError> {
     Ok(match store.environment(user, id).await? {
         None => false,
         Some(v) => !running || v.value.desired_state == DesiredState::Running,
     })
 }
 
-async fn prune_user(store: &dyn Store, user: &str, slots: &UserSlots) -> Result<(Vec<String>, Vec<String>), StoreError> {
+async fn prune_user(
+    store: &dyn Store,
+    user: &str,
+    slots: &UserSlots,
+) -> Result<(Vec<String>, Vec<String>), StoreError> {
     let mut stale_envs = Vec::new();
     let mut stale_running = Vec::new();
     for id in &slots.environments {
@@ -103,7 +115,12 @@ async fn prune_user(store: &dyn Store, user: &str, slots: &UserSlots) -> Result<
 
 impl Limits {
     /// Reserve an environment slot (and a running slot) for a new environment.
-    pub async fn reserve_new(&self, store: &dyn Store, user: &str, id: &str) -> Result<(), QuotaError> {
+    pub async fn reserve_new(
+        &self,
+        store: &dyn Store,
+        user: &str,
+        id: &str,
+    ) -> Result<(), QuotaError> {
         self.reserve_user(store, user, id, true).await?;
         if let Err(e) = self.reserve_global(store, user, id).await {
             self.release(store, user, id, true).await.ok();
@@ -113,16 +130,29 @@ impl Limits {
     }
 
     /// Reserve a running slot for an existing environment being started.
-    pub async fn reserve_running(&self, store: &dyn Store, user: &str, id: &str) -> Result<(), QuotaError> {
+    pub async fn reserve_running(
+        &self,
+        store: &dyn Store,
+        user: &str,
+        id: &str,
+    ) -> Result<(), QuotaError> {
         self.reserve_user(store, user, id, false).await?;
         if let Err(e) = self.reserve_global(store, user, id).await {
-            update::<UserSlots, _>(store, &user_key(user), |s| Ok(s.running.remove(id))).await.ok();
+            update::<UserSlots, _>(store, &user_key(user), |s| Ok(s.running.remove(id)))
+                .await
+                .ok();
             return Err(e);
         }
         Ok(())
     }
 
-    async fn reserve_user(&self, store: &dyn Store, user: &str, id: &str, new_env: bool) -> Result<(), QuotaError> {
+    async fn reserve_user(
+        &self,
+        store: &dyn Store,
+        user: &str,
+        id: &str,
+        new_env: bool,
+    ) -> Result<(), QuotaError> {
         let key = user_key(user);
         let mut pruned: Option<(Vec<String>, Vec<String>)> = None;
         loop {
@@ -177,7 +207,12 @@ impl Limits {
         }
     }
 
-    async fn reserve_global(&self, store: &dyn Store, user: &str, id: &str) -> Result<(), QuotaError> {
+    async fn reserve_global(
+        &self,
+        store: &dyn Store,
+        user: &str,
+        id: &str,
+    ) -> Result<(), QuotaError> {
         let entry = format!("{user}/{id}");
         let mut pruned: Option<Vec<String>> = None;
         loop {
@@ -194,7 +229,8 @@ impl Limits {
                 if s.running.len() >= self.running_total {
                     over = true;
                     return Err(QuotaError::Exceeded(
-                        "the platform is at its limit of running environments; try again later".into(),
+                        "the platform is at its limit of running environments; try again later"
+                            .into(),
                     ));
                 }
                 s.running.insert(entry.clone());
@@ -225,7 +261,13 @@ impl Limits {
     }
 
     /// Give back the running slot (and with `forget`, the environment slot).
-    pub async fn release(&self, store: &dyn Store, user: &str, id: &str, forget: bool) -> Result<(), QuotaError> {
+    pub async fn release(
+        &self,
+        store: &dyn Store,
+        user: &str,
+        id: &str,
+        forget: bool,
+    ) -> Result<(), QuotaError> {
         update::<UserSlots, _>(store, &user_key(user), |s| {
             let a = s.running.remove(id);
             let b = forget && s.environments.remove(id);

@@ -22,7 +22,11 @@ pub struct Key {
 
 impl Key {
     fn from_seed(kid: String, seed: [u8; 32]) -> anyhow::Result<Self> {
-        if kid.is_empty() || !kid.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+        if kid.is_empty()
+            || !kid
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
             bail!("signing key id must be non-empty [A-Za-z0-9_-]");
         }
         let signing = SigningKey::from_bytes(&seed);
@@ -55,16 +59,24 @@ impl KeySet {
         let mut seed = [0u8; 32];
         rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut seed);
         let kid = format!("k{:016x}", rand::random::<u64>());
-        KeySet { keys: vec![Key::from_seed(kid, seed).expect("generated key is valid")] }
+        KeySet {
+            keys: vec![Key::from_seed(kid, seed).expect("generated key is valid")],
+        }
     }
 
     /// Parse `kid:seed,kid:seed`.
     pub fn parse(setting: &str) -> anyhow::Result<Self> {
         let mut keys = Vec::new();
         for entry in setting.split(',').map(str::trim).filter(|e| !e.is_empty()) {
-            let (kid, seed) = entry.split_once(':').context("signing key entry must be kid:base64url-seed")?;
-            let bytes = B64.decode(seed.trim()).context("signing key seed is not base64url")?;
-            let seed: [u8; 32] = bytes.try_into().map_err(|_| anyhow::anyhow!("signing key seed must be 32 bytes"))?;
+            let (kid, seed) = entry
+                .split_once(':')
+                .context("signing key entry must be kid:base64url-seed")?;
+            let bytes = B64
+                .decode(seed.trim())
+                .context("signing key seed is not base64url")?;
+            let seed: [u8; 32] = bytes
+                .try_into()
+                .map_err(|_| anyhow::anyhow!("signing key seed must be 32 bytes"))?;
             if keys.iter().any(|k: &Key| k.kid == kid) {
                 bail!("duplicate signing key id {kid}");
             }
@@ -78,7 +90,11 @@ impl KeySet {
 
     /// The serialised form (a secret: write it only to protected places).
     pub fn to_setting(&self) -> String {
-        self.keys.iter().map(|k| format!("{}:{}", k.kid, B64.encode(k.seed))).collect::<Vec<_>>().join(",")
+        self.keys
+            .iter()
+            .map(|k| format!("{}:{}", k.kid, B64.encode(k.seed)))
+            .collect::<Vec<_>>()
+            .join(",")
     }
 
     /// Load the key file in `dir`, generating it (mode 0600) on first use.
@@ -148,7 +164,9 @@ pub fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
     opts.write(true).create(true).truncate(true);
     #[cfg(unix)]
     opts.mode(0o600);
-    let mut f = opts.open(&tmp).with_context(|| format!("writing {}", tmp.display()))?;
+    let mut f = opts
+        .open(&tmp)
+        .with_context(|| format!("writing {}", tmp.display()))?;
     f.write_all(contents.as_bytes())?;
     f.sync_all()?;
     std::fs::rename(&tmp, path)?;

@@ -1,7 +1,9 @@
 //! Password hashing with argon2id at OWASP's minimum cost (m = 19456 KiB,
 //! t = 2, p = 1), run on the blocking pool.
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString, rand_core::OsRng};
+use argon2::password_hash::{
+    PasswordHash, PasswordHasher, PasswordVerifier, SaltString, rand_core::OsRng,
+};
 use argon2::{Algorithm, Argon2, Params, Version};
 use std::sync::OnceLock;
 
@@ -32,12 +34,20 @@ pub async fn verify(password: String, phc: Option<String>) -> bool {
             DUMMY
                 .get_or_init(|| {
                     let salt = SaltString::generate(&mut OsRng);
-                    hasher().hash_password(b"dev8-dummy-password", &salt).expect("dummy hash").to_string()
+                    hasher()
+                        .hash_password(b"dev8-dummy-password", &salt)
+                        .expect("dummy hash")
+                        .to_string()
                 })
                 .clone()
         });
-        let Ok(parsed) = PasswordHash::new(&phc) else { return false };
-        hasher().verify_password(password.as_bytes(), &parsed).is_ok() && known
+        let Ok(parsed) = PasswordHash::new(&phc) else {
+            return false;
+        };
+        hasher()
+            .verify_password(password.as_bytes(), &parsed)
+            .is_ok()
+            && known
     })
     .await
     .unwrap_or(false)

@@ -77,13 +77,31 @@ impl KeySet {
     }
 
     /// Verify a token of `kind` whose audience must be exactly `audience`.
-    pub fn verify(&self, token: &str, kind: TokenKind, audience: &str, issuer: &str) -> Result<Claims, TokenError> {
-        verify_with(|kid| self.find(kid).map(|k| &k.decoding), token, kind, audience, issuer)
+    pub fn verify(
+        &self,
+        token: &str,
+        kind: TokenKind,
+        audience: &str,
+        issuer: &str,
+    ) -> Result<Claims, TokenError> {
+        verify_with(
+            |kid| self.find(kid).map(|k| &k.decoding),
+            token,
+            kind,
+            audience,
+            issuer,
+        )
     }
 }
 
 impl VerifyingKeys {
-    pub fn verify(&self, token: &str, kind: TokenKind, audience: &str, issuer: &str) -> Result<Claims, TokenError> {
+    pub fn verify(
+        &self,
+        token: &str,
+        kind: TokenKind,
+        audience: &str,
+        issuer: &str,
+    ) -> Result<Claims, TokenError> {
         verify_with(
             |kid| self.keys.iter().find(|(k, _)| k == kid).map(|(_, d)| d),
             token,
@@ -105,7 +123,11 @@ fn verify_with<'a>(
     if header.alg != Algorithm::EdDSA {
         return Err(TokenError::KeyRejected);
     }
-    let key = header.kid.as_deref().and_then(&find).ok_or(TokenError::KeyRejected)?;
+    let key = header
+        .kid
+        .as_deref()
+        .and_then(&find)
+        .ok_or(TokenError::KeyRejected)?;
     let mut v = Validation::new(Algorithm::EdDSA);
     v.leeway = LEEWAY_SECONDS;
     v.validate_nbf = true;
@@ -113,7 +135,8 @@ fn verify_with<'a>(
     v.set_required_spec_claims(&["exp", "nbf", "iat", "iss", "aud", "sub"]);
     v.set_audience(&[audience]);
     v.set_issuer(&[issuer]);
-    let data = jsonwebtoken::decode::<Claims>(token, key, &v).map_err(|e| TokenError::Invalid(e.to_string()))?;
+    let data = jsonwebtoken::decode::<Claims>(token, key, &v)
+        .map_err(|e| TokenError::Invalid(e.to_string()))?;
     let claims = data.claims;
     if claims.typ != kind.typ() {
         return Err(TokenError::WrongKind);
@@ -157,40 +180,95 @@ mod tests {
     #[test]
     fn a_token_verifies_only_as_its_own_kind_and_audience() {
         let keys = KeySet::generate();
-        let c = claims(TokenKind::IdeTicket, ISS, "u1", "e1", Utc::now(), Duration::seconds(60));
+        let c = claims(
+            TokenKind::IdeTicket,
+            ISS,
+            "u1",
+            "e1",
+            Utc::now(),
+            Duration::seconds(60),
+        );
         let t = keys.sign(&c);
-        assert_eq!(keys.verify(&t, TokenKind::IdeTicket, "env:e1", ISS).unwrap(), c);
-        assert!(keys.verify(&t, TokenKind::IdeTicket, "env:e2", ISS).is_err());
+        assert_eq!(
+            keys.verify(&t, TokenKind::IdeTicket, "env:e1", ISS)
+                .unwrap(),
+            c
+        );
+        assert!(
+            keys.verify(&t, TokenKind::IdeTicket, "env:e2", ISS)
+                .is_err()
+        );
         assert!(keys.verify(&t, TokenKind::Session, "env:e1", ISS).is_err());
-        assert!(keys.verify(&t, TokenKind::IdeTicket, "env:e1", "http://evil").is_err());
+        assert!(
+            keys.verify(&t, TokenKind::IdeTicket, "env:e1", "http://evil")
+                .is_err()
+        );
     }
 
     #[test]
     fn rotation_keeps_old_keys_verifying() {
         let old = KeySet::generate();
-        let t = old.sign(&claims(TokenKind::Session, ISS, "u", "", Utc::now(), Duration::hours(1)));
+        let t = old.sign(&claims(
+            TokenKind::Session,
+            ISS,
+            "u",
+            "",
+            Utc::now(),
+            Duration::hours(1),
+        ));
         let mut setting = KeySet::generate().to_setting();
         setting.push(',');
         setting.push_str(&old.to_setting());
         let rotated = KeySet::parse(&setting).unwrap();
         assert_ne!(rotated.signing().kid, old.signing().kid);
-        assert!(rotated.verify(&t, TokenKind::Session, SESSION_AUDIENCE, ISS).is_ok());
+        assert!(
+            rotated
+                .verify(&t, TokenKind::Session, SESSION_AUDIENCE, ISS)
+                .is_ok()
+        );
     }
 
     #[test]
     fn jwks_verifier_matches_the_key_set() {
         let keys = KeySet::generate();
         let verifier = KeySet::verifier_from_jwks(&keys.jwks()).unwrap();
-        let t = keys.sign(&claims(TokenKind::Agent, ISS, "u", "e", Utc::now(), Duration::hours(1)));
-        assert!(verifier.verify(&t, TokenKind::Agent, "agent:e", ISS).is_ok());
+        let t = keys.sign(&claims(
+            TokenKind::Agent,
+            ISS,
+            "u",
+            "e",
+            Utc::now(),
+            Duration::hours(1),
+        ));
+        assert!(
+            verifier
+                .verify(&t, TokenKind::Agent, "agent:e", ISS)
+                .is_ok()
+        );
         let other = KeySet::generate();
-        let t2 = other.sign(&claims(TokenKind::Agent, ISS, "u", "e", Utc::now(), Duration::hours(1)));
-        assert_eq!(verifier.verify(&t2, TokenKind::Agent, "agent:e", ISS), Err(TokenError::KeyRejected));
+        let t2 = other.sign(&claims(
+            TokenKind::Agent,
+            ISS,
+            "u",
+            "e",
+            Utc::now(),
+            Duration::hours(1),
+        ));
+        assert_eq!(
+            verifier.verify(&t2, TokenKind::Agent, "agent:e", ISS),
+            Err(TokenError::KeyRejected)
+        );
     }
 
     #[test]
     fn parse_rejects_bad_settings() {
-        for bad in ["", "nokid", "k:short", "k:!!!", "a b:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"] {
+        for bad in [
+            "",
+            "nokid",
+            "k:short",
+            "k:!!!",
+            "a b:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+        ] {
             assert!(KeySet::parse(bad).is_err(), "{bad}");
         }
     }

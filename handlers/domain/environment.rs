@@ -48,7 +48,10 @@ impl Status {
 
     /// Work is in progress: the reconcile job keeps coming back.
     pub fn is_transitional(self) -> bool {
-        matches!(self, Status::Creating | Status::Starting | Status::Stopping | Status::Deleting)
+        matches!(
+            self,
+            Status::Creating | Status::Starting | Status::Stopping | Status::Deleting
+        )
     }
 }
 
@@ -231,7 +234,10 @@ impl Environment {
             actions.push(Action::Open);
         }
         let start_underway = running_wanted
-            && matches!(self.status, Status::Creating | Status::Starting | Status::Running);
+            && matches!(
+                self.status,
+                Status::Creating | Status::Starting | Status::Running
+            );
         if !start_underway {
             actions.push(Action::Start);
         }
@@ -263,8 +269,15 @@ impl Environment {
         self.stop_cause = None;
         self.status_reason = None;
         self.failures = 0;
-        let next = if self.provisioned { Status::Starting } else { Status::Creating };
-        if !matches!(self.status, Status::Creating | Status::Starting | Status::Running) {
+        let next = if self.provisioned {
+            Status::Starting
+        } else {
+            Status::Creating
+        };
+        if !matches!(
+            self.status,
+            Status::Creating | Status::Starting | Status::Running
+        ) {
             self.set_status(next, now);
         }
         // A fresh start is activity: an environment must not be idle-stopped
@@ -276,7 +289,11 @@ impl Environment {
     }
 
     /// Ask for the environment to stop (keeping its workspace).
-    pub fn request_stop(&mut self, cause: StopCause, now: DateTime<Utc>) -> Result<bool, TransitionError> {
+    pub fn request_stop(
+        &mut self,
+        cause: StopCause,
+        now: DateTime<Utc>,
+    ) -> Result<bool, TransitionError> {
         if self.desired_state == DesiredState::Deleted {
             return Err(TransitionError::Deleting);
         }
@@ -338,7 +355,11 @@ impl Environment {
                 Observed::Starting => {
                     self.ide_url = None;
                     if self.status != Status::Error {
-                        let s = if self.provisioned { Status::Starting } else { Status::Creating };
+                        let s = if self.provisioned {
+                            Status::Starting
+                        } else {
+                            Status::Creating
+                        };
                         if !matches!(self.status, Status::Creating | Status::Starting) {
                             self.set_status(s, now);
                         }
@@ -408,7 +429,8 @@ impl Environment {
     pub fn is_idle(&self, now: DateTime<Utc>) -> bool {
         self.desired_state == DesiredState::Running
             && self.status == Status::Running
-            && now - self.last_activity_at >= Duration::minutes(i64::from(self.idle_timeout_minutes))
+            && now - self.last_activity_at
+                >= Duration::minutes(i64::from(self.idle_timeout_minutes))
     }
 
     /// Is another delivery holding the lease right now?
@@ -451,7 +473,12 @@ mod tests {
 
     fn running(now: DateTime<Utc>) -> Environment {
         let mut e = env(now);
-        e.plan(&Observed::Running { ide_url: "http://x/".into() }, now);
+        e.plan(
+            &Observed::Running {
+                ide_url: "http://x/".into(),
+            },
+            now,
+        );
         e
     }
 
@@ -464,7 +491,15 @@ mod tests {
         assert_eq!(e.status, Status::Creating);
         assert_eq!(e.plan(&Observed::Starting, now), Step::Wait);
         assert_eq!(e.status, Status::Creating);
-        assert_eq!(e.plan(&Observed::Running { ide_url: "u".into() }, now), Step::Done);
+        assert_eq!(
+            e.plan(
+                &Observed::Running {
+                    ide_url: "u".into()
+                },
+                now
+            ),
+            Step::Done
+        );
         assert_eq!(e.status, Status::Running);
         assert_eq!(e.ide_url.as_deref(), Some("u"));
         assert!(e.provisioned);
@@ -476,7 +511,15 @@ mod tests {
         let mut e = running(now);
         assert!(e.request_stop(StopCause::User, now).unwrap());
         assert_eq!(e.status, Status::Stopping);
-        assert_eq!(e.plan(&Observed::Running { ide_url: "u".into() }, now), Step::Stop);
+        assert_eq!(
+            e.plan(
+                &Observed::Running {
+                    ide_url: "u".into()
+                },
+                now
+            ),
+            Step::Stop
+        );
         assert_eq!(e.ide_url, None);
         assert_eq!(e.plan(&Observed::Stopped, now), Step::Done);
         assert_eq!(e.status, Status::Stopped);
@@ -496,7 +539,10 @@ mod tests {
         assert!(e.request_delete(now));
         assert!(!e.request_delete(now));
         assert_eq!(e.request_start(now), Err(TransitionError::Deleting));
-        assert_eq!(e.request_stop(StopCause::User, now), Err(TransitionError::Deleting));
+        assert_eq!(
+            e.request_stop(StopCause::User, now),
+            Err(TransitionError::Deleting)
+        );
     }
 
     #[test]
@@ -507,7 +553,10 @@ mod tests {
         assert_eq!(e.status, Status::Error);
         assert!(e.request_delete(now));
         assert_eq!(e.status, Status::Deleting);
-        assert_eq!(e.plan(&Observed::Failed { reason: "x".into() }, now), Step::Delete);
+        assert_eq!(
+            e.plan(&Observed::Failed { reason: "x".into() }, now),
+            Step::Delete
+        );
         assert_eq!(e.plan(&Observed::Deleting, now), Step::Wait);
         assert_eq!(e.plan(&Observed::Absent, now), Step::Forget);
         // A failure while deleting never turns into `error`.
@@ -542,15 +591,26 @@ mod tests {
         let now = Utc::now();
         let mut e = env(now);
         assert_eq!(e.actions(), vec![Action::Stop, Action::Delete]);
-        e.plan(&Observed::Running { ide_url: "u".into() }, now);
-        assert_eq!(e.actions(), vec![Action::Open, Action::Stop, Action::Delete]);
+        e.plan(
+            &Observed::Running {
+                ide_url: "u".into(),
+            },
+            now,
+        );
+        assert_eq!(
+            e.actions(),
+            vec![Action::Open, Action::Stop, Action::Delete]
+        );
         e.request_stop(StopCause::User, now).unwrap();
         assert_eq!(e.actions(), vec![Action::Start, Action::Delete]);
         e.plan(&Observed::Stopped, now);
         assert_eq!(e.actions(), vec![Action::Start, Action::Delete]);
         e.request_start(now).unwrap();
         e.fail("x".into(), now);
-        assert_eq!(e.actions(), vec![Action::Start, Action::Stop, Action::Delete]);
+        assert_eq!(
+            e.actions(),
+            vec![Action::Start, Action::Stop, Action::Delete]
+        );
         e.request_delete(now);
         assert!(e.actions().is_empty());
     }
@@ -575,7 +635,12 @@ mod tests {
         let t1 = t0 + Duration::seconds(5);
         e.plan(&Observed::Starting, t1);
         assert_eq!(e.status_changed_at, t0);
-        e.plan(&Observed::Running { ide_url: "u".into() }, t1);
+        e.plan(
+            &Observed::Running {
+                ide_url: "u".into(),
+            },
+            t1,
+        );
         assert_eq!(e.status_changed_at, t1);
     }
 
@@ -584,7 +649,10 @@ mod tests {
         let t0 = Utc::now();
         let mut e = env(t0);
         assert!(!e.leased_by_other("a", t0));
-        e.lease = Some(Lease { owner: "a".into(), until: t0 + Duration::seconds(60) });
+        e.lease = Some(Lease {
+            owner: "a".into(),
+            until: t0 + Duration::seconds(60),
+        });
         assert!(!e.leased_by_other("a", t0));
         assert!(e.leased_by_other("b", t0));
         assert!(!e.leased_by_other("b", t0 + Duration::seconds(61)));

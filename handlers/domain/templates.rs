@@ -60,9 +60,27 @@ pub struct Preset {
 }
 
 pub const PRESETS: [Preset; 3] = [
-    Preset { id: "small", display_name: "Small", cpu_cores: 1, memory_gb: 2, storage_gb: 20 },
-    Preset { id: "medium", display_name: "Medium", cpu_cores: 2, memory_gb: 4, storage_gb: 50 },
-    Preset { id: "large", display_name: "Large", cpu_cores: 4, memory_gb: 8, storage_gb: 100 },
+    Preset {
+        id: "small",
+        display_name: "Small",
+        cpu_cores: 1,
+        memory_gb: 2,
+        storage_gb: 20,
+    },
+    Preset {
+        id: "medium",
+        display_name: "Medium",
+        cpu_cores: 2,
+        memory_gb: 4,
+        storage_gb: 50,
+    },
+    Preset {
+        id: "large",
+        display_name: "Large",
+        cpu_cores: 4,
+        memory_gb: 8,
+        storage_gb: 100,
+    },
 ];
 
 pub fn preset(id: &str) -> Option<Preset> {

@@ -80,20 +80,27 @@ impl<'a> Fields<'a> {
             Some(Value::Number(n)) => match n.as_i64() {
                 Some(v) if (min..=max).contains(&v) => Some(v),
                 _ => {
-                    self.errors
-                        .insert(field.into(), format!("must be a whole number from {min} to {max}"));
+                    self.errors.insert(
+                        field.into(),
+                        format!("must be a whole number from {min} to {max}"),
+                    );
                     None
                 }
             },
             Some(_) => {
-                self.errors.insert(field.into(), format!("must be a whole number from {min} to {max}"));
+                self.errors.insert(
+                    field.into(),
+                    format!("must be a whole number from {min} to {max}"),
+                );
                 None
             }
         }
     }
 
     fn error(&mut self, field: &str, msg: impl Into<String>) {
-        self.errors.entry(field.into()).or_insert_with(|| msg.into());
+        self.errors
+            .entry(field.into())
+            .or_insert_with(|| msg.into());
     }
 
     fn finish<T>(self, value: Option<T>) -> Result<T, FieldErrors> {
@@ -122,25 +129,40 @@ fn is_invisible(c: char) -> bool {
 }
 
 /// `POST /api/environments`: `{name, baseImage, preset}` or explicit sizes.
-pub fn new_environment(body: &Map<String, Value>, default_idle: u16) -> Result<NewEnvironment, FieldErrors> {
+pub fn new_environment(
+    body: &Map<String, Value>,
+    default_idle: u16,
+) -> Result<NewEnvironment, FieldErrors> {
     let mut f = Fields::new(
         body,
-        &["name", "baseImage", "preset", "cpuCores", "memoryGB", "storageGB", "idleTimeoutMinutes"],
+        &[
+            "name",
+            "baseImage",
+            "preset",
+            "cpuCores",
+            "memoryGB",
+            "storageGB",
+            "idleTimeoutMinutes",
+        ],
     );
-    let name = f.string("name", true).and_then(|raw| match environment_name(raw) {
-        Ok(n) => Some(n),
-        Err(e) => {
-            f.error("name", e);
-            None
-        }
-    });
-    let base_image = f.string("baseImage", true).and_then(|raw| match Template::parse(raw) {
-        Some(t) => Some(t),
-        None => {
-            f.error("baseImage", "must be one of node, python, golang");
-            None
-        }
-    });
+    let name = f
+        .string("name", true)
+        .and_then(|raw| match environment_name(raw) {
+            Ok(n) => Some(n),
+            Err(e) => {
+                f.error("name", e);
+                None
+            }
+        });
+    let base_image = f
+        .string("baseImage", true)
+        .and_then(|raw| match Template::parse(raw) {
+            Some(t) => Some(t),
+            None => {
+                f.error("baseImage", "must be one of node, python, golang");
+                None
+            }
+        });
     let explicit = ["cpuCores", "memoryGB", "storageGB"];
     let sizes = if f.present("preset") {
         for field in explicit {
@@ -172,7 +194,8 @@ pub fn new_environment(body: &Map<String, Value>, default_idle: u16) -> Result<N
         }
     };
     let idle = if f.present("idleTimeoutMinutes") {
-        f.integer("idleTimeoutMinutes", IDLE_MIN.into(), IDLE_MAX.into()).map(|v| v as u16)
+        f.integer("idleTimeoutMinutes", IDLE_MIN.into(), IDLE_MAX.into())
+            .map(|v| v as u16)
     } else {
         Some(default_idle)
     };
@@ -202,17 +225,18 @@ pub struct EnvironmentPatch {
 pub fn environment_patch(body: &Map<String, Value>) -> Result<EnvironmentPatch, FieldErrors> {
     let mut f = Fields::new(body, &["name", "idleTimeoutMinutes"]);
     let mut patch = EnvironmentPatch::default();
-    if f.present("name") {
-        if let Some(raw) = f.string("name", true) {
-            match environment_name(raw) {
-                Ok(n) => patch.name = Some(n),
-                Err(e) => f.error("name", e),
-            }
+    if f.present("name")
+        && let Some(raw) = f.string("name", true)
+    {
+        match environment_name(raw) {
+            Ok(n) => patch.name = Some(n),
+            Err(e) => f.error("name", e),
         }
     }
     if f.present("idleTimeoutMinutes") {
-        patch.idle_timeout_minutes =
-            f.integer("idleTimeoutMinutes", IDLE_MIN.into(), IDLE_MAX.into()).map(|v| v as u16);
+        patch.idle_timeout_minutes = f
+            .integer("idleTimeoutMinutes", IDLE_MIN.into(), IDLE_MAX.into())
+            .map(|v| v as u16);
     }
     if f.errors.is_empty() && patch == EnvironmentPatch::default() {
         f.error("body", "give at least one of name, idleTimeoutMinutes");
@@ -250,38 +274,51 @@ pub fn normalise_email(raw: &str) -> Result<String, String> {
         && !domain.starts_with('.')
         && !domain.ends_with('.')
         && !email.chars().any(|c| c.is_whitespace() || c.is_control());
-    if ok { Ok(email) } else { Err("must be an email address".into()) }
+    if ok {
+        Ok(email)
+    } else {
+        Err("must be an email address".into())
+    }
 }
 
 fn password_rule(password: &str) -> Result<(), String> {
     let n = password.chars().count();
     if !(PASSWORD_MIN..=PASSWORD_MAX).contains(&n) {
-        return Err(format!("must be {PASSWORD_MIN} to {PASSWORD_MAX} characters"));
+        return Err(format!(
+            "must be {PASSWORD_MIN} to {PASSWORD_MAX} characters"
+        ));
     }
     Ok(())
 }
 
 pub fn sign_up(body: &Map<String, Value>) -> Result<SignUp, FieldErrors> {
     let mut f = Fields::new(body, &["email", "password", "name"]);
-    let email = f.string("email", true).and_then(|raw| match normalise_email(raw) {
-        Ok(e) => Some(e),
-        Err(e) => {
-            f.error("email", e);
-            None
-        }
-    });
-    let password = f.string("password", true).and_then(|p| match password_rule(p) {
-        Ok(()) => Some(p.to_string()),
-        Err(e) => {
-            f.error("password", e);
-            None
-        }
-    });
+    let email = f
+        .string("email", true)
+        .and_then(|raw| match normalise_email(raw) {
+            Ok(e) => Some(e),
+            Err(e) => {
+                f.error("email", e);
+                None
+            }
+        });
+    let password = f
+        .string("password", true)
+        .and_then(|p| match password_rule(p) {
+            Ok(()) => Some(p.to_string()),
+            Err(e) => {
+                f.error("password", e);
+                None
+            }
+        });
     let name = match f.string("name", false) {
         Some(raw) => {
             let n = raw.trim();
             if n.chars().count() > USER_NAME_MAX || n.chars().any(char::is_control) {
-                f.error("name", format!("must be at most {USER_NAME_MAX} printable characters"));
+                f.error(
+                    "name",
+                    format!("must be at most {USER_NAME_MAX} printable characters"),
+                );
             }
             n.to_string()
         }
@@ -294,7 +331,11 @@ pub fn sign_up(body: &Map<String, Value>) -> Result<SignUp, FieldErrors> {
             } else {
                 name
             };
-            Some(SignUp { email, password, name })
+            Some(SignUp {
+                email,
+                password,
+                name,
+            })
         }
         _ => None,
     };
@@ -306,12 +347,17 @@ pub fn credentials(body: &Map<String, Value>) -> Result<Credentials, FieldErrors
     let mut f = Fields::new(body, &["email", "password"]);
     let email = f.string("email", true).map(|e| e.trim().to_lowercase());
     let password = f.string("password", true).map(str::to_string);
-    if let Some(p) = &password {
-        if p.chars().count() > PASSWORD_MAX {
-            f.error("password", format!("must be at most {PASSWORD_MAX} characters"));
-        }
+    if let Some(p) = &password
+        && p.chars().count() > PASSWORD_MAX
+    {
+        f.error(
+            "password",
+            format!("must be at most {PASSWORD_MAX} characters"),
+        );
     }
-    let value = email.zip(password).map(|(email, password)| Credentials { email, password });
+    let value = email
+        .zip(password)
+        .map(|(email, password)| Credentials { email, password });
     f.finish(value)
 }
 
@@ -326,8 +372,15 @@ mod tests {
 
     #[test]
     fn preset_expands_to_sizes() {
-        let e = new_environment(&obj(json!({"name":" app ","baseImage":"python","preset":"medium"})), 30).unwrap();
-        assert_eq!((e.name.as_str(), e.cpu_cores, e.memory_gb, e.storage_gb), ("app", 2, 4, 50));
+        let e = new_environment(
+            &obj(json!({"name":" app ","baseImage":"python","preset":"medium"})),
+            30,
+        )
+        .unwrap();
+        assert_eq!(
+            (e.name.as_str(), e.cpu_cores, e.memory_gb, e.storage_gb),
+            ("app", 2, 4, 50)
+        );
         assert_eq!(e.idle_timeout_minutes, 30);
     }
 
@@ -344,7 +397,15 @@ mod tests {
             30,
         )
         .unwrap();
-        assert_eq!((ok.cpu_cores, ok.memory_gb, ok.storage_gb, ok.idle_timeout_minutes), (8, 16, 200, 480));
+        assert_eq!(
+            (
+                ok.cpu_cores,
+                ok.memory_gb,
+                ok.storage_gb,
+                ok.idle_timeout_minutes
+            ),
+            (8, 16, 200, 480)
+        );
     }
 
     #[test]
@@ -354,7 +415,15 @@ mod tests {
             30,
         )
         .unwrap_err();
-        for field in ["name", "baseImage", "preset", "userId", "status", "colour", "idleTimeoutMinutes"] {
+        for field in [
+            "name",
+            "baseImage",
+            "preset",
+            "userId",
+            "status",
+            "colour",
+            "idleTimeoutMinutes",
+        ] {
             assert!(errs.contains_key(field), "missing {field} in {errs:?}");
         }
         assert!(errs["userId"].contains("set by the server"));
@@ -384,15 +453,22 @@ mod tests {
 
     #[test]
     fn wrong_types_are_field_errors() {
-        let errs = new_environment(&obj(json!({"name":5,"baseImage":"node","preset":"small","idleTimeoutMinutes":"10"})), 30)
-            .unwrap_err();
+        let errs = new_environment(
+            &obj(json!({"name":5,"baseImage":"node","preset":"small","idleTimeoutMinutes":"10"})),
+            30,
+        )
+        .unwrap_err();
         assert!(errs.contains_key("name") && errs.contains_key("idleTimeoutMinutes"));
     }
 
     #[test]
     fn patch_needs_something_valid() {
         assert!(environment_patch(&obj(json!({}))).is_err());
-        assert!(environment_patch(&obj(json!({"status":"running"}))).unwrap_err().contains_key("status"));
+        assert!(
+            environment_patch(&obj(json!({"status":"running"})))
+                .unwrap_err()
+                .contains_key("status")
+        );
         let p = environment_patch(&obj(json!({"idleTimeoutMinutes":5}))).unwrap();
         assert_eq!(p.idle_timeout_minutes, Some(5));
         assert!(environment_patch(&obj(json!({"idleTimeoutMinutes":481}))).is_err());
@@ -400,8 +476,13 @@ mod tests {
 
     #[test]
     fn emails_are_normalised_and_checked() {
-        assert_eq!(normalise_email(" Ada@Example.COM ").unwrap(), "ada@example.com");
-        for bad in ["", "ada", "ada@", "@x.io", "a@b", "a@@b.io", "a b@c.io", "a@.io"] {
+        assert_eq!(
+            normalise_email(" Ada@Example.COM ").unwrap(),
+            "ada@example.com"
+        );
+        for bad in [
+            "", "ada", "ada@", "@x.io", "a@b", "a@@b.io", "a b@c.io", "a@.io",
+        ] {
             assert!(normalise_email(bad).is_err(), "{bad}");
         }
     }

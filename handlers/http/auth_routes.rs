@@ -26,7 +26,9 @@ pub const FIRST_USER_MARKER: &str = "signup:first-user";
 async fn limit(p: &Platform, scope: &str, key: &str, l: ratelimit::Limit) -> ApiResult<()> {
     match ratelimit::hit(p.store.as_ref(), scope, key, l, p.clock.now()).await? {
         Decision::Allowed => Ok(()),
-        Decision::Limited { retry_after_secs } => Err(ApiError::TooManyRequests { retry_after_secs }),
+        Decision::Limited { retry_after_secs } => {
+            Err(ApiError::TooManyRequests { retry_after_secs })
+        }
     }
 }
 
@@ -43,7 +45,14 @@ async fn start_session(p: &Platform, user: &User) -> ApiResult<(String, DateTime
         revoked: false,
     };
     p.store.insert_session(&session).await?;
-    let mut c = claims(TokenKind::Session, p.policy.issuer(), &user.id, "", now, Duration::hours(p.policy.session_hours));
+    let mut c = claims(
+        TokenKind::Session,
+        p.policy.issuer(),
+        &user.id,
+        "",
+        now,
+        Duration::hours(p.policy.session_hours),
+    );
     c.sid = Some(session.id);
     Ok((p.keys.sign(&c), session.expires_at))
 }
@@ -67,7 +76,10 @@ fn with_cookie(status: StatusCode, body: serde_json::Value, cookie: Cookie<'stat
     if let Ok(v) = cookie.to_string().parse() {
         resp.headers_mut().append(header::SET_COOKIE, v);
     }
-    resp.headers_mut().insert(header::CACHE_CONTROL, header::HeaderValue::from_static("no-store"));
+    resp.headers_mut().insert(
+        header::CACHE_CONTROL,
+        header::HeaderValue::from_static("no-store"),
+    );
     resp
 }
 
@@ -78,7 +90,13 @@ pub async fn signup(
     JsonObject(body): JsonObject,
 ) -> ApiResult<Response> {
     require_same_origin(&headers, &p.policy)?;
-    limit(&p, "signup-addr", &addr.key(), p.policy.signin_limit_per_address).await?;
+    limit(
+        &p,
+        "signup-addr",
+        &addr.key(),
+        p.policy.signin_limit_per_address,
+    )
+    .await?;
     let input = validation::sign_up(&body).map_err(ApiError::Validation)?;
     match p.policy.signup {
         SignupPolicy::Closed => return Err(ApiError::Forbidden("sign-up is closed".into())),
@@ -89,8 +107,15 @@ pub async fn signup(
     }
     if !p.policy.signup_domains.is_empty() {
         let domain = input.email.rsplit('@').next().unwrap_or_default();
-        if !p.policy.signup_domains.iter().any(|d| d.eq_ignore_ascii_case(domain)) {
-            return Err(ApiError::Forbidden("sign-up is limited to certain email domains".into()));
+        if !p
+            .policy
+            .signup_domains
+            .iter()
+            .any(|d| d.eq_ignore_ascii_case(domain))
+        {
+            return Err(ApiError::Forbidden(
+                "sign-up is limited to certain email domains".into(),
+            ));
         }
     }
     let user = User {
@@ -105,7 +130,10 @@ pub async fn signup(
         Err(StoreError::Conflict(what)) if what == CONFLICT_EMAIL => {
             let mut errs = validation::FieldErrors::new();
             errs.insert("email".into(), "is already registered".into());
-            return Err(ApiError::Conflict("an account with this email exists".into(), Some(errs)));
+            return Err(ApiError::Conflict(
+                "an account with this email exists".into(),
+                Some(errs),
+            ));
         }
         Err(e) => return Err(e.into()),
     }
@@ -113,7 +141,11 @@ pub async fn signup(
         // Two racing first sign-ups both passed the check above: the marker
         // decides, and the loser's account is removed again.
         let marker = json!({"userId": user.id});
-        if let Err(e) = p.store.put_document(FIRST_USER_MARKER, &marker, None, None).await {
+        if let Err(e) = p
+            .store
+            .put_document(FIRST_USER_MARKER, &marker, None, None)
+            .await
+        {
             p.store.delete_user(&user.id).await?;
             return Err(match e {
                 StoreError::Conflict(_) => ApiError::Forbidden("sign-up is closed".into()),
@@ -123,21 +155,41 @@ pub async fn signup(
     }
     tracing::info!(user = %user.id, "account created");
     let (token, _) = start_session(&p, &user).await?;
-    Ok(with_cookie(StatusCode::CREATED, json!({"user": UserView::from(&user)}), session_cookie(&p, token)))
+    Ok(with_cookie(
+        StatusCode::CREATED,
+        json!({"user": UserView::from(&user)}),
+        session_cookie(&p, token),
+    ))
 }
 
 /// Check credentials under the rate limits; the same 401 for an unknown
 /// email and a wrong password, in about the same time.
-async fn authenticate(p: &Platform, addr: ClientAddr, body: &serde_json::Map<String, serde_json::Value>) -> ApiResult<User> {
+async fn authenticate(
+    p: &Platform,
+    addr: ClientAddr,
+    body: &serde_json::Map<String, serde_json::Value>,
+) -> ApiResult<User> {
     let creds = validation::credentials(body).map_err(ApiError::Validation)?;
-    limit(p, "signin-addr", &addr.key(), p.policy.signin_limit_per_address).await?;
-    limit(p, "signin-account", &creds.email, p.policy.signin_limit_per_account).await?;
+    limit(
+        p,
+        "signin-addr",
+        &addr.key(),
+        p.policy.signin_limit_per_address,
+    )
+    .await?;
+    limit(
+        p,
+        "signin-account",
+        &creds.email,
+        p.policy.signin_limit_per_account,
+    )
+    .await?;
     let user = p.store.user_by_email(&creds.email).await?;
     let hash = user.as_ref().and_then(|u| u.password_hash.clone());
-    if password::verify(creds.password, hash).await {
-        if let Some(user) = user {
-            return Ok(user);
-        }
+    if password::verify(creds.password, hash).await
+        && let Some(user) = user
+    {
+        return Ok(user);
     }
     Err(ApiError::Unauthorized("the email or password is wrong"))
 }
@@ -151,15 +203,26 @@ pub async fn signin(
     require_same_origin(&headers, &p.policy)?;
     let user = authenticate(&p, addr, &body).await?;
     let (token, _) = start_session(&p, &user).await?;
-    Ok(with_cookie(StatusCode::OK, json!({"user": UserView::from(&user)}), session_cookie(&p, token)))
+    Ok(with_cookie(
+        StatusCode::OK,
+        json!({"user": UserView::from(&user)}),
+        session_cookie(&p, token),
+    ))
 }
 
 /// A bearer token for API clients (no cookie).
-pub async fn token(State(p): State<AppState>, addr: ClientAddr, JsonObject(body): JsonObject) -> ApiResult<Response> {
+pub async fn token(
+    State(p): State<AppState>,
+    addr: ClientAddr,
+    JsonObject(body): JsonObject,
+) -> ApiResult<Response> {
     let user = authenticate(&p, addr, &body).await?;
     let (token, expires_at) = start_session(&p, &user).await?;
     let mut resp = Json(json!({"token": token, "expiresAt": expires_at})).into_response();
-    resp.headers_mut().insert(header::CACHE_CONTROL, header::HeaderValue::from_static("no-store"));
+    resp.headers_mut().insert(
+        header::CACHE_CONTROL,
+        header::HeaderValue::from_static("no-store"),
+    );
     Ok(resp)
 }
 

@@ -24,7 +24,10 @@ fn accepted(e: &Environment) -> Response {
 
 fn name_taken() -> ApiError {
     let mut errs = validation::FieldErrors::new();
-    errs.insert("name".into(), "is already used by another of your environments".into());
+    errs.insert(
+        "name".into(),
+        "is already used by another of your environments".into(),
+    );
     ApiError::Conflict("an environment with this name exists".into(), Some(errs))
 }
 
@@ -36,12 +39,21 @@ impl From<TransitionError> for ApiError {
 
 /// Read-modify-write one of the user's environments until the conditional
 /// write lands. `f` returns whether it changed anything (no write if not).
-async fn mutate<F>(p: &Platform, user_id: &str, id: &str, mut f: F) -> ApiResult<(Environment, bool)>
+async fn mutate<F>(
+    p: &Platform,
+    user_id: &str,
+    id: &str,
+    mut f: F,
+) -> ApiResult<(Environment, bool)>
 where
     F: FnMut(&mut Environment) -> ApiResult<bool>,
 {
     for _ in 0..10 {
-        let current = p.store.environment(user_id, id).await?.ok_or(ApiError::NotFound)?;
+        let current = p
+            .store
+            .environment(user_id, id)
+            .await?
+            .ok_or(ApiError::NotFound)?;
         let mut env = current.value;
         if !f(&mut env)? {
             return Ok((env, false));
@@ -51,11 +63,16 @@ where
             Ok(_) => return Ok((env, true)),
             Err(StoreError::PreconditionFailed) => continue,
             Err(StoreError::NotFound) => return Err(ApiError::NotFound),
-            Err(StoreError::Conflict(w)) if w == CONFLICT_ENVIRONMENT_NAME => return Err(name_taken()),
+            Err(StoreError::Conflict(w)) if w == CONFLICT_ENVIRONMENT_NAME => {
+                return Err(name_taken());
+            }
             Err(e) => return Err(e.into()),
         }
     }
-    Err(ApiError::Conflict("the environment keeps changing; try again".into(), None))
+    Err(ApiError::Conflict(
+        "the environment keeps changing; try again".into(),
+        None,
+    ))
 }
 
 /// Enqueue after a state change; a failed enqueue is repaired by the sweep.
@@ -67,17 +84,32 @@ async fn kick(p: &Platform, env: &Environment) {
 
 pub async fn list(State(p): State<AppState>, caller: Caller) -> ApiResult<Json<serde_json::Value>> {
     let envs = p.store.environments(&caller.user.id).await?;
-    let views: Vec<_> = envs.iter().map(|v| EnvironmentView::from(&v.value)).collect();
+    let views: Vec<_> = envs
+        .iter()
+        .map(|v| EnvironmentView::from(&v.value))
+        .collect();
     Ok(Json(json!({"environments": views})))
 }
 
-pub async fn create(State(p): State<AppState>, caller: Caller, JsonObject(body): JsonObject) -> ApiResult<Response> {
-    let spec = validation::new_environment(&body, p.policy.default_idle_minutes).map_err(ApiError::Validation)?;
+pub async fn create(
+    State(p): State<AppState>,
+    caller: Caller,
+    JsonObject(body): JsonObject,
+) -> ApiResult<Response> {
+    let spec = validation::new_environment(&body, p.policy.default_idle_minutes)
+        .map_err(ApiError::Validation)?;
     let user_id = &caller.user.id;
     let env = Environment::new(new_id(), user_id.clone(), spec, p.clock.now());
-    p.policy.quotas.reserve_new(p.store.as_ref(), user_id, &env.id).await?;
+    p.policy
+        .quotas
+        .reserve_new(p.store.as_ref(), user_id, &env.id)
+        .await?;
     if let Err(e) = p.store.insert_environment(&env).await {
-        p.policy.quotas.release(p.store.as_ref(), user_id, &env.id, true).await.ok();
+        p.policy
+            .quotas
+            .release(p.store.as_ref(), user_id, &env.id, true)
+            .await
+            .ok();
         return Err(match e {
             StoreError::Conflict(w) if w == CONFLICT_ENVIRONMENT_NAME => name_taken(),
             other => other.into(),
@@ -92,14 +124,32 @@ pub async fn create(State(p): State<AppState>, caller: Caller, JsonObject(body):
     Ok(resp)
 }
 
-pub async fn get(State(p): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<Json<serde_json::Value>> {
-    let env = p.store.environment(&caller.user.id, &id).await?.ok_or(ApiError::NotFound)?;
+pub async fn get(
+    State(p): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<serde_json::Value>> {
+    let env = p
+        .store
+        .environment(&caller.user.id, &id)
+        .await?
+        .ok_or(ApiError::NotFound)?;
     Ok(Json(env_json(&env.value)))
 }
 
-pub async fn status(State(p): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<Json<serde_json::Value>> {
-    let env = p.store.environment(&caller.user.id, &id).await?.ok_or(ApiError::NotFound)?;
-    Ok(Json(serde_json::to_value(StatusView::from(&env.value)).map_err(anyhow::Error::from)?))
+pub async fn status(
+    State(p): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<serde_json::Value>> {
+    let env = p
+        .store
+        .environment(&caller.user.id, &id)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    Ok(Json(
+        serde_json::to_value(StatusView::from(&env.value)).map_err(anyhow::Error::from)?,
+    ))
 }
 
 pub async fn patch(
@@ -109,7 +159,10 @@ pub async fn patch(
     JsonObject(body): JsonObject,
 ) -> ApiResult<Json<serde_json::Value>> {
     // Unknown ids are 404 before the body is judged, so nothing leaks.
-    p.store.environment(&caller.user.id, &id).await?.ok_or(ApiError::NotFound)?;
+    p.store
+        .environment(&caller.user.id, &id)
+        .await?
+        .ok_or(ApiError::NotFound)?;
     let change = validation::environment_patch(&body).map_err(ApiError::Validation)?;
     let (env, _) = mutate(&p, &caller.user.id, &id, |env| {
         if env.desired_state == DesiredState::Deleted {
@@ -130,14 +183,26 @@ pub async fn patch(
     Ok(Json(env_json(&env)))
 }
 
-pub async fn start(State(p): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<Response> {
+pub async fn start(
+    State(p): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
     let user_id = &caller.user.id;
-    let current = p.store.environment(user_id, &id).await?.ok_or(ApiError::NotFound)?.value;
+    let current = p
+        .store
+        .environment(user_id, &id)
+        .await?
+        .ok_or(ApiError::NotFound)?
+        .value;
     if current.desired_state == DesiredState::Deleted {
         return Err(TransitionError::Deleting.into());
     }
     let held_before = current.desired_state == DesiredState::Running;
-    p.policy.quotas.reserve_running(p.store.as_ref(), user_id, &id).await?;
+    p.policy
+        .quotas
+        .reserve_running(p.store.as_ref(), user_id, &id)
+        .await?;
     let now = p.clock.now();
     match mutate(&p, user_id, &id, |env| Ok(env.request_start(now)?)).await {
         Ok((env, changed)) => {
@@ -149,20 +214,34 @@ pub async fn start(State(p): State<AppState>, caller: Caller, Path(id): Path<Str
         }
         Err(e) => {
             if !held_before {
-                p.policy.quotas.release(p.store.as_ref(), user_id, &id, false).await.ok();
+                p.policy
+                    .quotas
+                    .release(p.store.as_ref(), user_id, &id, false)
+                    .await
+                    .ok();
             }
             Err(e)
         }
     }
 }
 
-pub async fn stop(State(p): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<Response> {
+pub async fn stop(
+    State(p): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
     let user_id = &caller.user.id;
     let now = p.clock.now();
-    let (env, changed) = mutate(&p, user_id, &id, |env| Ok(env.request_stop(StopCause::User, now)?)).await?;
+    let (env, changed) = mutate(&p, user_id, &id, |env| {
+        Ok(env.request_stop(StopCause::User, now)?)
+    })
+    .await?;
     if changed {
         tracing::info!(environment = %id, "stop requested");
-        p.policy.quotas.release(p.store.as_ref(), user_id, &id, false).await?;
+        p.policy
+            .quotas
+            .release(p.store.as_ref(), user_id, &id, false)
+            .await?;
         kick(&p, &env).await;
     }
     Ok(accepted(&env))
@@ -174,13 +253,20 @@ pub async fn request_delete(p: &Platform, user_id: &str, id: &str) -> ApiResult<
     let (env, changed) = mutate(p, user_id, id, |env| Ok(env.request_delete(now))).await?;
     if changed {
         tracing::info!(environment = %id, "delete requested");
-        p.policy.quotas.release(p.store.as_ref(), user_id, id, false).await?;
+        p.policy
+            .quotas
+            .release(p.store.as_ref(), user_id, id, false)
+            .await?;
         kick(p, &env).await;
     }
     Ok(env)
 }
 
-pub async fn delete(State(p): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<Response> {
+pub async fn delete(
+    State(p): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
     let env = request_delete(&p, &caller.user.id, &id).await?;
     Ok(accepted(&env))
 }

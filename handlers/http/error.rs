@@ -48,15 +48,29 @@ impl ApiError {
             ApiError::Validation(errs) => (
                 StatusCode::BAD_REQUEST,
                 "Validation failed",
-                format!("{} field{} invalid", errs.len(), if errs.len() == 1 { " is" } else { "s are" }),
+                format!(
+                    "{} field{} invalid",
+                    errs.len(),
+                    if errs.len() == 1 { " is" } else { "s are" }
+                ),
             ),
             ApiError::BadRequest(d) => (StatusCode::BAD_REQUEST, "Bad request", d.clone()),
-            ApiError::Unauthorized(d) => (StatusCode::UNAUTHORIZED, "Not signed in", (*d).to_string()),
+            ApiError::Unauthorized(d) => {
+                (StatusCode::UNAUTHORIZED, "Not signed in", (*d).to_string())
+            }
             ApiError::Forbidden(d) => (StatusCode::FORBIDDEN, "Forbidden", d.clone()),
             ApiError::Quota(d) => (StatusCode::FORBIDDEN, "Quota exceeded", d.clone()),
-            ApiError::NotFound => (StatusCode::NOT_FOUND, "Not found", "no such resource".into()),
+            ApiError::NotFound => (
+                StatusCode::NOT_FOUND,
+                "Not found",
+                "no such resource".into(),
+            ),
             ApiError::Conflict(d, _) => (StatusCode::CONFLICT, "Conflict", d.clone()),
-            ApiError::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "Payload too large", "the body is too large".into()),
+            ApiError::PayloadTooLarge => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "Payload too large",
+                "the body is too large".into(),
+            ),
             ApiError::UnsupportedMediaType => (
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 "Unsupported media type",
@@ -72,7 +86,11 @@ impl ApiError {
                 "Service unavailable",
                 "a backing service is unavailable; try again shortly".into(),
             ),
-            ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "Internal error", "something went wrong on our side".into()),
+            ApiError::Internal(_) => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Internal error",
+                "something went wrong on our side".into(),
+            ),
         }
     }
 }
@@ -81,7 +99,9 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::NotFound => ApiError::NotFound,
-            StoreError::Conflict(what) => ApiError::Conflict(format!("{what} already exists"), None),
+            StoreError::Conflict(what) => {
+                ApiError::Conflict(format!("{what} already exists"), None)
+            }
             StoreError::PreconditionFailed => {
                 ApiError::Conflict("the resource changed meanwhile; try again".into(), None)
             }
@@ -117,12 +137,17 @@ impl IntoResponse for ApiError {
         }
         let mut body = json!({"type": "about:blank", "title": title, "status": status.as_u16(), "detail": detail});
         match &self {
-            ApiError::Validation(errs) | ApiError::Conflict(_, Some(errs)) => body["errors"] = json!(errs),
+            ApiError::Validation(errs) | ApiError::Conflict(_, Some(errs)) => {
+                body["errors"] = json!(errs)
+            }
             _ => {}
         }
         let mut resp = (status, body.to_string()).into_response();
         let headers = resp.headers_mut();
-        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
         if let ApiError::TooManyRequests { retry_after_secs } = self {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
         }

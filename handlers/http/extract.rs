@@ -19,7 +19,11 @@ pub const COOKIE_PLAIN: &str = "dev8_session";
 pub const COOKIE_SECURE: &str = "__Host-dev8_session";
 
 pub fn cookie_name(policy: &Policy) -> &'static str {
-    if policy.secure_cookies() { COOKIE_SECURE } else { COOKIE_PLAIN }
+    if policy.secure_cookies() {
+        COOKIE_SECURE
+    } else {
+        COOKIE_PLAIN
+    }
 }
 
 /// A JSON object body. Wrong content type -> 415, malformed JSON -> 400,
@@ -32,7 +36,9 @@ impl<S: Send + Sync> FromRequest<S> for JsonObject {
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         match axum::Json::<Value>::from_request(req, state).await {
             Ok(axum::Json(Value::Object(map))) => Ok(JsonObject(map)),
-            Ok(_) => Err(ApiError::BadRequest("the body must be a JSON object".into())),
+            Ok(_) => Err(ApiError::BadRequest(
+                "the body must be a JSON object".into(),
+            )),
             Err(rejection) => Err(json_rejection(rejection)),
         }
     }
@@ -70,7 +76,9 @@ pub struct Caller {
 fn bearer(headers: &HeaderMap) -> Option<&str> {
     let v = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = v.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then_some(token.trim())
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then_some(token.trim())
 }
 
 /// Resolve a session token to its user: the JWT must verify as a session
@@ -78,8 +86,15 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
 /// existing user.
 pub async fn resolve_session(p: &Platform, token: &str) -> Result<(User, String), ApiError> {
     const REJECTED: ApiError = ApiError::Unauthorized("the session is not valid; sign in again");
-    let claims =
-        p.keys.verify(token, TokenKind::Session, SESSION_AUDIENCE, p.policy.issuer()).map_err(|_| REJECTED)?;
+    let claims = p
+        .keys
+        .verify(
+            token,
+            TokenKind::Session,
+            SESSION_AUDIENCE,
+            p.policy.issuer(),
+        )
+        .map_err(|_| REJECTED)?;
     let sid = claims.sid.ok_or(REJECTED)?;
     let session = p.store.session(&sid).await?.ok_or(REJECTED)?;
     if session.revoked || session.expires_at <= p.clock.now() || session.user_id != claims.sub {
@@ -95,7 +110,11 @@ impl FromRequestParts<AppState> for Caller {
     async fn from_request_parts(parts: &mut Parts, p: &AppState) -> Result<Self, Self::Rejection> {
         if let Some(token) = bearer(&parts.headers) {
             let (user, session_id) = resolve_session(p, token).await?;
-            return Ok(Caller { user, session_id, via_cookie: false });
+            return Ok(Caller {
+                user,
+                session_id,
+                via_cookie: false,
+            });
         }
         let jar = CookieJar::from_headers(&parts.headers);
         let Some(cookie) = jar.get(cookie_name(&p.policy)) else {
@@ -105,7 +124,11 @@ impl FromRequestParts<AppState> for Caller {
             require_same_origin(&parts.headers, &p.policy)?;
         }
         let (user, session_id) = resolve_session(p, cookie.value()).await?;
-        Ok(Caller { user, session_id, via_cookie: true })
+        Ok(Caller {
+            user,
+            session_id,
+            via_cookie: true,
+        })
     }
 }
 
@@ -118,7 +141,10 @@ impl FromRequestParts<AppState> for ClientAddr {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(parts: &mut Parts, p: &AppState) -> Result<Self, Self::Rejection> {
-        let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
+        let peer = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0.ip());
         let hops = p.policy.trusted_proxy_hops;
         if hops == 0 {
             return Ok(ClientAddr(peer));
@@ -131,12 +157,19 @@ impl FromRequestParts<AppState> for ClientAddr {
             .flat_map(|v| v.split(','))
             .filter_map(|s| s.trim().parse().ok())
             .collect();
-        Ok(ClientAddr(forwarded.len().checked_sub(hops).and_then(|i| forwarded.get(i).copied()).or(peer)))
+        Ok(ClientAddr(
+            forwarded
+                .len()
+                .checked_sub(hops)
+                .and_then(|i| forwarded.get(i).copied())
+                .or(peer),
+        ))
     }
 }
 
 impl ClientAddr {
     pub fn key(&self) -> String {
-        self.0.map_or_else(|| "unknown".to_string(), |ip| ip.to_string())
+        self.0
+            .map_or_else(|| "unknown".to_string(), |ip| ip.to_string())
     }
 }

@@ -34,7 +34,11 @@ pub async fn auth_config(State(p): State<AppState>) -> Result<Json<Value>, super
     let signup_open = match p.policy.signup {
         SignupPolicy::Open => true,
         SignupPolicy::Closed => false,
-        SignupPolicy::First => p.store.document(super::auth_routes::FIRST_USER_MARKER).await?.is_none(),
+        SignupPolicy::First => p
+            .store
+            .document(super::auth_routes::FIRST_USER_MARKER)
+            .await?
+            .is_none(),
     };
     Ok(Json(json!({"signupOpen": signup_open, "providers": []})))
 }

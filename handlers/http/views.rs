@@ -15,7 +15,12 @@ pub struct UserView<'a> {
 
 impl<'a> From<&'a User> for UserView<'a> {
     fn from(u: &'a User) -> Self {
-        UserView { id: &u.id, email: &u.email, name: &u.name, created_at: u.created_at }
+        UserView {
+            id: &u.id,
+            email: &u.email,
+            name: &u.name,
+            created_at: u.created_at,
+        }
     }
 }
 

@@ -13,6 +13,11 @@ use std::time::Duration;
 
 /// Enqueue an immediate reconcile of `env` (after the API changed its desired state).
 pub async fn enqueue(p: &Platform, env: &Environment) -> anyhow::Result<()> {
-    p.queue.send(&Job::reconcile(&env.user_id, &env.id).to_body(), Duration::ZERO).await?;
+    p.queue
+        .send(
+            &Job::reconcile(&env.user_id, &env.id).to_body(),
+            Duration::ZERO,
+        )
+        .await?;
     Ok(())
 }

@@ -72,13 +72,22 @@ fn retry_on_race<T>(r: Result<T, StoreError>) -> anyhow::Result<Option<T>> {
     }
 }
 
-async fn attempt(p: &Platform, current: Versioned<Environment>, chain: Option<&str>, owner: &str) -> anyhow::Result<Attempt> {
+async fn attempt(
+    p: &Platform,
+    current: Versioned<Environment>,
+    chain: Option<&str>,
+    owner: &str,
+) -> anyhow::Result<Attempt> {
     let now = p.clock.now();
     let before = current.value;
     if before.leased_by_other(owner, now) {
         return Ok(Attempt::Finished(Outcome::Busy));
     }
-    let observed = p.compute.observe(&before).await.context("observing the environment")?;
+    let observed = p
+        .compute
+        .observe(&before)
+        .await
+        .context("observing the environment")?;
     let mut env = before.clone();
     let step = env.plan(&observed, now);
     tracing::debug!(environment = %env.id, ?observed, ?step, "reconcile");
@@ -86,16 +95,25 @@ async fn attempt(p: &Platform, current: Versioned<Environment>, chain: Option<&s
 
     match step {
         Step::Forget => {
-            let deleted = p.store.delete_environment(&env.user_id, &env.id, &etag).await;
+            let deleted = p
+                .store
+                .delete_environment(&env.user_id, &env.id, &etag)
+                .await;
             if retry_on_race(deleted)?.is_none() {
                 return Ok(Attempt::Retry);
             }
-            p.policy.quotas.release(p.store.as_ref(), &env.user_id, &env.id, true).await?;
+            p.policy
+                .quotas
+                .release(p.store.as_ref(), &env.user_id, &env.id, true)
+                .await?;
             tracing::info!(environment = %env.id, "environment deleted");
             return Ok(Attempt::Finished(Outcome::Gone));
         }
         Step::Start | Step::Stop | Step::Delete => {
-            env.lease = Some(Lease { owner: owner.to_string(), until: now + LEASE });
+            env.lease = Some(Lease {
+                owner: owner.to_string(),
+                until: now + LEASE,
+            });
             if step == Step::Start && env.agent_token_id.is_none() {
                 env.agent_token_id = Some(new_id());
             }
@@ -114,7 +132,11 @@ async fn attempt(p: &Platform, current: Versioned<Environment>, chain: Option<&s
                     env.fail(reason, now);
                     env.lease = None;
                     let written = retry_on_race(p.store.replace_environment(&env, &etag).await)?;
-                    return Ok(if written.is_some() { Attempt::Finished(Outcome::Done) } else { Attempt::Retry });
+                    return Ok(if written.is_some() {
+                        Attempt::Finished(Outcome::Done)
+                    } else {
+                        Attempt::Retry
+                    });
                 }
                 Err(ComputeError::Transient(e)) => {
                     // Give the lease back so the retry (or anyone) can act soon.
@@ -129,21 +151,36 @@ async fn attempt(p: &Platform, current: Versioned<Environment>, chain: Option<&s
     }
 
     let in_progress = step != Step::Done;
-    let scheduled = if in_progress { schedule(&mut env, chain, now, p) } else { None };
+    let scheduled = if in_progress {
+        schedule(&mut env, chain, now, p)
+    } else {
+        None
+    };
     if !in_progress {
         env.chain = None;
     }
     env.lease = None;
-    if env != before || step_acted(step) {
-        if retry_on_race(p.store.replace_environment(&env, &etag).await)?.is_none() {
-            return Ok(Attempt::Retry);
-        }
+    if (env != before || step_acted(step))
+        && retry_on_race(p.store.replace_environment(&env, &etag).await)?.is_none()
+    {
+        return Ok(Attempt::Retry);
     }
     if let Some(token) = scheduled {
-        let job = Job::Reconcile { v: 1, user_id: env.user_id.clone(), environment_id: env.id.clone(), chain: Some(token) };
-        p.queue.send(&job.to_body(), p.policy.reconcile_interval).await?;
+        let job = Job::Reconcile {
+            v: 1,
+            user_id: env.user_id.clone(),
+            environment_id: env.id.clone(),
+            chain: Some(token),
+        };
+        p.queue
+            .send(&job.to_body(), p.policy.reconcile_interval)
+            .await?;
     }
-    Ok(Attempt::Finished(if in_progress { Outcome::InProgress } else { Outcome::Done }))
+    Ok(Attempt::Finished(if in_progress {
+        Outcome::InProgress
+    } else {
+        Outcome::Done
+    }))
 }
 
 fn step_acted(step: Step) -> bool {
@@ -151,7 +188,12 @@ fn step_acted(step: Step) -> bool {
 }
 
 /// Decide whether this delivery continues the chain; if so, name the follow-up.
-fn schedule(env: &mut Environment, chain: Option<&str>, now: DateTime<Utc>, p: &Platform) -> Option<String> {
+fn schedule(
+    env: &mut Environment,
+    chain: Option<&str>,
+    now: DateTime<Utc>,
+    p: &Platform,
+) -> Option<String> {
     let may = match &env.chain {
         None => true,
         Some(c) => Some(c.token.as_str()) == chain || c.due_at + CHAIN_GRACE <= now,
@@ -161,11 +203,18 @@ fn schedule(env: &mut Environment, chain: Option<&str>, now: DateTime<Utc>, p: &
     }
     let token = new_id();
     let delay = Duration::from_std(p.policy.reconcile_interval).unwrap_or(Duration::seconds(1));
-    env.chain = Some(Chain { token: token.clone(), due_at: now + delay });
+    env.chain = Some(Chain {
+        token: token.clone(),
+        due_at: now + delay,
+    });
     Some(token)
 }
 
-async fn act(p: &Platform, env: &Environment, step: Step) -> Result<Option<serde_json::Value>, ComputeError> {
+async fn act(
+    p: &Platform,
+    env: &Environment,
+    step: Step,
+) -> Result<Option<serde_json::Value>, ComputeError> {
     match step {
         Step::Start => {
             let params = agent_params(p, env);
@@ -180,7 +229,14 @@ async fn act(p: &Platform, env: &Environment, step: Step) -> Result<Option<serde
 /// The secrets and addresses an environment's agent starts with.
 pub fn agent_params(p: &Platform, env: &Environment) -> AgentParams {
     let now = p.clock.now();
-    let mut c = claims(TokenKind::Agent, p.policy.issuer(), &env.user_id, &env.id, now, AGENT_TOKEN_TTL);
+    let mut c = claims(
+        TokenKind::Agent,
+        p.policy.issuer(),
+        &env.user_id,
+        &env.id,
+        now,
+        AGENT_TOKEN_TTL,
+    );
     c.jti = env.agent_token_id.clone().unwrap_or_else(new_id);
     AgentParams {
         agent_token: p.keys.sign(&c),
@@ -201,7 +257,9 @@ pub async fn record_final_failure(
     attempts: u32,
 ) -> anyhow::Result<()> {
     for _ in 0..10 {
-        let Some(current) = p.store.environment(user_id, environment_id).await? else { return Ok(()) };
+        let Some(current) = p.store.environment(user_id, environment_id).await? else {
+            return Ok(());
+        };
         let now = p.clock.now();
         let mut env = current.value;
         let cause = format!("{error:#}");
@@ -209,7 +267,10 @@ pub async fn record_final_failure(
             env.failures += 1;
             let backoff = Duration::seconds(30 * 2i64.pow(env.failures.min(6)));
             env.status_reason = Some(format!("Deletion is being retried: {cause}"));
-            env.chain = Some(Chain { token: new_id(), due_at: now + backoff - CHAIN_GRACE });
+            env.chain = Some(Chain {
+                token: new_id(),
+                due_at: now + backoff - CHAIN_GRACE,
+            });
         } else {
             env.fail(format!("Failed after {attempts} attempts: {cause}"), now);
         }
@@ -225,6 +286,7 @@ pub async fn record_final_failure(
 /// Used by tests and the sweep: the ETag-free view of whether a record is
 /// waiting on a follow-up that is overdue.
 pub fn chain_is_stale(env: &Environment, now: DateTime<Utc>) -> bool {
-    env.chain.as_ref().is_none_or(|c| c.due_at + CHAIN_GRACE <= now)
+    env.chain
+        .as_ref()
+        .is_none_or(|c| c.due_at + CHAIN_GRACE <= now)
 }
-

@@ -36,13 +36,18 @@ pub async fn sweep(p: &Platform) -> anyhow::Result<SweepReport> {
                 Err(StoreError::PreconditionFailed | StoreError::NotFound) => continue,
                 Err(e) => return Err(e.into()),
             }
-            p.policy.quotas.release(p.store.as_ref(), &env.user_id, &env.id, false).await?;
+            p.policy
+                .quotas
+                .release(p.store.as_ref(), &env.user_id, &env.id, false)
+                .await?;
             super::enqueue(p, &env).await?;
             tracing::info!(environment = %env.id, minutes = env.idle_timeout_minutes, "stopped for inactivity");
             report.idle_stopped += 1;
             continue;
         }
-        let overdue = env.deadline().is_some_and(|d| now - env.status_changed_at > d);
+        let overdue = env
+            .deadline()
+            .is_some_and(|d| now - env.status_changed_at > d);
         if env.status.is_transitional() && overdue {
             let reason = format!(
                 "Timed out: still {} after {} minutes",
@@ -61,7 +66,12 @@ pub async fn sweep(p: &Platform) -> anyhow::Result<SweepReport> {
         if wants_look && chain_is_stale(&env, now) {
             // A transitional record without a live follow-up lost its chain;
             // a running one gets a drift check. The reconcile job decides.
-            p.queue.send(&Job::reconcile(&env.user_id, &env.id).to_body(), Duration::ZERO).await?;
+            p.queue
+                .send(
+                    &Job::reconcile(&env.user_id, &env.id).to_body(),
+                    Duration::ZERO,
+                )
+                .await?;
             report.requeued += 1;
         }
     }

@@ -27,9 +27,19 @@ pub fn backoff(dequeue_count: u32) -> Duration {
 /// Handle one delivery of a job. An error means the delivery failed: the
 /// caller retries it (or, on the last allowed delivery, poisons it). On the
 /// last allowed delivery the environment is marked failed first.
-pub async fn handle_delivery(p: &Platform, body: &str, message_id: &str, dequeue_count: u32) -> anyhow::Result<()> {
+pub async fn handle_delivery(
+    p: &Platform,
+    body: &str,
+    message_id: &str,
+    dequeue_count: u32,
+) -> anyhow::Result<()> {
     let job = Job::from_body(body).map_err(|e| anyhow::anyhow!("undecodable job message: {e}"))?;
-    let Job::Reconcile { user_id, environment_id, chain, .. } = job;
+    let Job::Reconcile {
+        user_id,
+        environment_id,
+        chain,
+        ..
+    } = job;
     match reconcile::reconcile(p, &user_id, &environment_id, chain.as_deref(), message_id).await {
         Ok(outcome) => {
             tracing::debug!(environment = %environment_id, ?outcome, "reconcile done");
@@ -47,7 +57,9 @@ pub async fn handle_delivery(p: &Platform, body: &str, message_id: &str, dequeue
 
 /// Receive and handle the next visible message, if any.
 pub async fn run_next(p: &Platform) -> anyhow::Result<RunOutcome> {
-    let Some(d) = p.queue.receive(VISIBILITY).await? else { return Ok(RunOutcome::Empty) };
+    let Some(d) = p.queue.receive(VISIBILITY).await? else {
+        return Ok(RunOutcome::Empty);
+    };
     match handle_delivery(p, &d.body, &d.id, d.dequeue_count).await {
         Ok(()) => match p.queue.delete(&d).await {
             Ok(()) | Err(QueueError::NotFound) => {}

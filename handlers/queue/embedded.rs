@@ -92,7 +92,8 @@ impl EmbeddedQueue {
 #[async_trait]
 impl JobQueue for EmbeddedQueue {
     async fn send(&self, body: &str, delay: Duration) -> QueueResult<()> {
-        self.insert(self.name.clone(), body.to_string(), delay).await
+        self.insert(self.name.clone(), body.to_string(), delay)
+            .await
     }
 
     async fn receive(&self, visibility: Duration) -> QueueResult<Option<Delivery>> {
@@ -128,15 +129,26 @@ impl JobQueue for EmbeddedQueue {
         self.db
             .with(move |c| {
                 let n = c
-                    .execute("DELETE FROM messages WHERE id = ?1 AND pop_receipt = ?2", params![id, receipt])
+                    .execute(
+                        "DELETE FROM messages WHERE id = ?1 AND pop_receipt = ?2",
+                        params![id, receipt],
+                    )
                     .map_err(db_err)?;
-                if n == 1 { Ok(()) } else { Err(QueueError::NotFound) }
+                if n == 1 {
+                    Ok(())
+                } else {
+                    Err(QueueError::NotFound)
+                }
             })
             .await
     }
 
     async fn release(&self, d: &Delivery, delay: Duration) -> QueueResult<()> {
-        let (id, receipt, visible) = (d.id.clone(), d.pop_receipt.clone(), after(self.clock.now(), delay));
+        let (id, receipt, visible) = (
+            d.id.clone(),
+            d.pop_receipt.clone(),
+            after(self.clock.now(), delay),
+        );
         self.db
             .with(move |c| {
                 let n = c
@@ -154,7 +166,8 @@ impl JobQueue for EmbeddedQueue {
 
     async fn poison(&self, d: &Delivery) -> QueueResult<()> {
         self.delete(d).await?;
-        self.insert(self.poison_name.clone(), d.body.clone(), Duration::ZERO).await
+        self.insert(self.poison_name.clone(), d.body.clone(), Duration::ZERO)
+            .await
     }
 
     async fn poisoned(&self) -> QueueResult<Vec<String>> {
@@ -174,8 +187,12 @@ impl JobQueue for EmbeddedQueue {
         let queue = self.name.clone();
         self.db
             .with(move |c| {
-                c.query_row("SELECT COUNT(*) FROM messages WHERE queue = ?1", [queue], |r| r.get(0))
-                    .map_err(db_err)
+                c.query_row(
+                    "SELECT COUNT(*) FROM messages WHERE queue = ?1",
+                    [queue],
+                    |r| r.get(0),
+                )
+                .map_err(db_err)
             })
             .await
     }

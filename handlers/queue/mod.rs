@@ -79,7 +79,12 @@ pub enum Job {
 
 impl Job {
     pub fn reconcile(user_id: &str, environment_id: &str) -> Self {
-        Job::Reconcile { v: 1, user_id: user_id.into(), environment_id: environment_id.into(), chain: None }
+        Job::Reconcile {
+            v: 1,
+            user_id: user_id.into(),
+            environment_id: environment_id.into(),
+            chain: None,
+        }
     }
 
     pub fn to_body(&self) -> String {
@@ -101,9 +106,19 @@ mod tests {
     #[test]
     fn wire_format_is_the_documented_one() {
         let body = Job::reconcile("u1", "e1").to_body();
-        assert_eq!(body, r#"{"kind":"reconcile","v":1,"userId":"u1","environmentId":"e1"}"#);
-        assert_eq!(Job::from_body(r#"{"v":1,"kind":"reconcile","userId":"u1","environmentId":"e1"}"#).unwrap(), Job::reconcile("u1", "e1"));
-        assert!(Job::from_body(r#"{"v":2,"kind":"reconcile","userId":"u1","environmentId":"e1"}"#).is_err());
+        assert_eq!(
+            body,
+            r#"{"kind":"reconcile","v":1,"userId":"u1","environmentId":"e1"}"#
+        );
+        assert_eq!(
+            Job::from_body(r#"{"v":1,"kind":"reconcile","userId":"u1","environmentId":"e1"}"#)
+                .unwrap(),
+            Job::reconcile("u1", "e1")
+        );
+        assert!(
+            Job::from_body(r#"{"v":2,"kind":"reconcile","userId":"u1","environmentId":"e1"}"#)
+                .is_err()
+        );
         assert!(Job::from_body(r#"{"v":1,"kind":"explode"}"#).is_err());
     }
 }

@@ -65,11 +65,16 @@ pub trait Store: Send + Sync + 'static {
 
     // Environments, partitioned by user. Names are unique per user.
     async fn insert_environment(&self, env: &Environment) -> StoreResult<Etag>;
-    async fn environment(&self, user_id: &str, id: &str) -> StoreResult<Option<Versioned<Environment>>>;
+    async fn environment(
+        &self,
+        user_id: &str,
+        id: &str,
+    ) -> StoreResult<Option<Versioned<Environment>>>;
     /// The user's environments, most recently used first.
     async fn environments(&self, user_id: &str) -> StoreResult<Vec<Versioned<Environment>>>;
     async fn replace_environment(&self, env: &Environment, if_match: &Etag) -> StoreResult<Etag>;
-    async fn delete_environment(&self, user_id: &str, id: &str, if_match: &Etag) -> StoreResult<()>;
+    async fn delete_environment(&self, user_id: &str, id: &str, if_match: &Etag)
+    -> StoreResult<()>;
     /// Every environment the sweeps look at: transitional or running.
     async fn active_environments(&self) -> StoreResult<Vec<Versioned<Environment>>>;
 

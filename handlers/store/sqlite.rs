@@ -6,10 +6,10 @@
 use super::{
     CONFLICT_EMAIL, CONFLICT_ENVIRONMENT_NAME, Etag, Store, StoreError, StoreResult, Versioned,
 };
+use crate::db::Db;
 use crate::domain::{Environment, Session, User};
 use async_trait::async_trait;
 use chrono::{DateTime, SecondsFormat, Utc};
-use crate::db::Db;
 use rusqlite::{Connection, ErrorCode, OptionalExtension, params};
 use std::path::Path;
 
@@ -83,12 +83,16 @@ fn from_json<T: serde::de::DeserializeOwned>(s: &str) -> StoreResult<T> {
 impl SqliteStore {
     /// Open (creating if needed) the database file and bring its schema up to date.
     pub fn open(path: &Path) -> anyhow::Result<Self> {
-        Ok(SqliteStore { db: Db::open(path, MIGRATIONS)? })
+        Ok(SqliteStore {
+            db: Db::open(path, MIGRATIONS)?,
+        })
     }
 
     /// A private in-memory database (tests).
     pub fn in_memory() -> anyhow::Result<Self> {
-        Ok(SqliteStore { db: Db::in_memory(MIGRATIONS)? })
+        Ok(SqliteStore {
+            db: Db::in_memory(MIGRATIONS)?,
+        })
     }
 
     async fn with<T, F>(&self, f: F) -> StoreResult<T>
@@ -106,7 +110,12 @@ fn read_env(row: &rusqlite::Row<'_>) -> rusqlite::Result<(String, i64)> {
 
 fn versioned_envs(rows: Vec<(String, i64)>) -> StoreResult<Vec<Versioned<Environment>>> {
     rows.into_iter()
-        .map(|(doc, v)| Ok(Versioned { value: from_json(&doc)?, etag: v.to_string() }))
+        .map(|(doc, v)| {
+            Ok(Versioned {
+                value: from_json(&doc)?,
+                etag: v.to_string(),
+            })
+        })
         .collect()
 }
 
@@ -119,11 +128,18 @@ impl Store for SqliteStore {
     async fn insert_user(&self, user: &User) -> StoreResult<()> {
         let (id, email, doc) = (user.id.clone(), user.email.clone(), to_json(user)?);
         self.with(move |c| {
-            c.execute("INSERT INTO users (id, email, doc) VALUES (?1, ?2, ?3)", params![id, email, doc])
-                .map(|_| ())
-                .map_err(|e| {
-                    if is_unique_violation(&e) { StoreError::Conflict(CONFLICT_EMAIL.into()) } else { unavailable(e) }
-                })
+            c.execute(
+                "INSERT INTO users (id, email, doc) VALUES (?1, ?2, ?3)",
+                params![id, email, doc],
+            )
+            .map(|_| ())
+            .map_err(|e| {
+                if is_unique_violation(&e) {
+                    StoreError::Conflict(CONFLICT_EMAIL.into())
+                } else {
+                    unavailable(e)
+                }
+            })
         })
         .await
     }
@@ -144,7 +160,9 @@ impl Store for SqliteStore {
         let email = email.to_string();
         self.with(move |c| {
             let doc: Option<String> = c
-                .query_row("SELECT doc FROM users WHERE email = ?1", [email], |r| r.get(0))
+                .query_row("SELECT doc FROM users WHERE email = ?1", [email], |r| {
+                    r.get(0)
+                })
                 .optional()
                 .map_err(unavailable)?;
             doc.map(|d| from_json(&d)).transpose()
@@ -155,22 +173,33 @@ impl Store for SqliteStore {
     async fn delete_user(&self, id: &str) -> StoreResult<()> {
         let id = id.to_string();
         self.with(move |c| {
-            c.execute("DELETE FROM users WHERE id = ?1", [id]).map_err(unavailable)?;
+            c.execute("DELETE FROM users WHERE id = ?1", [id])
+                .map_err(unavailable)?;
             Ok(())
         })
         .await
     }
 
     async fn insert_session(&self, session: &Session) -> StoreResult<()> {
-        let (id, user, exp, doc) =
-            (session.id.clone(), session.user_id.clone(), ts(session.expires_at), to_json(session)?);
+        let (id, user, exp, doc) = (
+            session.id.clone(),
+            session.user_id.clone(),
+            ts(session.expires_at),
+            to_json(session)?,
+        );
         self.with(move |c| {
             c.execute(
                 "INSERT INTO sessions (id, user_id, expires_at, doc) VALUES (?1, ?2, ?3, ?4)",
                 params![id, user, exp, doc],
             )
             .map(|_| ())
-            .map_err(|e| if is_unique_violation(&e) { StoreError::Conflict("session".into()) } else { unavailable(e) })
+            .map_err(|e| {
+                if is_unique_violation(&e) {
+                    StoreError::Conflict("session".into())
+                } else {
+                    unavailable(e)
+                }
+            })
         })
         .await
     }
@@ -190,8 +219,11 @@ impl Store for SqliteStore {
     async fn revoke_session(&self, id: &str) -> StoreResult<()> {
         let id = id.to_string();
         self.with(move |c| {
-            c.execute("UPDATE sessions SET doc = json_set(doc, '$.revoked', json('true')) WHERE id = ?1", [id])
-                .map_err(unavailable)?;
+            c.execute(
+                "UPDATE sessions SET doc = json_set(doc, '$.revoked', json('true')) WHERE id = ?1",
+                [id],
+            )
+            .map_err(unavailable)?;
             Ok(())
         })
         .await
@@ -234,7 +266,11 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn environment(&self, user_id: &str, id: &str) -> StoreResult<Option<Versioned<Environment>>> {
+    async fn environment(
+        &self,
+        user_id: &str,
+        id: &str,
+    ) -> StoreResult<Option<Versioned<Environment>>> {
         let (user_id, id) = (user_id.to_string(), id.to_string());
         self.with(move |c| {
             let row = c
@@ -297,7 +333,12 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn delete_environment(&self, user_id: &str, id: &str, if_match: &Etag) -> StoreResult<()> {
+    async fn delete_environment(
+        &self,
+        user_id: &str,
+        id: &str,
+        if_match: &Etag,
+    ) -> StoreResult<()> {
         let expected = parse_etag(if_match)?;
         let (user_id, id) = (user_id.to_string(), id.to_string());
         self.with(move |c| {
@@ -311,10 +352,18 @@ impl Store for SqliteStore {
                 return Ok(());
             }
             let exists: Option<i64> = c
-                .query_row("SELECT version FROM environments WHERE id = ?1 AND user_id = ?2", params![id, user_id], |r| r.get(0))
+                .query_row(
+                    "SELECT version FROM environments WHERE id = ?1 AND user_id = ?2",
+                    params![id, user_id],
+                    |r| r.get(0),
+                )
                 .optional()
                 .map_err(unavailable)?;
-            Err(if exists.is_some() { StoreError::PreconditionFailed } else { StoreError::NotFound })
+            Err(if exists.is_some() {
+                StoreError::PreconditionFailed
+            } else {
+                StoreError::NotFound
+            })
         })
         .await
     }
@@ -337,10 +386,20 @@ impl Store for SqliteStore {
         let key = key.to_string();
         self.with(move |c| {
             let row: Option<(String, i64)> = c
-                .query_row("SELECT doc, version FROM documents WHERE key = ?1", [key], |r| Ok((r.get(0)?, r.get(1)?)))
+                .query_row(
+                    "SELECT doc, version FROM documents WHERE key = ?1",
+                    [key],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
                 .optional()
                 .map_err(unavailable)?;
-            row.map(|(doc, v)| Ok(Versioned { value: from_json(&doc)?, etag: v.to_string() })).transpose()
+            row.map(|(doc, v)| {
+                Ok(Versioned {
+                    value: from_json(&doc)?,
+                    etag: v.to_string(),
+                })
+            })
+            .transpose()
         })
         .await
     }
@@ -382,7 +441,10 @@ impl Store for SqliteStore {
         let now = ts(now);
         self.with(move |c| {
             let n = c
-                .execute("DELETE FROM documents WHERE expires_at IS NOT NULL AND expires_at <= ?1", [now])
+                .execute(
+                    "DELETE FROM documents WHERE expires_at IS NOT NULL AND expires_at <= ?1",
+                    [now],
+                )
                 .map_err(unavailable)?;
             Ok(n as u64)
         })
