@@ -5,7 +5,7 @@
 use crate::auth::KeySet;
 use crate::auth::ratelimit::Limit;
 use crate::clock::{Clock, SystemClock};
-use crate::compute::Compute;
+use crate::compute::{Compute, LocalCompute, LocalOptions};
 use crate::config::{ComputeKind, QueueKind, Settings, StoreKind};
 use crate::jobs::{sweep, worker};
 use crate::platform::{Platform, Policy};
@@ -70,18 +70,34 @@ fn policy(settings: &Settings, public_url: String) -> Policy {
         reconcile_interval: Duration::from_millis(settings.reconcile_interval_ms.max(50)),
         trusted_proxy_hops: settings.trusted_proxy_hops,
         session_hours: 12,
-        signin_limit_per_account: Limit { max: 10, window: chrono::Duration::minutes(15) },
-        signin_limit_per_address: Limit { max: 50, window: chrono::Duration::minutes(15) },
+        signin_limit_per_account: Limit {
+            max: 10,
+            window: chrono::Duration::minutes(15),
+        },
+        signin_limit_per_address: Limit {
+            max: 50,
+            window: chrono::Duration::minutes(15),
+        },
     }
 }
 
 impl Application {
     /// Build everything for `serve` on `127.0.0.1:port` with state in `data_dir`.
-    pub async fn build(settings: Settings, port: u16, data_dir: &Path, overrides: Overrides) -> anyhow::Result<Self> {
+    pub async fn build(
+        settings: Settings,
+        port: u16,
+        data_dir: &Path,
+        overrides: Overrides,
+    ) -> anyhow::Result<Self> {
         prepare_data_dir(data_dir)?;
-        let listener = TcpListener::bind(("127.0.0.1", port)).await.with_context(|| format!("binding 127.0.0.1:{port}"))?;
+        let listener = TcpListener::bind(("127.0.0.1", port))
+            .await
+            .with_context(|| format!("binding 127.0.0.1:{port}"))?;
         let port = listener.local_addr()?.port();
-        let public_url = settings.public_url.clone().unwrap_or_else(|| format!("http://127.0.0.1:{port}"));
+        let public_url = settings
+            .public_url
+            .clone()
+            .unwrap_or_else(|| format!("http://127.0.0.1:{port}"));
         let clock = overrides.clock.unwrap_or_else(|| Arc::new(SystemClock));
         let keys = match &settings.signing_keys {
             Some(s) => KeySet::parse(s.expose_secret()).context("DEV8_SIGNING_KEYS")?,
@@ -97,16 +113,23 @@ impl Application {
         let queue: Arc<dyn JobQueue> = match overrides.queue {
             Some(q) => q,
             None => match settings.queue_backend {
-                QueueKind::Embedded => {
-                    Arc::new(EmbeddedQueue::open(&data_dir.join("queue.db"), &settings.queue_name, clock.clone())?)
+                QueueKind::Embedded => Arc::new(EmbeddedQueue::open(
+                    &data_dir.join("queue.db"),
+                    &settings.queue_name,
+                    clock.clone(),
+                )?),
+                QueueKind::Storage => {
+                    bail!("DEV8_QUEUE_BACKEND=storage is not available in this build yet")
                 }
-                QueueKind::Storage => bail!("DEV8_QUEUE_BACKEND=storage is not available in this build yet"),
             },
         };
         let compute: Arc<dyn Compute> = match overrides.compute {
             Some(c) => c,
             None => match settings.compute {
-                ComputeKind::Local => bail!("DEV8_COMPUTE=local is not available in this build yet"),
+                ComputeKind::Local => {
+                    let opts = LocalOptions::new(data_dir, settings.code_server.as_deref())?;
+                    Arc::new(LocalCompute::new(opts, queue.clone())?)
+                }
                 ComputeKind::Aci => bail!("DEV8_COMPUTE=aci is not available in this build yet"),
             },
         };
@@ -138,19 +161,32 @@ impl Application {
     /// Serve until `shutdown` resolves; then stop taking requests, let the
     /// job in progress finish, and return. Nothing queued is lost: messages
     /// live in the queue until a job completes them.
-    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
         let (stop_tx, stop_rx) = watch::channel(false);
         let mut tasks = Vec::new();
         if self.background {
-            tasks.push(tokio::spawn(worker_loop(self.platform.clone(), stop_rx.clone())));
-            tasks.push(tokio::spawn(sweep_loop(self.platform.clone(), self.sweep_interval, stop_rx.clone())));
+            tasks.push(tokio::spawn(worker_loop(
+                self.platform.clone(),
+                stop_rx.clone(),
+            )));
+            tasks.push(tokio::spawn(sweep_loop(
+                self.platform.clone(),
+                self.sweep_interval,
+                stop_rx.clone(),
+            )));
         }
         let router = crate::http::app_router(self.platform.clone(), &self.static_dir);
         let mut http_stop = stop_rx.clone();
-        let server = axum::serve(self.listener, router.into_make_service_with_connect_info::<SocketAddr>())
-            .with_graceful_shutdown(async move {
-                let _ = http_stop.wait_for(|s| *s).await;
-            });
+        let server = axum::serve(
+            self.listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move {
+            let _ = http_stop.wait_for(|s| *s).await;
+        });
         let server = tokio::spawn(async move { server.await });
         shutdown.await;
         tracing::info!("shutting down: finishing the job in progress");
@@ -158,7 +194,9 @@ impl Application {
         for t in tasks {
             let _ = t.await;
         }
-        server.await??;
+        let served = server.await;
+        self.platform.compute.shutdown().await;
+        served??;
         Ok(())
     }
 }
@@ -173,7 +211,9 @@ async fn worker_loop(p: Arc<Platform>, mut stop: watch::Receiver<bool>) {
                 continue;
             }
             Ok(worker::RunOutcome::Empty) => {}
-            Err(e) => tracing::error!(error = %format!("{e:#}"), "worker could not reach the queue"),
+            Err(e) => {
+                tracing::error!(error = %format!("{e:#}"), "worker could not reach the queue")
+            }
         }
         tokio::select! {
             _ = tokio::time::sleep(idle) => {}

@@ -4,6 +4,11 @@
 //! names derive from the environment id, so a repeated call finds what an
 //! earlier one made.
 
+pub mod local;
+mod starter;
+
+pub use local::{LocalCompute, LocalOptions};
+
 use crate::domain::{Environment, Observed};
 use async_trait::async_trait;
 
@@ -49,9 +54,16 @@ pub trait Compute: Send + Sync + 'static {
     async fn observe(&self, env: &Environment) -> ComputeResult<Observed>;
     /// Create or start the resources. Returns provider references to keep in
     /// the record (`Environment::compute`).
-    async fn start(&self, env: &Environment, agent: &AgentParams) -> ComputeResult<serde_json::Value>;
+    async fn start(
+        &self,
+        env: &Environment,
+        agent: &AgentParams,
+    ) -> ComputeResult<serde_json::Value>;
     /// Stop, keeping the workspace.
     async fn stop(&self, env: &Environment) -> ComputeResult<()>;
     /// Remove everything, the workspace included.
     async fn delete(&self, env: &Environment) -> ComputeResult<()>;
+    /// The control plane is shutting down: release what this process owns
+    /// (the local backend stops its agents; cloud resources stay as they are).
+    async fn shutdown(&self) {}
 }

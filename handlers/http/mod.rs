@@ -6,6 +6,7 @@ pub mod auth_routes;
 pub mod env_routes;
 pub mod error;
 pub mod extract;
+pub mod ide_routes;
 mod meta;
 pub mod views;
 
@@ -32,7 +33,11 @@ pub struct RouteSpec {
 }
 
 const fn r(function: &'static str, method: &'static str, path: &'static str) -> RouteSpec {
-    RouteSpec { function, method, path }
+    RouteSpec {
+        function,
+        method,
+        path,
+    }
 }
 
 pub const ROUTES: &[RouteSpec] = &[
@@ -54,6 +59,13 @@ pub const ROUTES: &[RouteSpec] = &[
     r("EnvironmentStatus", "GET", "/api/environments/{id}/status"),
     r("EnvironmentStart", "POST", "/api/environments/{id}/start"),
     r("EnvironmentStop", "POST", "/api/environments/{id}/stop"),
+    r("EnvironmentIde", "GET", "/api/environments/{id}/ide"),
+    r("EnvironmentOpen", "POST", "/api/environments/{id}/open"),
+    r(
+        "EnvironmentActivity",
+        "POST",
+        "/api/environments/{id}/activity",
+    ),
 ];
 
 fn handler(function: &str) -> MethodRouter<AppState> {
@@ -76,6 +88,9 @@ fn handler(function: &str) -> MethodRouter<AppState> {
         "EnvironmentStatus" => get(env_routes::status),
         "EnvironmentStart" => post(env_routes::start),
         "EnvironmentStop" => post(env_routes::stop),
+        "EnvironmentIde" => get(ide_routes::ide),
+        "EnvironmentOpen" => post(ide_routes::open),
+        "EnvironmentActivity" => post(ide_routes::activity),
         other => panic!("route table names an unknown function {other}"),
     }
 }
@@ -112,9 +127,18 @@ pub fn app_router(state: AppState, static_dir: &Path) -> Router {
     let files = ServeDir::new(static_dir).fallback(ServeFile::new(static_dir.join("index.html")));
     let static_app = Router::new()
         .fallback_service(files)
-        .layer(SetResponseHeaderLayer::overriding(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP)))
-        .layer(SetResponseHeaderLayer::overriding(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")))
-        .layer(SetResponseHeaderLayer::overriding(header::REFERRER_POLICY, HeaderValue::from_static("same-origin")))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(CSP),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("same-origin"),
+        ))
         .layer(SetResponseHeaderLayer::overriding(
             HeaderName::from_static("x-frame-options"),
             HeaderValue::from_static("DENY"),
