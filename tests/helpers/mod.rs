@@ -172,6 +172,21 @@ impl TestApp {
         set.split(';').next().unwrap().to_string()
     }
 
+    /// Sign in an existing user; returns their session cookie.
+    pub async fn signin(&self, email: &str) -> String {
+        let r = self
+            .http
+            .post(format!("{}/api/auth/signin", self.base))
+            .header("origin", &self.base)
+            .json(&json!({"email": email, "password": PASSWORD}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+        let set = r.headers().get("set-cookie").unwrap().to_str().unwrap();
+        set.split(';').next().unwrap().to_string()
+    }
+
     pub async fn post(&self, cookie: &str, path: &str, body: Value) -> reqwest::Response {
         self.http
             .post(format!("{}{path}", self.base))
