@@ -21,6 +21,7 @@ fn fast() -> Options {
     Options {
         activity_interval: PUSH,
         cpu_sample: Duration::from_millis(300),
+        ..Options::default()
     }
 }
 

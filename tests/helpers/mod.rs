@@ -62,6 +62,8 @@ pub struct TestApp {
 pub struct Options {
     pub activity_interval: Duration,
     pub cpu_sample: Duration,
+    /// `DEV8_RECONCILE_INTERVAL_MS` (serve's default is 1000).
+    pub reconcile_interval_ms: u64,
 }
 
 impl Default for Options {
@@ -69,6 +71,7 @@ impl Default for Options {
         Options {
             activity_interval: Duration::from_secs(60),
             cpu_sample: Duration::from_secs(15),
+            reconcile_interval_ms: 200,
         }
     }
 }
@@ -87,7 +90,7 @@ pub async fn spawn_in(data: tempfile::TempDir, opts: Options) -> TestApp {
     settings.public_url = None;
     settings.signing_keys = None;
     settings.signup = SignupPolicy::Open;
-    settings.reconcile_interval_ms = 200;
+    settings.reconcile_interval_ms = opts.reconcile_interval_ms;
     settings.sweep_interval_seconds = 3600;
     settings.static_dir = data.path().join("no-static");
     let clock = OffsetClock::default();
