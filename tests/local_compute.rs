@@ -218,3 +218,45 @@ async fn serve_restart_brings_environments_back_and_shutdown_leaves_nothing() {
         "processes left after the second shutdown"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_agent_restarts_code_server_when_it_dies() {
+    let app = spawn_app().await;
+    let cookie = app.signup("cs-crash@example.com").await;
+    let id = app.create(&cookie, "node", "node").await;
+    let env = app
+        .wait_status(&cookie, &id, "running", Duration::from_secs(30))
+        .await;
+    let ide_url = env["ideUrl"].as_str().unwrap().to_string();
+    let agent = app.compute.agent_pid(&id).unwrap();
+    let code_server = |agent: i32| {
+        procs::marked(&id, &[agent])
+            .into_iter()
+            .find(|p| procs::stat(*p).is_some_and(|s| s.ppid == agent))
+    };
+    let old = code_server(agent).expect("code-server is the agent's child");
+    procs::signal(old, rustix::process::Signal::KILL);
+    let client = agent_client(&ide_url);
+    let t0 = Instant::now();
+    loop {
+        let ready = client
+            .get(format!("{ide_url}_dev8/healthz"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == 200);
+        if ready && code_server(agent).is_some_and(|p| p != old) {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "code-server not back within 20 s"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        app.compute.agent_pid(&id),
+        Some(agent),
+        "the same agent carries on"
+    );
+    app.shutdown().await;
+}
