@@ -25,6 +25,94 @@ pub enum Command {
     Functions(FunctionsArgs),
     /// Lay out the deployable Functions app in a folder and zip it.
     Package(PackageArgs),
+    /// The environment agent: code-server behind an authenticating proxy.
+    /// Configured by environment variables only (it holds secrets).
+    Agent(AgentArgs),
+}
+
+/// The agent's settings. Set by the compute backend as environment variables
+/// (ACI `secureValue`s); never passed as arguments.
+#[derive(Debug, Args)]
+pub struct AgentArgs {
+    /// The environment this agent serves (also the marker of its processes).
+    #[arg(long, env = "DEV8_ENVIRONMENT_ID", hide = true)]
+    pub environment_id: String,
+    /// The agent token (`aud=agent:<id>`) for activity reports.
+    #[arg(long, env = "DEV8_AGENT_TOKEN", value_parser = secret, hide_env_values = true, hide = true)]
+    pub agent_token: SecretString,
+    /// The control plane's public keys (JWKS JSON).
+    #[arg(long, env = "DEV8_AGENT_JWKS", hide_env_values = true, hide = true)]
+    pub jwks: String,
+    /// The issuer IDE tickets must name.
+    #[arg(long, env = "DEV8_AGENT_ISSUER", hide = true)]
+    pub issuer: String,
+    /// Where browsers and the agent reach the control plane.
+    #[arg(long, env = "DEV8_CONTROL_PLANE_URL", hide = true)]
+    pub control_plane_url: String,
+    /// Listen address.
+    #[arg(
+        long,
+        env = "DEV8_AGENT_LISTEN",
+        default_value = "0.0.0.0:8080",
+        hide = true
+    )]
+    pub listen: std::net::SocketAddr,
+    /// The environment's origin as browsers see it (WebSocket Origin check, cookies).
+    #[arg(long, env = "DEV8_AGENT_ORIGIN", hide = true)]
+    pub origin: String,
+    /// The environment's persistent home.
+    #[arg(long, env = "DEV8_AGENT_HOME", hide = true)]
+    pub home: PathBuf,
+    /// code-server's entry.js.
+    #[arg(long, env = "DEV8_CODE_SERVER", hide = true)]
+    pub code_server: PathBuf,
+    /// The node executable that runs code-server.
+    #[arg(long, env = "DEV8_NODE", default_value = "node", hide = true)]
+    pub node: PathBuf,
+    /// Activity is pushed at most this often (milliseconds).
+    #[arg(
+        long,
+        env = "DEV8_AGENT_ACTIVITY_INTERVAL_MS",
+        default_value_t = 60_000,
+        hide = true
+    )]
+    pub activity_interval_ms: u64,
+    /// How often user processes are sampled for CPU use (milliseconds).
+    #[arg(
+        long,
+        env = "DEV8_AGENT_CPU_SAMPLE_MS",
+        default_value_t = 15_000,
+        hide = true
+    )]
+    pub cpu_sample_ms: u64,
+    /// Stop when standard input closes (set by the local compute backend).
+    #[arg(
+        long,
+        env = "DEV8_AGENT_STDIN_LIFELINE",
+        default_value_t = false,
+        hide = true
+    )]
+    pub stdin_lifeline: bool,
+}
+
+impl AgentArgs {
+    pub fn into_config(self) -> crate::agent::AgentConfig {
+        crate::agent::AgentConfig {
+            environment_id: self.environment_id,
+            token: self.agent_token,
+            jwks: self.jwks,
+            issuer: self.issuer,
+            control_plane_url: self.control_plane_url,
+            listen: self.listen,
+            origin: self.origin,
+            home: self.home,
+            code_server: self.code_server,
+            node: self.node,
+            activity_interval: std::time::Duration::from_millis(self.activity_interval_ms.max(10)),
+            cpu_sample: std::time::Duration::from_millis(self.cpu_sample_ms.max(10)),
+            stdin_lifeline: self.stdin_lifeline,
+        }
+    }
 }
 
 #[derive(Debug, Args)]

@@ -6,14 +6,14 @@ use crate::auth::KeySet;
 use crate::auth::oauth::Providers;
 use crate::auth::ratelimit::Limit;
 use crate::clock::{Clock, SystemClock};
-use crate::compute::Compute;
+use crate::compute::{Compute, LocalCompute, LocalOptions};
 use crate::config::{ComputeKind, QueueKind, Settings, StoreKind};
 use crate::jobs::{sweep, worker};
 use crate::platform::{Platform, Policy};
 use crate::queue::{EmbeddedQueue, JobQueue, StorageQueue};
 use crate::quota::Limits;
 use crate::store::{CosmosConfig, CosmosStore, SqliteStore, Store};
-use anyhow::{Context, bail};
+use anyhow::Context;
 use secrecy::ExposeSecret;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -148,7 +148,8 @@ impl Application {
             Some(c) => c,
             None => match settings.compute {
                 ComputeKind::Local => {
-                    bail!("DEV8_COMPUTE=local is not available in this build yet")
+                    let opts = LocalOptions::new(data_dir, settings.code_server.as_deref())?;
+                    Arc::new(LocalCompute::new(opts, queue.clone())?)
                 }
                 ComputeKind::Aci => Arc::new(
                     crate::compute::aci::AciCompute::from_settings(&settings.aci)
@@ -198,6 +199,11 @@ impl Application {
         let (stop_tx, stop_rx) = watch::channel(false);
         let mut tasks = Vec::new();
         if self.background {
+            // Before answering anyone, look at what the records claim: after a
+            // restart an environment recorded as running may have no process
+            // any more. One sweep plus the reconciles it makes visible now turn
+            // such records into `starting`, so no answer claims a dead IDE.
+            catch_up(&self.platform).await;
             tasks.push(tokio::spawn(worker_loop(
                 self.platform.clone(),
                 stop_rx.clone(),
@@ -224,8 +230,21 @@ impl Application {
         for t in tasks {
             let _ = t.await;
         }
-        server.await??;
+        let served = server.await;
+        self.platform.compute.shutdown().await;
+        served??;
         Ok(())
+    }
+}
+
+/// One sweep and the jobs that are visible right away (bounded).
+async fn catch_up(p: &Platform) {
+    if let Err(e) = sweep::sweep(p).await {
+        tracing::error!(error = %format!("{e:#}"), "start-up sweep failed");
+        return;
+    }
+    if let Err(e) = worker::drain(p, 200).await {
+        tracing::error!(error = %format!("{e:#}"), "start-up reconcile failed");
     }
 }
 

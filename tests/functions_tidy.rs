@@ -309,7 +309,11 @@ fn env_names(cmd: &clap::Command, out: &mut BTreeSet<String>) {
         }
     }
     for sub in cmd.get_subcommands() {
-        env_names(sub, out);
+        // The agent's variables are set inside each environment by the
+        // compute backend, not as app settings of the control plane.
+        if sub.get_name() != "agent" {
+            env_names(sub, out);
+        }
     }
 }
 

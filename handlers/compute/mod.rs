@@ -6,6 +6,10 @@
 
 pub mod aci;
 pub mod arm;
+pub mod local;
+mod starter;
+
+pub use local::{LocalCompute, LocalOptions};
 
 use crate::domain::{Environment, Observed};
 use async_trait::async_trait;
@@ -77,4 +81,7 @@ pub trait Compute: Send + Sync + 'static {
     async fn remove_orphan(&self, _orphan: &ManagedEnvironment) -> ComputeResult<()> {
         Ok(())
     }
+    /// The control plane is shutting down: release what this process owns
+    /// (the local backend stops its agents; cloud resources stay as they are).
+    async fn shutdown(&self) {}
 }

@@ -7,6 +7,7 @@ pub mod auth_routes;
 pub mod env_routes;
 pub mod error;
 pub mod extract;
+pub mod ide_routes;
 mod meta;
 pub mod oauth_routes;
 pub mod views;
@@ -70,6 +71,13 @@ pub const ROUTES: &[RouteSpec] = &[
     r("EnvironmentStatus", "GET", "/api/environments/{id}/status"),
     r("EnvironmentStart", "POST", "/api/environments/{id}/start"),
     r("EnvironmentStop", "POST", "/api/environments/{id}/stop"),
+    r("EnvironmentIde", "GET", "/api/environments/{id}/ide"),
+    r("EnvironmentOpen", "POST", "/api/environments/{id}/open"),
+    r(
+        "EnvironmentActivity",
+        "POST",
+        "/api/environments/{id}/activity",
+    ),
 ];
 
 fn handler(function: &str) -> MethodRouter<AppState> {
@@ -98,6 +106,9 @@ fn handler(function: &str) -> MethodRouter<AppState> {
         "EnvironmentStatus" => get(env_routes::status),
         "EnvironmentStart" => post(env_routes::start),
         "EnvironmentStop" => post(env_routes::stop),
+        "EnvironmentIde" => get(ide_routes::ide),
+        "EnvironmentOpen" => post(ide_routes::open),
+        "EnvironmentActivity" => post(ide_routes::activity),
         other => panic!("route table names an unknown function {other}"),
     }
 }

@@ -1,0 +1,541 @@
+//! Activity that means use. The control plane stops environments that are
+//! idle past their timeout, so only signs of a person (or their long-running
+//! work) count:
+//!
+//! * **page requests**: a document navigation (`Sec-Fetch-Dest: document` or
+//!   `iframe`, or an `Accept: text/html` GET from a client that sends no
+//!   fetch metadata) and any request with a body-carrying method (POST, PUT,
+//!   PATCH, DELETE). Static assets, XHR/fetch GETs the workbench makes on its
+//!   own, and health probes do not count.
+//! * **client WebSocket messages that carry user work**. VS Code's remote
+//!   protocol frames every message with a 13-byte header (type u8, id u32,
+//!   ack u32, length u32, big-endian) followed by `length` bytes. An open tab
+//!   sends a `KeepAlive` (type 9, empty) every 5 s and an `Ack` (type 3,
+//!   empty) 2 s after receiving data: both are exactly 13 bytes and never
+//!   count, nor do handshake `Control` messages or the reconnection
+//!   bookkeeping (`ReplayRequest`, `Pause`, `Resume`, `Disconnect`). A
+//!   `Regular` message (type 1) with a payload is an RPC the workbench sends:
+//!   typing, saving, running a terminal command. The observer reads the
+//!   client-to-server byte stream passively (the bytes are forwarded
+//!   unchanged), unmasking frames and re-assembling VS Code messages across
+//!   frame boundaries, since one frame may hold several messages and one
+//!   message may span frames. WebSockets that are not VS Code's (a user's
+//!   dev server reached through code-server's port proxy) count any data
+//!   frame longer than 13 bytes. Ping/pong/close frames never count.
+//! * **CPU-busy user processes**: processes marked as the environment's
+//!   (see `procs`) other than code-server's own (its server, extension host,
+//!   pty host, file watcher, language servers shipped with it) that used at
+//!   least `BUSY_SHARE` of one core over a sample window — a build or a test
+//!   run keeps the environment alive.
+//!
+//! Activity is pushed to `POST /api/environments/{id}/activity` with the
+//! agent token at most once per push interval (one minute by default).
+
+use super::procs::{self, CpuSampler};
+use axum::http;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+use tokio::sync::Notify;
+
+/// Share of one core that makes the environment's processes "busy".
+pub const BUSY_SHARE: f64 = 0.25;
+
+/// What kind of use was seen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Page,
+    WebSocket,
+    Cpu,
+}
+
+/// Activity seen since the last push; shared by the proxy, the CPU watch and the pusher.
+#[derive(Debug, Default)]
+pub struct Activity {
+    dirty: AtomicBool,
+    notify: Notify,
+    pages: AtomicU64,
+    ws_messages: AtomicU64,
+    cpu_windows: AtomicU64,
+}
+
+impl Activity {
+    pub fn touch(&self, kind: Kind) {
+        let counter = match kind {
+            Kind::Page => &self.pages,
+            Kind::WebSocket => &self.ws_messages,
+            Kind::Cpu => &self.cpu_windows,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        if !self.dirty.swap(true, Ordering::AcqRel) {
+            self.notify.notify_one();
+        }
+    }
+
+    /// Counts of (pages, WebSocket messages, busy CPU windows) since start.
+    pub fn counts(&self) -> (u64, u64, u64) {
+        (
+            self.pages.load(Ordering::Relaxed),
+            self.ws_messages.load(Ordering::Relaxed),
+            self.cpu_windows.load(Ordering::Relaxed),
+        )
+    }
+
+    /// Wait until there is unpushed activity, then take it.
+    async fn take(&self) {
+        loop {
+            let notified = self.notify.notified();
+            if self.dirty.swap(false, Ordering::AcqRel) {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    fn put_back(&self) {
+        self.dirty.store(true, Ordering::Release);
+    }
+}
+
+/// Does this HTTP request mean a person is using the IDE?
+pub fn is_use(method: &http::Method, path: &str, headers: &http::HeaderMap) -> bool {
+    if path.starts_with("/_dev8/") || path == "/healthz" {
+        return false;
+    }
+    if matches!(
+        *method,
+        http::Method::POST | http::Method::PUT | http::Method::PATCH | http::Method::DELETE
+    ) {
+        return true;
+    }
+    if *method != http::Method::GET {
+        return false;
+    }
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    match header("sec-fetch-dest") {
+        Some(dest) => matches!(dest, "document" | "iframe"),
+        // No fetch metadata (old browsers, scripts): an HTML GET is a page view.
+        None => header("accept").is_some_and(|a| a.contains("text/html")),
+    }
+}
+
+/// VS Code protocol message types (`ProtocolMessageType`).
+mod vscode {
+    pub const HEADER: usize = 13;
+    pub const REGULAR: u8 = 1;
+    /// Known types: None, Regular, Control, Ack, Disconnect, ReplayRequest, Pause, Resume, KeepAlive.
+    pub fn known(t: u8) -> bool {
+        matches!(t, 0 | 1 | 2 | 3 | 5 | 6 | 7 | 8 | 9)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FrameState {
+    /// Collecting the frame header (2..14 bytes).
+    Header,
+    /// Inside a payload: `left` bytes to go.
+    Payload { left: u64, data: bool },
+}
+
+/// A passive reader of the client-to-server half of a WebSocket. Feed it
+/// the bytes as they pass; it returns how many messages that carry user
+/// work completed in them.
+#[derive(Debug)]
+pub struct WsObserver {
+    vscode: bool,
+    state: FrameState,
+    head: Vec<u8>,
+    mask: [u8; 4],
+    masked: bool,
+    mask_pos: usize,
+    /// Payload bytes of the current data frame (generic mode).
+    frame_len: u64,
+    // The VS Code message stream across frames.
+    msg_head: Vec<u8>,
+    msg_left: u64,
+    /// The stream stopped looking like VS Code's protocol: fall back to frame sizes.
+    lost: bool,
+}
+
+impl WsObserver {
+    /// `vscode`: the socket is one of VS Code's (its URL carries `reconnectionToken`).
+    pub fn new(vscode: bool) -> Self {
+        WsObserver {
+            vscode,
+            state: FrameState::Header,
+            head: Vec::with_capacity(14),
+            mask: [0; 4],
+            masked: false,
+            mask_pos: 0,
+            frame_len: 0,
+            msg_head: Vec::with_capacity(vscode::HEADER),
+            msg_left: 0,
+            lost: false,
+        }
+    }
+
+    pub fn feed(&mut self, mut bytes: &[u8]) -> u32 {
+        let mut used = 0;
+        while !bytes.is_empty() {
+            match self.state {
+                FrameState::Header => {
+                    self.head.push(bytes[0]);
+                    bytes = &bytes[1..];
+                    if let Some((len, data, masked, mask)) = parse_frame_header(&self.head) {
+                        self.head.clear();
+                        self.masked = masked;
+                        self.mask = mask;
+                        self.mask_pos = 0;
+                        if data {
+                            self.frame_len = len;
+                        }
+                        if len == 0 {
+                            used += self.end_frame(data);
+                        } else {
+                            self.state = FrameState::Payload { left: len, data };
+                        }
+                    }
+                }
+                FrameState::Payload { left, data } => {
+                    let n = (left.min(bytes.len() as u64)) as usize;
+                    if data && self.vscode && !self.lost {
+                        used += self.payload(&bytes[..n]);
+                    }
+                    bytes = &bytes[n..];
+                    let left = left - n as u64;
+                    if left == 0 {
+                        self.state = FrameState::Header;
+                        used += self.end_frame(data);
+                    } else {
+                        self.state = FrameState::Payload { left, data };
+                    }
+                }
+            }
+        }
+        used
+    }
+
+    fn end_frame(&mut self, data: bool) -> u32 {
+        if data && (!self.vscode || self.lost) && self.frame_len > vscode::HEADER as u64 {
+            return 1;
+        }
+        0
+    }
+
+    /// Unmasked payload bytes of data frames, read as VS Code messages.
+    fn payload(&mut self, chunk: &[u8]) -> u32 {
+        let mut used = 0;
+        for &b in chunk {
+            let b = if self.masked {
+                let v = b ^ self.mask[self.mask_pos % 4];
+                self.mask_pos += 1;
+                v
+            } else {
+                b
+            };
+            if self.msg_left > 0 {
+                self.msg_left -= 1;
+                continue;
+            }
+            self.msg_head.push(b);
+            if self.msg_head.len() == vscode::HEADER {
+                let h = &self.msg_head;
+                let kind = h[0];
+                let len = u32::from_be_bytes([h[9], h[10], h[11], h[12]]) as u64;
+                self.msg_head.clear();
+                if !vscode::known(kind) {
+                    self.lost = true;
+                    return used;
+                }
+                if kind == vscode::REGULAR && len > 0 {
+                    used += 1;
+                }
+                self.msg_left = len;
+            }
+        }
+        used
+    }
+}
+
+/// Parse a complete frame header: (payload length, is a data frame, masked, mask key).
+fn parse_frame_header(h: &[u8]) -> Option<(u64, bool, bool, [u8; 4])> {
+    if h.len() < 2 {
+        return None;
+    }
+    let opcode = h[0] & 0x0f;
+    let masked = h[1] & 0x80 != 0;
+    let (len, at) = match h[1] & 0x7f {
+        126 => {
+            if h.len() < 4 {
+                return None;
+            }
+            (u16::from_be_bytes([h[2], h[3]]) as u64, 4)
+        }
+        127 => {
+            if h.len() < 10 {
+                return None;
+            }
+            (u64::from_be_bytes(h[2..10].try_into().ok()?), 10)
+        }
+        n => (n as u64, 2),
+    };
+    let need = at + if masked { 4 } else { 0 };
+    if h.len() < need {
+        return None;
+    }
+    let mut mask = [0; 4];
+    if masked {
+        mask.copy_from_slice(&h[at..at + 4]);
+    }
+    // 0 continuation, 1 text, 2 binary; 8-10 are control frames.
+    Some((len, opcode <= 2, masked, mask))
+}
+
+/// Watch the environment's user processes and count busy windows as activity.
+pub async fn watch_cpu(
+    activity: Arc<Activity>,
+    environment_id: String,
+    internal: String,
+    every: Duration,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let me = std::process::id() as i32;
+    let hz = procs::ticks_per_second() as f64;
+    let mut sampler = CpuSampler::default();
+    let mut last = Instant::now();
+    loop {
+        let (id, internal) = (environment_id.clone(), internal.clone());
+        let stats = tokio::task::spawn_blocking(move || user_processes(&id, &internal, me))
+            .await
+            .unwrap_or_default();
+        let ticks = sampler.sample(&stats);
+        let window = last.elapsed().as_secs_f64().max(0.001);
+        last = Instant::now();
+        if ticks as f64 / hz >= BUSY_SHARE * window {
+            tracing::debug!(
+                cpu_seconds = ticks as f64 / hz,
+                window,
+                "user processes busy"
+            );
+            activity.touch(Kind::Cpu);
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+    }
+}
+
+/// The environment's processes that are not code-server's own (nor the agent).
+fn user_processes(environment_id: &str, internal: &str, agent: i32) -> Vec<procs::Stat> {
+    procs::marked(environment_id, &[agent])
+        .into_iter()
+        .filter(|pid| {
+            let cmd = procs::cmdline(*pid);
+            !cmd.is_empty() && !cmd.contains(internal)
+        })
+        .filter_map(procs::stat)
+        .collect()
+}
+
+/// Where and how activity is reported.
+pub struct Reporter {
+    pub url: String,
+    pub token: secrecy::SecretString,
+    pub every: Duration,
+}
+
+/// Push activity to the control plane, at most once per `every`.
+pub async fn push_loop(
+    activity: Arc<Activity>,
+    reporter: Reporter,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    use secrecy::ExposeSecret;
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("HTTP client builds");
+    let mut last_push: Option<Instant> = None;
+    loop {
+        tokio::select! {
+            _ = activity.take() => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        if let Some(at) = last_push {
+            let wait = reporter.every.saturating_sub(at.elapsed());
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = stop.wait_for(|s| *s) => return,
+            }
+        }
+        last_push = Some(Instant::now());
+        let (pages, ws, cpu) = activity.counts();
+        let sent = client
+            .post(&reporter.url)
+            .bearer_auth(reporter.token.expose_secret())
+            .json(&serde_json::json!({"pages": pages, "webSocketMessages": ws, "busyCpuWindows": cpu}))
+            .send()
+            .await;
+        match sent {
+            Ok(r) if r.status().is_success() => tracing::debug!("activity reported"),
+            Ok(r) => {
+                tracing::warn!(
+                    status = r.status().as_u16(),
+                    "the control plane refused the activity report"
+                );
+                // 401/404: the token was rotated or the environment is gone; retrying will not help.
+                if r.status().is_server_error() {
+                    activity.put_back();
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e.without_url(), "could not report activity");
+                activity.put_back();
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A masked client frame, as a browser sends it.
+    fn frame(opcode: u8, fin: bool, payload: &[u8]) -> Vec<u8> {
+        let mask = [0x37, 0xfa, 0x21, 0x3d];
+        let mut f = vec![(if fin { 0x80 } else { 0 }) | opcode];
+        match payload.len() {
+            n if n < 126 => f.push(0x80 | n as u8),
+            n if n < 65536 => {
+                f.push(0x80 | 126);
+                f.extend_from_slice(&(n as u16).to_be_bytes());
+            }
+            n => {
+                f.push(0x80 | 127);
+                f.extend_from_slice(&(n as u64).to_be_bytes());
+            }
+        }
+        f.extend_from_slice(&mask);
+        f.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+        f
+    }
+
+    /// A VS Code protocol message.
+    fn msg(kind: u8, id: u32, ack: u32, data: &[u8]) -> Vec<u8> {
+        let mut m = vec![kind];
+        m.extend_from_slice(&id.to_be_bytes());
+        m.extend_from_slice(&ack.to_be_bytes());
+        m.extend_from_slice(&(data.len() as u32).to_be_bytes());
+        m.extend_from_slice(data);
+        m
+    }
+
+    #[test]
+    fn keep_alives_acks_and_control_frames_are_not_use() {
+        let mut o = WsObserver::new(true);
+        let mut n = 0;
+        for i in 0..20 {
+            n += o.feed(&frame(2, true, &msg(9, 0, i, &[])));
+            n += o.feed(&frame(2, true, &msg(3, 0, i, &[])));
+            n += o.feed(&frame(9, true, b"ping"));
+        }
+        n += o.feed(&frame(
+            2,
+            true,
+            &msg(2, 0, 0, br#"{"type":"auth","auth":"00000000000000000000"}"#),
+        ));
+        n += o.feed(&frame(2, true, &msg(6, 0, 0, &[])));
+        assert_eq!(n, 0);
+    }
+
+    #[test]
+    fn regular_messages_are_use_even_when_batched_or_split() {
+        let mut o = WsObserver::new(true);
+        assert_eq!(o.feed(&frame(2, true, &msg(1, 7, 3, b"typing a line"))), 1);
+        // Two messages plus a keep-alive in one frame.
+        let mut batch = msg(1, 8, 3, &[1; 40]);
+        batch.extend(msg(9, 0, 3, &[]));
+        batch.extend(msg(1, 9, 3, &[2; 300]));
+        assert_eq!(o.feed(&frame(2, true, &batch)), 2);
+        // One large message spread over a fragmented frame, fed byte by byte.
+        let big = msg(1, 10, 4, &[3; 70_000]);
+        let (a, b) = big.split_at(5);
+        let mut bytes = frame(2, false, a);
+        bytes.extend(frame(0, true, b));
+        let mut n = 0;
+        for byte in bytes {
+            n += o.feed(&[byte]);
+        }
+        assert_eq!(n, 1);
+        // And the stream is still in step afterwards.
+        assert_eq!(o.feed(&frame(2, true, &msg(9, 0, 10, &[]))), 0);
+        assert_eq!(o.feed(&frame(2, true, &msg(1, 11, 10, b"x"))), 1);
+    }
+
+    #[test]
+    fn other_websockets_count_data_frames_by_size() {
+        let mut o = WsObserver::new(false);
+        assert_eq!(o.feed(&frame(1, true, b"{}")), 0);
+        assert_eq!(
+            o.feed(&frame(
+                1,
+                true,
+                br#"{"type":"update","path":"/src/app.js"}"#
+            )),
+            1
+        );
+        assert_eq!(o.feed(&frame(9, true, b"a ping that is long enough")), 0);
+        // A stream that is not VS Code's after all falls back to sizes.
+        let mut o = WsObserver::new(true);
+        assert_eq!(
+            o.feed(&frame(1, true, b"hello, this is not a vscode header")),
+            1
+        );
+        assert_eq!(o.feed(&frame(1, true, b"short")), 0);
+    }
+
+    #[test]
+    fn page_views_count_but_assets_and_probes_do_not() {
+        use http::{HeaderMap, HeaderValue, Method};
+        let h = |pairs: &[(&'static str, &'static str)]| {
+            let mut m = HeaderMap::new();
+            for (k, v) in pairs {
+                m.insert(*k, HeaderValue::from_static(v));
+            }
+            m
+        };
+        assert!(is_use(
+            &Method::GET,
+            "/",
+            &h(&[("sec-fetch-dest", "document")])
+        ));
+        assert!(is_use(
+            &Method::GET,
+            "/",
+            &h(&[("accept", "text/html,application/xhtml+xml")])
+        ));
+        assert!(is_use(&Method::POST, "/proxy/3000/api", &h(&[])));
+        assert!(!is_use(
+            &Method::GET,
+            "/stable-abc/static/out/vs/loader.js",
+            &h(&[("sec-fetch-dest", "script")])
+        ));
+        assert!(!is_use(
+            &Method::GET,
+            "/manifest.json",
+            &h(&[("sec-fetch-dest", "manifest")])
+        ));
+        assert!(!is_use(
+            &Method::GET,
+            "/healthz",
+            &h(&[("accept", "text/html")])
+        ));
+        assert!(!is_use(&Method::GET, "/_dev8/healthz", &h(&[])));
+        assert!(!is_use(
+            &Method::GET,
+            "/x.css",
+            &h(&[("accept", "text/css")])
+        ));
+    }
+}

@@ -1,0 +1,400 @@
+//! The environment agent (`handler agent`): runs next to code-server in every
+//! environment and is the only way in. It starts and supervises code-server
+//! on a Unix socket with `--auth none`, redeems IDE tickets for its own
+//! session cookie, proxies HTTP and WebSocket traffic, answers readiness at
+//! `/_dev8/healthz`, and pushes activity that means use to the control plane.
+//! It depends on no store, queue or compute module: everything it knows
+//! comes from its settings (environment variables, never arguments).
+
+pub mod activity;
+pub mod code_server;
+pub mod procs;
+pub mod proxy;
+pub mod session;
+
+use crate::auth::KeySet;
+use activity::{Activity, Kind, Reporter};
+use anyhow::Context;
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use code_server::{CodeServer, Running};
+use secrecy::SecretString;
+use session::Sessions;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// The agent's session cookie (with the `__Host-` prefix over https).
+pub const COOKIE: &str = "dev8_ide";
+/// Cookies never passed on to code-server: the agent's and the control plane's.
+const PRIVATE_COOKIES: &[&str] = &[
+    "dev8_ide",
+    "__Host-dev8_ide",
+    "dev8_session",
+    "__Host-dev8_session",
+];
+
+/// Everything the agent is told at start.
+pub struct AgentConfig {
+    pub environment_id: String,
+    /// The agent token (`aud=agent:<id>`) for activity reports.
+    pub token: SecretString,
+    /// The control plane's public keys (JWKS JSON) for IDE tickets.
+    pub jwks: String,
+    /// The issuer tickets must name.
+    pub issuer: String,
+    /// Where browsers and the agent reach the control plane.
+    pub control_plane_url: String,
+    /// Where the agent listens.
+    pub listen: SocketAddr,
+    /// The environment's own origin as browsers see it (`http://e-<id>.localhost:<port>`).
+    pub origin: String,
+    /// The persistent home: workspace, code-server settings and extensions, dotfiles.
+    pub home: PathBuf,
+    /// code-server's `entry.js`.
+    pub code_server: PathBuf,
+    pub node: PathBuf,
+    /// Activity is pushed at most this often.
+    pub activity_interval: Duration,
+    /// How often the environment's processes are sampled for CPU use.
+    pub cpu_sample: Duration,
+    /// Shut down when standard input closes (the local backend's lifeline).
+    pub stdin_lifeline: bool,
+}
+
+impl std::fmt::Debug for AgentConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AgentConfig")
+            .field("environment_id", &self.environment_id)
+            .field("listen", &self.listen)
+            .field("origin", &self.origin)
+            .field("home", &self.home)
+            .finish_non_exhaustive()
+    }
+}
+
+struct Agent {
+    environment_id: String,
+    origin: String,
+    ide_url: String,
+    secure: bool,
+    sessions: Sessions,
+    upstream: proxy::Upstream,
+    activity: Arc<Activity>,
+}
+
+impl Agent {
+    fn cookie_name(&self) -> &'static str {
+        if self.secure {
+            "__Host-dev8_ide"
+        } else {
+            COOKIE
+        }
+    }
+
+    fn session_of(&self, headers: &HeaderMap) -> bool {
+        let jar = axum_extra::extract::CookieJar::from_headers(headers);
+        jar.get(self.cookie_name())
+            .is_some_and(|c| self.sessions.check(c.value()))
+    }
+}
+
+/// Run the agent until `shutdown` resolves (or, with the lifeline, standard input closes).
+pub async fn run(
+    config: AgentConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let jwks: serde_json::Value =
+        serde_json::from_str(&config.jwks).context("the JWKS is not JSON")?;
+    let keys = KeySet::verifier_from_jwks(&jwks).context("reading the control plane's keys")?;
+    anyhow::ensure!(
+        config.code_server.is_file(),
+        "code-server not found at {}",
+        config.code_server.display()
+    );
+    let run_dir = runtime_dir()?;
+    let cs = Arc::new(CodeServer {
+        node: config.node.clone(),
+        entry: config.code_server.clone(),
+        home: config.home.clone(),
+        socket: run_dir.path.join("code-server.sock"),
+        environment_id: config.environment_id.clone(),
+    });
+    cs.prepare()
+        .with_context(|| format!("preparing {}", config.home.display()))?;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("binding {}", config.listen))?;
+    let control = config.control_plane_url.trim_end_matches('/').to_string();
+    let origin = config.origin.trim_end_matches('/').to_string();
+    let agent = Arc::new(Agent {
+        ide_url: format!("{control}/api/environments/{}/ide", config.environment_id),
+        environment_id: config.environment_id.clone(),
+        secure: origin.starts_with("https://"),
+        origin,
+        sessions: Sessions::new(keys, &config.environment_id, &config.issuer),
+        upstream: proxy::Upstream::new(cs.socket.clone()),
+        activity: Arc::new(Activity::default()),
+    });
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let running = Arc::new(Running::default());
+    let supervisor = tokio::spawn(code_server::supervise(
+        cs.clone(),
+        running.clone(),
+        stop_rx.clone(),
+        Duration::from_secs(5),
+    ));
+    let cpu = tokio::spawn(activity::watch_cpu(
+        agent.activity.clone(),
+        config.environment_id.clone(),
+        cs.package_dir().to_string_lossy().into_owned(),
+        config.cpu_sample,
+        stop_rx.clone(),
+    ));
+    let reporter = Reporter {
+        url: format!(
+            "{control}/api/environments/{}/activity",
+            config.environment_id
+        ),
+        token: config.token,
+        every: config.activity_interval,
+    };
+    let pusher = tokio::spawn(activity::push_loop(
+        agent.activity.clone(),
+        reporter,
+        stop_rx.clone(),
+    ));
+
+    let router = Router::new()
+        .route("/_dev8/healthz", get(healthz))
+        .route("/_dev8/session", get(redeem))
+        .fallback(proxy_request)
+        .with_state(agent.clone());
+    let mut http_stop = stop_rx.clone();
+    let server = tokio::spawn(async move {
+        axum::serve(listener, router)
+            .with_graceful_shutdown(async move {
+                let _ = http_stop.wait_for(|s| *s).await;
+            })
+            .await
+    });
+    tracing::info!(environment = %agent.environment_id, listen = %config.listen, "agent listening");
+
+    let lifeline = async move {
+        if config.stdin_lifeline {
+            let mut stdin = tokio::io::stdin();
+            let mut buf = [0u8; 64];
+            while matches!(tokio::io::AsyncReadExt::read(&mut stdin, &mut buf).await, Ok(n) if n > 0)
+            {
+            }
+            tracing::info!("the control plane went away; stopping");
+        } else {
+            std::future::pending::<()>().await;
+        }
+    };
+    tokio::select! {
+        _ = shutdown => tracing::info!("stopping"),
+        _ = lifeline => {}
+    }
+    let _ = stop_tx.send(true);
+    let _ = supervisor.await;
+    let _ = tokio::join!(cpu, pusher);
+    // Whatever the IDE started (terminals, background jobs) ends with the environment.
+    let killed = procs::kill_marked(&agent.environment_id, &[]);
+    if killed > 0 {
+        tracing::info!(killed, "ended the environment's remaining processes");
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(2), server).await;
+    Ok(())
+}
+
+/// A private folder for code-server's socket (removed on drop). Short paths
+/// matter: a Unix socket path is limited to about 100 bytes.
+struct RuntimeDir {
+    path: PathBuf,
+}
+
+impl Drop for RuntimeDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
+
+fn runtime_dir() -> anyhow::Result<RuntimeDir> {
+    use std::os::unix::fs::DirBuilderExt;
+    let path = std::env::temp_dir().join(format!("dev8-{}", crate::domain::new_id()));
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    Ok(RuntimeDir { path })
+}
+
+fn no_store(mut r: Response) -> Response {
+    let h = r.headers_mut();
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    r
+}
+
+async fn healthz(State(agent): State<Arc<Agent>>) -> Response {
+    let r = if agent.upstream.healthy().await {
+        (
+            StatusCode::OK,
+            axum::Json(serde_json::json!({"status": "ready"})),
+        )
+            .into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(serde_json::json!({"status": "starting"})),
+        )
+            .into_response()
+    };
+    no_store(r)
+}
+
+/// `GET /_dev8/session?ticket=...`: redeem a ticket, set the cookie, 303 to `/`.
+async fn redeem(State(agent): State<Arc<Agent>>, req: Request) -> Response {
+    let ticket = req
+        .uri()
+        .query()
+        .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("ticket=")))
+        .unwrap_or_default();
+    match agent.sessions.redeem(ticket) {
+        Ok(id) => {
+            let mut cookie = format!(
+                "{}={id}; Path=/; HttpOnly; SameSite=Lax; Max-Age={}",
+                agent.cookie_name(),
+                session::SESSION_TTL.as_secs()
+            );
+            if agent.secure {
+                cookie.push_str("; Secure");
+            }
+            let mut r = (StatusCode::SEE_OTHER, [(header::LOCATION, "/")]).into_response();
+            if let Ok(v) = HeaderValue::from_str(&cookie) {
+                r.headers_mut().insert(header::SET_COOKIE, v);
+            }
+            no_store(r)
+        }
+        Err(e) => {
+            tracing::info!(reason = %e, "IDE ticket refused");
+            let page = format!(
+                "<!doctype html><meta charset=utf-8><title>Link expired</title>\
+                 <p>This link to the IDE has expired or was already used.</p>\
+                 <p><a href=\"{}\">Open the IDE again</a></p>",
+                agent.ide_url
+            );
+            no_store(
+                (
+                    StatusCode::FORBIDDEN,
+                    [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+                    page,
+                )
+                    .into_response(),
+            )
+        }
+    }
+}
+
+fn is_websocket(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"))
+}
+
+/// Remove the agent's and the control plane's cookies from the request.
+fn strip_private_cookies(headers: &mut HeaderMap) {
+    let kept: Vec<String> = headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+        .filter(|c| !PRIVATE_COOKIES.contains(&c.split('=').next().unwrap_or("").trim()))
+        .map(str::to_string)
+        .collect();
+    headers.remove(header::COOKIE);
+    if !kept.is_empty()
+        && let Ok(v) = HeaderValue::from_str(&kept.join("; "))
+    {
+        headers.insert(header::COOKIE, v);
+    }
+}
+
+async fn proxy_request(State(agent): State<Arc<Agent>>, mut req: Request) -> Response {
+    let ws = is_websocket(req.headers());
+    if ws {
+        let origin = req
+            .headers()
+            .get(header::ORIGIN)
+            .and_then(|v| v.to_str().ok());
+        if origin != Some(agent.origin.as_str()) {
+            tracing::info!("WebSocket from a foreign origin refused");
+            return (StatusCode::FORBIDDEN, "cross-origin WebSocket refused").into_response();
+        }
+        if !agent.session_of(req.headers()) {
+            return (StatusCode::UNAUTHORIZED, "no IDE session").into_response();
+        }
+    } else if !agent.session_of(req.headers()) {
+        return no_store(
+            (
+                StatusCode::SEE_OTHER,
+                [(header::LOCATION, agent.ide_url.as_str())],
+            )
+                .into_response(),
+        );
+    }
+    if !ws && activity::is_use(req.method(), req.uri().path(), req.headers()) {
+        agent.activity.touch(Kind::Page);
+    }
+    strip_private_cookies(req.headers_mut());
+    tracing::debug!(method = %req.method(), path = %req.uri().path(), "proxy");
+    if ws {
+        agent.upstream.tunnel(req, agent.activity.clone()).await
+    } else {
+        agent.upstream.forward(req.map(Body::new)).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn private_cookies_are_stripped_and_others_kept() {
+        let mut h = HeaderMap::new();
+        h.append(
+            header::COOKIE,
+            HeaderValue::from_static("dev8_ide=s; vscode-tkn=abc; dev8_session=x"),
+        );
+        h.append(
+            header::COOKIE,
+            HeaderValue::from_static("__Host-dev8_session=y"),
+        );
+        strip_private_cookies(&mut h);
+        assert_eq!(
+            h.get_all(header::COOKIE).iter().collect::<Vec<_>>(),
+            vec!["vscode-tkn=abc"]
+        );
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::COOKIE,
+            HeaderValue::from_static("__Host-dev8_ide=s"),
+        );
+        strip_private_cookies(&mut h);
+        assert!(h.get(header::COOKIE).is_none());
+    }
+}

@@ -1,0 +1,484 @@
+//! The local compute backend (`DEV8_COMPUTE=local`, the default for
+//! `serve`): one `handler agent` child process per running environment,
+//! which runs code-server on a Unix socket and listens on a free loopback
+//! port. Each environment has a persistent home under
+//! `<data_dir>/environments/<id>/home` (workspace, code-server settings and
+//! extensions, dotfiles), kept on stop and removed on delete, and the host
+//! name `e-<id>.localhost` (browsers resolve `*.localhost` to loopback; the
+//! control plane itself talks to `127.0.0.1:<port>`).
+//!
+//! Secrets reach the agent as environment variables, never arguments. Each
+//! agent leads its own process group (code-server and its helpers stay in
+//! it) and holds a pipe from this process on its standard input: if `serve`
+//! dies, the agent sees the pipe close and stops. Every process of an
+//! environment carries the `DEV8_ENVIRONMENT_ID` marker, so stop, delete,
+//! restart and shutdown can end all of them. An agent that exits without
+//! being asked enqueues a reconcile at once, and so does one that becomes
+//! ready, so `running` follows readiness promptly.
+
+use super::{AgentParams, Compute, ComputeError, ComputeResult, starter};
+use crate::agent::procs;
+use crate::domain::{Environment, Observed};
+use crate::queue::{Job, JobQueue};
+use anyhow::{Context, anyhow};
+use async_trait::async_trait;
+use rustix::process::Signal;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// The code-server version `scripts/setup.sh` installs.
+pub const CODE_SERVER_VERSION: &str = "4.100.3";
+/// Environment variables the agent inherits from `serve` (nothing else: no settings, no keys).
+const AGENT_ENV: &[&str] = &[
+    "PATH",
+    "LANG",
+    "LANGUAGE",
+    "LC_ALL",
+    "LC_CTYPE",
+    "LC_MESSAGES",
+    "TZ",
+    "TERM",
+    "SHELL",
+    "USER",
+    "LOGNAME",
+    "TMPDIR",
+    "DEV8_LOG",
+];
+/// How long a graceful agent stop may take before the process group is killed.
+const STOP_GRACE: Duration = Duration::from_secs(8);
+/// How long after start readiness is watched for (to enqueue a prompt reconcile).
+const READY_WATCH: Duration = Duration::from_secs(120);
+
+/// How the local backend runs agents.
+#[derive(Debug, Clone)]
+pub struct LocalOptions {
+    /// `serve`'s data folder; environments live in `environments/<id>` below it.
+    pub data_dir: PathBuf,
+    /// code-server's `out/node/entry.js`.
+    pub code_server: PathBuf,
+    /// The `handler` executable (started as `handler agent`).
+    pub agent_exe: PathBuf,
+    /// The `node` executable.
+    pub node: PathBuf,
+    /// Activity is pushed at most this often.
+    pub activity_interval: Duration,
+    /// How often user processes are sampled for CPU use.
+    pub cpu_sample: Duration,
+}
+
+impl LocalOptions {
+    /// Defaults for `serve`: code-server from `explicit` (DEV8_CODE_SERVER) or
+    /// the project's tools folder, this executable as the agent.
+    pub fn new(data_dir: &Path, explicit: Option<&Path>) -> anyhow::Result<Self> {
+        Ok(LocalOptions {
+            data_dir: data_dir.to_path_buf(),
+            code_server: find_code_server(explicit)?,
+            agent_exe: std::env::current_exe().context("locating the handler executable")?,
+            node: find_node()?,
+            activity_interval: Duration::from_secs(60),
+            cpu_sample: Duration::from_secs(15),
+        })
+    }
+}
+
+/// code-server's entry relative to a project root.
+pub fn tools_entry(root: &Path) -> PathBuf {
+    root.join(format!(
+        "tools/code-server-{CODE_SERVER_VERSION}/node_modules/code-server/out/node/entry.js"
+    ))
+}
+
+/// Find code-server: the explicit setting, else the tools folder of the
+/// current directory or of the project the executable was built in.
+pub fn find_code_server(explicit: Option<&Path>) -> anyhow::Result<PathBuf> {
+    if let Some(p) = explicit {
+        anyhow::ensure!(
+            p.is_file(),
+            "DEV8_CODE_SERVER points to {}, which does not exist; run scripts/setup.sh --no-build to install code-server",
+            p.display()
+        );
+        return Ok(p.to_path_buf());
+    }
+    let mut roots = vec![
+        std::env::current_dir().unwrap_or_default(),
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")),
+    ];
+    if let Ok(exe) = std::env::current_exe() {
+        // target/<profile>/handler -> the project root
+        roots.extend(exe.ancestors().nth(3).map(Path::to_path_buf));
+    }
+    let tried: Vec<PathBuf> = roots.iter().map(|r| tools_entry(r)).collect();
+    tried.iter().find(|p| p.is_file()).cloned().ok_or_else(|| {
+        anyhow!(
+            "code-server {CODE_SERVER_VERSION} is not installed (looked for {}). Run `scripts/setup.sh` once \
+             (or `scripts/setup.sh --no-build`), or set DEV8_CODE_SERVER to code-server's out/node/entry.js",
+            tried.first().map(|p| p.display().to_string()).unwrap_or_default()
+        )
+    })
+}
+
+/// `node` on PATH.
+pub fn find_node() -> anyhow::Result<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .map(|d| d.join("node"))
+        .find(|p| p.is_file())
+        .ok_or_else(|| {
+            anyhow!(
+                "node is not on PATH; local environments need Node.js 20 (see scripts/setup.sh)"
+            )
+        })
+}
+
+/// One agent process this backend started.
+struct AgentProc {
+    pid: i32,
+    port: u16,
+    /// Set before an intended stop, so the exit is not taken for a crash.
+    expected: Arc<std::sync::atomic::AtomicBool>,
+    /// Turns true once the process has exited.
+    exited: watch::Receiver<bool>,
+    /// The lifeline: dropping it tells the agent to stop.
+    lifeline: Option<tokio::process::ChildStdin>,
+}
+
+impl AgentProc {
+    fn alive(&self) -> bool {
+        !*self.exited.borrow()
+    }
+}
+
+pub struct LocalCompute {
+    opts: LocalOptions,
+    queue: Arc<dyn JobQueue>,
+    agents: Mutex<HashMap<String, AgentProc>>,
+    http: reqwest::Client,
+}
+
+impl LocalCompute {
+    /// The backend; ends processes left behind by an earlier `serve` that did not shut down cleanly.
+    pub fn new(opts: LocalOptions, queue: Arc<dyn JobQueue>) -> anyhow::Result<Self> {
+        let envs = opts.data_dir.join("environments");
+        std::fs::create_dir_all(&envs).with_context(|| format!("creating {}", envs.display()))?;
+        for entry in std::fs::read_dir(&envs)?.flatten() {
+            if let Some(id) = entry.file_name().to_str().filter(|id| valid_id(id)) {
+                let n = procs::kill_marked(id, &[]);
+                if n > 0 {
+                    tracing::warn!(environment = %id, processes = n, "ended processes left from an earlier run");
+                }
+            }
+        }
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(3))
+            .no_proxy()
+            .build()
+            .context("building the HTTP client")?;
+        Ok(LocalCompute {
+            opts,
+            queue,
+            agents: Mutex::new(HashMap::new()),
+            http,
+        })
+    }
+
+    fn env_dir(&self, id: &str) -> PathBuf {
+        self.opts.data_dir.join("environments").join(id)
+    }
+
+    /// The persistent home of an environment.
+    pub fn home(&self, id: &str) -> PathBuf {
+        self.env_dir(id).join("home")
+    }
+
+    /// The pid of an environment's agent, if this backend runs one.
+    pub fn agent_pid(&self, id: &str) -> Option<i32> {
+        self.agents
+            .lock()
+            .expect("agents lock")
+            .get(id)
+            .filter(|a| a.alive())
+            .map(|a| a.pid)
+    }
+
+    fn ide_origin(id: &str, port: u16) -> String {
+        format!("http://e-{id}.localhost:{port}")
+    }
+
+    fn prepare_home(&self, env: &Environment) -> anyhow::Result<PathBuf> {
+        let home = self.home(&env.id);
+        let workspace = home.join("workspace");
+        if !workspace.exists() {
+            std::fs::create_dir_all(&workspace)
+                .with_context(|| format!("creating {}", workspace.display()))?;
+            for (path, text) in starter::files(env.base_image, &env.name) {
+                std::fs::write(workspace.join(path), text)?;
+            }
+        }
+        Ok(home)
+    }
+
+    async fn spawn(&self, env: &Environment, agent: &AgentParams) -> anyhow::Result<AgentProc> {
+        let home = self.prepare_home(env)?;
+        procs::kill_marked(&env.id, &[]);
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.env_dir(&env.id).join("agent.log"))?;
+        let mut cmd = tokio::process::Command::new(&self.opts.agent_exe);
+        cmd.arg("agent").env_clear();
+        for name in AGENT_ENV {
+            if let Some(v) = std::env::var_os(name) {
+                cmd.env(name, v);
+            }
+        }
+        cmd.env(procs::MARKER, &env.id)
+            .env("DEV8_AGENT_TOKEN", &agent.agent_token)
+            .env("DEV8_AGENT_JWKS", &agent.jwks)
+            .env("DEV8_AGENT_ISSUER", &agent.issuer)
+            .env("DEV8_CONTROL_PLANE_URL", &agent.control_plane_url)
+            .env("DEV8_AGENT_LISTEN", format!("127.0.0.1:{port}"))
+            .env("DEV8_AGENT_ORIGIN", Self::ide_origin(&env.id, port))
+            .env("DEV8_AGENT_HOME", &home)
+            .env("DEV8_CODE_SERVER", &self.opts.code_server)
+            .env("DEV8_NODE", &self.opts.node)
+            .env(
+                "DEV8_AGENT_ACTIVITY_INTERVAL_MS",
+                self.opts.activity_interval.as_millis().to_string(),
+            )
+            .env(
+                "DEV8_AGENT_CPU_SAMPLE_MS",
+                self.opts.cpu_sample.as_millis().to_string(),
+            )
+            .env("DEV8_AGENT_STDIN_LIFELINE", "true")
+            .current_dir(&home)
+            .stdin(std::process::Stdio::piped())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .process_group(0)
+            .kill_on_drop(true);
+        let mut child = cmd
+            .spawn()
+            .with_context(|| format!("starting {} agent", self.opts.agent_exe.display()))?;
+        let pid = child
+            .id()
+            .map(|p| p as i32)
+            .context("agent exited at once")?;
+        let lifeline = child.stdin.take();
+        let expected = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (exited_tx, exited) = watch::channel(false);
+        tracing::info!(environment = %env.id, pid, port, "agent started");
+
+        // Exit watch: a crash enqueues a reconcile at once.
+        let (queue, job, id, exp) = (
+            self.queue.clone(),
+            Job::reconcile(&env.user_id, &env.id).to_body(),
+            env.id.clone(),
+            expected.clone(),
+        );
+        tokio::spawn(async move {
+            let status = child.wait().await;
+            procs::signal_group(pid, Signal::KILL);
+            let _ = exited_tx.send(true);
+            if !exp.load(std::sync::atomic::Ordering::Acquire) {
+                procs::kill_marked(&id, &[]);
+                tracing::warn!(environment = %id, status = ?status.ok(), "agent exited unexpectedly; reconciling");
+                if let Err(e) = queue.send(&job, Duration::ZERO).await {
+                    tracing::error!(environment = %id, error = %e, "could not enqueue a reconcile");
+                }
+            }
+        });
+
+        // Readiness watch: the moment the IDE answers, reconcile (no polling delay).
+        let (queue, job, http, mut gone) = (
+            self.queue.clone(),
+            Job::reconcile(&env.user_id, &env.id).to_body(),
+            self.http.clone(),
+            exited.clone(),
+        );
+        let url = format!("http://127.0.0.1:{port}/_dev8/healthz");
+        tokio::spawn(async move {
+            let deadline = tokio::time::Instant::now() + READY_WATCH;
+            while tokio::time::Instant::now() < deadline && !*gone.borrow() {
+                if matches!(http.get(&url).send().await, Ok(r) if r.status().is_success()) {
+                    let _ = queue.send(&job, Duration::ZERO).await;
+                    return;
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+                    _ = gone.wait_for(|g| *g) => return,
+                }
+            }
+        });
+        Ok(AgentProc {
+            pid,
+            port,
+            expected,
+            exited,
+            lifeline,
+        })
+    }
+
+    /// Stop one agent gracefully (lifeline closed + SIGTERM), then make sure
+    /// nothing of the environment is left.
+    async fn end(&self, id: &str) {
+        let proc = self.agents.lock().expect("agents lock").remove(id);
+        if let Some(mut a) = proc {
+            a.expected.store(true, std::sync::atomic::Ordering::Release);
+            drop(a.lifeline.take());
+            procs::signal(a.pid, Signal::TERM);
+            if tokio::time::timeout(STOP_GRACE, a.exited.wait_for(|e| *e))
+                .await
+                .is_err()
+            {
+                tracing::warn!(environment = %id, "agent did not stop in time; killing its process group");
+            }
+            procs::signal_group(a.pid, Signal::KILL);
+        }
+        procs::kill_marked(id, &[]);
+    }
+}
+
+fn valid_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= 64 && id.chars().all(|c| c.is_ascii_alphanumeric())
+}
+
+fn check_id(env: &Environment) -> ComputeResult<()> {
+    if valid_id(&env.id) {
+        Ok(())
+    } else {
+        Err(ComputeError::Permanent("invalid environment id".into()))
+    }
+}
+
+#[async_trait]
+impl Compute for LocalCompute {
+    async fn observe(&self, env: &Environment) -> ComputeResult<Observed> {
+        check_id(env)?;
+        let port = {
+            let mut agents = self.agents.lock().expect("agents lock");
+            match agents.get(&env.id) {
+                Some(a) if a.alive() => Some(a.port),
+                Some(_) => {
+                    agents.remove(&env.id);
+                    None
+                }
+                None => None,
+            }
+        };
+        let Some(port) = port else {
+            return Ok(if self.home(&env.id).exists() {
+                Observed::Stopped
+            } else {
+                Observed::Absent
+            });
+        };
+        let ready = matches!(
+            self.http.get(format!("http://127.0.0.1:{port}/_dev8/healthz")).send().await,
+            Ok(r) if r.status().is_success()
+        );
+        Ok(if ready {
+            Observed::Running {
+                ide_url: format!("{}/", Self::ide_origin(&env.id, port)),
+            }
+        } else {
+            Observed::Starting
+        })
+    }
+
+    async fn start(
+        &self,
+        env: &Environment,
+        agent: &AgentParams,
+    ) -> ComputeResult<serde_json::Value> {
+        check_id(env)?;
+        if let Some(a) = self
+            .agents
+            .lock()
+            .expect("agents lock")
+            .get(&env.id)
+            .filter(|a| a.alive())
+        {
+            return Ok(serde_json::json!({"backend": "local", "port": a.port, "pid": a.pid}));
+        }
+        let proc = self
+            .spawn(env, agent)
+            .await
+            .map_err(ComputeError::Transient)?;
+        let refs = serde_json::json!({"backend": "local", "port": proc.port, "pid": proc.pid});
+        let old = self
+            .agents
+            .lock()
+            .expect("agents lock")
+            .insert(env.id.clone(), proc);
+        if let Some(mut old) = old {
+            // A dead entry replaced: make sure its group is gone too.
+            old.expected
+                .store(true, std::sync::atomic::Ordering::Release);
+            drop(old.lifeline.take());
+            procs::signal_group(old.pid, Signal::KILL);
+        }
+        Ok(refs)
+    }
+
+    async fn stop(&self, env: &Environment) -> ComputeResult<()> {
+        check_id(env)?;
+        self.end(&env.id).await;
+        tracing::info!(environment = %env.id, "environment stopped");
+        Ok(())
+    }
+
+    async fn delete(&self, env: &Environment) -> ComputeResult<()> {
+        check_id(env)?;
+        self.end(&env.id).await;
+        let dir = self.env_dir(&env.id);
+        match std::fs::remove_dir_all(&dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                return Err(ComputeError::Transient(
+                    anyhow::Error::from(e).context(format!("removing {}", dir.display())),
+                ));
+            }
+        }
+        tracing::info!(environment = %env.id, "environment deleted");
+        Ok(())
+    }
+
+    async fn shutdown(&self) {
+        let mut agents: Vec<(String, AgentProc)> =
+            self.agents.lock().expect("agents lock").drain().collect();
+        for (_, a) in &mut agents {
+            a.expected.store(true, std::sync::atomic::Ordering::Release);
+            drop(a.lifeline.take());
+            procs::signal(a.pid, Signal::TERM);
+        }
+        let deadline = tokio::time::Instant::now() + STOP_GRACE;
+        for (id, a) in &mut agents {
+            let _ = tokio::time::timeout_at(deadline, a.exited.wait_for(|e| *e)).await;
+            procs::signal_group(a.pid, Signal::KILL);
+            procs::kill_marked(id, &[]);
+        }
+        if !agents.is_empty() {
+            tracing::info!(agents = agents.len(), "stopped all environments");
+        }
+    }
+}
+
+impl Drop for LocalCompute {
+    fn drop(&mut self) {
+        // Last resort (a panic, a runtime torn down): no agent outlives its backend.
+        let agents = std::mem::take(&mut *self.agents.lock().unwrap_or_else(|e| e.into_inner()));
+        for (id, mut a) in agents {
+            a.expected.store(true, std::sync::atomic::Ordering::Release);
+            drop(a.lifeline.take());
+            procs::signal_group(a.pid, Signal::KILL);
+            procs::kill_marked(&id, &[]);
+        }
+    }
+}

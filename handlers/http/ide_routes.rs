@@ -1,0 +1,156 @@
+//! Opening the IDE and hearing from agents: `GET .../ide` (a page
+//! navigation: a one-time ticket and a 303 to the agent), `POST .../open`
+//! (the same URL for API clients), and `POST .../activity` (agents only,
+//! with the environment's current agent token).
+
+use super::error::{ApiError, ApiResult};
+use super::extract::{AppState, Caller};
+use crate::auth::tokens::{TokenKind, claims};
+use crate::domain::{DesiredState, Environment, Status};
+use crate::platform::Platform;
+use crate::store::StoreError;
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Duration, Utc};
+use serde_json::json;
+
+/// How long an IDE ticket is valid.
+pub const TICKET_TTL: Duration = Duration::seconds(60);
+
+/// The agent URL that redeems a fresh ticket, if the environment runs.
+fn ticket_url(p: &Platform, env: &Environment) -> Option<(String, DateTime<Utc>)> {
+    let ide = env
+        .ide_url
+        .as_deref()
+        .filter(|_| env.status == Status::Running && env.desired_state == DesiredState::Running)?;
+    let now = p.clock.now();
+    let c = claims(
+        TokenKind::IdeTicket,
+        p.policy.issuer(),
+        &env.user_id,
+        &env.id,
+        now,
+        TICKET_TTL,
+    );
+    let ticket = p.keys.sign(&c);
+    Some((
+        format!(
+            "{}/_dev8/session?ticket={ticket}",
+            ide.trim_end_matches('/')
+        ),
+        now + TICKET_TTL,
+    ))
+}
+
+fn see_other(location: &str) -> Response {
+    let mut r = StatusCode::SEE_OTHER.into_response();
+    let h = r.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(location) {
+        h.insert(header::LOCATION, v);
+    }
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    r
+}
+
+/// `GET /api/environments/{id}/ide`: a browser navigation. Signed out -> the
+/// dashboard's sign-in; not running -> the environment's dashboard page with
+/// a notice; running -> 303 to the agent with a one-time ticket.
+pub async fn ide(
+    State(p): State<AppState>,
+    caller: Result<Caller, ApiError>,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    let caller = match caller {
+        Ok(c) => c,
+        Err(ApiError::Unauthorized(_)) => return Ok(see_other("/#/signin")),
+        Err(e) => return Err(e),
+    };
+    let env = p
+        .store
+        .environment(&caller.user.id, &id)
+        .await?
+        .ok_or(ApiError::NotFound)?
+        .value;
+    Ok(match ticket_url(&p, &env) {
+        Some((url, _)) => see_other(&url),
+        None => see_other(&format!("/#/environments/{}?notice=not-running", env.id)),
+    })
+}
+
+/// `POST /api/environments/{id}/open`: `{url, expiresAt}` for API clients.
+pub async fn open(
+    State(p): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<serde_json::Value>> {
+    let env = p
+        .store
+        .environment(&caller.user.id, &id)
+        .await?
+        .ok_or(ApiError::NotFound)?
+        .value;
+    let (url, expires_at) = ticket_url(&p, &env)
+        .ok_or_else(|| ApiError::Conflict("the environment is not running".into(), None))?;
+    Ok(Json(json!({"url": url, "expiresAt": expires_at})))
+}
+
+/// `POST /api/environments/{id}/activity`: an agent reports use. Only the
+/// environment's current agent token is accepted (`aud=agent:<id>`, `jti` =
+/// the record's `agentTokenId`); `lastActivityAt` moves forward to now, with
+/// a conditional write, and only while the environment is meant to run.
+pub async fn activity(
+    State(p): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    const REJECTED: ApiError =
+        ApiError::Unauthorized("an agent token for this environment is required");
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, t)| t.trim())
+        .ok_or(REJECTED)?;
+    let c = p
+        .keys
+        .verify(
+            token,
+            TokenKind::Agent,
+            &TokenKind::Agent.audience(&id),
+            p.policy.issuer(),
+        )
+        .map_err(|_| REJECTED)?;
+    for _ in 0..10 {
+        let current = p
+            .store
+            .environment(&c.sub, &id)
+            .await?
+            .ok_or(ApiError::NotFound)?;
+        let mut env = current.value;
+        if env.agent_token_id.as_deref() != Some(c.jti.as_str()) {
+            return Err(REJECTED);
+        }
+        let now = p.clock.now();
+        if env.desired_state != DesiredState::Running || env.last_activity_at >= now {
+            return Ok(StatusCode::NO_CONTENT);
+        }
+        env.last_activity_at = now;
+        match p.store.replace_environment(&env, &current.etag).await {
+            Ok(_) => return Ok(StatusCode::NO_CONTENT),
+            Err(StoreError::PreconditionFailed) => continue,
+            Err(StoreError::NotFound) => return Err(ApiError::NotFound),
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(ApiError::Conflict(
+        "the environment keeps changing; try again".into(),
+        None,
+    ))
+}

@@ -1,0 +1,275 @@
+//! Activity that means use, end to end with real code-server, a short push
+//! interval and a clock the test moves: an open but untouched IDE (VS Code
+//! keep-alives and acks flowing) is stopped at the idle timeout; page
+//! requests, WebSocket messages that carry work, and a busy process keep it
+//! running.
+
+mod helpers;
+
+use chrono::{DateTime, Duration as Minutes, Utc};
+use dev8::clock::Clock;
+use futures::SinkExt;
+use helpers::*;
+use serde_json::json;
+use std::time::{Duration, Instant};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+const PUSH: Duration = Duration::from_millis(300);
+
+fn fast() -> Options {
+    Options {
+        activity_interval: PUSH,
+        cpu_sample: Duration::from_millis(300),
+        ..Options::default()
+    }
+}
+
+/// A VS Code protocol message: type, id, ack, length (big-endian), payload.
+fn vscode(kind: u8, id: u32, ack: u32, data: &[u8]) -> Vec<u8> {
+    let mut m = vec![kind];
+    m.extend_from_slice(&id.to_be_bytes());
+    m.extend_from_slice(&ack.to_be_bytes());
+    m.extend_from_slice(&(data.len() as u32).to_be_bytes());
+    m.extend_from_slice(data);
+    m
+}
+
+async fn last_activity(app: &TestApp, cookie: &str, id: &str) -> DateTime<Utc> {
+    app.environment(cookie, id).await["lastActivityAt"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+/// Wait until `lastActivityAt` reaches `at` (a push arrived after it).
+async fn wait_activity_since(app: &TestApp, cookie: &str, id: &str, at: DateTime<Utc>) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while last_activity(app, cookie, id).await < at {
+        assert!(Instant::now() < deadline, "no activity reported since {at}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+struct Ide {
+    id: String,
+    ide_url: String,
+    session: String,
+    client: reqwest::Client,
+}
+
+async fn running_ide(app: &TestApp, cookie: &str, name: &str) -> Ide {
+    let r = app
+        .post(
+            cookie,
+            "/api/environments",
+            json!({"name": name, "baseImage": "node", "preset": "small", "idleTimeoutMinutes": 5}),
+        )
+        .await;
+    assert_eq!(r.status(), 202);
+    let id = r.json::<serde_json::Value>().await.unwrap()["environment"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let env = app
+        .wait_status(cookie, &id, "running", Duration::from_secs(30))
+        .await;
+    let ide_url = env["ideUrl"].as_str().unwrap().to_string();
+    let client = agent_client(&ide_url);
+    let session = redeem(&client, &app.open_url(cookie, &id).await).await;
+    Ide {
+        id,
+        ide_url,
+        session,
+        client,
+    }
+}
+
+impl Ide {
+    async fn page(&self) {
+        let r = self
+            .client
+            .get(&self.ide_url)
+            .header("cookie", &self.session)
+            .header("sec-fetch-dest", "document")
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            r.status().is_success() || r.status().is_redirection(),
+            "{}",
+            r.status()
+        );
+    }
+
+    async fn asset(&self) {
+        let r = self
+            .client
+            .get(format!("{}manifest.json", self.ide_url))
+            .header("cookie", &self.session)
+            .header("sec-fetch-dest", "manifest")
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().as_u16() < 500);
+    }
+
+    async fn websocket(&self) -> tokio_tungstenite::WebSocketStream<tokio::net::TcpStream> {
+        let url = reqwest::Url::parse(&self.ide_url).unwrap();
+        let port = url.port().unwrap();
+        let mut req = format!(
+            "ws://{}:{port}/?reconnectionToken=r{}&reconnection=false&skipWebSocketFrames=false",
+            url.host_str().unwrap(),
+            self.id
+        )
+        .into_client_request()
+        .unwrap();
+        req.headers_mut()
+            .insert("origin", origin_of(&self.ide_url).parse().unwrap());
+        req.headers_mut()
+            .insert("cookie", self.session.parse().unwrap());
+        let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .unwrap();
+        let (mut ws, _) = tokio_tungstenite::client_async(req, tcp)
+            .await
+            .expect("WebSocket through the agent");
+        // The handshake the workbench starts with (a Control message) is not use either.
+        let auth = vscode(
+            2,
+            0,
+            0,
+            br#"{"type":"auth","auth":"00000000000000000000","data":""}"#,
+        );
+        ws.send(Message::Binary(auth.into())).await.unwrap();
+        ws
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_open_untouched_ide_is_stopped_at_the_idle_timeout() {
+    let app = spawn_app_with(fast()).await;
+    let cookie = app.signup("idle@example.com").await;
+    let ide = running_ide(&app, &cookie, "idle").await;
+
+    // Loading the page is use: it is reported.
+    let before = app.clock.now();
+    ide.page().await;
+    wait_activity_since(&app, &cookie, &ide.id, before).await;
+    tokio::time::sleep(PUSH * 2).await;
+    let settled = last_activity(&app, &cookie, &ide.id).await;
+
+    // An open tab: keep-alives every 5 s and acks (here much faster), asset
+    // and health requests. None of it is use.
+    let mut ws = ide.websocket().await;
+    let until = Instant::now() + PUSH * 5;
+    let mut n = 0;
+    while Instant::now() < until {
+        ws.send(Message::Binary(vscode(9, 0, n, &[]).into()))
+            .await
+            .unwrap();
+        ws.send(Message::Binary(vscode(3, 0, n, &[]).into()))
+            .await
+            .unwrap();
+        ws.send(Message::Ping(vec![1, 2, 3].into())).await.unwrap();
+        ide.asset().await;
+        let _ = ide
+            .client
+            .get(format!("{}_dev8/healthz", ide.ide_url))
+            .send()
+            .await
+            .unwrap();
+        n += 1;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(PUSH * 2).await;
+    assert_eq!(
+        last_activity(&app, &cookie, &ide.id).await,
+        settled,
+        "keep-alives, acks, assets or probes counted as use"
+    );
+
+    // At the timeout the sweep stops it, tab still open.
+    app.clock.advance(Minutes::minutes(5) + Minutes::seconds(1));
+    let report = dev8::jobs::sweep::sweep(&app.platform).await.unwrap();
+    assert_eq!(report.idle_stopped, 1);
+    let env = app
+        .wait_status(&cookie, &ide.id, "stopped", Duration::from_secs(30))
+        .await;
+    assert_eq!(env["stopCause"], "idle");
+    drop(ws);
+    app.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn page_requests_and_websocket_work_keep_it_running() {
+    let app = spawn_app_with(fast()).await;
+    let cookie = app.signup("busy@example.com").await;
+    let ide = running_ide(&app, &cookie, "used").await;
+    let mut ws = ide.websocket().await;
+
+    // Three minutes on, a page view; three more, a message that carries work
+    // (say, an edit): six minutes in all, past the five-minute timeout.
+    for round in 0..2 {
+        app.clock.advance(Minutes::minutes(3));
+        let at = app.clock.now();
+        if round == 0 {
+            ide.page().await;
+        } else {
+            ws.send(Message::Binary(
+                vscode(1, 1, 0, br#"[100,1,"remoteFilesystem","writeFile"]"#).into(),
+            ))
+            .await
+            .unwrap();
+        }
+        wait_activity_since(&app, &cookie, &ide.id, at).await;
+        let report = dev8::jobs::sweep::sweep(&app.platform).await.unwrap();
+        assert_eq!(
+            report.idle_stopped, 0,
+            "stopped while in use (round {round})"
+        );
+    }
+    assert_eq!(app.environment(&cookie, &ide.id).await["status"], "running");
+    drop(ws);
+    app.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_process_keeps_it_running_and_idles_out_when_done() {
+    let app = spawn_app_with(fast()).await;
+    let cookie = app.signup("build@example.com").await;
+    let ide = running_ide(&app, &cookie, "build").await;
+
+    // A long build started from an IDE terminal: it inherits the
+    // environment's marker (as every process code-server starts does) and
+    // runs in the workspace.
+    let mut build = tokio::process::Command::new("sh")
+        .args(["-c", "while :; do :; done"])
+        .env(dev8::agent::procs::MARKER, &ide.id)
+        .current_dir(app.compute.home(&ide.id).join("workspace"))
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    for round in 0..2 {
+        app.clock.advance(Minutes::minutes(3));
+        let at = app.clock.now();
+        wait_activity_since(&app, &cookie, &ide.id, at).await;
+        let report = dev8::jobs::sweep::sweep(&app.platform).await.unwrap();
+        assert_eq!(
+            report.idle_stopped, 0,
+            "stopped during the build (round {round})"
+        );
+    }
+    build.kill().await.unwrap();
+    let _ = build.wait().await;
+
+    // Done building: nothing else keeps it up.
+    tokio::time::sleep(PUSH * 3).await;
+    app.clock.advance(Minutes::minutes(5) + Minutes::seconds(1));
+    let report = dev8::jobs::sweep::sweep(&app.platform).await.unwrap();
+    assert_eq!(report.idle_stopped, 1);
+    app.wait_status(&cookie, &ide.id, "stopped", Duration::from_secs(30))
+        .await;
+    app.shutdown().await;
+}

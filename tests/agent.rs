@@ -1,0 +1,425 @@
+//! The environment agent with real code-server: the open-IDE flow, tickets,
+//! sessions, the WebSocket Origin check, and secrets kept from the IDE.
+
+mod helpers;
+
+use dev8::agent::procs;
+use dev8::auth::KeySet;
+use dev8::auth::tokens::{TokenKind, claims};
+use helpers::*;
+use serde_json::json;
+use std::time::{Duration, Instant};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+async fn websocket(
+    ide_url: &str,
+    origin: &str,
+    cookie: &str,
+) -> Result<
+    tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>,
+    tokio_tungstenite::tungstenite::Error,
+> {
+    let url = reqwest::Url::parse(ide_url).unwrap();
+    let ws_url = format!(
+        "ws://{}:{}/?reconnectionToken=t1&reconnection=false&skipWebSocketFrames=false",
+        url.host_str().unwrap(),
+        url.port().unwrap()
+    );
+    let mut req = ws_url.into_client_request().unwrap();
+    req.headers_mut().insert("origin", origin.parse().unwrap());
+    req.headers_mut().insert("cookie", cookie.parse().unwrap());
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", url.port().unwrap()))
+        .await
+        .unwrap();
+    tokio_tungstenite::client_async(req, tcp)
+        .await
+        .map(|(ws, _)| ws)
+}
+
+fn ws_status(e: tokio_tungstenite::tungstenite::Error) -> u16 {
+    match e {
+        tokio_tungstenite::tungstenite::Error::Http(r) => r.status().as_u16(),
+        other => panic!("expected an HTTP refusal, got {other}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_ide_through_the_agent_with_one_time_tickets() {
+    let app = spawn_app().await;
+    let alice = app.signup("alice@example.com").await;
+    let t0 = Instant::now();
+    let id = app.create(&alice, "web", "node").await;
+    let env = app
+        .wait_status(&alice, &id, "running", Duration::from_secs(30))
+        .await;
+    eprintln!("create -> running in {:?}", t0.elapsed());
+    let ide_url = env["ideUrl"].as_str().unwrap().to_string();
+    assert!(
+        ide_url.starts_with(&format!("http://e-{id}.localhost:")),
+        "{ide_url}"
+    );
+    let agent = agent_client(&ide_url);
+
+    // GET /ide: 303 to the agent with a ticket, no-store, no-referrer.
+    let r = app
+        .get(&alice, &format!("/api/environments/{id}/ide"))
+        .await;
+    assert_eq!(r.status(), 303);
+    assert_eq!(r.headers()["cache-control"], "no-store");
+    assert_eq!(r.headers()["referrer-policy"], "no-referrer");
+    let ticket_url = r.headers()["location"].to_str().unwrap().to_string();
+    assert!(
+        ticket_url.starts_with(&format!("{}_dev8/session?ticket=", ide_url)),
+        "{ticket_url}"
+    );
+
+    // Without a session the agent sends the browser to the control plane's /ide.
+    let r = agent.get(&ide_url).send().await.unwrap();
+    assert_eq!(r.status(), 303);
+    assert_eq!(
+        r.headers()["location"].to_str().unwrap(),
+        format!("{}/api/environments/{id}/ide", app.base)
+    );
+    let r = agent
+        .get(&ide_url)
+        .header("cookie", "dev8_ide=forged")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+
+    // Redeem once: cookie + 303 to / without the ticket; the workbench loads.
+    let cookie = redeem(&agent, &ticket_url).await;
+    let r = agent
+        .get(&ide_url)
+        .header("cookie", &cookie)
+        .header("sec-fetch-dest", "document")
+        .send()
+        .await
+        .unwrap();
+    let r = if r.status().is_redirection() {
+        let loc = r.headers()["location"].to_str().unwrap().to_string();
+        let next = reqwest::Url::parse(&ide_url).unwrap().join(&loc).unwrap();
+        agent
+            .get(next)
+            .header("cookie", &cookie)
+            .send()
+            .await
+            .unwrap()
+    } else {
+        r
+    };
+    assert_eq!(r.status(), 200);
+    let page = r.text().await.unwrap();
+    assert!(
+        page.contains("vs/code/browser/workbench/workbench")
+            && page.contains("vscode-workbench-web-configuration"),
+        "not the workbench: {}",
+        &page[..page.len().min(500)]
+    );
+
+    // Static assets come through too.
+    let r = agent
+        .get(format!("{ide_url}healthz"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+
+    // A used ticket is refused.
+    let r = agent.get(&ticket_url).send().await.unwrap();
+    assert_eq!(r.status(), 403);
+    assert_eq!(r.headers()["cache-control"], "no-store");
+    assert!(r.headers().get("set-cookie").is_none());
+
+    // Expired, foreign-key, other-environment, too-long and wrong-kind tickets are refused.
+    let p = &app.platform;
+    let iss = p.policy.issuer().to_string();
+    let now = chrono::Utc::now();
+    let sign = |kind, env: &str, at: chrono::DateTime<chrono::Utc>, ttl: i64| {
+        p.keys.sign(&claims(
+            kind,
+            &iss,
+            "u",
+            env,
+            at,
+            chrono::Duration::seconds(ttl),
+        ))
+    };
+    let expired = sign(
+        TokenKind::IdeTicket,
+        &id,
+        now - chrono::Duration::seconds(120),
+        60,
+    );
+    let other_env = sign(TokenKind::IdeTicket, "01hotherenvironment0000000", now, 60);
+    let too_long = sign(TokenKind::IdeTicket, &id, now, 3600);
+    let wrong_kind = sign(TokenKind::Agent, &id, now, 60);
+    let foreign = KeySet::generate().sign(&claims(
+        TokenKind::IdeTicket,
+        &iss,
+        "u",
+        &id,
+        now,
+        chrono::Duration::seconds(60),
+    ));
+    for (what, t) in [
+        ("expired", expired),
+        ("other environment", other_env),
+        ("too long", too_long),
+        ("wrong kind", wrong_kind),
+        ("foreign key", foreign),
+    ] {
+        let r = agent
+            .get(format!("{ide_url}_dev8/session?ticket={t}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 403, "{what} ticket accepted");
+    }
+    let r = agent
+        .get(format!("{ide_url}_dev8/session"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+
+    // WebSockets: a foreign Origin is refused even with a session; our own Origin gets through.
+    let origin = origin_of(&ide_url);
+    assert_eq!(
+        ws_status(
+            websocket(&ide_url, "http://evil.example", &cookie)
+                .await
+                .unwrap_err()
+        ),
+        403
+    );
+    assert_eq!(
+        ws_status(websocket(&ide_url, &app.base, &cookie).await.unwrap_err()),
+        403
+    );
+    assert_eq!(
+        ws_status(
+            websocket(&ide_url, &origin, "dev8_ide=forged")
+                .await
+                .unwrap_err()
+        ),
+        401
+    );
+    let ws = websocket(&ide_url, &origin, &cookie)
+        .await
+        .expect("same-origin WebSocket through the agent");
+    drop(ws);
+
+    // POST /open gives the same kind of URL for API clients.
+    let url = app.open_url(&alice, &id).await;
+    assert!(url.starts_with(&format!("{ide_url}_dev8/session?ticket=")));
+    redeem(&agent, &url).await;
+
+    // Nothing inside the environment sees the agent's secrets.
+    let agent_pid = app.compute.agent_pid(&id).expect("agent runs");
+    let inside = procs::marked(&id, &[agent_pid]);
+    assert!(
+        inside
+            .iter()
+            .any(|p| procs::cmdline(*p).contains("code-server")),
+        "no code-server among {inside:?}"
+    );
+    for pid in &inside {
+        let env = procs::environ(*pid);
+        assert!(
+            env.iter()
+                .any(|e| e == &format!("DEV8_ENVIRONMENT_ID={id}"))
+        );
+        for e in &env {
+            assert!(
+                !e.starts_with("DEV8_AGENT_") && !e.starts_with("DEV8_SIGNING_KEYS"),
+                "pid {pid} ({}) sees {}",
+                procs::cmdline(*pid),
+                e.split('=').next().unwrap()
+            );
+        }
+        assert!(
+            env.iter()
+                .any(|e| e.starts_with("HOME=") && e.ends_with("/home")),
+            "pid {pid} has its own HOME"
+        );
+    }
+    // (The check can see secrets where they are: the agent holds its token.)
+    assert!(
+        procs::environ(agent_pid)
+            .iter()
+            .any(|e| e.starts_with("DEV8_AGENT_TOKEN="))
+    );
+
+    // Another user gets 404 on every environment route; the IDE routes need sign-in.
+    let bob = app.signup("bob@example.com").await;
+    assert_eq!(
+        app.get(&bob, &format!("/api/environments/{id}/ide"))
+            .await
+            .status(),
+        404
+    );
+    assert_eq!(
+        app.post(&bob, &format!("/api/environments/{id}/open"), json!({}))
+            .await
+            .status(),
+        404
+    );
+    let r = app
+        .http
+        .get(format!("{}/api/environments/{id}/ide", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    assert_eq!(r.headers()["location"], "/#/signin");
+    let r = app
+        .http
+        .post(format!("{}/api/environments/{id}/open", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    assert_eq!(r.headers()["content-type"], "application/problem+json");
+
+    // Activity: only the environment's current agent token.
+    let activity = format!("{}/api/environments/{id}/activity", app.base);
+    assert_eq!(app.http.post(&activity).send().await.unwrap().status(), 401);
+    assert_eq!(
+        app.post(
+            &alice,
+            &format!("/api/environments/{id}/activity"),
+            json!({})
+        )
+        .await
+        .status(),
+        401
+    );
+    let record = p
+        .store
+        .environment(&user_id(&app, &alice).await, &id)
+        .await
+        .unwrap()
+        .unwrap()
+        .value;
+    let mut c = claims(
+        TokenKind::Agent,
+        &iss,
+        &record.user_id,
+        &id,
+        now,
+        chrono::Duration::hours(1),
+    );
+    let stale = p.keys.sign(&c);
+    assert_eq!(
+        app.http
+            .post(&activity)
+            .bearer_auth(&stale)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        401,
+        "an old agent token"
+    );
+    c.jti = record.agent_token_id.clone().unwrap();
+    let current = p.keys.sign(&c);
+    assert_eq!(
+        app.http
+            .post(&activity)
+            .bearer_auth(&current)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        204
+    );
+    let other = format!(
+        "{}/api/environments/01hotherenvironment0000000/activity",
+        app.base
+    );
+    assert_eq!(
+        app.http
+            .post(&other)
+            .bearer_auth(&current)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        401,
+        "a token for another environment"
+    );
+    let mut c2 = claims(
+        TokenKind::Agent,
+        &iss,
+        &record.user_id,
+        "01hotherenvironment0000000",
+        now,
+        chrono::Duration::hours(1),
+    );
+    c2.jti = "x".into();
+    assert_eq!(
+        app.http
+            .post(&other)
+            .bearer_auth(p.keys.sign(&c2))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
+
+    // Stopped: /ide leads back to the dashboard, /open is a conflict, the agent is gone.
+    assert_eq!(
+        app.post(&alice, &format!("/api/environments/{id}/stop"), json!({}))
+            .await
+            .status(),
+        202
+    );
+    app.wait_status(&alice, &id, "stopped", Duration::from_secs(30))
+        .await;
+    let r = app
+        .get(&alice, &format!("/api/environments/{id}/ide"))
+        .await;
+    assert_eq!(r.status(), 303);
+    assert_eq!(
+        r.headers()["location"].to_str().unwrap(),
+        format!("/#/environments/{id}?notice=not-running")
+    );
+    assert_eq!(
+        app.post(&alice, &format!("/api/environments/{id}/open"), json!({}))
+            .await
+            .status(),
+        409
+    );
+    assert_eq!(
+        app.http
+            .post(&activity)
+            .bearer_auth(&current)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        401,
+        "token of a stopped environment"
+    );
+    assert!(
+        agent.get(&ide_url).send().await.is_err(),
+        "the agent still answers after stop"
+    );
+    assert!(
+        procs::marked(&id, &[]).is_empty(),
+        "processes left after stop"
+    );
+    app.shutdown().await;
+}
+
+async fn user_id(app: &TestApp, cookie: &str) -> String {
+    let r = app.get(cookie, "/api/auth/me").await;
+    r.json::<serde_json::Value>().await.unwrap()["user"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}

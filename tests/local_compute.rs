@@ -1,0 +1,262 @@
+//! The local compute backend with real code-server: persistent homes,
+//! starter projects, deletion, crash recovery, restarts of `serve`, and no
+//! processes left behind.
+
+mod helpers;
+
+use dev8::agent::procs;
+use helpers::*;
+use serde_json::json;
+use std::time::{Duration, Instant};
+
+async fn wait_until(what: &str, within: Duration, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + within;
+    while !f() {
+        assert!(Instant::now() < deadline, "{what} within {within:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_and_settings_survive_stop_and_start() {
+    let app = spawn_app().await;
+    let cookie = app.signup("files@example.com").await;
+    let id = app.create(&cookie, "py", "python").await;
+    app.wait_status(&cookie, &id, "running", Duration::from_secs(30))
+        .await;
+    let home = app.compute.home(&id);
+    let ws = home.join("workspace");
+    assert!(
+        ws.join("main.py").is_file() && ws.join("requirements.txt").is_file(),
+        "python starter project"
+    );
+    let settings = home.join(".local/share/code-server/User/settings.json");
+    assert!(
+        std::fs::read_to_string(&settings)
+            .unwrap()
+            .contains("files.autoSave"),
+        "autoSave on by default"
+    );
+
+    std::fs::write(ws.join("notes.txt"), "remember me").unwrap();
+    std::fs::write(ws.join("main.py"), "print('changed')\n").unwrap();
+    std::fs::write(&settings, "{\"editor.fontSize\": 18}\n").unwrap();
+    std::fs::write(home.join(".bashrc"), "alias ll='ls -l'\n").unwrap();
+
+    assert_eq!(
+        app.post(&cookie, &format!("/api/environments/{id}/stop"), json!({}))
+            .await
+            .status(),
+        202
+    );
+    app.wait_status(&cookie, &id, "stopped", Duration::from_secs(30))
+        .await;
+    assert!(
+        procs::marked(&id, &[]).is_empty(),
+        "processes left after stop"
+    );
+    assert!(home.is_dir(), "home kept on stop");
+
+    assert_eq!(
+        app.post(&cookie, &format!("/api/environments/{id}/start"), json!({}))
+            .await
+            .status(),
+        202
+    );
+    let env = app
+        .wait_status(&cookie, &id, "running", Duration::from_secs(30))
+        .await;
+    assert_eq!(
+        std::fs::read_to_string(ws.join("notes.txt")).unwrap(),
+        "remember me"
+    );
+    assert_eq!(
+        std::fs::read_to_string(ws.join("main.py")).unwrap(),
+        "print('changed')\n",
+        "starter not rewritten"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&settings).unwrap(),
+        "{\"editor.fontSize\": 18}\n",
+        "user settings kept"
+    );
+    assert_eq!(
+        std::fs::read_to_string(home.join(".bashrc")).unwrap(),
+        "alias ll='ls -l'\n"
+    );
+    // And the IDE opens again.
+    let ide_url = env["ideUrl"].as_str().unwrap();
+    redeem(&agent_client(ide_url), &app.open_url(&cookie, &id).await).await;
+    app.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delete_removes_home_and_processes() {
+    let app = spawn_app().await;
+    let cookie = app.signup("delete@example.com").await;
+    let id = app.create(&cookie, "go", "golang").await;
+    app.wait_status(&cookie, &id, "running", Duration::from_secs(30))
+        .await;
+    let home = app.compute.home(&id);
+    assert!(
+        home.join("workspace/go.mod").is_file() && home.join("workspace/main.go").is_file(),
+        "go starter project"
+    );
+    assert!(!procs::marked(&id, &[]).is_empty());
+    let r = app
+        .http
+        .delete(format!("{}/api/environments/{id}", app.base))
+        .header("cookie", &cookie)
+        .header("origin", &app.base)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    app.wait_gone(&cookie, &id, Duration::from_secs(30)).await;
+    assert!(!home.exists(), "home removed");
+    assert!(
+        !home.parent().unwrap().exists(),
+        "environment folder removed"
+    );
+    assert!(
+        procs::marked(&id, &[]).is_empty(),
+        "processes left after delete"
+    );
+    app.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_agent_is_replaced_promptly() {
+    let app = spawn_app().await;
+    let cookie = app.signup("crash@example.com").await;
+    let id = app.create(&cookie, "node", "node").await;
+    app.wait_status(&cookie, &id, "running", Duration::from_secs(30))
+        .await;
+    let old = app.compute.agent_pid(&id).unwrap();
+    let t0 = Instant::now();
+    procs::signal(old, rustix::process::Signal::KILL);
+    // The backend notices at once: a new agent, running again, old processes gone.
+    let compute = app.compute.clone();
+    let id2 = id.clone();
+    wait_until("a new agent", Duration::from_secs(15), move || {
+        compute.agent_pid(&id2).is_some_and(|p| p != old)
+    })
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let env = app.environment(&cookie, &id).await;
+        let answers = match env["ideUrl"].as_str() {
+            Some(url) if env["status"] == "running" => agent_client(url)
+                .get(format!("{url}_dev8/healthz"))
+                .send()
+                .await
+                .is_ok_and(|r| r.status() == 200),
+            _ => false,
+        };
+        if answers {
+            break;
+        }
+        assert!(Instant::now() < deadline, "not running again: {env}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    eprintln!("recovered in {:?}", t0.elapsed());
+    assert!(t0.elapsed() < Duration::from_secs(20));
+    let new = app.compute.agent_pid(&id).unwrap();
+    for pid in procs::marked(&id, &[]) {
+        let mut p = pid;
+        // Every process of the environment descends from the new agent.
+        while p > 1 && p != new {
+            p = procs::stat(p).map_or(1, |s| s.ppid);
+        }
+        assert_eq!(
+            p,
+            new,
+            "pid {pid} ({}) is not under the new agent",
+            procs::cmdline(pid)
+        );
+    }
+    app.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_restart_brings_environments_back_and_shutdown_leaves_nothing() {
+    let app = spawn_app().await;
+    let cookie = app.signup("restart@example.com").await;
+    let id = app.create(&cookie, "web", "node").await;
+    app.wait_status(&cookie, &id, "running", Duration::from_secs(30))
+        .await;
+    let data = app.shutdown().await;
+    assert!(
+        procs::marked(&id, &[]).is_empty(),
+        "processes left after shutdown"
+    );
+
+    let app = spawn_in(data, Options::default()).await;
+    // A new port is a new issuer: sign in again (same data dir, same account).
+    let cookie = app.signin("restart@example.com").await;
+    let env = app
+        .wait_status(&cookie, &id, "running", Duration::from_secs(30))
+        .await;
+    let agent = app
+        .compute
+        .agent_pid(&id)
+        .expect("agent started again after the restart");
+    let ide_url = env["ideUrl"].as_str().unwrap();
+    let r = agent_client(ide_url)
+        .get(format!("{ide_url}_dev8/healthz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    app.shutdown().await;
+    assert!(
+        procs::stat(agent).is_none_or(|_| !procs::is_marked(agent, &id)),
+        "agent left after shutdown"
+    );
+    assert!(
+        procs::marked(&id, &[]).is_empty(),
+        "processes left after the second shutdown"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_agent_restarts_code_server_when_it_dies() {
+    let app = spawn_app().await;
+    let cookie = app.signup("cs-crash@example.com").await;
+    let id = app.create(&cookie, "node", "node").await;
+    let env = app
+        .wait_status(&cookie, &id, "running", Duration::from_secs(30))
+        .await;
+    let ide_url = env["ideUrl"].as_str().unwrap().to_string();
+    let agent = app.compute.agent_pid(&id).unwrap();
+    let code_server = |agent: i32| {
+        procs::marked(&id, &[agent])
+            .into_iter()
+            .find(|p| procs::stat(*p).is_some_and(|s| s.ppid == agent))
+    };
+    let old = code_server(agent).expect("code-server is the agent's child");
+    procs::signal(old, rustix::process::Signal::KILL);
+    let client = agent_client(&ide_url);
+    let t0 = Instant::now();
+    loop {
+        let ready = client
+            .get(format!("{ide_url}_dev8/healthz"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == 200);
+        if ready && code_server(agent).is_some_and(|p| p != old) {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "code-server not back within 20 s"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        app.compute.agent_pid(&id),
+        Some(agent),
+        "the same agent carries on"
+    );
+    app.shutdown().await;
+}
