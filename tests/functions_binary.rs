@@ -59,7 +59,6 @@ async fn start_packaged(app_dir: &Path, queue: &str, data_dir: &Path) -> HostSim
 }
 
 #[tokio::test]
-#[ignore = "needs DEV8_COMPUTE=local (agent branch); run with --ignored once merged"]
 async fn the_binary_starts_like_a_custom_handler_and_speaks_the_protocol() {
     tokio::time::timeout(Duration::from_secs(120), async {
         let tmp = tempfile::tempdir().unwrap();
@@ -134,7 +133,6 @@ async fn the_binary_starts_like_a_custom_handler_and_speaks_the_protocol() {
 }
 
 #[tokio::test]
-#[ignore = "needs DEV8_COMPUTE=local (agent branch); run with --ignored once merged"]
 async fn the_full_lifecycle_runs_through_the_real_binary() {
     tokio::time::timeout(Duration::from_secs(180), async {
         let tmp = tempfile::tempdir().unwrap();
