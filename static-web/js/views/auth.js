@@ -107,7 +107,7 @@ export function createAuthView({ mode, config, notice, onSignedIn }) {
         : await api.signIn(email.value.trim(), password.value);
       onSignedIn(body.user);
     } catch (error) {
-      if (error.status === 400 && Object.keys(error.errors).length) showFieldErrors(form, error.errors, controls);
+      if (Object.keys(error.errors).length) showFieldErrors(form, error.errors, controls);
       else if (error.status === 409 && signup) {
         setFieldError(email, error.detail && !/^[A-Z]/.test(error.detail) ? error.detail : 'is already registered — sign in instead');
         email.focus();

@@ -112,7 +112,8 @@ export function openCreateDialog(catalog, { existingNames = [] } = {}) {
       } catch (error) {
         busy = false;
         if (error.status === 401) { finish(); return; }
-        if (error.status === 400 && Object.keys(error.errors).length) showFieldErrors(form, error.errors, controls);
+        // Field errors come with 400 (invalid) and 409 (e.g. the name is taken).
+        if (Object.keys(error.errors).length) showFieldErrors(form, error.errors, controls);
         else if (error.status === 409 && /name/i.test(`${error.detail} ${error.title}`)) {
           setFieldError(name, error.detail || 'is already taken');
           name.focus();

@@ -109,7 +109,7 @@ export function createDetailView(id, ctx) {
       ctx.toast({ message: `Idle timeout for ${updated.name} set to ${updated.idleTimeoutMinutes} min`, tone: 'success' });
     } catch (error) {
       if (error.status === 401) return;
-      if (error.status === 400 && Object.keys(error.errors).length) showFieldErrors(settings, error.errors, { idleTimeoutMinutes: idleInput });
+      if (Object.keys(error.errors).length) showFieldErrors(settings, error.errors, { idleTimeoutMinutes: idleInput });
       else setFormAlert(settings, describeError(error));
     } finally {
       save.disabled = false;
