@@ -379,7 +379,12 @@ async fn container_group_body_follows_the_documented_schema() {
         var("DEV8_AGENT_LISTEN"),
         json!({"name": "DEV8_AGENT_LISTEN", "value": "127.0.0.1:8080"})
     );
-    assert_eq!(vars.len(), 6);
+    assert_eq!(
+        var("DEV8_AGENT_HOME"),
+        json!({"name": "DEV8_AGENT_HOME", "value": "/home/dev"}),
+        "the agent's home is the mounted share"
+    );
+    assert_eq!(vars.len(), 7);
     // The agent token is a real agent token for this environment.
     let token = var("DEV8_AGENT_TOKEN")["secureValue"]
         .as_str()

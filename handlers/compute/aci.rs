@@ -59,6 +59,7 @@ pub const ENV_CONTROL_PLANE_URL: &str = "DEV8_CONTROL_PLANE_URL";
 pub const ENV_AGENT_ISSUER: &str = "DEV8_AGENT_ISSUER";
 pub const ENV_ENVIRONMENT_ID: &str = "DEV8_ENVIRONMENT_ID";
 pub const ENV_AGENT_LISTEN: &str = "DEV8_AGENT_LISTEN";
+pub const ENV_AGENT_HOME: &str = "DEV8_AGENT_HOME";
 
 /// Settings of the ACI backend (all from the environment; see DESIGN.md).
 #[derive(Debug, Clone, Args)]
@@ -483,6 +484,7 @@ impl AciCompute {
                             "environmentVariables": [
                                 { "name": ENV_ENVIRONMENT_ID, "value": env.id },
                                 { "name": ENV_AGENT_LISTEN, "value": AGENT_LISTEN },
+                                { "name": ENV_AGENT_HOME, "value": HOME_PATH },
                                 { "name": ENV_CONTROL_PLANE_URL, "secureValue": agent.control_plane_url },
                                 { "name": ENV_AGENT_ISSUER, "secureValue": agent.issuer },
                                 { "name": ENV_AGENT_JWKS, "secureValue": agent.jwks },
