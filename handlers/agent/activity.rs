@@ -321,19 +321,29 @@ impl WsObserver {
             Connection::Management => match ipc_request(p) {
                 // Only calls (not event subscriptions or cancellations), and not the workbench's own probes.
                 Some((100, channel, command)) => {
-                    !BACKGROUND_IPC.contains(&(channel.as_str(), command.as_str()))
+                    let used = !BACKGROUND_IPC.contains(&(channel.as_str(), command.as_str()));
+                    tracing::trace!(%channel, %command, used, "IPC call");
+                    used
                 }
                 Some(_) => false,
                 None => true,
             },
             Connection::ExtensionHost => match p[0] {
                 // Requests from the workbench to extensions: typing, opening, saving...
-                1..=4 => match rpc_method(p) {
-                    // The window becoming active again follows the user's input; going inactive does not.
-                    Some("$onDidChangeWindowActive") => p.windows(4).any(|w| w == b"true"),
-                    Some(m) => !BACKGROUND_RPC.contains(&m),
-                    None => true,
-                },
+                1..=4 => {
+                    let used = match rpc_method(p) {
+                        // The window becoming active again follows the user's input; going inactive does not.
+                        Some("$onDidChangeWindowActive") => p.windows(4).any(|w| w == b"true"),
+                        Some(m) => !BACKGROUND_RPC.contains(&m),
+                        None => true,
+                    };
+                    tracing::trace!(
+                        method = rpc_method(p).unwrap_or("?"),
+                        used,
+                        "extension host call"
+                    );
+                    used
+                }
                 // Acknowledgements, cancellations and replies to the extension host.
                 _ => false,
             },
