@@ -25,6 +25,29 @@ fn fast() -> Options {
     }
 }
 
+/// An IPC call on the management connection, serialised as VS Code does:
+/// `[100, id, channel, command]` then the argument (here: undefined).
+fn ipc(id: u8, channel: &str, command: &str) -> Vec<u8> {
+    let mut p = vec![4, 4, 6, 100, 6, id & 0x7f, 1, channel.len() as u8];
+    p.extend_from_slice(channel.as_bytes());
+    p.extend_from_slice(&[1, command.len() as u8]);
+    p.extend_from_slice(command.as_bytes());
+    p.push(0);
+    p
+}
+
+/// An extension-host RPC request from the workbench: type 1, request id, proxy id, method, JSON args.
+fn rpc(req: u32, method: &str, args: &str) -> Vec<u8> {
+    let mut p = vec![1];
+    p.extend_from_slice(&req.to_be_bytes());
+    p.push(b'X');
+    p.push(method.len() as u8);
+    p.extend_from_slice(method.as_bytes());
+    p.extend_from_slice(&(args.len() as u32).to_be_bytes());
+    p.extend_from_slice(args.as_bytes());
+    p
+}
+
 /// A VS Code protocol message: type, id, ack, length (big-endian), payload.
 fn vscode(kind: u8, id: u32, ack: u32, data: &[u8]) -> Vec<u8> {
     let mut m = vec![kind];
@@ -115,7 +138,11 @@ impl Ide {
         assert!(r.status().as_u16() < 500);
     }
 
-    async fn websocket(&self) -> tokio_tungstenite::WebSocketStream<tokio::net::TcpStream> {
+    /// A VS Code WebSocket of `connection` type (1 management, 2 extension host).
+    async fn websocket(
+        &self,
+        connection: u8,
+    ) -> tokio_tungstenite::WebSocketStream<tokio::net::TcpStream> {
         let url = reqwest::Url::parse(&self.ide_url).unwrap();
         let port = url.port().unwrap();
         let mut req = format!(
@@ -143,6 +170,12 @@ impl Ide {
             br#"{"type":"auth","auth":"00000000000000000000","data":""}"#,
         );
         ws.send(Message::Binary(auth.into())).await.unwrap();
+        let kind = format!(
+            r#"{{"type":"connectionType","signedData":"y","desiredConnectionType":{connection}}}"#
+        );
+        ws.send(Message::Binary(vscode(2, 0, 0, kind.as_bytes()).into()))
+            .await
+            .unwrap();
         ws
     }
 }
@@ -160,19 +193,46 @@ async fn an_open_untouched_ide_is_stopped_at_the_idle_timeout() {
     tokio::time::sleep(PUSH * 2).await;
     let settled = last_activity(&app, &cookie, &ide.id).await;
 
-    // An open tab: keep-alives every 5 s and acks (here much faster), asset
-    // and health requests. None of it is use.
-    let mut ws = ide.websocket().await;
+    // An open tab, as seen from code-server 4.100.3's workbench in Chromium
+    // left alone: keep-alives every 5 s and acks, the latency probe
+    // (`telemetry.ping` calls), file-watcher events and the window going
+    // inactive sent to the extension host, replies to the extension host,
+    // asset and health requests (all here much faster). None of it is use.
+    let mut management = ide.websocket(1).await;
+    let mut ext_host = ide.websocket(2).await;
     let until = Instant::now() + PUSH * 5;
     let mut n = 0;
     while Instant::now() < until {
-        ws.send(Message::Binary(vscode(9, 0, n, &[]).into()))
+        for ws in [&mut management, &mut ext_host] {
+            ws.send(Message::Binary(vscode(9, 0, n, &[]).into()))
+                .await
+                .unwrap();
+            ws.send(Message::Binary(vscode(3, 0, n, &[]).into()))
+                .await
+                .unwrap();
+            ws.send(Message::Ping(vec![1, 2, 3].into())).await.unwrap();
+        }
+        let ping = vscode(1, n + 1, 0, &ipc(n as u8, "telemetry", "ping"));
+        management.send(Message::Binary(ping.into())).await.unwrap();
+        let event = rpc(
+            n,
+            "$onFileEvent",
+            r#"[{"created":[],"changed":[{"$mid":1,"path":"/settings/user"}],"deleted":[]}]"#,
+        );
+        ext_host
+            .send(Message::Binary(vscode(1, 2 * n + 1, 0, &event).into()))
             .await
             .unwrap();
-        ws.send(Message::Binary(vscode(3, 0, n, &[]).into()))
+        let inactive = rpc(n, "$onDidChangeWindowActive", "[false]");
+        ext_host
+            .send(Message::Binary(vscode(1, 2 * n + 2, 0, &inactive).into()))
             .await
             .unwrap();
-        ws.send(Message::Ping(vec![1, 2, 3].into())).await.unwrap();
+        let reply = [7, 0, 0, 1, n as u8];
+        ext_host
+            .send(Message::Binary(vscode(1, 2 * n + 3, 0, &reply).into()))
+            .await
+            .unwrap();
         ide.asset().await;
         let _ = ide
             .client
@@ -198,7 +258,7 @@ async fn an_open_untouched_ide_is_stopped_at_the_idle_timeout() {
         .wait_status(&cookie, &ide.id, "stopped", Duration::from_secs(30))
         .await;
     assert_eq!(env["stopCause"], "idle");
-    drop(ws);
+    drop((management, ext_host));
     app.shutdown().await;
 }
 
@@ -207,7 +267,7 @@ async fn page_requests_and_websocket_work_keep_it_running() {
     let app = spawn_app_with(fast()).await;
     let cookie = app.signup("busy@example.com").await;
     let ide = running_ide(&app, &cookie, "used").await;
-    let mut ws = ide.websocket().await;
+    let mut ws = ide.websocket(1).await;
 
     // Three minutes on, a page view; three more, a message that carries work
     // (say, an edit): six minutes in all, past the five-minute timeout.
@@ -218,7 +278,7 @@ async fn page_requests_and_websocket_work_keep_it_running() {
             ide.page().await;
         } else {
             ws.send(Message::Binary(
-                vscode(1, 1, 0, br#"[100,1,"remoteFilesystem","writeFile"]"#).into(),
+                vscode(1, 1, 0, &ipc(9, "remoteFilesystem", "writeFile")).into(),
             ))
             .await
             .unwrap();

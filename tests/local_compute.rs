@@ -194,13 +194,35 @@ async fn serve_restart_brings_environments_back_and_shutdown_leaves_nothing() {
     let app = spawn_in(data, Options::default()).await;
     // A new port is a new issuer: sign in again (same data dir, same account).
     let cookie = app.signin("restart@example.com").await;
-    let env = app
-        .wait_status(&cookie, &id, "running", Duration::from_secs(30))
-        .await;
-    let agent = app
-        .compute
-        .agent_pid(&id)
-        .expect("agent started again after the restart");
+    // The record still says `running` from before; the sweep at start
+    // requeues it and reconcile finds no agent, so it starts a new one.
+    let compute = app.compute.clone();
+    let id2 = id.clone();
+    wait_until(
+        "an agent after the restart",
+        Duration::from_secs(30),
+        move || compute.agent_pid(&id2).is_some(),
+    )
+    .await;
+    let agent = app.compute.agent_pid(&id).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let env = loop {
+        let env = app.environment(&cookie, &id).await;
+        if let (Some(url), true) = (env["ideUrl"].as_str(), env["status"] == "running") {
+            let health = agent_client(url)
+                .get(format!("{url}_dev8/healthz"))
+                .send()
+                .await;
+            if health.is_ok_and(|r| r.status() == 200) {
+                break env;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not running on the new agent: {env}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
     let ide_url = env["ideUrl"].as_str().unwrap();
     let r = agent_client(ide_url)
         .get(format!("{ide_url}_dev8/healthz"))

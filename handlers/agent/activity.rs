@@ -25,8 +25,10 @@
 //! * **CPU-busy user processes**: processes marked as the environment's
 //!   (see `procs`) other than code-server's own (its server, extension host,
 //!   pty host, file watcher, language servers shipped with it) that used at
-//!   least `BUSY_SHARE` of one core over a sample window — a build or a test
-//!   run keeps the environment alive.
+//!   least `BUSY_SHARE` of one core in two sample windows in a row — a build
+//!   or a test run keeps the environment alive. Only processes seen in both
+//!   samples of a window count, so short-lived helpers (a shell probing the
+//!   environment, an extension's `git status`) do not.
 //!
 //! Activity is pushed to `POST /api/environments/{id}/activity` with the
 //! agent token at most once per push interval (one minute by default).
@@ -123,6 +125,7 @@ pub fn is_use(method: &http::Method, path: &str, headers: &http::HeaderMap) -> b
 mod vscode {
     pub const HEADER: usize = 13;
     pub const REGULAR: u8 = 1;
+    pub const CONTROL: u8 = 2;
     /// Known types: None, Regular, Control, Ack, Disconnect, ReplayRequest, Pause, Resume, KeepAlive.
     pub fn known(t: u8) -> bool {
         matches!(t, 0 | 1 | 2 | 3 | 5 | 6 | 7 | 8 | 9)
@@ -155,7 +158,32 @@ pub struct WsObserver {
     msg_left: u64,
     /// The stream stopped looking like VS Code's protocol: fall back to frame sizes.
     lost: bool,
+    /// Kind of the message being read, and the first bytes of its payload.
+    msg_kind: u8,
+    msg_body: Vec<u8>,
+    /// What the handshake said this connection carries.
+    connection: Connection,
 }
+
+/// What a VS Code WebSocket carries (the handshake's `desiredConnectionType`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Connection {
+    Unknown,
+    /// IPC channels: files, terminals, search, ... (`desiredConnectionType` 1).
+    Management,
+    /// The extension host's RPC protocol (2).
+    ExtensionHost,
+}
+
+/// How much of a message's payload is kept for classifying it.
+const BODY_PREFIX: usize = 256;
+
+/// IPC calls the workbench makes on its own: the latency probe (five pings
+/// two seconds apart, about once a minute).
+const BACKGROUND_IPC: &[(&str, &str)] = &[("telemetry", "ping")];
+/// Extension-host calls the workbench makes without the user: file-watcher
+/// events and the window going inactive.
+const BACKGROUND_RPC: &[&str] = &["$onFileEvent", "$onDidChangeWindowActive"];
 
 impl WsObserver {
     /// `vscode`: the socket is one of VS Code's (its URL carries `reconnectionToken`).
@@ -171,6 +199,9 @@ impl WsObserver {
             msg_head: Vec::with_capacity(vscode::HEADER),
             msg_left: 0,
             lost: false,
+            msg_kind: 0,
+            msg_body: Vec::new(),
+            connection: Connection::Unknown,
         }
     }
 
@@ -235,6 +266,12 @@ impl WsObserver {
             };
             if self.msg_left > 0 {
                 self.msg_left -= 1;
+                if self.msg_body.len() < BODY_PREFIX {
+                    self.msg_body.push(b);
+                }
+                if self.msg_left == 0 {
+                    used += self.end_message();
+                }
                 continue;
             }
             self.msg_head.push(b);
@@ -247,14 +284,127 @@ impl WsObserver {
                     self.lost = true;
                     return used;
                 }
-                if kind == vscode::REGULAR && len > 0 {
-                    used += 1;
-                }
+                self.msg_kind = kind;
+                self.msg_body.clear();
                 self.msg_left = len;
+                if len == 0 {
+                    used += self.end_message();
+                }
             }
         }
         used
     }
+
+    /// A whole VS Code message was read: does it carry user work?
+    fn end_message(&mut self) -> u32 {
+        let body = std::mem::take(&mut self.msg_body);
+        match self.msg_kind {
+            vscode::CONTROL => {
+                // The handshake names the connection type: {"type":"connectionType",...,"desiredConnectionType":1}
+                let text = String::from_utf8_lossy(&body);
+                if let Some(at) = text.find("\"desiredConnectionType\":") {
+                    self.connection = match text[at + 24..].trim_start().chars().next() {
+                        Some('1') => Connection::Management,
+                        Some('2') => Connection::ExtensionHost,
+                        _ => Connection::Unknown,
+                    };
+                }
+                0
+            }
+            vscode::REGULAR if !body.is_empty() => u32::from(self.regular_is_use(&body)),
+            _ => 0,
+        }
+    }
+
+    fn regular_is_use(&self, p: &[u8]) -> bool {
+        match self.connection {
+            Connection::Management => match ipc_request(p) {
+                // Only calls (not event subscriptions or cancellations), and not the workbench's own probes.
+                Some((100, channel, command)) => {
+                    let used = !BACKGROUND_IPC.contains(&(channel.as_str(), command.as_str()));
+                    tracing::trace!(%channel, %command, used, "IPC call");
+                    used
+                }
+                Some(_) => false,
+                None => true,
+            },
+            Connection::ExtensionHost => match p[0] {
+                // Requests from the workbench to extensions: typing, opening, saving...
+                1..=4 => {
+                    let used = match rpc_method(p) {
+                        // The window becoming active again follows the user's input; going inactive does not.
+                        Some("$onDidChangeWindowActive") => p.windows(4).any(|w| w == b"true"),
+                        Some(m) => !BACKGROUND_RPC.contains(&m),
+                        None => true,
+                    };
+                    tracing::trace!(
+                        method = rpc_method(p).unwrap_or("?"),
+                        used,
+                        "extension host call"
+                    );
+                    used
+                }
+                // Acknowledgements, cancellations and replies to the extension host.
+                _ => false,
+            },
+            Connection::Unknown => true,
+        }
+    }
+}
+
+/// Read a VS Code variable-length quantity (7 bits a byte, least significant first).
+fn vql(p: &[u8], at: &mut usize) -> Option<u64> {
+    let mut v = 0u64;
+    for shift in (0..64).step_by(7) {
+        let b = *p.get(*at)?;
+        *at += 1;
+        v |= u64::from(b & 0x7f) << shift;
+        if b & 0x80 == 0 {
+            return Some(v);
+        }
+    }
+    None
+}
+
+/// An IPC request header `[type, id, channel, command]` (VS Code's
+/// serializer: 4 = array, 6 = integer, 1 = string, each length a VQL).
+fn ipc_request(p: &[u8]) -> Option<(u64, String, String)> {
+    let mut at = 0;
+    if *p.first()? != 4 {
+        return None;
+    }
+    at += 1;
+    let n = vql(p, &mut at)?;
+    if n < 4 {
+        return None;
+    }
+    let int = |at: &mut usize| -> Option<u64> {
+        if *p.get(*at)? != 6 {
+            return None;
+        }
+        *at += 1;
+        vql(p, at)
+    };
+    let string = |at: &mut usize| -> Option<String> {
+        if *p.get(*at)? != 1 {
+            return None;
+        }
+        *at += 1;
+        let len = vql(p, at)? as usize;
+        let s = p.get(*at..*at + len)?;
+        *at += len;
+        Some(String::from_utf8_lossy(s).into_owned())
+    };
+    let kind = int(&mut at)?;
+    int(&mut at)?;
+    Some((kind, string(&mut at)?, string(&mut at)?))
+}
+
+/// The method of an extension-host RPC request: type u8, request id u32,
+/// proxy id u8, then the method as a length-prefixed short string.
+fn rpc_method(p: &[u8]) -> Option<&str> {
+    let len = *p.get(6)? as usize;
+    std::str::from_utf8(p.get(7..7 + len)?).ok()
 }
 
 /// Parse a complete frame header: (payload length, is a data frame, masked, mask key).
@@ -295,7 +445,7 @@ fn parse_frame_header(h: &[u8]) -> Option<(u64, bool, bool, [u8; 4])> {
 pub async fn watch_cpu(
     activity: Arc<Activity>,
     environment_id: String,
-    internal: String,
+    internal: Vec<String>,
     every: Duration,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
@@ -303,6 +453,7 @@ pub async fn watch_cpu(
     let hz = procs::ticks_per_second() as f64;
     let mut sampler = CpuSampler::default();
     let mut last = Instant::now();
+    let mut was_busy = false;
     loop {
         let (id, internal) = (environment_id.clone(), internal.clone());
         let stats = tokio::task::spawn_blocking(move || user_processes(&id, &internal, me))
@@ -311,7 +462,9 @@ pub async fn watch_cpu(
         let ticks = sampler.sample(&stats);
         let window = last.elapsed().as_secs_f64().max(0.001);
         last = Instant::now();
-        if ticks as f64 / hz >= BUSY_SHARE * window {
+        let busy = ticks as f64 / hz >= BUSY_SHARE * window;
+        // Two busy windows in a row: a burst (an extension host starting up) is not work.
+        if busy && was_busy {
             tracing::debug!(
                 cpu_seconds = ticks as f64 / hz,
                 window,
@@ -319,6 +472,7 @@ pub async fn watch_cpu(
             );
             activity.touch(Kind::Cpu);
         }
+        was_busy = busy;
         tokio::select! {
             _ = tokio::time::sleep(every) => {}
             _ = stop.wait_for(|s| *s) => return,
@@ -327,12 +481,14 @@ pub async fn watch_cpu(
 }
 
 /// The environment's processes that are not code-server's own (nor the agent).
-fn user_processes(environment_id: &str, internal: &str, agent: i32) -> Vec<procs::Stat> {
+/// `internal`: code-server's package folder as given and as resolved (its
+/// processes re-execute through the real path).
+fn user_processes(environment_id: &str, internal: &[String], agent: i32) -> Vec<procs::Stat> {
     procs::marked(environment_id, &[agent])
         .into_iter()
         .filter(|pid| {
             let cmd = procs::cmdline(*pid);
-            !cmd.is_empty() && !cmd.contains(internal)
+            !cmd.is_empty() && !internal.iter().any(|dir| cmd.contains(dir.as_str()))
         })
         .filter_map(procs::stat)
         .collect()
@@ -471,6 +627,117 @@ mod tests {
         // And the stream is still in step afterwards.
         assert_eq!(o.feed(&frame(2, true, &msg(9, 0, 10, &[]))), 0);
         assert_eq!(o.feed(&frame(2, true, &msg(1, 11, 10, b"x"))), 1);
+    }
+
+    /// An IPC request as VS Code serialises it: [100, id, channel, command] then the argument.
+    pub(super) fn ipc(id: u8, channel: &str, command: &str, arg: &[u8]) -> Vec<u8> {
+        let mut p = vec![4, 4, 6, 100, 6, id & 0x7f, 1, channel.len() as u8];
+        p.extend_from_slice(channel.as_bytes());
+        p.extend_from_slice(&[1, command.len() as u8]);
+        p.extend_from_slice(command.as_bytes());
+        p.extend_from_slice(arg);
+        p
+    }
+
+    /// An extension-host RPC request: type 1, request id, proxy id, method, JSON args.
+    pub(super) fn rpc(req: u32, method: &str, args: &str) -> Vec<u8> {
+        let mut p = vec![1];
+        p.extend_from_slice(&req.to_be_bytes());
+        p.push(b'X');
+        p.push(method.len() as u8);
+        p.extend_from_slice(method.as_bytes());
+        p.extend_from_slice(&(args.len() as u32).to_be_bytes());
+        p.extend_from_slice(args.as_bytes());
+        p
+    }
+
+    fn handshake(o: &mut WsObserver, connection: u8) -> u32 {
+        let json = format!(
+            r#"{{"type":"connectionType","commit":"abc","signedData":"x","desiredConnectionType":{connection}}}"#
+        );
+        o.feed(&frame(2, true, &msg(2, 0, 0, json.as_bytes())))
+    }
+
+    #[test]
+    fn an_idle_workbench_management_connection_is_not_use() {
+        // Bytes as captured from code-server 4.100.3's workbench in Chromium.
+        let captured_ping = [
+            4, 4, 6, 100, 6, 192, 3, 1, 9, 116, 101, 108, 101, 109, 101, 116, 114, 121, 1, 4, 112,
+            105, 110, 103, 0,
+        ];
+        assert_eq!(
+            ipc_request(&captured_ping),
+            Some((100, "telemetry".into(), "ping".into()))
+        );
+        let mut o = WsObserver::new(true);
+        assert_eq!(handshake(&mut o, 1), 0);
+        assert_eq!(o.feed(&frame(2, true, &msg(1, 1, 0, &captured_ping))), 0);
+        // Subscribing to events (102) is not use; a file write is.
+        let mut listen = ipc(5, "logger", "onDidChangeLogLevel", &[0]);
+        listen[3] = 102;
+        assert_eq!(o.feed(&frame(2, true, &msg(1, 2, 0, &listen))), 0);
+        assert_eq!(
+            o.feed(&frame(
+                2,
+                true,
+                &msg(1, 3, 0, &ipc(6, "remoteFilesystem", "writeFile", &[0]))
+            )),
+            1
+        );
+    }
+
+    #[test]
+    fn an_idle_workbench_extension_host_connection_is_not_use() {
+        let mut o = WsObserver::new(true);
+        assert_eq!(handshake(&mut o, 2), 0);
+        let event = r#"[{"created":[],"changed":[{"$mid":1,"path":"/settings/user","scheme":"vscode"}],"deleted":[]}]"#;
+        assert_eq!(
+            o.feed(&frame(
+                2,
+                true,
+                &msg(1, 1, 0, &rpc(69, "$onFileEvent", event))
+            )),
+            0
+        );
+        assert_eq!(
+            o.feed(&frame(
+                2,
+                true,
+                &msg(1, 2, 0, &rpc(70, "$onDidChangeWindowActive", "[false]"))
+            )),
+            0
+        );
+        // Replies and acknowledgements to the extension host (types 5..12).
+        assert_eq!(
+            o.feed(&frame(2, true, &msg(1, 3, 0, &[7, 0, 0, 1, 144]))),
+            0
+        );
+        assert_eq!(
+            o.feed(&frame(2, true, &msg(1, 4, 0, &[5, 0, 0, 1, 145]))),
+            0
+        );
+        // Typing in an editor, and coming back to the window, are use.
+        assert_eq!(
+            o.feed(&frame(
+                2,
+                true,
+                &msg(
+                    1,
+                    5,
+                    0,
+                    &rpc(71, "$acceptModelChanged", r#"[{"changes":[]}]"#)
+                )
+            )),
+            1
+        );
+        assert_eq!(
+            o.feed(&frame(
+                2,
+                true,
+                &msg(1, 6, 0, &rpc(72, "$onDidChangeWindowActive", "[true]"))
+            )),
+            1
+        );
     }
 
     #[test]

@@ -154,7 +154,7 @@ pub async fn run(
     let cpu = tokio::spawn(activity::watch_cpu(
         agent.activity.clone(),
         config.environment_id.clone(),
-        cs.package_dir().to_string_lossy().into_owned(),
+        code_server_dirs(&cs),
         config.cpu_sample,
         stop_rx.clone(),
     ));
@@ -213,6 +213,16 @@ pub async fn run(
     }
     let _ = tokio::time::timeout(Duration::from_secs(2), server).await;
     Ok(())
+}
+
+/// code-server's package folder, as configured and with symlinks resolved.
+fn code_server_dirs(cs: &CodeServer) -> Vec<String> {
+    let dir = cs.package_dir();
+    let mut dirs = vec![dir.to_string_lossy().into_owned()];
+    if let Ok(real) = dir.canonicalize() {
+        dirs.push(real.to_string_lossy().into_owned());
+    }
+    dirs
 }
 
 /// A private folder for code-server's socket (removed on drop). Short paths
@@ -358,6 +368,7 @@ async fn proxy_request(State(agent): State<Arc<Agent>>, mut req: Request) -> Res
         );
     }
     if !ws && activity::is_use(req.method(), req.uri().path(), req.headers()) {
+        tracing::debug!(method = %req.method(), path = %req.uri().path(), "request counted as use");
         agent.activity.touch(Kind::Page);
     }
     strip_private_cookies(req.headers_mut());

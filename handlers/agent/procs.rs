@@ -124,9 +124,11 @@ pub fn ticks_per_second() -> u64 {
     rustix::param::clock_ticks_per_second().max(1)
 }
 
-/// CPU time of a set of processes between two samples: processes are keyed by
-/// pid and start time, so a new process counts with all its time and a
-/// vanished one is dropped (its time shows up in the parent that reaps it).
+/// CPU time of a set of processes between two samples. Processes are keyed
+/// by pid and start time, and only those seen in both samples count: a
+/// short-lived helper (a shell probing the environment, a `git status` an
+/// extension runs) never does, while a build's long-lived processes do, and
+/// so do the short-lived children they reap (through `cutime`/`cstime`).
 #[derive(Debug, Default)]
 pub struct CpuSampler {
     last: HashMap<(i32, u64), u64>,
@@ -136,17 +138,17 @@ impl CpuSampler {
     /// Take a sample of `stats`; returns the CPU ticks used since the previous
     /// sample (0 on the first).
     pub fn sample(&mut self, stats: &[Stat]) -> u64 {
-        let first = self.last.is_empty();
         let mut delta = 0;
         let mut next = HashMap::with_capacity(stats.len());
         for s in stats {
             let key = (s.pid, s.start_time);
-            let before = self.last.get(&key).copied().unwrap_or(0);
-            delta += s.cpu_ticks.saturating_sub(before);
+            if let Some(before) = self.last.get(&key) {
+                delta += s.cpu_ticks.saturating_sub(*before);
+            }
             next.insert(key, s.cpu_ticks);
         }
         self.last = next;
-        if first { 0 } else { delta }
+        delta
     }
 }
 
@@ -179,33 +181,20 @@ mod tests {
     }
 
     #[test]
-    fn sampler_counts_new_processes_fully_and_ignores_vanished_ones() {
+    fn sampler_counts_only_processes_seen_twice() {
         let mut s = CpuSampler::default();
-        let a = Stat {
-            pid: 1,
+        let st = |pid, start_time, cpu_ticks| Stat {
+            pid,
             ppid: 0,
-            start_time: 10,
-            cpu_ticks: 100,
+            start_time,
+            cpu_ticks,
         };
-        assert_eq!(s.sample(&[a]), 0);
-        let a2 = Stat {
-            cpu_ticks: 130,
-            ..a
-        };
-        let b = Stat {
-            pid: 2,
-            ppid: 1,
-            start_time: 20,
-            cpu_ticks: 5,
-        };
-        assert_eq!(s.sample(&[a2, b]), 30 + 5);
-        // pid 1 reused by a new process: counts from zero.
-        let a3 = Stat {
-            pid: 1,
-            ppid: 0,
-            start_time: 99,
-            cpu_ticks: 4,
-        };
-        assert_eq!(s.sample(&[a3]), 4);
+        assert_eq!(s.sample(&[st(1, 10, 100)]), 0);
+        // pid 1 used 30 ticks; pid 2 is new and not counted yet.
+        assert_eq!(s.sample(&[st(1, 10, 130), st(2, 20, 5)]), 30);
+        assert_eq!(s.sample(&[st(2, 20, 25)]), 20);
+        // pid 2 reused by a new process: not counted until seen again.
+        assert_eq!(s.sample(&[st(2, 99, 400)]), 0);
+        assert_eq!(s.sample(&[st(2, 99, 410)]), 10);
     }
 }

@@ -192,7 +192,13 @@ where
                 Ok(0) | Err(_) => break,
                 Ok(n) => n,
             };
-            if observer.feed(&buf[..n]) > 0 {
+            let used = observer.feed(&buf[..n]);
+            if used > 0 {
+                tracing::debug!(
+                    messages = used,
+                    bytes = n,
+                    "WebSocket messages counted as use"
+                );
                 activity.touch(Kind::WebSocket);
             }
             if uw.write_all(&buf[..n]).await.is_err() {
