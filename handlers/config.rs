@@ -58,8 +58,13 @@ pub struct AgentArgs {
     )]
     pub listen: std::net::SocketAddr,
     /// The environment's origin as browsers see it (WebSocket Origin check, cookies).
+    /// Unset on ACI, where the FQDN is only known once ARM assigns it: the agent
+    /// then sits behind the group's TLS sidecar and its origin is `https://<Host>`.
     #[arg(long, env = "DEV8_AGENT_ORIGIN", hide = true)]
-    pub origin: String,
+    pub origin: Option<String>,
+    /// Run code-server as this (non-root) user of the image; unset: as the agent's user.
+    #[arg(long, env = "DEV8_IDE_USER", hide = true)]
+    pub ide_user: Option<String>,
     /// The environment's persistent home.
     #[arg(long, env = "DEV8_AGENT_HOME", hide = true)]
     pub home: PathBuf,
@@ -105,6 +110,7 @@ impl AgentArgs {
             control_plane_url: self.control_plane_url,
             listen: self.listen,
             origin: self.origin,
+            ide_user: self.ide_user,
             home: self.home,
             code_server: self.code_server,
             node: self.node,

@@ -50,6 +50,45 @@ pub struct CodeServer {
     /// The Unix socket code-server listens on.
     pub socket: PathBuf,
     pub environment_id: String,
+    /// Run code-server as this uid/gid (the image's non-root user).
+    pub user: Option<IdeUser>,
+}
+
+/// The account code-server runs as, resolved from `/etc/passwd`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IdeUser {
+    pub uid: u32,
+    pub gid: u32,
+}
+
+impl IdeUser {
+    /// Look `name` up in a passwd-format file.
+    pub fn lookup(passwd: &str, name: &str) -> Option<IdeUser> {
+        passwd.lines().find_map(|line| {
+            let f: Vec<&str> = line.split(':').collect();
+            if f.len() < 4 || f[0] != name {
+                return None;
+            }
+            Some(IdeUser {
+                uid: f[2].parse().ok()?,
+                gid: f[3].parse().ok()?,
+            })
+        })
+    }
+
+    /// Resolve `name` from the system's `/etc/passwd`; refuses root.
+    pub fn resolve(name: &str) -> anyhow::Result<IdeUser> {
+        let passwd = std::fs::read_to_string("/etc/passwd")?;
+        let user = IdeUser::lookup(&passwd, name)
+            .ok_or_else(|| anyhow::anyhow!("DEV8_IDE_USER {name} is not in /etc/passwd"))?;
+        anyhow::ensure!(user.uid != 0, "DEV8_IDE_USER must not be root");
+        Ok(user)
+    }
+
+    /// Hand `path` to this user (the agent itself may run as root).
+    pub fn own(&self, path: &std::path::Path) -> std::io::Result<()> {
+        std::os::unix::fs::chown(path, Some(self.uid), Some(self.gid))
+    }
 }
 
 impl CodeServer {
@@ -86,7 +125,22 @@ impl CodeServer {
             self.extensions_dir(),
             self.user_data_dir().join("User"),
         ] {
-            std::fs::create_dir_all(dir)?;
+            std::fs::create_dir_all(&dir)?;
+        }
+        if let Some(user) = self.user {
+            // The folders code-server writes to, and the socket's folder.
+            for dir in [
+                self.home.clone(),
+                self.workspace(),
+                self.extensions_dir(),
+                self.user_data_dir(),
+                self.user_data_dir().join("User"),
+            ] {
+                user.own(&dir)?;
+            }
+            if let Some(run_dir) = self.socket.parent() {
+                user.own(run_dir)?;
+            }
         }
         match std::fs::OpenOptions::new()
             .write(true)
@@ -131,6 +185,9 @@ impl CodeServer {
             .env(MARKER, &self.environment_id)
             .stdin(std::process::Stdio::null())
             .kill_on_drop(true);
+        if let Some(user) = self.user {
+            cmd.uid(user.uid).gid(user.gid);
+        }
         cmd
     }
 }
@@ -214,6 +271,7 @@ mod tests {
             home: dir.path().join("home"),
             socket: dir.path().join("s.sock"),
             environment_id: "e1".into(),
+            user: None,
         };
         assert_eq!(
             cs.package_dir(),
@@ -243,5 +301,52 @@ mod tests {
             next_backoff(Duration::from_secs(20), Duration::from_secs(90)),
             Duration::from_millis(500)
         );
+    }
+
+    #[test]
+    fn ide_users_are_looked_up_in_passwd_format() {
+        let passwd = "root:x:0:0:root:/root:/bin/bash\ndev:x:1000:1001::/home/dev:/bin/bash\nbad:x:nope:1::/:/bin/sh\n";
+        assert_eq!(
+            IdeUser::lookup(passwd, "dev"),
+            Some(IdeUser {
+                uid: 1000,
+                gid: 1001
+            })
+        );
+        assert_eq!(
+            IdeUser::lookup(passwd, "root"),
+            Some(IdeUser { uid: 0, gid: 0 })
+        );
+        assert_eq!(IdeUser::lookup(passwd, "bad"), None);
+        assert_eq!(IdeUser::lookup(passwd, "nobody-here"), None);
+        assert!(IdeUser::resolve("root").is_err(), "never root");
+    }
+
+    #[test]
+    fn the_command_runs_as_the_ide_user_when_one_is_set() {
+        let cs = CodeServer {
+            node: "node".into(),
+            entry: "/opt/cs/out/node/entry.js".into(),
+            home: "/home/dev".into(),
+            socket: "/tmp/x/s.sock".into(),
+            environment_id: "e1".into(),
+            user: Some(IdeUser {
+                uid: 1000,
+                gid: 1000,
+            }),
+        };
+        // The uid/gid are applied at spawn; what we can check here is that the
+        // environment handed to code-server is still only the allowlist.
+        let cmd = cs.command();
+        let envs: Vec<String> = cmd
+            .as_std()
+            .get_envs()
+            .map(|(k, _)| k.to_string_lossy().into_owned())
+            .collect();
+        assert!(
+            envs.iter().all(|k| !k.starts_with("DEV8_AGENT")),
+            "{envs:?}"
+        );
+        assert!(envs.contains(&"HOME".to_string()));
     }
 }

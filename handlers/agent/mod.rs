@@ -53,8 +53,12 @@ pub struct AgentConfig {
     pub control_plane_url: String,
     /// Where the agent listens.
     pub listen: SocketAddr,
-    /// The environment's own origin as browsers see it (`http://e-<id>.localhost:<port>`).
-    pub origin: String,
+    /// The environment's own origin as browsers see it (`http://e-<id>.localhost:<port>`);
+    /// `None` behind a TLS sidecar that serves only this environment's name
+    /// (ACI): then the origin is `https://<Host>` of each request.
+    pub origin: Option<String>,
+    /// Run code-server as this user (the images' non-root `dev`).
+    pub ide_user: Option<String>,
     /// The persistent home: workspace, code-server settings and extensions, dotfiles.
     pub home: PathBuf,
     /// code-server's `entry.js`.
@@ -81,7 +85,7 @@ impl std::fmt::Debug for AgentConfig {
 
 struct Agent {
     environment_id: String,
-    origin: String,
+    origin: Option<String>,
     ide_url: String,
     secure: bool,
     sessions: Sessions,
@@ -98,10 +102,28 @@ impl Agent {
         }
     }
 
+    /// This environment's origin: configured, or (behind the TLS sidecar,
+    /// which serves only this environment's name) `https://<Host>`.
+    fn own_origin(&self, headers: &HeaderMap) -> Option<String> {
+        let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
+        expected_origin(self.origin.as_deref(), host)
+    }
+
     fn session_of(&self, headers: &HeaderMap) -> bool {
         let jar = axum_extra::extract::CookieJar::from_headers(headers);
         jar.get(self.cookie_name())
             .is_some_and(|c| self.sessions.check(c.value()))
+    }
+}
+
+/// The origin a WebSocket must come from: the configured one, or behind the
+/// TLS sidecar (which answers only for this environment's name) `https://<Host>`.
+fn expected_origin(configured: Option<&str>, host: Option<&str>) -> Option<String> {
+    match configured {
+        Some(o) => Some(o.to_string()),
+        None => host
+            .filter(|h| !h.is_empty())
+            .map(|h| format!("https://{h}")),
     }
 }
 
@@ -119,12 +141,18 @@ pub async fn run(
         config.code_server.display()
     );
     let run_dir = runtime_dir()?;
+    let user = config
+        .ide_user
+        .as_deref()
+        .map(code_server::IdeUser::resolve)
+        .transpose()?;
     let cs = Arc::new(CodeServer {
         node: config.node.clone(),
         entry: config.code_server.clone(),
         home: config.home.clone(),
         socket: run_dir.path.join("code-server.sock"),
         environment_id: config.environment_id.clone(),
+        user,
     });
     cs.prepare()
         .with_context(|| format!("preparing {}", config.home.display()))?;
@@ -132,11 +160,15 @@ pub async fn run(
         .await
         .with_context(|| format!("binding {}", config.listen))?;
     let control = config.control_plane_url.trim_end_matches('/').to_string();
-    let origin = config.origin.trim_end_matches('/').to_string();
+    let origin = config
+        .origin
+        .as_ref()
+        .map(|o| o.trim_end_matches('/').to_string());
     let agent = Arc::new(Agent {
         ide_url: format!("{control}/api/environments/{}/ide", config.environment_id),
         environment_id: config.environment_id.clone(),
-        secure: origin.starts_with("https://"),
+        // Behind the TLS sidecar (no configured origin) browsers always use https.
+        secure: origin.as_deref().is_none_or(|o| o.starts_with("https://")),
         origin,
         sessions: Sessions::new(keys, &config.environment_id, &config.issuer),
         upstream: proxy::Upstream::new(cs.socket.clone()),
@@ -351,7 +383,7 @@ async fn proxy_request(State(agent): State<Arc<Agent>>, mut req: Request) -> Res
             .headers()
             .get(header::ORIGIN)
             .and_then(|v| v.to_str().ok());
-        if origin != Some(agent.origin.as_str()) {
+        if origin.is_none() || origin != agent.own_origin(req.headers()).as_deref() {
             tracing::info!("WebSocket from a foreign origin refused");
             return (StatusCode::FORBIDDEN, "cross-origin WebSocket refused").into_response();
         }
@@ -407,5 +439,29 @@ mod tests {
         );
         strip_private_cookies(&mut h);
         assert!(h.get(header::COOKIE).is_none());
+    }
+}
+
+#[cfg(test)]
+mod origin_tests {
+    use super::expected_origin;
+
+    #[test]
+    fn the_configured_origin_wins_and_otherwise_the_host_over_https() {
+        let local = Some("http://e-1.localhost:4000");
+        assert_eq!(
+            expected_origin(local, Some("evil.example")).as_deref(),
+            local
+        );
+        assert_eq!(
+            expected_origin(None, Some("dev8-x.abc.westeurope.azurecontainer.io")).as_deref(),
+            Some("https://dev8-x.abc.westeurope.azurecontainer.io")
+        );
+        assert_eq!(
+            expected_origin(None, None),
+            None,
+            "no Host: nothing matches"
+        );
+        assert_eq!(expected_origin(None, Some("")), None);
     }
 }
