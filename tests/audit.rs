@@ -326,3 +326,39 @@ async fn the_store_treats_a_duplicate_audit_id_as_success_and_identities_as_uniq
     store.delete_identity("u1", "i1").await.unwrap();
     assert!(store.identities("u1").await.unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn opening_the_ide_writes_one_record_per_open() {
+    let app = spawn_app().await;
+    let u = app.user("ide@x.io").await;
+    let id = app.new_env(&u, "a").await;
+    app.settle(20).await;
+    // The page navigation (303 to the agent) and the API clients' route.
+    let nav = app
+        .send(
+            reqwest::Method::GET,
+            &format!("/api/environments/{id}/ide"),
+            None,
+            common::Auth::Bearer(&u.token),
+        )
+        .await;
+    assert_eq!(nav.status, 303);
+    tick(&app);
+    let open = app
+        .post(
+            &format!("/api/environments/{id}/open"),
+            serde_json::json!({}),
+            &u,
+        )
+        .await;
+    assert_eq!(open.status, 200, "{}", open.body);
+    let all = records(&app, &u).await;
+    let opens = of(&all, "ide.open");
+    assert_eq!(opens.len(), 2, "one record per open");
+    for r in opens {
+        assert_eq!(r["environmentId"], id.as_str());
+        assert_eq!(r["outcome"], "success");
+        let text = r.to_string();
+        assert!(!text.contains("ticket"), "no ticket in the record: {text}");
+    }
+}

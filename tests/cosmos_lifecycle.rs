@@ -1,7 +1,8 @@
-//! `handler serve` with `DEV8_STORE=cosmos`: two control-plane instances with
-//! their own empty data dirs share one Cosmos database (the patched
-//! Cosmos-compatible server on loopback) and the signing keys, and see the
-//! same users, sessions and environments. Compute is the in-test stateful
+//! `handler serve` with `DEV8_STORE=cosmos` and `DEV8_QUEUE_BACKEND=storage`:
+//! two control-plane instances with their own empty data dirs share one
+//! Cosmos database (the patched Cosmos-compatible server on loopback), one
+//! Storage queue (Azurite, drained by both workers) and the signing keys, and
+//! see the same users, sessions and environments. Compute is the in-test stateful
 //! fake (`common::FakeCompute`), shared by both instances like a real cloud.
 
 mod common;
@@ -38,6 +39,9 @@ impl Instance {
         let key =
             secrecy::ExposeSecret::expose_secret(db.key.as_ref().expect("key auth")).to_string();
         let port_s = port.to_string();
+        // Both instances also share one Storage queue on Azurite (its
+        // connection string comes from `AzureWebJobsStorage`, as in Azure).
+        let queue = format!("q-{}", db.database.to_ascii_lowercase());
         let args = [
             "handler",
             "serve",
@@ -61,6 +65,10 @@ impl Instance {
             "50",
             "--static-dir",
             "static-web",
+            "--queue-backend",
+            "storage",
+            "--queue-name",
+            &queue,
         ];
         let Command::Serve(serve) = Cli::try_parse_from(args).expect("serve arguments").command
         else {

@@ -4,7 +4,8 @@
 //! with the environment's current agent token).
 
 use super::error::{ApiError, ApiResult};
-use super::extract::{AppState, Caller};
+use super::extract::{AppState, Caller, ClientAddr};
+use crate::audit::{self, Action, Entry};
 use crate::auth::tokens::{TokenKind, claims};
 use crate::domain::{DesiredState, Environment, Status};
 use crate::platform::Platform;
@@ -63,6 +64,7 @@ fn see_other(location: &str) -> Response {
 /// a notice; running -> 303 to the agent with a one-time ticket.
 pub async fn ide(
     State(p): State<AppState>,
+    addr: ClientAddr,
     caller: Result<Caller, ApiError>,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
@@ -78,7 +80,16 @@ pub async fn ide(
         .ok_or(ApiError::NotFound)?
         .value;
     Ok(match ticket_url(&p, &env) {
-        Some((url, _)) => see_other(&url),
+        Some((url, _)) => {
+            audit::record(
+                &p,
+                Entry::ok(&caller.user.id, Action::IdeOpen)
+                    .env(&env.id)
+                    .from(addr.0),
+            )
+            .await;
+            see_other(&url)
+        }
         None => see_other(&format!("/#/environments/{}?notice=not-running", env.id)),
     })
 }
@@ -86,6 +97,7 @@ pub async fn ide(
 /// `POST /api/environments/{id}/open`: `{url, expiresAt}` for API clients.
 pub async fn open(
     State(p): State<AppState>,
+    addr: ClientAddr,
     caller: Caller,
     Path(id): Path<String>,
 ) -> ApiResult<Json<serde_json::Value>> {
@@ -97,6 +109,13 @@ pub async fn open(
         .value;
     let (url, expires_at) = ticket_url(&p, &env)
         .ok_or_else(|| ApiError::Conflict("the environment is not running".into(), None))?;
+    audit::record(
+        &p,
+        Entry::ok(&caller.user.id, Action::IdeOpen)
+            .env(&env.id)
+            .from(addr.0),
+    )
+    .await;
     Ok(Json(json!({"url": url, "expiresAt": expires_at})))
 }
 
