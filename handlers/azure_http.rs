@@ -114,3 +114,27 @@ impl HttpClient for ReqwestTransport {
         ))
     }
 }
+
+/// The control plane's Azure credential: its managed identity in Azure (or
+/// when `force_managed`), the user-assigned one when `client_id` names it;
+/// developer tools (Azure CLI, azd) elsewhere. Its token requests use the
+/// tree's transport through `options`.
+pub fn control_plane_credential(
+    client_id: Option<&str>,
+    force_managed: bool,
+    options: ClientOptions,
+) -> anyhow::Result<Arc<dyn azure_core::credentials::TokenCredential>> {
+    let in_azure = std::env::var_os("IDENTITY_ENDPOINT").is_some()
+        || std::env::var_os("MSI_ENDPOINT").is_some();
+    Ok(if force_managed || in_azure {
+        azure_identity::ManagedIdentityCredential::new(Some(
+            azure_identity::ManagedIdentityCredentialOptions {
+                user_assigned_id: client_id
+                    .map(|id| azure_identity::UserAssignedId::ClientId(id.to_string())),
+                client_options: options,
+            },
+        ))?
+    } else {
+        azure_identity::DeveloperToolsCredential::new(None)?
+    })
+}

@@ -151,21 +151,7 @@ impl AciSettings {
     /// developer tools (Azure CLI, azd) elsewhere.
     pub fn credential(&self) -> anyhow::Result<Arc<dyn TokenCredential>> {
         let options = crate::azure_http::client_options(Default::default())?;
-        let in_azure = std::env::var_os("IDENTITY_ENDPOINT").is_some()
-            || std::env::var_os("MSI_ENDPOINT").is_some();
-        Ok(if in_azure {
-            azure_identity::ManagedIdentityCredential::new(Some(
-                azure_identity::ManagedIdentityCredentialOptions {
-                    user_assigned_id: self
-                        .client_id
-                        .clone()
-                        .map(azure_identity::UserAssignedId::ClientId),
-                    client_options: options,
-                },
-            ))?
-        } else {
-            azure_identity::DeveloperToolsCredential::new(None)?
-        })
+        crate::azure_http::control_plane_credential(self.client_id.as_deref(), false, options)
     }
 }
 

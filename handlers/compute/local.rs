@@ -31,22 +31,10 @@ use tokio::sync::watch;
 
 /// The code-server version `scripts/setup.sh` installs.
 pub const CODE_SERVER_VERSION: &str = "4.100.3";
-/// Environment variables the agent inherits from `serve` (nothing else: no settings, no keys).
-const AGENT_ENV: &[&str] = &[
-    "PATH",
-    "LANG",
-    "LANGUAGE",
-    "LC_ALL",
-    "LC_CTYPE",
-    "LC_MESSAGES",
-    "TZ",
-    "TERM",
-    "SHELL",
-    "USER",
-    "LOGNAME",
-    "TMPDIR",
-    "DEV8_LOG",
-];
+/// Environment variables the agent inherits from `serve` beyond the ones it
+/// passes on to code-server (`agent::code_server::ALLOWED_ENV`): nothing
+/// else, so no settings and no keys.
+const AGENT_EXTRA_ENV: &[&str] = &["TMPDIR", "DEV8_LOG"];
 /// How long a graceful agent stop may take before the process group is killed.
 const STOP_GRACE: Duration = Duration::from_secs(8);
 /// How long after start readiness is watched for (to enqueue a prompt reconcile).
@@ -232,7 +220,10 @@ impl LocalCompute {
             .open(self.env_dir(&env.id).join("agent.log"))?;
         let mut cmd = tokio::process::Command::new(&self.opts.agent_exe);
         cmd.arg("agent").env_clear();
-        for name in AGENT_ENV {
+        for name in crate::agent::code_server::ALLOWED_ENV
+            .iter()
+            .chain(AGENT_EXTRA_ENV)
+        {
             if let Some(v) = std::env::var_os(name) {
                 cmd.env(name, v);
             }

@@ -134,7 +134,7 @@ pub async fn create(
 }
 
 /// One of the caller's environments, or 404 (also for other users' ids).
-async fn owned(p: &Platform, caller: &Caller, id: &str) -> ApiResult<Environment> {
+pub(super) async fn owned(p: &Platform, caller: &Caller, id: &str) -> ApiResult<Environment> {
     let found = p.store.environment(&caller.user.id, id).await?;
     Ok(found.ok_or(ApiError::NotFound)?.value)
 }
@@ -243,11 +243,7 @@ pub async fn stop(
     .await?;
     if changed {
         tracing::info!(environment = %id, "stop requested");
-        p.policy
-            .quotas
-            .release(p.store.as_ref(), user_id, &id, false)
-            .await?;
-        kick(&p, &env).await;
+        release_and_kick(&p, &env).await?;
     }
     audit::record(
         &p,
@@ -259,17 +255,24 @@ pub async fn stop(
     Ok(accepted(&env))
 }
 
+/// After a stop or delete was written: give the running slot back and let
+/// the reconcile job act.
+async fn release_and_kick(p: &Platform, env: &Environment) -> ApiResult<()> {
+    p.policy
+        .quotas
+        .release(p.store.as_ref(), &env.user_id, &env.id, false)
+        .await?;
+    kick(p, env).await;
+    Ok(())
+}
+
 /// Ask for deletion of one environment (also used by account deletion).
 pub async fn request_delete(p: &Platform, user_id: &str, id: &str) -> ApiResult<Environment> {
     let now = p.clock.now();
     let (env, changed) = mutate(p, user_id, id, |env| Ok(env.request_delete(now))).await?;
     if changed {
         tracing::info!(environment = %id, "delete requested");
-        p.policy
-            .quotas
-            .release(p.store.as_ref(), user_id, id, false)
-            .await?;
-        kick(p, &env).await;
+        release_and_kick(p, &env).await?;
     }
     Ok(env)
 }

@@ -73,25 +73,22 @@ pub async fn ide(
         Err(ApiError::Unauthorized(_)) => return Ok(see_other("/#/signin")),
         Err(e) => return Err(e),
     };
-    let env = p
-        .store
-        .environment(&caller.user.id, &id)
-        .await?
-        .ok_or(ApiError::NotFound)?
-        .value;
+    let env = super::env_routes::owned(&p, &caller, &id).await?;
     Ok(match ticket_url(&p, &env) {
         Some((url, _)) => {
-            audit::record(
-                &p,
-                Entry::ok(&caller.user.id, Action::IdeOpen)
-                    .env(&env.id)
-                    .from(addr.0),
-            )
-            .await;
+            record_open(&p, &caller, &env, addr).await;
             see_other(&url)
         }
         None => see_other(&format!("/#/environments/{}?notice=not-running", env.id)),
     })
+}
+
+/// One audit record per ticket handed out (page navigation or API client).
+async fn record_open(p: &Platform, caller: &Caller, env: &Environment, addr: ClientAddr) {
+    let entry = Entry::ok(&caller.user.id, Action::IdeOpen)
+        .env(&env.id)
+        .from(addr.0);
+    audit::record(p, entry).await;
 }
 
 /// `POST /api/environments/{id}/open`: `{url, expiresAt}` for API clients.
@@ -101,21 +98,10 @@ pub async fn open(
     caller: Caller,
     Path(id): Path<String>,
 ) -> ApiResult<Json<serde_json::Value>> {
-    let env = p
-        .store
-        .environment(&caller.user.id, &id)
-        .await?
-        .ok_or(ApiError::NotFound)?
-        .value;
+    let env = super::env_routes::owned(&p, &caller, &id).await?;
     let (url, expires_at) = ticket_url(&p, &env)
         .ok_or_else(|| ApiError::Conflict("the environment is not running".into(), None))?;
-    audit::record(
-        &p,
-        Entry::ok(&caller.user.id, Action::IdeOpen)
-            .env(&env.id)
-            .from(addr.0),
-    )
-    .await;
+    record_open(&p, &caller, &env, addr).await;
     Ok(Json(json!({"url": url, "expiresAt": expires_at})))
 }
 

@@ -177,25 +177,12 @@ fn identity_connection(settings: &StorageSettings) -> anyhow::Result<Connection>
         ),
     };
     let options = azure_http::client_options(retry_options())?;
-    let in_azure = std::env::var_os("IDENTITY_ENDPOINT").is_some()
-        || std::env::var_os("MSI_ENDPOINT").is_some();
     let managed = settings
         .credential
         .as_deref()
         .is_some_and(|c| c.eq_ignore_ascii_case("managedidentity"));
-    let credential: Arc<dyn TokenCredential> = if managed || in_azure {
-        azure_identity::ManagedIdentityCredential::new(Some(
-            azure_identity::ManagedIdentityCredentialOptions {
-                user_assigned_id: settings
-                    .client_id
-                    .clone()
-                    .map(azure_identity::UserAssignedId::ClientId),
-                client_options: options,
-            },
-        ))?
-    } else {
-        azure_identity::DeveloperToolsCredential::new(None)?
-    };
+    let credential =
+        azure_http::control_plane_credential(settings.client_id.as_deref(), managed, options)?;
     Ok(Connection {
         service_url: service_url(&endpoint)?,
         auth: Auth::Token(credential),
