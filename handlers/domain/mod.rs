@@ -8,9 +8,36 @@ pub mod validation;
 pub use environment::*;
 pub use templates::*;
 
-/// A fresh, sortable, URL-safe id (lower-case ULID).
+/// A fresh, sortable, URL-safe id (lower-case ULID). Monotonic within this
+/// process: an id made later sorts after one made earlier, even within the
+/// same millisecond, so records written in order list in order when their
+/// times tie.
 pub fn new_id() -> String {
-    ulid::Ulid::new().to_string().to_ascii_lowercase()
+    static GENERATOR: std::sync::Mutex<ulid::Generator> =
+        std::sync::Mutex::new(ulid::Generator::new());
+    let generated = GENERATOR.lock().ok().and_then(|mut g| g.generate().ok());
+    // On a poisoned lock or an overflow within one millisecond, a plain
+    // random ULID (not `Ulid::default()`, which is the all-zero id).
+    let id = match generated {
+        Some(id) => id,
+        None => ulid::Ulid::new(),
+    };
+    id.to_string().to_ascii_lowercase()
+}
+
+#[cfg(test)]
+mod id_tests {
+    #[test]
+    fn ids_made_in_order_sort_in_order() {
+        let ids: Vec<String> = (0..1000).map(|_| super::new_id()).collect();
+        let mut sorted = ids.clone();
+        sorted.sort();
+        assert_eq!(ids, sorted);
+        assert!(
+            ids.iter()
+                .all(|i| i.len() == 26 && i.chars().all(|c| c.is_ascii_alphanumeric()))
+        );
+    }
 }
 
 /// A user account. `password_hash` is an argon2id PHC string.
