@@ -3,13 +3,146 @@
 //! the same run. Goal: the overhead is at most 1 s.
 //!
 //!     cargo bench --bench ide_ready            (3 rounds; DEV8_BENCH_ROUNDS to change)
+//!
+//! It needs code-server (`scripts/setup.sh --no-build`, or `DEV8_CODE_SERVER`)
+//! and is not part of the test command. It starts `serve` itself, apart from
+//! the integration tests' harness.
 
-#[path = "../tests/helpers/mod.rs"]
-mod helpers;
-
-use helpers::*;
-use serde_json::json;
+use dev8::clock::SystemClock;
+use dev8::compute::{LocalCompute, LocalOptions, local};
+use dev8::config::{Settings, SignupPolicy};
+use dev8::queue::{EmbeddedQueue, JobQueue};
+use dev8::startup::{Application, Overrides};
+use serde_json::{Value, json};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+/// code-server's entry: `DEV8_CODE_SERVER` or the project's tools folder.
+fn code_server() -> PathBuf {
+    let path = std::env::var_os("DEV8_CODE_SERVER")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| local::tools_entry(Path::new(env!("CARGO_MANIFEST_DIR"))));
+    assert!(
+        path.is_file(),
+        "code-server is not installed at {}: run `scripts/setup.sh --no-build` (or set DEV8_CODE_SERVER)",
+        path.display()
+    );
+    path
+}
+
+/// `handler serve` with local compute (this build's `handler` as the agent)
+/// on 127.0.0.1, its state in a temporary folder.
+struct Serve {
+    base: String,
+    http: reqwest::Client,
+    cookie: String,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+    _data: tempfile::TempDir,
+}
+
+impl Serve {
+    async fn start() -> Serve {
+        let data = tempfile::tempdir().expect("temp dir");
+        let mut settings = Settings::from_env().expect("settings");
+        settings.public_url = None;
+        settings.signing_keys = None;
+        settings.signup = SignupPolicy::Open;
+        // serve's default reconcile interval, measured as users get it.
+        settings.reconcile_interval_ms = 1000;
+        settings.sweep_interval_seconds = 3600;
+        settings.static_dir = data.path().join("no-static");
+        let queue: Arc<dyn JobQueue> = Arc::new(
+            EmbeddedQueue::open(
+                &data.path().join("queue.db"),
+                &settings.queue_name,
+                Arc::new(SystemClock),
+            )
+            .expect("queue"),
+        );
+        let options = LocalOptions {
+            data_dir: data.path().to_path_buf(),
+            code_server: code_server(),
+            agent_exe: PathBuf::from(env!("CARGO_BIN_EXE_handler")),
+            node: local::find_node().expect("node on PATH"),
+            activity_interval: Duration::from_secs(60),
+            cpu_sample: Duration::from_secs(15),
+        };
+        let compute = Arc::new(LocalCompute::new(options, queue.clone()).expect("local compute"));
+        let overrides = Overrides {
+            queue: Some(queue),
+            compute: Some(compute),
+            ..Default::default()
+        };
+        let app = Application::build(settings, 0, data.path(), overrides)
+            .await
+            .expect("app builds");
+        let base = format!("http://127.0.0.1:{}", app.port());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(app.run_until_stopped(async move {
+            let _ = stopped.await;
+        }));
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        let r = http
+            .post(format!("{base}/api/auth/signup"))
+            .header("origin", &base)
+            .json(
+                &json!({"email": "bench@example.com", "password": "correct horse battery staple"}),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201);
+        let cookie = r.headers()["set-cookie"].to_str().unwrap();
+        let cookie = cookie.split(';').next().unwrap().to_string();
+        Serve {
+            base,
+            http,
+            cookie,
+            stop,
+            task,
+            _data: data,
+        }
+    }
+
+    /// A request from the dashboard (session cookie, our Origin).
+    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
+        let mut req = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .header("cookie", &self.cookie)
+            .header("origin", &self.base);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let r = req.send().await.unwrap();
+        (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn shutdown(self) {
+        let _ = self.stop.send(());
+        tokio::time::timeout(Duration::from_secs(30), self.task)
+            .await
+            .expect("shutdown in time")
+            .unwrap()
+            .unwrap();
+    }
+}
+
+/// A client for one environment's agent: `e-<id>.localhost` resolves to loopback.
+fn agent_client(ide_url: &str) -> reqwest::Client {
+    let url = reqwest::Url::parse(ide_url).unwrap();
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], url.port().unwrap()));
+    reqwest::Client::builder()
+        .resolve(url.host_str().unwrap(), addr)
+        .no_proxy()
+        .build()
+        .unwrap()
+}
 
 fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
@@ -75,22 +208,26 @@ async fn bare_boot(http: &reqwest::Client) -> Duration {
 
 /// POST /api/environments, then poll until the record is `running` and the
 /// agent's readiness answers through its `ideUrl`.
-async fn create_to_ready(app: &TestApp, cookie: &str, name: &str) -> (Duration, String) {
+async fn create_to_ready(app: &Serve, name: &str) -> (Duration, String) {
     let t0 = Instant::now();
-    let r = app
-        .post(
-            cookie,
+    let (status, created) = app
+        .call(
+            reqwest::Method::POST,
             "/api/environments",
-            json!({"name": name, "baseImage": "node", "preset": "small"}),
+            Some(json!({"name": name, "baseImage": "node", "preset": "small"})),
         )
         .await;
-    assert_eq!(r.status(), 202);
-    let id = r.json::<serde_json::Value>().await.unwrap()["environment"]["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    assert_eq!(status, 202);
+    let id = created["environment"]["id"].as_str().unwrap().to_string();
     loop {
-        let env = app.environment(cookie, &id).await;
+        let (_, body) = app
+            .call(
+                reqwest::Method::GET,
+                &format!("/api/environments/{id}"),
+                None,
+            )
+            .await;
+        let env = &body["environment"];
         if let (Some(url), true) = (env["ideUrl"].as_str(), env["status"] == "running") {
             let ok = agent_client(url)
                 .get(format!("{url}_dev8/healthz"))
@@ -108,6 +245,21 @@ async fn create_to_ready(app: &TestApp, cookie: &str, name: &str) -> (Duration, 
     }
 }
 
+/// DELETE the environment and wait until its record is gone.
+async fn delete(app: &Serve, id: &str) {
+    let path = format!("/api/environments/{id}");
+    let (status, _) = app.call(reqwest::Method::DELETE, &path, None).await;
+    assert_eq!(status, 202);
+    let t0 = Instant::now();
+    while app.call(reqwest::Method::GET, &path, None).await.0 != 404 {
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "environment {id} not deleted within 30 s"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let rounds: usize = std::env::var("DEV8_BENCH_ROUNDS")
@@ -119,27 +271,13 @@ async fn main() {
     // Warm the file cache once so neither side pays for a cold disk.
     bare_boot(&http).await;
 
-    let app = spawn_app_with(Options {
-        reconcile_interval_ms: 1000,
-        ..Options::default()
-    })
-    .await;
-    let cookie = app.signup("bench@example.com").await;
+    let app = Serve::start().await;
     let (mut bare, mut full) = (Vec::new(), Vec::new());
     for round in 0..rounds {
         bare.push(bare_boot(&http).await);
-        let (took, id) = create_to_ready(&app, &cookie, &format!("bench-{round}")).await;
+        let (took, id) = create_to_ready(&app, &format!("bench-{round}")).await;
         full.push(took);
-        let r = app
-            .http
-            .delete(format!("{}/api/environments/{id}", app.base))
-            .header("cookie", &cookie)
-            .header("origin", &app.base)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 202);
-        app.wait_gone(&cookie, &id, Duration::from_secs(30)).await;
+        delete(&app, &id).await;
     }
     app.shutdown().await;
 

@@ -1,224 +1,64 @@
-//! The ACI backend against a stateful fake of ARM (`arm_fake`): ARM, ACI and
+//! The ACI backend against a stateful fake of ARM (`fakes::arm`): ARM, ACI and
 //! Azure Files cannot run here, so the fake implements their documented wire
 //! contract, and the real `Application` (API, reconcile job, sweep) drives
 //! the backend through it. The credential is a real
 //! `azure_identity::ClientSecretCredential` whose token requests reach the
-//! fake's Entra endpoint over loopback (see `arm_fake::LoopbackTransport`).
+//! fake's Entra endpoint over loopback (see `fakes::arm::LoopbackTransport`).
 
-mod arm_fake;
-
-use arm_fake::*;
+use crate::fakes::arm::*;
+use crate::harness::{Compute, TestApp, User};
 use chrono::Duration as ChronoDuration;
-use dev8::clock::{Clock, ManualClock};
-use dev8::compute::aci::{AciCompute, AciConfig, AciSettings, ReadinessProbe, Timing};
-use dev8::compute::arm::RetryPolicy;
-use dev8::compute::{Compute, ComputeError};
-use dev8::config::{ComputeKind, Settings, SignupPolicy};
+use dev8::compute::aci::{AciSettings, Timing};
+use dev8::compute::{Compute as _, ComputeError};
+use dev8::config::{ComputeKind, Settings};
 use dev8::jobs::{sweep, worker};
-use dev8::platform::Platform;
-use dev8::queue::{EmbeddedQueue, Job, JobQueue};
+use dev8::queue::Job;
 use dev8::startup::{Application, Overrides};
-use dev8::store::{SqliteStore, Store};
 use serde_json::{Value, json};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-const REGISTRY: &str = "dev8test.azurecr.io";
-const PULL_IDENTITY: &str = "/subscriptions/00000000-0000-0000-0000-000000000001/resourceGroups/dev8-rg/providers/Microsoft.ManagedIdentity/userAssignedIdentities/dev8-env-pull";
-
-struct TestApp {
-    url: String,
-    platform: Arc<Platform>,
-    clock: ManualClock,
-    queue: Arc<EmbeddedQueue>,
-    fake: ArmFake,
-    http: reqwest::Client,
-    token: String,
-    user_id: String,
-    _dir: tempfile::TempDir,
-    _stop: tokio::sync::oneshot::Sender<()>,
+/// The app on ACI over a fresh ARM fake, and a signed-up user.
+async fn spawn() -> (TestApp, User) {
+    let t = TestApp::builder().compute(Compute::Aci).spawn().await;
+    let u = t.user("ada@example.com").await;
+    (t, u)
 }
 
-fn config(fake: &ArmFake) -> AciConfig {
-    AciConfig {
-        subscription_id: SUBSCRIPTION.into(),
-        resource_group: RESOURCE_GROUP.into(),
-        region: REGION.into(),
-        storage_account: ACCOUNT.into(),
-        registry: REGISTRY.into(),
-        image_tag: "1.2.3".into(),
-        pull_identity: PULL_IDENTITY.into(),
-        arm_endpoint: fake.url(),
-    }
+/// Create a Python environment of `preset`.
+async fn create(t: &TestApp, u: &User, name: &str, preset: &str) -> String {
+    let a = t
+        .post(
+            "/api/environments",
+            json!({"name": name, "baseImage": "python", "preset": preset}),
+            u,
+        )
+        .await;
+    assert_eq!(a.status, 202, "{}", a.body);
+    a.body["environment"]["id"].as_str().unwrap().to_string()
 }
 
-fn backend(fake: &ArmFake) -> AciCompute {
-    let probe_client = reqwest::Client::builder()
-        .dns_resolver(Arc::new(Loopback))
-        .timeout(Duration::from_secs(2))
-        .build()
-        .unwrap();
-    AciCompute::new(
-        config(fake),
-        credential(fake),
-        RetryPolicy {
-            max_attempts: 4,
-            base_delay: Duration::from_millis(10),
-            max_delay: Duration::from_secs(2),
-        },
-    )
-    .unwrap()
-    .with_readiness_probe(ReadinessProbe {
-        client: probe_client,
-        scheme: "http".into(),
-        port: Some(fake.addr.port()),
-    })
-    .with_timing(Timing {
-        poll_interval: Duration::from_millis(10),
-        delete_budget: Duration::from_secs(1),
-    })
+/// The record as the API shows it, Null once gone.
+async fn record(t: &TestApp, u: &User, id: &str) -> Value {
+    t.env(u, id).await.body["environment"].clone()
 }
 
-async fn spawn() -> TestApp {
-    let fake = ArmFake::spawn().await;
-    let mut settings = Settings::from_env().expect("settings");
-    settings.signup = SignupPolicy::Open;
-    settings.signing_keys = None;
-    settings.public_url = None;
-    let dir = tempfile::tempdir().unwrap();
-    let clock = ManualClock::default();
-    let clock_dyn: Arc<dyn Clock> = Arc::new(clock.clone());
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.path().join("dev8.db")).unwrap());
-    let queue = Arc::new(EmbeddedQueue::in_memory("env-jobs", clock_dyn.clone()).unwrap());
-    let app = Application::build(
-        settings,
-        0,
-        dir.path(),
-        Overrides {
-            store: Some(store),
-            queue: Some(queue.clone()),
-            compute: Some(Arc::new(backend(&fake))),
-            clock: Some(clock_dyn),
-            background: Some(false),
-        },
-    )
-    .await
-    .expect("app builds");
-    let url = format!("http://127.0.0.1:{}", app.port());
-    let platform = app.platform();
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(app.run_until_stopped(async move {
-        let _ = rx.await;
-    }));
-    let http = reqwest::Client::new();
-    let email = "ada@example.com";
-    let password = "correct-horse-battery";
-    let signup: Value = http
-        .post(format!("{url}/api/auth/signup"))
-        .header("origin", &url)
-        .json(&json!({"email": email, "password": password}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let token: Value = http
-        .post(format!("{url}/api/auth/token"))
-        .json(&json!({"email": email, "password": password}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    TestApp {
-        url,
-        platform,
-        clock,
-        queue,
-        fake,
-        http,
-        token: token["token"].as_str().expect("token").to_string(),
-        user_id: signup["user"]["id"].as_str().expect("user id").to_string(),
-        _dir: dir,
-        _stop: tx,
-    }
+async fn action(t: &TestApp, u: &User, id: &str, action: &str) {
+    let a = t.action(u, id, action).await;
+    assert_eq!(a.status, 202, "{action}: {}", a.body);
 }
 
-impl TestApp {
-    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
-        let mut req = self
-            .http
-            .request(method, format!("{}{path}", self.url))
-            .bearer_auth(&self.token);
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        let r = req.send().await.unwrap();
-        let status = r.status().as_u16();
-        (status, r.json().await.unwrap_or(Value::Null))
-    }
+/// Run visible jobs, move the clock a second, repeat until the queue is empty.
+async fn settle(t: &TestApp) {
+    assert!(
+        t.settle(30).await < 30,
+        "the queue did not settle in 30 rounds"
+    );
+}
 
-    async fn create(&self, name: &str, preset: &str) -> String {
-        let (status, body) = self
-            .call(
-                reqwest::Method::POST,
-                "/api/environments",
-                Some(json!({"name": name, "baseImage": "python", "preset": preset})),
-            )
-            .await;
-        assert_eq!(status, 202, "{body}");
-        body["environment"]["id"].as_str().unwrap().to_string()
-    }
-
-    async fn env(&self, id: &str) -> Value {
-        let (status, body) = self
-            .call(
-                reqwest::Method::GET,
-                &format!("/api/environments/{id}"),
-                None,
-            )
-            .await;
-        if status == 404 {
-            return Value::Null;
-        }
-        body["environment"].clone()
-    }
-
-    async fn status(&self, id: &str) -> String {
-        self.env(id).await["status"]
-            .as_str()
-            .unwrap_or("<gone>")
-            .to_string()
-    }
-
-    async fn action(&self, id: &str, action: &str) {
-        let (method, path) = match action {
-            "delete" => (reqwest::Method::DELETE, format!("/api/environments/{id}")),
-            a => (reqwest::Method::POST, format!("/api/environments/{id}/{a}")),
-        };
-        let (status, body) = self.call(method, &path, None).await;
-        assert_eq!(status, 202, "{action}: {body}");
-    }
-
-    /// Run visible jobs, move the clock a second, repeat until the queue is empty.
-    async fn settle(&self, rounds: usize) {
-        for _ in 0..rounds {
-            worker::drain(&self.platform, 100).await.expect("drain");
-            if self.queue.approximate_len().await.unwrap() == 0 {
-                return;
-            }
-            self.clock.advance(ChronoDuration::seconds(1));
-        }
-        panic!("the queue did not settle in {rounds} rounds");
-    }
-
-    /// Let a drift check become due and run the sweep.
-    async fn sweep_later(&self) -> sweep::SweepReport {
-        self.clock.advance(ChronoDuration::seconds(120));
-        sweep::sweep(&self.platform).await.expect("sweep")
-    }
+/// Let a drift check become due and run the sweep.
+async fn sweep_later(t: &TestApp) -> sweep::SweepReport {
+    t.clock.advance(ChronoDuration::seconds(120));
+    t.sweep().await
 }
 
 fn group_name(id: &str) -> String {
@@ -227,43 +67,43 @@ fn group_name(id: &str) -> String {
 
 #[tokio::test]
 async fn full_lifecycle_create_run_stop_start_delete() {
-    let t = spawn().await;
-    let id = t.create("web", "small").await;
-    t.settle(30).await;
-    let env = t.env(&id).await;
+    let (t, u) = spawn().await;
+    let id = create(&t, &u, "web", "small").await;
+    settle(&t).await;
+    let env = record(&t, &u, &id).await;
     assert_eq!(env["status"], "running", "{env}");
     let name = group_name(&id);
     let fqdn = fqdn_for(&name);
     assert_eq!(env["ideUrl"], format!("https://{fqdn}/"));
     // Readiness was asked of the agent at the group's FQDN.
-    assert!(t.fake.with(|s| s.readiness_hits.contains(&fqdn)));
+    assert!(t.arm().with(|s| s.readiness_hits.contains(&fqdn)));
     assert_eq!(
-        t.fake.with(|s| s.groups_created.clone()),
+        t.arm().with(|s| s.groups_created.clone()),
         vec![name.clone()]
     );
     assert_eq!(
-        t.fake.with(|s| s.shares_created.clone()),
+        t.arm().with(|s| s.shares_created.clone()),
         vec![name.clone()]
     );
-    assert_eq!(t.fake.share(&name).unwrap().quota, 20);
+    assert_eq!(t.arm().share(&name).unwrap().quota, 20);
 
-    t.action(&id, "stop").await;
-    t.settle(30).await;
-    assert_eq!(t.status(&id).await, "stopped");
-    assert_eq!(t.fake.count("POST", &format!("{name}/stop")), 1);
+    action(&t, &u, &id, "stop").await;
+    settle(&t).await;
+    assert_eq!(t.status_of(&u, &id).await, "stopped");
+    assert_eq!(t.arm().count("POST", &format!("{name}/stop")), 1);
     assert_eq!(
-        t.fake.group(&name).unwrap().state.as_deref(),
+        t.arm().group(&name).unwrap().state.as_deref(),
         Some("Stopped")
     );
-    assert!(t.fake.share(&name).is_some(), "stop keeps the share");
+    assert!(t.arm().share(&name).is_some(), "stop keeps the share");
 
-    t.action(&id, "start").await;
-    t.settle(30).await;
-    assert_eq!(t.status(&id).await, "running");
-    assert_eq!(t.fake.count("POST", &format!("{name}/start")), 1);
+    action(&t, &u, &id, "start").await;
+    settle(&t).await;
+    assert_eq!(t.status_of(&u, &id).await, "running");
+    assert_eq!(t.arm().count("POST", &format!("{name}/start")), 1);
     // The restart updated the same group with a rotated agent token, then started it.
-    assert_eq!(t.fake.with(|s| s.groups_created.len()), 1);
-    let puts = t.fake.with(|s| s.group_puts.clone());
+    assert_eq!(t.arm().with(|s| s.groups_created.len()), 1);
+    let puts = t.arm().with(|s| s.group_puts.clone());
     assert_eq!(puts.len(), 2);
     let token = |b: &Value| {
         b.pointer("/properties/containers/0/properties/environmentVariables")
@@ -278,25 +118,25 @@ async fn full_lifecycle_create_run_stop_start_delete() {
         "the agent token was rotated"
     );
 
-    t.action(&id, "delete").await;
-    t.settle(30).await;
-    assert_eq!(t.status(&id).await, "<gone>");
-    assert!(t.fake.group(&name).is_none(), "group deleted");
-    assert!(t.fake.share(&name).is_none(), "share deleted");
+    action(&t, &u, &id, "delete").await;
+    settle(&t).await;
+    assert_eq!(t.status_of(&u, &id).await, "<gone>");
+    assert!(t.arm().group(&name).is_none(), "group deleted");
+    assert!(t.arm().share(&name).is_none(), "share deleted");
     // One token served the whole run (the credential caches it).
-    assert_eq!(t.fake.with(|s| s.token_requests), 1);
+    assert_eq!(t.arm().with(|s| s.token_requests), 1);
 }
 
 #[tokio::test]
 async fn container_group_body_follows_the_documented_schema() {
-    let t = spawn().await;
-    let id = t.create("schema", "medium").await;
-    t.settle(30).await;
+    let (t, u) = spawn().await;
+    let id = create(&t, &u, "schema", "medium").await;
+    settle(&t).await;
     let name = group_name(&id);
-    let puts = t.fake.with(|s| s.group_puts.clone());
+    let puts = t.arm().with(|s| s.group_puts.clone());
     assert_eq!(puts.len(), 1);
     let b = &puts[0];
-    let log = t.fake.with(|s| s.log.clone());
+    let log = t.arm().with(|s| s.log.clone());
     assert!(log.iter().any(|(m, p)| m == "PUT"
         && p.ends_with(&format!(
             "/providers/Microsoft.ContainerInstance/containerGroups/{name}"
@@ -305,7 +145,7 @@ async fn container_group_body_follows_the_documented_schema() {
     assert_eq!(b["location"], REGION);
     assert_eq!(
         b["tags"],
-        json!({"dev8-managed": "true", "dev8-environment-id": id, "dev8-user-id": t.user_id})
+        json!({"dev8-managed": "true", "dev8-environment-id": id, "dev8-user-id": u.id})
     );
     // The pull-only identity is attached and used for the registry; nothing else.
     assert_eq!(
@@ -424,9 +264,9 @@ async fn container_group_body_follows_the_documented_schema() {
         let r = reqwest::Client::new()
             .get(format!(
                 "{}/subscriptions/{SUBSCRIPTION}/resourceGroups/{RESOURCE_GROUP}/providers/Microsoft.ContainerInstance/containerGroups/{name}?api-version={ACI_API}",
-                t.fake.url()
+                t.arm().url()
             ))
-            .bearer_auth(t.fake.with(|s| s.tokens[0].clone()))
+            .bearer_auth(t.arm().with(|s| s.tokens[0].clone()))
             .send()
             .await
             .unwrap();
@@ -434,19 +274,19 @@ async fn container_group_body_follows_the_documented_schema() {
     };
     assert!(!view.contains(&token) && !view.contains(ACCOUNT_KEY));
     // And the share carries its quota and Dev8's mark.
-    let share = t.fake.share(&name).unwrap();
+    let share = t.arm().share(&name).unwrap();
     assert_eq!(share.quota, 50);
     assert_eq!(share.metadata["dev8environmentid"], id);
 }
 
 #[tokio::test]
 async fn duplicate_delivery_makes_one_group_and_one_share() {
-    let t = spawn().await;
-    let id = t.create("dup", "small").await;
+    let (t, u) = spawn().await;
+    let id = create(&t, &u, "dup", "small").await;
     // The same job delivered twice more, all three run at once.
-    let body = Job::reconcile(&t.user_id, &id).to_body();
-    t.queue.send(&body, Duration::ZERO).await.unwrap();
-    t.queue.send(&body, Duration::ZERO).await.unwrap();
+    let body = Job::reconcile(&u.id, &id).to_body();
+    t.queue().send(&body, Duration::ZERO).await.unwrap();
+    t.queue().send(&body, Duration::ZERO).await.unwrap();
     let (a, b, c) = tokio::join!(
         worker::run_next(&t.platform),
         worker::run_next(&t.platform),
@@ -455,20 +295,20 @@ async fn duplicate_delivery_makes_one_group_and_one_share() {
     a.unwrap();
     b.unwrap();
     c.unwrap();
-    t.settle(30).await;
-    assert_eq!(t.status(&id).await, "running");
+    settle(&t).await;
+    assert_eq!(t.status_of(&u, &id).await, "running");
     let name = group_name(&id);
     assert_eq!(
-        t.fake.with(|s| s.groups_created.clone()),
+        t.arm().with(|s| s.groups_created.clone()),
         vec![name.clone()]
     );
     assert_eq!(
-        t.fake.with(|s| s.shares_created.clone()),
+        t.arm().with(|s| s.shares_created.clone()),
         vec![name.clone()]
     );
-    assert_eq!(t.fake.with(|s| s.group_puts.len()), 1);
+    assert_eq!(t.arm().with(|s| s.group_puts.len()), 1);
     assert_eq!(
-        t.fake.with(|s| s.groups.len()),
+        t.arm().with(|s| s.groups.len()),
         1,
         "never two groups for one share"
     );
@@ -476,71 +316,71 @@ async fn duplicate_delivery_makes_one_group_and_one_share() {
 
 #[tokio::test]
 async fn a_crash_between_share_and_group_recovers() {
-    let t = spawn().await;
+    let (t, u) = spawn().await;
     // Every try of the group PUT fails for one delivery: the share exists, the group does not.
-    t.fake.inject(
+    t.arm().inject(
         Some(reqwest::Method::PUT),
         "/containerGroups/",
         500,
         None,
         4,
     );
-    let id = t.create("crash", "small").await;
+    let id = create(&t, &u, "crash", "small").await;
     worker::run_next(&t.platform).await.unwrap();
     let name = group_name(&id);
-    assert!(t.fake.share(&name).is_some());
-    assert!(t.fake.group(&name).is_none());
+    assert!(t.arm().share(&name).is_some());
+    assert!(t.arm().group(&name).is_none());
     assert_eq!(
-        t.fake.with(|s| s.faults_served),
+        t.arm().with(|s| s.faults_served),
         4,
         "bounded retries: four tries"
     );
-    t.settle(30).await;
-    assert_eq!(t.status(&id).await, "running");
-    assert_eq!(t.fake.with(|s| s.shares_created.len()), 1);
-    assert_eq!(t.fake.with(|s| s.groups_created.len()), 1);
+    settle(&t).await;
+    assert_eq!(t.status_of(&u, &id).await, "running");
+    assert_eq!(t.arm().with(|s| s.shares_created.len()), 1);
+    assert_eq!(t.arm().with(|s| s.groups_created.len()), 1);
 }
 
 #[tokio::test]
 async fn throttling_and_server_errors_are_retried_honouring_retry_after() {
-    let t = spawn().await;
-    t.fake.inject(
+    let (t, u) = spawn().await;
+    t.arm().inject(
         Some(reqwest::Method::GET),
         "/containerGroups/",
         429,
         Some(1),
         1,
     );
-    t.fake
+    t.arm()
         .inject(Some(reqwest::Method::PUT), "/shares/", 503, None, 1);
-    t.fake
+    t.arm()
         .inject(Some(reqwest::Method::POST), "/listKeys", 500, None, 1);
-    let id = t.create("throttled", "small").await;
+    let id = create(&t, &u, "throttled", "small").await;
     let started = Instant::now();
     worker::run_next(&t.platform).await.unwrap();
     assert!(
         started.elapsed() >= Duration::from_millis(950),
         "Retry-After was honoured"
     );
-    assert_eq!(t.fake.with(|s| s.faults_served), 3);
-    t.settle(30).await;
-    assert_eq!(t.status(&id).await, "running");
+    assert_eq!(t.arm().with(|s| s.faults_served), 3);
+    settle(&t).await;
+    assert_eq!(t.status_of(&u, &id).await, "running");
 }
 
 #[tokio::test]
 async fn group_deleted_outside_is_recreated_within_one_sweep() {
-    let t = spawn().await;
-    let id = t.create("drift", "small").await;
-    t.settle(30).await;
+    let (t, u) = spawn().await;
+    let id = create(&t, &u, "drift", "small").await;
+    settle(&t).await;
     let name = group_name(&id);
-    t.fake.delete_group_outside(&name);
-    let report = t.sweep_later().await;
+    t.arm().delete_group_outside(&name);
+    let report = sweep_later(&t).await;
     assert_eq!(report.requeued, 1);
-    t.settle(30).await;
-    assert_eq!(t.status(&id).await, "running");
-    assert_eq!(t.fake.with(|s| s.groups_created.len()), 2);
+    settle(&t).await;
+    assert_eq!(t.status_of(&u, &id).await, "running");
+    assert_eq!(t.arm().with(|s| s.groups_created.len()), 2);
     assert_eq!(
-        t.fake.with(|s| s.shares_created.len()),
+        t.arm().with(|s| s.shares_created.len()),
         1,
         "the home share was kept"
     );
@@ -548,58 +388,58 @@ async fn group_deleted_outside_is_recreated_within_one_sweep() {
 
 #[tokio::test]
 async fn group_stopped_outside_is_restarted_within_one_sweep() {
-    let t = spawn().await;
-    let id = t.create("stopped", "small").await;
-    t.settle(30).await;
+    let (t, u) = spawn().await;
+    let id = create(&t, &u, "stopped", "small").await;
+    settle(&t).await;
     let name = group_name(&id);
-    t.fake.stop_group_outside(&name);
-    t.sweep_later().await;
-    t.settle(30).await;
-    assert_eq!(t.status(&id).await, "running");
-    assert_eq!(t.fake.count("POST", &format!("{name}/start")), 1);
-    assert_eq!(t.fake.with(|s| s.groups_created.len()), 1);
+    t.arm().stop_group_outside(&name);
+    sweep_later(&t).await;
+    settle(&t).await;
+    assert_eq!(t.status_of(&u, &id).await, "running");
+    assert_eq!(t.arm().count("POST", &format!("{name}/start")), 1);
+    assert_eq!(t.arm().with(|s| s.groups_created.len()), 1);
 }
 
 #[tokio::test]
 async fn orphan_groups_are_removed_and_others_left_alone() {
-    let t = spawn().await;
-    let id = t.create("mine", "small").await;
-    t.settle(30).await;
+    let (t, u) = spawn().await;
+    let id = create(&t, &u, "mine", "small").await;
+    settle(&t).await;
     let orphan = "dev8-01kaaaaaaaaaaaaaaaaaaaaaaa";
-    t.fake.add_group_outside(
+    t.arm().add_group_outside(
         orphan,
-        json!({"dev8-managed": "true", "dev8-environment-id": "01kaaaaaaaaaaaaaaaaaaaaaaa", "dev8-user-id": t.user_id}),
+        json!({"dev8-managed": "true", "dev8-environment-id": "01kaaaaaaaaaaaaaaaaaaaaaaa", "dev8-user-id": u.id}),
     );
-    t.fake
+    t.arm()
         .add_group_outside("someone-elses", json!({"team": "data"}));
-    t.fake.add_group_outside(
+    t.arm().add_group_outside(
         "dev8-lookalike",
-        json!({"dev8-managed": "true", "dev8-environment-id": "01kbbbbbbbbbbbbbbbbbbbbbbb", "dev8-user-id": t.user_id}),
+        json!({"dev8-managed": "true", "dev8-environment-id": "01kbbbbbbbbbbbbbbbbbbbbbbb", "dev8-user-id": u.id}),
     );
     let report = sweep::sweep(&t.platform).await.unwrap();
     assert_eq!(report.orphans_removed, 1);
-    assert!(t.fake.group(orphan).is_none());
-    assert!(t.fake.share(orphan).is_none());
-    assert!(t.fake.group("someone-elses").is_some(), "not Dev8's");
+    assert!(t.arm().group(orphan).is_none());
+    assert!(t.arm().share(orphan).is_none());
+    assert!(t.arm().group("someone-elses").is_some(), "not Dev8's");
     assert!(
-        t.fake.group("dev8-lookalike").is_some(),
+        t.arm().group("dev8-lookalike").is_some(),
         "not named as Dev8 names it"
     );
-    assert!(t.fake.group(&group_name(&id)).is_some(), "has a record");
-    assert_eq!(t.status(&id).await, "running");
+    assert!(t.arm().group(&group_name(&id)).is_some(), "has a record");
+    assert_eq!(t.status_of(&u, &id).await, "running");
 }
 
 #[tokio::test]
 async fn sizes_are_checked_against_the_region_once() {
-    let t = spawn().await;
-    let small = t.create("fits", "small").await;
-    t.settle(30).await;
-    assert_eq!(t.status(&small).await, "running");
-    let large = t.create("fits-too", "large").await;
-    t.settle(30).await;
-    assert_eq!(t.status(&large).await, "running");
+    let (t, u) = spawn().await;
+    let small = create(&t, &u, "fits", "small").await;
+    settle(&t).await;
+    assert_eq!(t.status_of(&u, &small).await, "running");
+    let large = create(&t, &u, "fits-too", "large").await;
+    settle(&t).await;
+    assert_eq!(t.status_of(&u, &large).await, "running");
     assert_eq!(
-        t.fake.with(|s| s.capability_requests),
+        t.arm().with(|s| s.capability_requests),
         1,
         "asked once, then cached"
     );
@@ -607,11 +447,11 @@ async fn sizes_are_checked_against_the_region_once() {
 
 #[tokio::test]
 async fn a_size_the_region_cannot_run_is_refused_with_a_reason() {
-    let t = spawn().await;
-    t.fake.with(|s| s.max_cpu = 1.0);
-    let id = t.create("too-big", "medium").await;
-    t.settle(30).await;
-    let env = t.env(&id).await;
+    let (t, u) = spawn().await;
+    t.arm().with(|s| s.max_cpu = 1.0);
+    let id = create(&t, &u, "too-big", "medium").await;
+    settle(&t).await;
+    let env = record(&t, &u, &id).await;
     assert_eq!(env["status"], "error", "{env}");
     let reason = env["statusReason"].as_str().unwrap();
     assert!(
@@ -619,7 +459,7 @@ async fn a_size_the_region_cannot_run_is_refused_with_a_reason() {
         "{reason}"
     );
     assert!(
-        t.fake
+        t.arm()
             .with(|s| s.shares_created.is_empty() && s.groups_created.is_empty())
     );
 }

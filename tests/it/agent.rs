@@ -1,12 +1,13 @@
 //! The environment agent with real code-server: the open-IDE flow, tickets,
-//! sessions, the WebSocket Origin check, and secrets kept from the IDE.
+//! sessions, the WebSocket Origin check, and secrets kept from the IDE (full
+//! tier).
 
-mod helpers;
-
+use crate::harness::ide::{agent_client, origin_of, redeem};
+use crate::harness::{Auth, Clock, Compute, LocalOpts, TestApp};
 use dev8::agent::procs;
 use dev8::auth::KeySet;
 use dev8::auth::tokens::{TokenKind, claims};
-use helpers::*;
+use reqwest::Method;
 use serde_json::json;
 use std::time::{Duration, Instant};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -44,11 +45,16 @@ fn ws_status(e: tokio_tungstenite::tungstenite::Error) -> u16 {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "full tier: needs code-server"]
 async fn open_ide_through_the_agent_with_one_time_tickets() {
-    let app = spawn_app().await;
-    let alice = app.signup("alice@example.com").await;
+    let app = TestApp::builder()
+        .compute(Compute::Local(LocalOpts::default()))
+        .clock(Clock::Offset)
+        .spawn()
+        .await;
+    let alice = app.user("alice@example.com").await;
     let t0 = Instant::now();
-    let id = app.create(&alice, "web", "node").await;
+    let id = app.new_env_from(&alice, "web", "node").await;
     let env = app
         .wait_status(&alice, &id, "running", Duration::from_secs(30))
         .await;
@@ -61,13 +67,12 @@ async fn open_ide_through_the_agent_with_one_time_tickets() {
     let agent = agent_client(&ide_url);
 
     // GET /ide: 303 to the agent with a ticket, no-store, no-referrer.
-    let r = app
-        .get(&alice, &format!("/api/environments/{id}/ide"))
-        .await;
-    assert_eq!(r.status(), 303);
-    assert_eq!(r.headers()["cache-control"], "no-store");
-    assert_eq!(r.headers()["referrer-policy"], "no-referrer");
-    let ticket_url = r.headers()["location"].to_str().unwrap().to_string();
+    let ide = format!("/api/environments/{id}/ide");
+    let r = app.send(Method::GET, &ide, None, app.browser(&alice)).await;
+    assert_eq!(r.status, 303);
+    assert_eq!(r.headers["cache-control"], "no-store");
+    assert_eq!(r.headers["referrer-policy"], "no-referrer");
+    let ticket_url = r.headers["location"].to_str().unwrap().to_string();
     assert!(
         ticket_url.starts_with(&format!("{}_dev8/session?ticket=", ide_url)),
         "{ticket_url}"
@@ -78,7 +83,7 @@ async fn open_ide_through_the_agent_with_one_time_tickets() {
     assert_eq!(r.status(), 303);
     assert_eq!(
         r.headers()["location"].to_str().unwrap(),
-        format!("{}/api/environments/{id}/ide", app.base)
+        format!("{}/api/environments/{id}/ide", app.url)
     );
     let r = agent
         .get(&ide_url)
@@ -196,7 +201,7 @@ async fn open_ide_through_the_agent_with_one_time_tickets() {
         403
     );
     assert_eq!(
-        ws_status(websocket(&ide_url, &app.base, &cookie).await.unwrap_err()),
+        ws_status(websocket(&ide_url, &app.url, &cookie).await.unwrap_err()),
         403
     );
     assert_eq!(
@@ -218,7 +223,7 @@ async fn open_ide_through_the_agent_with_one_time_tickets() {
     redeem(&agent, &url).await;
 
     // Nothing inside the environment sees the agent's secrets.
-    let agent_pid = app.compute.agent_pid(&id).expect("agent runs");
+    let agent_pid = app.local().agent_pid(&id).expect("agent runs");
     let inside = procs::marked(&id, &[agent_pid]);
     assert!(
         inside
@@ -254,52 +259,50 @@ async fn open_ide_through_the_agent_with_one_time_tickets() {
     );
 
     // Another user gets 404 on every environment route; the IDE routes need sign-in.
-    let bob = app.signup("bob@example.com").await;
+    let bob = app.user("bob@example.com").await;
+    let open = format!("/api/environments/{id}/open");
     assert_eq!(
-        app.get(&bob, &format!("/api/environments/{id}/ide"))
+        app.send(Method::GET, &ide, None, app.browser(&bob))
             .await
-            .status(),
+            .status,
         404
     );
     assert_eq!(
-        app.post(&bob, &format!("/api/environments/{id}/open"), json!({}))
+        app.send(Method::POST, &open, Some(json!({})), app.browser(&bob))
             .await
-            .status(),
+            .status,
         404
     );
-    let r = app
-        .http
-        .get(format!("{}/api/environments/{id}/ide", app.base))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 303);
-    assert_eq!(r.headers()["location"], "/#/signin");
-    let r = app
-        .http
-        .post(format!("{}/api/environments/{id}/open", app.base))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 401);
-    assert_eq!(r.headers()["content-type"], "application/problem+json");
+    let r = app.send(Method::GET, &ide, None, Auth::None).await;
+    assert_eq!(r.status, 303);
+    assert_eq!(r.headers["location"], "/#/signin");
+    let r = app.send(Method::POST, &open, None, Auth::None).await;
+    assert_eq!(r.status, 401);
+    assert_eq!(r.headers["content-type"], "application/problem+json");
 
     // Activity: only the environment's current agent token.
-    let activity = format!("{}/api/environments/{id}/activity", app.base);
-    assert_eq!(app.http.post(&activity).send().await.unwrap().status(), 401);
+    let activity = format!("/api/environments/{id}/activity");
+    let post_activity = async |auth: Auth<'_>| {
+        app.send(Method::POST, &activity, None, auth)
+            .await
+            .status
+            .as_u16()
+    };
+    assert_eq!(post_activity(Auth::None).await, 401);
     assert_eq!(
-        app.post(
-            &alice,
-            &format!("/api/environments/{id}/activity"),
-            json!({})
+        app.send(
+            Method::POST,
+            &activity,
+            Some(json!({})),
+            app.browser(&alice)
         )
         .await
-        .status(),
+        .status,
         401
     );
     let record = p
         .store
-        .environment(&user_id(&app, &alice).await, &id)
+        .environment(&alice.id, &id)
         .await
         .unwrap()
         .unwrap()
@@ -314,40 +317,18 @@ async fn open_ide_through_the_agent_with_one_time_tickets() {
     );
     let stale = p.keys.sign(&c);
     assert_eq!(
-        app.http
-            .post(&activity)
-            .bearer_auth(&stale)
-            .send()
-            .await
-            .unwrap()
-            .status(),
+        post_activity(Auth::Bearer(&stale)).await,
         401,
         "an old agent token"
     );
     c.jti = record.agent_token_id.clone().unwrap();
     let current = p.keys.sign(&c);
+    assert_eq!(post_activity(Auth::Bearer(&current)).await, 204);
+    let other = "/api/environments/01hotherenvironment0000000/activity";
     assert_eq!(
-        app.http
-            .post(&activity)
-            .bearer_auth(&current)
-            .send()
+        app.send(Method::POST, other, None, Auth::Bearer(&current))
             .await
-            .unwrap()
-            .status(),
-        204
-    );
-    let other = format!(
-        "{}/api/environments/01hotherenvironment0000000/activity",
-        app.base
-    );
-    assert_eq!(
-        app.http
-            .post(&other)
-            .bearer_auth(&current)
-            .send()
-            .await
-            .unwrap()
-            .status(),
+            .status,
         401,
         "a token for another environment"
     );
@@ -361,47 +342,40 @@ async fn open_ide_through_the_agent_with_one_time_tickets() {
     );
     c2.jti = "x".into();
     assert_eq!(
-        app.http
-            .post(&other)
-            .bearer_auth(p.keys.sign(&c2))
-            .send()
+        app.send(Method::POST, other, None, Auth::Bearer(&p.keys.sign(&c2)))
             .await
-            .unwrap()
-            .status(),
+            .status,
         404
     );
 
     // Stopped: /ide leads back to the dashboard, /open is a conflict, the agent is gone.
     assert_eq!(
-        app.post(&alice, &format!("/api/environments/{id}/stop"), json!({}))
-            .await
-            .status(),
+        app.send(
+            Method::POST,
+            &format!("/api/environments/{id}/stop"),
+            Some(json!({})),
+            app.browser(&alice)
+        )
+        .await
+        .status,
         202
     );
     app.wait_status(&alice, &id, "stopped", Duration::from_secs(30))
         .await;
-    let r = app
-        .get(&alice, &format!("/api/environments/{id}/ide"))
-        .await;
-    assert_eq!(r.status(), 303);
+    let r = app.send(Method::GET, &ide, None, app.browser(&alice)).await;
+    assert_eq!(r.status, 303);
     assert_eq!(
-        r.headers()["location"].to_str().unwrap(),
+        r.headers["location"].to_str().unwrap(),
         format!("/#/environments/{id}?notice=not-running")
     );
     assert_eq!(
-        app.post(&alice, &format!("/api/environments/{id}/open"), json!({}))
+        app.send(Method::POST, &open, Some(json!({})), app.browser(&alice))
             .await
-            .status(),
+            .status,
         409
     );
     assert_eq!(
-        app.http
-            .post(&activity)
-            .bearer_auth(&current)
-            .send()
-            .await
-            .unwrap()
-            .status(),
+        post_activity(Auth::Bearer(&current)).await,
         401,
         "token of a stopped environment"
     );
@@ -414,12 +388,4 @@ async fn open_ide_through_the_agent_with_one_time_tickets() {
         "processes left after stop"
     );
     app.shutdown().await;
-}
-
-async fn user_id(app: &TestApp, cookie: &str) -> String {
-    let r = app.get(cookie, "/api/auth/me").await;
-    r.json::<serde_json::Value>().await.unwrap()["user"]["id"]
-        .as_str()
-        .unwrap()
-        .to_string()
 }

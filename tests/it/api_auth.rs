@@ -1,10 +1,8 @@
 //! Accounts, sessions and tokens over the real HTTP API.
 
-mod common;
-
+use crate::harness::{Auth, TestApp, spawn_app};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
-use common::{Auth, spawn_app, spawn_app_with};
 use dev8::auth::KeySet;
 use dev8::auth::tokens::{Claims, TokenKind, claims};
 use dev8::config::SignupPolicy;
@@ -110,7 +108,10 @@ async fn sign_up_validates_field_by_field() {
 
 #[tokio::test]
 async fn sign_up_policy_first_closes_after_one_account() {
-    let app = spawn_app_with(|s| s.signup = SignupPolicy::First).await;
+    let app = TestApp::builder()
+        .settings(|s| s.signup = SignupPolicy::First)
+        .spawn()
+        .await;
     let cfg = app
         .send(Method::GET, "/api/auth/config", None, Auth::None)
         .await;
@@ -132,7 +133,10 @@ async fn sign_up_policy_first_closes_after_one_account() {
 
 #[tokio::test]
 async fn sign_up_policy_first_admits_one_of_many_racing() {
-    let app = spawn_app_with(|s| s.signup = SignupPolicy::First).await;
+    let app = TestApp::builder()
+        .settings(|s| s.signup = SignupPolicy::First)
+        .spawn()
+        .await;
     let attempts = (0..6).map(|i| {
         let app = &app;
         async move {
@@ -156,13 +160,19 @@ async fn sign_up_policy_first_admits_one_of_many_racing() {
 
 #[tokio::test]
 async fn sign_up_policy_closed_and_domain_allowlist() {
-    let closed = spawn_app_with(|s| s.signup = SignupPolicy::Closed).await;
+    let closed = TestApp::builder()
+        .settings(|s| s.signup = SignupPolicy::Closed)
+        .spawn()
+        .await;
     closed
         .sign_up("a@x.io", "correct-horse-battery")
         .await
         .problem(403);
 
-    let app = spawn_app_with(|s| s.signup_domains = vec!["Example.com".into()]).await;
+    let app = TestApp::builder()
+        .settings(|s| s.signup_domains = vec!["Example.com".into()])
+        .spawn()
+        .await;
     app.sign_up("a@other.io", "correct-horse-battery")
         .await
         .problem(403);
@@ -418,7 +428,10 @@ async fn sign_in_is_rate_limited_per_client_address() {
 
 #[tokio::test]
 async fn forwarded_addresses_count_only_with_trusted_hops() {
-    let app = spawn_app_with(|s| s.trusted_proxy_hops = 1).await;
+    let app = TestApp::builder()
+        .settings(|s| s.trusted_proxy_hops = 1)
+        .spawn()
+        .await;
     // Each request claims another client address through one trusted proxy:
     // the per-address limit is per claimed client, so 51 distinct ones pass.
     for i in 0..51 {
@@ -445,7 +458,7 @@ async fn account_deletion_removes_environments_and_stops_tokens() {
         app.status_of(&u, e1["id"].as_str().unwrap()).await,
         "running"
     );
-    assert_eq!(app.compute.resource_count(), 2);
+    assert_eq!(app.fake().resource_count(), 2);
 
     let d = app
         .send(Method::DELETE, "/api/auth/me", None, Auth::Bearer(&u.token))
@@ -454,7 +467,7 @@ async fn account_deletion_removes_environments_and_stops_tokens() {
     app.get("/api/auth/me", &u).await.problem(401);
     app.settle(20).await;
     assert_eq!(
-        app.compute.resource_count(),
+        app.fake().resource_count(),
         0,
         "environments went through the delete job"
     );

@@ -1,9 +1,7 @@
 //! The environment API over HTTP: validation, per-user isolation, quotas,
 //! idempotent actions. Jobs are driven by hand with `FakeCompute`.
 
-mod common;
-
-use common::{Auth, spawn_app, spawn_app_with};
+use crate::harness::{Auth, TestApp, spawn_app};
 use dev8::http::ROUTES;
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -42,7 +40,7 @@ async fn create_answers_202_with_location_and_runs_to_running() {
     for hidden in ["userId", "lease", "chain", "compute", "agentTokenId"] {
         assert!(env.get(hidden).is_none(), "{hidden} leaked");
     }
-    app.compute.set_boot_polls(2);
+    app.fake().set_boot_polls(2);
     app.settle(30).await;
     let got = app.env(&u, id).await;
     assert_eq!(got.body["environment"]["status"], "running");
@@ -63,7 +61,10 @@ async fn create_answers_202_with_location_and_runs_to_running() {
 
 #[tokio::test]
 async fn explicit_sizes_and_idle_timeout_are_accepted() {
-    let app = spawn_app_with(|s| s.idle_timeout_minutes = 45).await;
+    let app = TestApp::builder()
+        .settings(|s| s.idle_timeout_minutes = 45)
+        .spawn()
+        .await;
     let u = app.user("ada@x.io").await;
     let a = app
         .post("/api/environments", json!({"name":"big","baseImage":"golang","cpuCores":8,"memoryGB":16,"storageGB":200,"idleTimeoutMinutes":480}), &u)
@@ -282,7 +283,7 @@ async fn start_and_stop_are_idempotent_and_refused_once_deleting() {
     app.settle(20).await;
     assert_eq!(app.status_of(&u, &id).await, "running");
     assert_eq!(
-        app.compute.counts(&id).creates,
+        app.fake().counts(&id).creates,
         1,
         "restart reuses the resources"
     );
@@ -306,7 +307,7 @@ async fn start_and_stop_are_idempotent_and_refused_once_deleting() {
     act("stop").await.problem(409);
     app.settle(20).await;
     app.env(&u, &id).await.problem(404);
-    assert!(app.compute.state(&id).is_none());
+    assert!(app.fake().state(&id).is_none());
 }
 
 /// Routes authenticated by an environment's agent token instead of a session.
@@ -397,11 +398,13 @@ async fn listing_is_most_recently_used_first_and_per_user() {
 
 #[tokio::test]
 async fn parallel_creates_never_exceed_the_quotas() {
-    let app = spawn_app_with(|s| {
-        s.max_environments_per_user = 10;
-        s.max_running_per_user = 5;
-    })
-    .await;
+    let app = TestApp::builder()
+        .settings(|s| {
+            s.max_environments_per_user = 10;
+            s.max_running_per_user = 5;
+        })
+        .spawn()
+        .await;
     let u = app.user("ada@x.io").await;
     let creates = (0..20).map(|i| {
         let (app, u) = (&app, &u);
@@ -480,7 +483,10 @@ async fn parallel_creates_never_exceed_the_quotas() {
 
 #[tokio::test]
 async fn the_platform_wide_running_limit_holds_across_users() {
-    let app = spawn_app_with(|s| s.max_running_total = 3).await;
+    let app = TestApp::builder()
+        .settings(|s| s.max_running_total = 3)
+        .spawn()
+        .await;
     let mut users = Vec::new();
     for i in 0..3 {
         users.push(app.user(&format!("u{i}@x.io")).await);
@@ -502,7 +508,10 @@ async fn the_platform_wide_running_limit_holds_across_users() {
 
 #[tokio::test]
 async fn a_slot_leaked_by_a_crash_heals_itself() {
-    let app = spawn_app_with(|s| s.max_running_per_user = 1).await;
+    let app = TestApp::builder()
+        .settings(|s| s.max_running_per_user = 1)
+        .spawn()
+        .await;
     let u = app.user("ada@x.io").await;
     // A reservation whose environment was never written (a crash in between).
     app.platform
@@ -554,15 +563,4 @@ async fn browsers_get_the_dashboard_and_api_paths_stay_json() {
         .send(Method::GET, "/api/environments", None, Auth::None)
         .await;
     api.problem(401);
-}
-
-trait QueueLen {
-    async fn queue_len(&self) -> u64;
-}
-
-impl QueueLen for common::TestApp {
-    async fn queue_len(&self) -> u64 {
-        use dev8::queue::JobQueue;
-        self.queue.approximate_len().await.unwrap()
-    }
 }

@@ -2,10 +2,8 @@
 //! fields, `GET /api/audit` returns only the caller's own records, newest
 //! first and paged, and jobs never double their records when redelivered.
 
-mod common;
-
+use crate::harness::{Auth, TestApp, User, spawn_app};
 use chrono::Duration;
-use common::{Auth, TestApp, User, spawn_app};
 use dev8::jobs::worker::handle_delivery;
 use dev8::queue::{Job, MAX_DELIVERIES};
 use reqwest::Method;
@@ -215,7 +213,7 @@ async fn a_redelivered_failing_job_does_not_double_its_record() {
         .as_str()
         .unwrap()
         .to_string();
-    app.compute.set_down(true);
+    app.fake().set_down(true);
     let body = Job::reconcile(&u.id, &id).to_body();
     for _ in 0..2 {
         // The last allowed delivery, delivered twice (a lost completion).
@@ -233,8 +231,8 @@ async fn a_redelivered_failing_job_does_not_double_its_record() {
     assert_eq!(app.status_of(&u, &id).await, "error");
 
     // A permanent refusal is a job failure too, recorded once per message.
-    app.compute.set_down(false);
-    app.compute.refuse_starts(Some("image not allowed"));
+    app.fake().set_down(false);
+    app.fake().refuse_starts(Some("image not allowed"));
     let b = app.create_env(&u, "b").await["id"]
         .as_str()
         .unwrap()
@@ -339,7 +337,7 @@ async fn opening_the_ide_writes_one_record_per_open() {
             reqwest::Method::GET,
             &format!("/api/environments/{id}/ide"),
             None,
-            common::Auth::Bearer(&u.token),
+            Auth::Bearer(&u.token),
         )
         .await;
     assert_eq!(nav.status, 303);

@@ -1,25 +1,19 @@
 //! The real `handler functions` binary behind the host simulator
-//! (`common::host_sim`): packaged with `handler package` into an app folder,
+//! (`fakes::host_sim`): packaged with `handler package` into an app folder,
 //! started from it the way the Functions host starts a custom handler
 //! (host.json's executable and arguments, app settings as environment,
 //! `FUNCTIONS_CUSTOMHANDLER_PORT`, readiness wait), its HTTP functions
 //! forwarded, and its queue and timer functions invoked from the Azurite
 //! queue the binary itself writes to.
 //!
-//! The two tests that run the binary to readiness start it with
-//! `DEV8_COMPUTE=local` (code-server), the only compute a bare machine has;
-//! the local backend lands with the agent branch. Until then the binary
-//! refuses to start there and those tests are ignored: run them with
-//! `cargo test --test functions_binary -- --ignored` once local compute is
-//! merged, then drop the `ignore`. The protocol test was run here against a
-//! temporary stand-in compute (not committed). The same simulator drives the
-//! envelope in-process with a fake compute in `tests/functions_host.rs`.
-//! The start-up checks below run the binary today.
+//! The two tests that run the binary to readiness are full tier: they need
+//! Azurite, and code-server, because the binary runs with
+//! `DEV8_COMPUTE=local`, the only compute a bare machine has. The start-up
+//! checks run the binary alone (fast tier). The same simulator drives the
+//! envelope in-process with a fake compute in `functions_host`.
 
-mod common;
-
-use common::azurite;
-use common::host_sim::{HostSim, Poll};
+use crate::fakes::host_sim::{HostSim, Poll};
+use crate::peers::{azurite, code_server};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
@@ -50,15 +44,17 @@ async fn start_packaged(app_dir: &Path, queue: &str, data_dir: &Path) -> HostSim
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
     .collect();
-    if let Ok(cs) = std::env::var("DEV8_CODE_SERVER") {
-        settings.insert("DEV8_CODE_SERVER".into(), cs);
-    }
+    settings.insert(
+        "DEV8_CODE_SERVER".into(),
+        code_server::entry().display().to_string(),
+    );
     let mut sim = HostSim::start(app_dir, &settings).await;
     sim.config.visibility_timeout = Duration::from_secs(1);
     sim
 }
 
 #[tokio::test]
+#[ignore = "full tier: needs Azurite and code-server"]
 async fn the_binary_starts_like_a_custom_handler_and_speaks_the_protocol() {
     tokio::time::timeout(Duration::from_secs(120), async {
         let tmp = tempfile::tempdir().unwrap();
@@ -133,6 +129,7 @@ async fn the_binary_starts_like_a_custom_handler_and_speaks_the_protocol() {
 }
 
 #[tokio::test]
+#[ignore = "full tier: needs Azurite and code-server"]
 async fn the_full_lifecycle_runs_through_the_real_binary() {
     tokio::time::timeout(Duration::from_secs(180), async {
         let tmp = tempfile::tempdir().unwrap();

@@ -4,11 +4,10 @@
 //! agrees with the code; every setting is in local.settings.example.json
 //! and documented.
 //!
-//! `DEV8_BLESS=1 cargo test --test functions_tidy` rewrites the function
+//! `DEV8_BLESS=1 cargo test --test it functions_tidy` rewrites the function
 //! folders from the route table (then review and commit them).
 
-mod common;
-
+use crate::harness::TestApp;
 use axum::body::Body;
 use axum::http::{Method, Request};
 use dev8::host::{self, manifest};
@@ -131,7 +130,7 @@ fn every_function_json_matches_a_route_or_handler_and_every_route_has_one() {
     let found = problems(ROUTES, &files);
     assert!(
         found.is_empty(),
-        "{}\n(fix, or run DEV8_BLESS=1 cargo test --test functions_tidy)",
+        "{}\n(fix, or run DEV8_BLESS=1 cargo test --test it functions_tidy)",
         found.join("\n")
     );
     // The files are exactly what the manifest generates (queue and timer included).
@@ -181,11 +180,13 @@ fn a_route_without_its_function_fails_the_check() {
 #[tokio::test]
 async fn the_handler_serves_every_function_with_its_method() {
     // A configured provider, so `{provider}` routes reach their handlers.
-    let app = common::spawn_app_with(|s| {
-        s.github_client_id = Some("tidy-client".into());
-        s.github_client_secret = Some(secrecy::SecretString::from("tidy-secret".to_string()));
-    })
-    .await;
+    let app = TestApp::builder()
+        .settings(|s| {
+            s.github_client_id = Some("tidy-client".into());
+            s.github_client_secret = Some(secrecy::SecretString::from("tidy-secret".to_string()));
+        })
+        .spawn()
+        .await;
     let router = host::router(app.platform.clone());
     let call = |method: &str, path: String| {
         let router = router.clone();

@@ -1,14 +1,12 @@
 //! The reconcile job, the worker and the sweep, driven by hand with a manual
 //! clock and `FakeCompute` (a stateful stand-in for the compute backends).
 
-mod common;
-
+use crate::harness::{Auth, TestApp, User, spawn_app};
 use chrono::Duration;
-use common::{Auth, TestApp, User, spawn_app};
 use dev8::domain::{DesiredState, Status};
 use dev8::jobs::reconcile::{Outcome, reconcile};
 use dev8::jobs::worker::{self, RunOutcome, handle_delivery};
-use dev8::queue::{Job, JobQueue};
+use dev8::queue::Job;
 use reqwest::Method;
 
 async fn setup() -> (TestApp, User) {
@@ -27,35 +25,31 @@ async fn record(app: &TestApp, u: &User, id: &str) -> dev8::domain::Environment 
         .value
 }
 
-async fn queued(app: &TestApp) -> u64 {
-    app.queue.approximate_len().await.unwrap()
-}
-
 #[tokio::test]
 async fn a_reconcile_in_progress_keeps_exactly_one_follow_up() {
     let (app, u) = setup().await;
-    app.compute.set_boot_polls(5);
+    app.fake().set_boot_polls(5);
     let id = app.new_env(&u, "a").await;
     // Duplicates of the API's message, as a redelivering queue might produce.
     let body = Job::reconcile(&u.id, &id).to_body();
     for _ in 0..3 {
-        app.queue
+        app.queue()
             .send(&body, std::time::Duration::ZERO)
             .await
             .unwrap();
     }
     for _ in 0..20 {
         worker::drain(&app.platform, 100).await.unwrap();
-        assert!(queued(&app).await <= 1, "follow-ups multiplied");
+        assert!(app.queue_len().await <= 1, "follow-ups multiplied");
         app.clock.advance(Duration::seconds(1));
     }
     assert_eq!(app.status_of(&u, &id).await, "running");
     assert_eq!(
-        queued(&app).await,
+        app.queue_len().await,
         0,
         "the chain ends when the work is done"
     );
-    let c = app.compute.counts(&id);
+    let c = app.fake().counts(&id);
     assert_eq!((c.creates, c.starts), (1, 1), "one set of resources: {c:?}");
 }
 
@@ -63,7 +57,7 @@ async fn a_reconcile_in_progress_keeps_exactly_one_follow_up() {
 async fn concurrent_deliveries_take_one_lease_and_act_once() {
     let (app, u) = setup().await;
     let id = app.new_env(&u, "a").await;
-    app.compute
+    app.fake()
         .set_start_delay(std::time::Duration::from_millis(200));
     let p = &app.platform;
     let (a, b, c) = tokio::join!(
@@ -85,11 +79,11 @@ async fn concurrent_deliveries_take_one_lease_and_act_once() {
         2,
         "{outcomes:?}"
     );
-    assert_eq!(app.compute.counts(&id).starts, 1);
-    app.compute.set_start_delay(std::time::Duration::ZERO);
+    assert_eq!(app.fake().counts(&id).starts, 1);
+    app.fake().set_start_delay(std::time::Duration::ZERO);
     app.settle(20).await;
     assert_eq!(app.status_of(&u, &id).await, "running");
-    assert_eq!(app.compute.counts(&id).creates, 1);
+    assert_eq!(app.fake().counts(&id).creates, 1);
 }
 
 #[tokio::test]
@@ -132,7 +126,7 @@ async fn a_lease_left_by_a_crashed_delivery_expires() {
 #[tokio::test]
 async fn five_failed_deliveries_poison_the_message_and_leave_a_reason() {
     let (app, u) = setup().await;
-    app.compute.set_down(true);
+    app.fake().set_down(true);
     let id = app.new_env(&u, "a").await;
     for attempt in 1..=5u32 {
         assert_eq!(
@@ -148,8 +142,8 @@ async fn five_failed_deliveries_poison_the_message_and_leave_a_reason() {
         app.clock
             .advance(Duration::from_std(worker::backoff(attempt)).unwrap());
     }
-    assert_eq!(queued(&app).await, 0);
-    let poisoned = app.queue.poisoned().await.unwrap();
+    assert_eq!(app.queue_len().await, 0);
+    let poisoned = app.queue().poisoned().await.unwrap();
     assert_eq!(poisoned, vec![Job::reconcile(&u.id, &id).to_body()]);
     let env = record(&app, &u, &id).await;
     assert_eq!(env.status, Status::Error);
@@ -160,7 +154,7 @@ async fn five_failed_deliveries_poison_the_message_and_leave_a_reason() {
     );
     assert!(env.lease.is_none());
     // The user can try again once the backend is back.
-    app.compute.set_down(false);
+    app.fake().set_down(false);
     assert_eq!(
         app.post(
             &format!("/api/environments/{id}/start"),
@@ -178,8 +172,7 @@ async fn five_failed_deliveries_poison_the_message_and_leave_a_reason() {
 #[tokio::test]
 async fn a_refused_start_is_an_error_with_the_backends_reason() {
     let (app, u) = setup().await;
-    app.compute
-        .refuse_starts(Some("image not found: dev8/node"));
+    app.fake().refuse_starts(Some("image not found: dev8/node"));
     let id = app.new_env(&u, "a").await;
     app.settle(10).await;
     let e = app.env(&u, &id).await.body["environment"].clone();
@@ -191,7 +184,7 @@ async fn a_refused_start_is_an_error_with_the_backends_reason() {
 #[tokio::test]
 async fn deletion_finishes_from_error() {
     let (app, u) = setup().await;
-    app.compute.refuse_starts(Some("no capacity"));
+    app.fake().refuse_starts(Some("no capacity"));
     let id = app.new_env(&u, "a").await;
     app.settle(10).await;
     assert_eq!(app.status_of(&u, &id).await, "error");
@@ -225,7 +218,7 @@ async fn deletion_keeps_retrying_with_backoff_and_never_errors() {
     let (app, u) = setup().await;
     let id = app.new_env(&u, "a").await;
     app.settle(10).await;
-    app.compute.set_down(true);
+    app.fake().set_down(true);
     app.send(
         Method::DELETE,
         &format!("/api/environments/{id}"),
@@ -241,32 +234,32 @@ async fn deletion_keeps_retrying_with_backoff_and_never_errors() {
     let env = record(&app, &u, &id).await;
     assert_eq!(env.status, Status::Deleting, "deletion never ends in error");
     assert!(env.status_reason.as_deref().unwrap().contains("retried"));
-    assert_eq!(app.queue.poisoned().await.unwrap().len(), 1);
+    assert_eq!(app.queue().poisoned().await.unwrap().len(), 1);
     // The sweep waits for the backoff, then restarts the chain.
     assert_eq!(app.sweep().await.requeued, 0);
     app.clock.advance(Duration::seconds(61));
-    app.compute.set_down(false);
+    app.fake().set_down(false);
     assert_eq!(app.sweep().await.requeued, 1);
     app.settle(10).await;
     app.env(&u, &id).await.problem(404);
-    assert!(app.compute.state(&id).is_none());
+    assert!(app.fake().state(&id).is_none());
 }
 
 #[tokio::test]
 async fn a_lost_message_is_repaired_by_the_sweep() {
     let (app, u) = setup().await;
-    app.compute.set_boot_polls(3);
+    app.fake().set_boot_polls(3);
     let id = app.new_env(&u, "a").await;
     worker::run_next(&app.platform).await.unwrap();
     // The follow-up vanishes (say, an operator cleared the queue).
     app.clock.advance(Duration::seconds(1));
     let d = app
-        .queue
+        .queue()
         .receive(std::time::Duration::from_secs(60))
         .await
         .unwrap()
         .unwrap();
-    app.queue.delete(&d).await.unwrap();
+    app.queue().delete(&d).await.unwrap();
     app.clock.advance(Duration::seconds(30));
     assert_eq!(
         app.sweep().await.requeued,
@@ -277,13 +270,13 @@ async fn a_lost_message_is_repaired_by_the_sweep() {
     assert_eq!(app.sweep().await.requeued, 1);
     app.settle(20).await;
     assert_eq!(app.status_of(&u, &id).await, "running");
-    assert_eq!(app.compute.counts(&id).creates, 1);
+    assert_eq!(app.fake().counts(&id).creates, 1);
 }
 
 #[tokio::test]
 async fn a_status_stuck_past_its_deadline_becomes_an_error_with_a_reason() {
     let (app, u) = setup().await;
-    app.compute.set_boot_polls(u32::MAX);
+    app.fake().set_boot_polls(u32::MAX);
     let id = app.new_env(&u, "a").await;
     app.settle(5).await;
     assert_eq!(app.status_of(&u, &id).await, "creating");
@@ -318,7 +311,7 @@ async fn idle_environments_are_stopped_for_inactivity() {
         (Some("stopped"), Some("idle"))
     );
     assert!(e["statusReason"].as_str().unwrap().contains("30 minutes"));
-    assert_eq!(app.compute.counts(&id).stops, 1);
+    assert_eq!(app.fake().counts(&id).stops, 1);
     // The running slot went back: the user may start another.
     let slots = app
         .platform
@@ -360,7 +353,7 @@ async fn drift_is_noticed_by_the_sweep_and_repaired() {
     let (app, u) = setup().await;
     let id = app.new_env(&u, "a").await;
     app.settle(10).await;
-    app.compute.vanish(&id);
+    app.fake().vanish(&id);
     assert_eq!(
         app.sweep().await.requeued,
         1,
@@ -369,7 +362,7 @@ async fn drift_is_noticed_by_the_sweep_and_repaired() {
     app.settle(10).await;
     assert_eq!(app.status_of(&u, &id).await, "running");
     assert_eq!(
-        app.compute.counts(&id).creates,
+        app.fake().counts(&id).creates,
         2,
         "recreated after it vanished"
     );
@@ -378,7 +371,7 @@ async fn drift_is_noticed_by_the_sweep_and_repaired() {
 #[tokio::test]
 async fn a_stop_during_start_wins() {
     let (app, u) = setup().await;
-    app.compute.set_boot_polls(5);
+    app.fake().set_boot_polls(5);
     let id = app.new_env(&u, "a").await;
     worker::drain(&app.platform, 10).await.unwrap();
     app.post(
@@ -404,7 +397,7 @@ async fn undecodable_messages_end_in_the_poison_queue() {
             .await
             .is_err()
     );
-    app.queue
+    app.queue()
         .send("not json", std::time::Duration::ZERO)
         .await
         .unwrap();
@@ -414,7 +407,7 @@ async fn undecodable_messages_end_in_the_poison_queue() {
             .advance(Duration::from_std(worker::backoff(n)).unwrap());
     }
     assert_eq!(
-        app.queue.poisoned().await.unwrap(),
+        app.queue().poisoned().await.unwrap(),
         vec!["not json".to_string()]
     );
 }

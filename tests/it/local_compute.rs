@@ -1,13 +1,20 @@
 //! The local compute backend with real code-server: persistent homes,
 //! starter projects, deletion, crash recovery, restarts of `serve`, and no
-//! processes left behind.
+//! processes left behind (full tier).
 
-mod helpers;
-
+use crate::harness::ide::{agent_client, redeem};
+use crate::harness::{Clock, Compute, LocalOpts, TestApp};
 use dev8::agent::procs;
-use helpers::*;
-use serde_json::json;
 use std::time::{Duration, Instant};
+
+/// `serve` with the local backend (real agents and code-server).
+async fn local_app() -> TestApp {
+    TestApp::builder()
+        .compute(Compute::Local(LocalOpts::default()))
+        .clock(Clock::Offset)
+        .spawn()
+        .await
+}
 
 async fn wait_until(what: &str, within: Duration, mut f: impl FnMut() -> bool) {
     let deadline = Instant::now() + within;
@@ -18,13 +25,14 @@ async fn wait_until(what: &str, within: Duration, mut f: impl FnMut() -> bool) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "full tier: needs code-server"]
 async fn files_and_settings_survive_stop_and_start() {
-    let app = spawn_app().await;
-    let cookie = app.signup("files@example.com").await;
-    let id = app.create(&cookie, "py", "python").await;
-    app.wait_status(&cookie, &id, "running", Duration::from_secs(30))
+    let app = local_app().await;
+    let u = app.user("files@example.com").await;
+    let id = app.new_env_from(&u, "py", "python").await;
+    app.wait_status(&u, &id, "running", Duration::from_secs(30))
         .await;
-    let home = app.compute.home(&id);
+    let home = app.local().home(&id);
     let ws = home.join("workspace");
     assert!(
         ws.join("main.py").is_file() && ws.join("requirements.txt").is_file(),
@@ -43,13 +51,8 @@ async fn files_and_settings_survive_stop_and_start() {
     std::fs::write(&settings, "{\"editor.fontSize\": 18}\n").unwrap();
     std::fs::write(home.join(".bashrc"), "alias ll='ls -l'\n").unwrap();
 
-    assert_eq!(
-        app.post(&cookie, &format!("/api/environments/{id}/stop"), json!({}))
-            .await
-            .status(),
-        202
-    );
-    app.wait_status(&cookie, &id, "stopped", Duration::from_secs(30))
+    assert_eq!(app.action(&u, &id, "stop").await.status, 202);
+    app.wait_status(&u, &id, "stopped", Duration::from_secs(30))
         .await;
     assert!(
         procs::marked(&id, &[]).is_empty(),
@@ -57,14 +60,9 @@ async fn files_and_settings_survive_stop_and_start() {
     );
     assert!(home.is_dir(), "home kept on stop");
 
-    assert_eq!(
-        app.post(&cookie, &format!("/api/environments/{id}/start"), json!({}))
-            .await
-            .status(),
-        202
-    );
+    assert_eq!(app.action(&u, &id, "start").await.status, 202);
     let env = app
-        .wait_status(&cookie, &id, "running", Duration::from_secs(30))
+        .wait_status(&u, &id, "running", Duration::from_secs(30))
         .await;
     assert_eq!(
         std::fs::read_to_string(ws.join("notes.txt")).unwrap(),
@@ -86,33 +84,26 @@ async fn files_and_settings_survive_stop_and_start() {
     );
     // And the IDE opens again.
     let ide_url = env["ideUrl"].as_str().unwrap();
-    redeem(&agent_client(ide_url), &app.open_url(&cookie, &id).await).await;
+    redeem(&agent_client(ide_url), &app.open_url(&u, &id).await).await;
     app.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "full tier: needs code-server"]
 async fn delete_removes_home_and_processes() {
-    let app = spawn_app().await;
-    let cookie = app.signup("delete@example.com").await;
-    let id = app.create(&cookie, "go", "golang").await;
-    app.wait_status(&cookie, &id, "running", Duration::from_secs(30))
+    let app = local_app().await;
+    let u = app.user("delete@example.com").await;
+    let id = app.new_env_from(&u, "go", "golang").await;
+    app.wait_status(&u, &id, "running", Duration::from_secs(30))
         .await;
-    let home = app.compute.home(&id);
+    let home = app.local().home(&id);
     assert!(
         home.join("workspace/go.mod").is_file() && home.join("workspace/main.go").is_file(),
         "go starter project"
     );
     assert!(!procs::marked(&id, &[]).is_empty());
-    let r = app
-        .http
-        .delete(format!("{}/api/environments/{id}", app.base))
-        .header("cookie", &cookie)
-        .header("origin", &app.base)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 202);
-    app.wait_gone(&cookie, &id, Duration::from_secs(30)).await;
+    assert_eq!(app.action(&u, &id, "delete").await.status, 202);
+    app.wait_gone(&u, &id, Duration::from_secs(30)).await;
     assert!(!home.exists(), "home removed");
     assert!(
         !home.parent().unwrap().exists(),
@@ -126,17 +117,18 @@ async fn delete_removes_home_and_processes() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "full tier: needs code-server"]
 async fn a_killed_agent_is_replaced_promptly() {
-    let app = spawn_app().await;
-    let cookie = app.signup("crash@example.com").await;
-    let id = app.create(&cookie, "node", "node").await;
-    app.wait_status(&cookie, &id, "running", Duration::from_secs(30))
+    let app = local_app().await;
+    let u = app.user("crash@example.com").await;
+    let id = app.new_env_from(&u, "node", "node").await;
+    app.wait_status(&u, &id, "running", Duration::from_secs(30))
         .await;
-    let old = app.compute.agent_pid(&id).unwrap();
+    let old = app.local().agent_pid(&id).unwrap();
     let t0 = Instant::now();
     procs::signal(old, rustix::process::Signal::KILL);
     // The backend notices at once: a new agent, running again, old processes gone.
-    let compute = app.compute.clone();
+    let compute = app.local().clone();
     let id2 = id.clone();
     wait_until("a new agent", Duration::from_secs(15), move || {
         compute.agent_pid(&id2).is_some_and(|p| p != old)
@@ -144,7 +136,7 @@ async fn a_killed_agent_is_replaced_promptly() {
     .await;
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let env = app.environment(&cookie, &id).await;
+        let env = app.environment(&u, &id).await;
         let answers = match env["ideUrl"].as_str() {
             Some(url) if env["status"] == "running" => agent_client(url)
                 .get(format!("{url}_dev8/healthz"))
@@ -161,7 +153,7 @@ async fn a_killed_agent_is_replaced_promptly() {
     }
     eprintln!("recovered in {:?}", t0.elapsed());
     assert!(t0.elapsed() < Duration::from_secs(20));
-    let new = app.compute.agent_pid(&id).unwrap();
+    let new = app.local().agent_pid(&id).unwrap();
     for pid in procs::marked(&id, &[]) {
         let mut p = pid;
         // Every process of the environment descends from the new agent.
@@ -179,11 +171,12 @@ async fn a_killed_agent_is_replaced_promptly() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "full tier: needs code-server"]
 async fn serve_restart_brings_environments_back_and_shutdown_leaves_nothing() {
-    let app = spawn_app().await;
-    let cookie = app.signup("restart@example.com").await;
-    let id = app.create(&cookie, "web", "node").await;
-    app.wait_status(&cookie, &id, "running", Duration::from_secs(30))
+    let app = local_app().await;
+    let u = app.user("restart@example.com").await;
+    let id = app.new_env_from(&u, "web", "node").await;
+    app.wait_status(&u, &id, "running", Duration::from_secs(30))
         .await;
     let data = app.shutdown().await;
     assert!(
@@ -191,12 +184,17 @@ async fn serve_restart_brings_environments_back_and_shutdown_leaves_nothing() {
         "processes left after shutdown"
     );
 
-    let app = spawn_in(data, Options::default()).await;
+    let app = TestApp::builder()
+        .compute(Compute::Local(LocalOpts::default()))
+        .clock(Clock::Offset)
+        .data_dir(data)
+        .spawn()
+        .await;
     // A new port is a new issuer: sign in again (same data dir, same account).
-    let cookie = app.signin("restart@example.com").await;
+    let u = app.sign_in("restart@example.com").await;
     // The record still says `running` from before; the sweep at start
     // requeues it and reconcile finds no agent, so it starts a new one.
-    let compute = app.compute.clone();
+    let compute = app.local().clone();
     let id2 = id.clone();
     wait_until(
         "an agent after the restart",
@@ -204,10 +202,10 @@ async fn serve_restart_brings_environments_back_and_shutdown_leaves_nothing() {
         move || compute.agent_pid(&id2).is_some(),
     )
     .await;
-    let agent = app.compute.agent_pid(&id).unwrap();
+    let agent = app.local().agent_pid(&id).unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
     let env = loop {
-        let env = app.environment(&cookie, &id).await;
+        let env = app.environment(&u, &id).await;
         if let (Some(url), true) = (env["ideUrl"].as_str(), env["status"] == "running") {
             let health = agent_client(url)
                 .get(format!("{url}_dev8/healthz"))
@@ -242,15 +240,16 @@ async fn serve_restart_brings_environments_back_and_shutdown_leaves_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "full tier: needs code-server"]
 async fn the_agent_restarts_code_server_when_it_dies() {
-    let app = spawn_app().await;
-    let cookie = app.signup("cs-crash@example.com").await;
-    let id = app.create(&cookie, "node", "node").await;
+    let app = local_app().await;
+    let u = app.user("cs-crash@example.com").await;
+    let id = app.new_env_from(&u, "node", "node").await;
     let env = app
-        .wait_status(&cookie, &id, "running", Duration::from_secs(30))
+        .wait_status(&u, &id, "running", Duration::from_secs(30))
         .await;
     let ide_url = env["ideUrl"].as_str().unwrap().to_string();
-    let agent = app.compute.agent_pid(&id).unwrap();
+    let agent = app.local().agent_pid(&id).unwrap();
     let code_server = |agent: i32| {
         procs::marked(&id, &[agent])
             .into_iter()
@@ -276,7 +275,7 @@ async fn the_agent_restarts_code_server_when_it_dies() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(
-        app.compute.agent_pid(&id),
+        app.local().agent_pid(&id),
         Some(agent),
         "the same agent carries on"
     );

@@ -1,37 +1,16 @@
 //! Logs never carry secrets: a whole flow (sign-up, sign-in, tokens, an
 //! environment through its jobs, a failed sign-in) is run with every log
-//! line captured at TRACE level, then searched for each secret it handled.
+//! line of the process captured at TRACE level, then searched for each
+//! secret it handled.
 
-mod common;
-
-use common::{Auth, spawn_app};
+use crate::harness::logs::capture_process;
+use crate::harness::{Auth, spawn_app};
 use reqwest::Method;
 use serde_json::json;
-use std::io::Write;
-use std::sync::{Arc, Mutex};
-
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 #[tokio::test]
 async fn no_secret_reaches_the_logs() {
-    let captured = Captured::default();
-    let writer = captured.clone();
-    tracing_subscriber::fmt()
-        .with_env_filter("trace")
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .init();
+    let captured = capture_process();
 
     let app = spawn_app().await;
     let password = "correct-horse-battery";
@@ -63,9 +42,9 @@ async fn no_secret_reaches_the_logs() {
         Auth::Bearer(&u.token),
     )
     .await;
-    let agent_token = app.compute.agent_token(&id).expect("the agent got a token");
+    let agent_token = app.fake().agent_token(&id).expect("the agent got a token");
 
-    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let logs = captured.text();
     assert!(
         logs.contains("environment created"),
         "logging works at all:\n{logs}"

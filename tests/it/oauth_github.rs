@@ -1,14 +1,12 @@
 //! Sign-in with GitHub against a stateful stand-in of GitHub's documented
-//! OAuth and REST endpoints (tests/common/github.rs): account creation,
+//! OAuth and REST endpoints (`fakes::github`): account creation,
 //! the linking rules (verified emails only, no takeover of password
 //! accounts), explicit linking and unlinking, denied consent, and the
 //! state checks.
 
-mod common;
-
-use common::browser::{Browser, Page, query_param};
-use common::github::{self, GitHubStandIn};
-use common::{Auth, TestApp, spawn_app_with};
+use crate::fakes::github::{self, GitHubStandIn};
+use crate::harness::browser::{Browser, Page, query_param};
+use crate::harness::{Auth, TestApp, spawn_app};
 use dev8::config::SignupPolicy;
 use reqwest::Method;
 use secrecy::SecretString;
@@ -17,14 +15,16 @@ use serde_json::{Value, json};
 async fn setup_with(policy: SignupPolicy) -> (TestApp, GitHubStandIn) {
     let gh = GitHubStandIn::start().await;
     let (url, api) = (gh.url.clone(), gh.api_url());
-    let app = spawn_app_with(move |s| {
-        s.signup = policy;
-        s.github_client_id = Some(github::CLIENT_ID.into());
-        s.github_client_secret = Some(SecretString::from(github::CLIENT_SECRET));
-        s.github_url = url;
-        s.github_api_url = api;
-    })
-    .await;
+    let app = TestApp::builder()
+        .settings(move |s| {
+            s.signup = policy;
+            s.github_client_id = Some(github::CLIENT_ID.into());
+            s.github_client_secret = Some(SecretString::from(github::CLIENT_SECRET));
+            s.github_url = url;
+            s.github_api_url = api;
+        })
+        .spawn()
+        .await;
     (app, gh)
 }
 
@@ -83,7 +83,7 @@ async fn user_count(app: &TestApp, emails: &[&str]) -> usize {
 
 #[tokio::test]
 async fn providers_are_listed_only_when_configured() {
-    let plain = common::spawn_app().await;
+    let plain = spawn_app().await;
     let c = plain
         .send(Method::GET, "/api/auth/config", None, Auth::None)
         .await;
@@ -463,13 +463,15 @@ async fn a_bad_code_or_an_unreachable_provider_ends_on_the_dashboard() {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().port()
     };
-    let down = spawn_app_with(move |s| {
-        s.github_client_id = Some(github::CLIENT_ID.into());
-        s.github_client_secret = Some(SecretString::from(github::CLIENT_SECRET));
-        s.github_url = format!("http://127.0.0.1:{closed}");
-        s.github_api_url = format!("http://127.0.0.1:{closed}/api");
-    })
-    .await;
+    let down = TestApp::builder()
+        .settings(move |s| {
+            s.github_client_id = Some(github::CLIENT_ID.into());
+            s.github_client_secret = Some(SecretString::from(github::CLIENT_SECRET));
+            s.github_url = format!("http://127.0.0.1:{closed}");
+            s.github_api_url = format!("http://127.0.0.1:{closed}/api");
+        })
+        .spawn()
+        .await;
     let mut b = Browser::new();
     let start = b.get(&format!("{}/api/auth/github/start", down.url)).await;
     let state = query_param(&start.location.unwrap(), "state").unwrap();
@@ -514,14 +516,16 @@ async fn the_sign_up_policy_applies_to_new_github_accounts() {
 async fn the_domain_allowlist_accepts_only_verified_emails() {
     let gh = GitHubStandIn::start().await;
     let (url, api) = (gh.url.clone(), gh.api_url());
-    let app = spawn_app_with(move |s| {
-        s.signup_domains = vec!["corp.io".into()];
-        s.github_client_id = Some(github::CLIENT_ID.into());
-        s.github_client_secret = Some(SecretString::from(github::CLIENT_SECRET));
-        s.github_url = url;
-        s.github_api_url = api;
-    })
-    .await;
+    let app = TestApp::builder()
+        .settings(move |s| {
+            s.signup_domains = vec!["corp.io".into()];
+            s.github_client_id = Some(github::CLIENT_ID.into());
+            s.github_client_secret = Some(SecretString::from(github::CLIENT_SECRET));
+            s.github_url = url;
+            s.github_api_url = api;
+        })
+        .spawn()
+        .await;
     gh.add_user(31, "in", &[("in@corp.io", true, true)]);
     gh.add_user(32, "out", &[("out@else.io", true, true)]);
     gh.add_user(33, "claims", &[("claims@corp.io", false, true)]);

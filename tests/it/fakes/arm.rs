@@ -15,16 +15,20 @@
 //! * injected faults (429 with `Retry-After`, 500s) for any request;
 //! * the agent's readiness URL (`/_dev8/healthz` on a group's FQDN, chosen by
 //!   the `Host` header), answering only for a running group.
-#![allow(dead_code)]
+//!
+//! `backend` is the real `AciCompute` pointed at a fake, with short timings.
 
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
+use dev8::compute::aci::{AciCompute, AciConfig, ReadinessProbe, Timing};
+use dev8::compute::arm::RetryPolicy;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 pub const SUBSCRIPTION: &str = "00000000-0000-0000-0000-000000000001";
 pub const RESOURCE_GROUP: &str = "dev8-rg";
@@ -35,6 +39,8 @@ pub const CLIENT_ID: &str = "control-plane-app";
 pub const CLIENT_SECRET: &str = "fake-client-secret";
 pub const ACCOUNT_KEY: &str = "ZmFrZS1hY2NvdW50LWtleS1uZXZlci1sb2dnZWQ=";
 pub const ACI_API: &str = "2023-05-01";
+pub const REGISTRY: &str = "dev8test.azurecr.io";
+pub const PULL_IDENTITY: &str = "/subscriptions/00000000-0000-0000-0000-000000000001/resourceGroups/dev8-rg/providers/Microsoft.ManagedIdentity/userAssignedIdentities/dev8-env-pull";
 pub const STORAGE_API: &str = "2023-05-01";
 
 #[derive(Debug, Clone)]
@@ -758,4 +764,46 @@ impl reqwest::dns::Resolve for Loopback {
             Ok(addrs)
         })
     }
+}
+
+fn config(fake: &ArmFake) -> AciConfig {
+    AciConfig {
+        subscription_id: SUBSCRIPTION.into(),
+        resource_group: RESOURCE_GROUP.into(),
+        region: REGION.into(),
+        storage_account: ACCOUNT.into(),
+        registry: REGISTRY.into(),
+        image_tag: "1.2.3".into(),
+        pull_identity: PULL_IDENTITY.into(),
+        arm_endpoint: fake.url(),
+    }
+}
+
+/// The ACI backend against `fake`: its credential gets tokens from the fake,
+/// its readiness probe reaches the fake, retries and polls are quick.
+pub fn backend(fake: &ArmFake) -> AciCompute {
+    let probe_client = reqwest::Client::builder()
+        .dns_resolver(Arc::new(Loopback))
+        .timeout(Duration::from_secs(2))
+        .build()
+        .unwrap();
+    AciCompute::new(
+        config(fake),
+        credential(fake),
+        RetryPolicy {
+            max_attempts: 4,
+            base_delay: Duration::from_millis(10),
+            max_delay: Duration::from_secs(2),
+        },
+    )
+    .unwrap()
+    .with_readiness_probe(ReadinessProbe {
+        client: probe_client,
+        scheme: "http".into(),
+        port: Some(fake.addr.port()),
+    })
+    .with_timing(Timing {
+        poll_interval: Duration::from_millis(10),
+        delete_budget: Duration::from_secs(1),
+    })
 }

@@ -33,8 +33,6 @@ struct Inner {
     counts: HashMap<String, Counts>,
     /// Observations a start takes to become Running.
     boot_polls: u32,
-    /// Fail this many upcoming calls transiently.
-    transient_failures: u32,
     /// Fail every call transiently while set.
     down: bool,
     /// Refuse starts permanently with this reason.
@@ -52,9 +50,6 @@ pub struct FakeCompute {
 impl FakeCompute {
     pub fn set_boot_polls(&self, n: u32) {
         self.inner.lock().unwrap().boot_polls = n;
-    }
-    pub fn fail_next(&self, n: u32) {
-        self.inner.lock().unwrap().transient_failures = n;
     }
     pub fn set_down(&self, down: bool) {
         self.inner.lock().unwrap().down = down;
@@ -89,16 +84,9 @@ impl FakeCompute {
     }
 
     fn check(&self) -> ComputeResult<()> {
-        let mut i = self.inner.lock().unwrap();
-        if i.down {
+        if self.inner.lock().unwrap().down {
             return Err(ComputeError::Transient(anyhow::anyhow!(
                 "fake compute is down"
-            )));
-        }
-        if i.transient_failures > 0 {
-            i.transient_failures -= 1;
-            return Err(ComputeError::Transient(anyhow::anyhow!(
-                "injected transient failure"
             )));
         }
         Ok(())

@@ -28,8 +28,6 @@
 //! Every answer to an invocation must be JSON with `Outputs`, `Logs` and
 //! `ReturnValue`; the simulator asserts that.
 
-#![allow(dead_code)]
-
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use hmac::{Hmac, Mac};
@@ -174,7 +172,7 @@ fn tag(xml: &str, name: &str) -> String {
 
 impl RawQueue {
     pub fn new(name: &str) -> Self {
-        let cs = super::azurite::connection_string();
+        let cs = crate::peers::azurite::connection_string();
         let kv: BTreeMap<String, String> = cs
             .split(';')
             .filter(|p| !p.is_empty())

@@ -1,8 +1,7 @@
-//! Two OpenID Connect peers for tests:
-//! * `RealProvider`: npm `oidc-provider` (tests/oidc/provider.mjs) in a
-//!   child process on 127.0.0.1, a real implementation of the protocol;
-//! * `TestIdp`: a tiny in-test discovery + JWKS + token endpoint whose keys
-//!   and ID tokens the test controls, to check Dev8's ID-token validation.
+//! `TestIdp`: a tiny in-test OpenID provider (discovery, JWKS and a token
+//! endpoint) whose keys and ID tokens the test controls, to check Dev8's
+//! ID-token validation. The real provider the sign-in flow runs against is
+//! `peers::oidc_provider`.
 
 use axum::extract::{Form, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -16,76 +15,10 @@ use ed25519_dalek::pkcs8::EncodePrivateKey;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
 use std::collections::HashMap;
-use std::process::Stdio;
 use std::sync::{Arc, Mutex};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
 pub const CLIENT_ID: &str = "dev8-test-client";
 pub const CLIENT_SECRET: &str = "oidc-secret-do-not-log";
-
-/// npm `oidc-provider`, started on loopback; killed when dropped.
-pub struct RealProvider {
-    pub issuer: String,
-    child: tokio::process::Child,
-    stdin: Option<tokio::process::ChildStdin>,
-    stdout: tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
-}
-
-impl RealProvider {
-    /// Start the provider; it knows its client once `register` is called.
-    pub async fn start() -> Self {
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/oidc/provider.mjs");
-        let mut child = tokio::process::Command::new("node")
-            .arg(script)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("node runs tests/oidc/provider.mjs (install tests/js first)");
-        let stdin = child.stdin.take();
-        let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
-        let line = tokio::time::timeout(std::time::Duration::from_secs(30), stdout.next_line())
-            .await
-            .expect("oidc-provider starts within 30 s")
-            .unwrap()
-            .expect("oidc-provider printed its issuer");
-        let issuer = serde_json::from_str::<Value>(&line).unwrap()["issuer"]
-            .as_str()
-            .unwrap()
-            .to_string();
-        RealProvider {
-            issuer,
-            child,
-            stdin,
-            stdout,
-        }
-    }
-
-    /// Register Dev8 as a confidential client; every account signs in as `email`.
-    pub async fn register(&mut self, redirect_uri: &str, email: &str) {
-        let line = json!({"clientId": CLIENT_ID, "clientSecret": CLIENT_SECRET, "redirectUri": redirect_uri, "email": email});
-        let stdin = self.stdin.as_mut().unwrap();
-        stdin
-            .write_all(format!("{line}\n").as_bytes())
-            .await
-            .unwrap();
-        stdin.flush().await.unwrap();
-        let ready =
-            tokio::time::timeout(std::time::Duration::from_secs(30), self.stdout.next_line())
-                .await
-                .expect("oidc-provider configures within 30 s")
-                .unwrap()
-                .unwrap();
-        assert!(ready.contains("ready"), "{ready}");
-    }
-}
-
-impl Drop for RealProvider {
-    fn drop(&mut self) {
-        let _ = self.child.start_kill();
-    }
-}
 
 enum KeyKind {
     Ed(SigningKey),

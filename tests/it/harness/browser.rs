@@ -82,10 +82,6 @@ impl Browser {
             .insert(name.to_string(), value.to_string());
     }
 
-    pub fn forget_cookies(&mut self, url: &str) {
-        self.jars.remove(&origin_of(url));
-    }
-
     async fn send(&mut self, req: reqwest::RequestBuilder, url: &str) -> Page {
         let origin = origin_of(url);
         let jar = self.jars.entry(origin.clone()).or_default();

@@ -1,22 +1,15 @@
-//! A store for each backend, for the tests that run once per backend.
-//!
-//! Cosmos tests run against the patched Cosmos-compatible server on loopback
-//! (`scripts/peers.sh start`); they fail, never skip, when it is not there.
-//! Each call of `cosmos_config` names a fresh database so tests never collide.
+//! The Cosmos-compatible server (`@vercel/cosmosdb-server`, patched, on
+//! loopback; `scripts/peers.sh start`). Tests that need it are full tier and
+//! fail, never skip, when it is not there. Each call of `cosmos_config` names
+//! a fresh database so tests never collide.
 
-use dev8::store::{CosmosConfig, CosmosStore, SqliteStore, Store};
+use dev8::store::{CosmosConfig, CosmosStore, Store};
 use secrecy::SecretString;
 use std::sync::Arc;
 
 /// The Cosmos emulator's well-known public key (not a secret).
 pub const EMULATOR_KEY: &str =
     "C2y6yDjf5/R+ob0N8A7Cgv30VRDJIWEHLM+4QDU5DE2nQ9nDuVTqobD4b8mGGyPMbIZnqyMsEcaGQy67XIw/Jw==";
-
-/// A SQLite store in a temp file (the file is left in the system temp dir).
-pub fn sqlite_store() -> Arc<dyn Store> {
-    let dir = tempfile::tempdir().expect("temp dir").keep();
-    Arc::new(SqliteStore::open(&dir.join("dev8.db")).expect("opening SQLite"))
-}
 
 /// Settings the Cosmos tests need from the environment (what
 /// `scripts/peers.sh env` prints). The SDK reads them from the process

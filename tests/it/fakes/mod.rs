@@ -1,0 +1,9 @@
+//! In-test stand-ins for what cannot run here, each a stateful fake of its
+//! documented wire contract on 127.0.0.1 (or, for compute, of the port's
+//! contract): fast tier, nothing to install.
+
+pub mod arm;
+pub mod compute;
+pub mod github;
+pub mod host_sim;
+pub mod idp;

@@ -1,0 +1,35 @@
+//! Dev8's integration tests: one binary (one link), one module per concern,
+//! one harness (`harness::TestApp`, see its docs).
+//!
+//! Two tiers. Plain `cargo test` is the fast tier and needs nothing installed
+//! or running: in-process apps, in-test fakes (`fakes`), the `handler` binary.
+//! Tests that need a real peer (`peers`: code-server, Azurite, the
+//! Cosmos-compatible server, npm `oidc-provider`) are marked
+//! `#[ignore = "full tier: needs <peer>"]`; `scripts/test.sh` runs them with
+//! `cargo test -- --include-ignored`, and there a missing peer fails the test.
+
+mod fakes;
+mod harness;
+mod peers;
+
+mod aci;
+mod activity;
+mod agent;
+mod api_auth;
+mod api_environments;
+mod audit;
+mod cosmos_lifecycle;
+mod cosmos_retries;
+mod functions_binary;
+mod functions_host;
+mod functions_package;
+mod functions_tidy;
+mod infra_settings;
+mod jobs;
+mod local_compute;
+mod logs;
+mod oauth_github;
+mod oauth_oidc;
+mod queue_contract;
+mod shutdown;
+mod store_behaviour;
