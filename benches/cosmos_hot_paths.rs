@@ -6,8 +6,9 @@
 //! * sweep — the timer's cross-partition query for active environments.
 //!
 //! Run: `eval "$(scripts/peers.sh start)" && cargo bench --bench cosmos_hot_paths`
-//! (`DEV8_BENCH_ITERATIONS`, default 200, at most 5000). Under `cargo test`
-//! (no `--bench` argument) it runs 3 iterations, as a smoke test. The request charge is
+//! (`DEV8_BENCH_ITERATIONS`, default 200, at most 5000). Run as a test
+//! (`cargo test --bench cosmos_hot_paths`: no `--bench` argument) it runs 3
+//! iterations, as a smoke test; the test command does not run benches. The request charge is
 //! summed from the store's debug events. The emulator reports 1 RU for every
 //! response, so there the charge counts requests.
 

@@ -5,6 +5,7 @@
 use crate::harness::ide::{agent_client, redeem};
 use crate::harness::{Clock, Compute, LocalOpts, TestApp};
 use dev8::agent::procs;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 /// `serve` with the local backend (real agents and code-server).
@@ -14,6 +15,22 @@ async fn local_app() -> TestApp {
         .clock(Clock::Offset)
         .spawn()
         .await
+}
+
+/// The private folder of the Unix socket `agent` runs code-server on
+/// (`--socket <folder>/code-server.sock` on its code-server child).
+fn runtime_dir(id: &str, agent: i32) -> PathBuf {
+    let code_server = procs::marked(id, &[agent])
+        .into_iter()
+        .find(|p| procs::stat(*p).is_some_and(|s| s.ppid == agent))
+        .expect("code-server is the agent's child");
+    let cmdline = procs::cmdline(code_server);
+    let socket = cmdline
+        .split(' ')
+        .skip_while(|a| *a != "--socket")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no --socket in {cmdline}"));
+    Path::new(socket).parent().unwrap().to_path_buf()
 }
 
 async fn wait_until(what: &str, within: Duration, mut f: impl FnMut() -> bool) {
@@ -125,6 +142,9 @@ async fn a_killed_agent_is_replaced_promptly() {
     app.wait_status(&u, &id, "running", Duration::from_secs(30))
         .await;
     let old = app.local().agent_pid(&id).unwrap();
+    // A killed agent cannot remove its runtime folder (code-server's socket,
+    // under the temp dir): the test does, once the agent is replaced.
+    let old_runtime = runtime_dir(&id, old);
     let t0 = Instant::now();
     procs::signal(old, rustix::process::Signal::KILL);
     // The backend notices at once: a new agent, running again, old processes gone.
@@ -154,6 +174,9 @@ async fn a_killed_agent_is_replaced_promptly() {
     eprintln!("recovered in {:?}", t0.elapsed());
     assert!(t0.elapsed() < Duration::from_secs(20));
     let new = app.local().agent_pid(&id).unwrap();
+    if old_runtime.exists() {
+        std::fs::remove_dir_all(&old_runtime).unwrap();
+    }
     for pid in procs::marked(&id, &[]) {
         let mut p = pid;
         // Every process of the environment descends from the new agent.

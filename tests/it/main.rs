@@ -33,3 +33,4 @@ mod oauth_oidc;
 mod queue_contract;
 mod shutdown;
 mod store_behaviour;
+mod tiers;

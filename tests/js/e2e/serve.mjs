@@ -24,7 +24,9 @@ async function freePort() {
 export async function startServe(env = {}) {
   const port = await freePort();
   const dataDir = mkdtempSync(join(tmpdir(), 'dev8-e2e-'));
-  const bin = join(ROOT, 'target', 'debug', 'handler');
+  // Where cargo put it: CARGO_TARGET_DIR (relative to the project root, where
+  // scripts/test.sh runs cargo) or target/.
+  const bin = join(resolve(ROOT, process.env.CARGO_TARGET_DIR ?? 'target'), 'debug', 'handler');
   const child = spawn(bin, ['serve', '--port', String(port), '--data-dir', dataDir], {
     cwd: ROOT,
     env: { ...process.env, DEV8_LOG: 'info', DEV8_SIGNUP: 'open', ...env },
