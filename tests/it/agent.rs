@@ -68,7 +68,9 @@ async fn open_ide_through_the_agent_with_one_time_tickets() {
 
     // GET /ide: 303 to the agent with a ticket, no-store, no-referrer.
     let ide = format!("/api/environments/{id}/ide");
-    let r = app.send(Method::GET, &ide, None, app.browser(&alice)).await;
+    let r = app
+        .send(Method::GET, &ide, None, app.as_browser(&alice))
+        .await;
     assert_eq!(r.status, 303);
     assert_eq!(r.headers["cache-control"], "no-store");
     assert_eq!(r.headers["referrer-policy"], "no-referrer");
@@ -262,13 +264,13 @@ async fn open_ide_through_the_agent_with_one_time_tickets() {
     let bob = app.user("bob@example.com").await;
     let open = format!("/api/environments/{id}/open");
     assert_eq!(
-        app.send(Method::GET, &ide, None, app.browser(&bob))
+        app.send(Method::GET, &ide, None, app.as_browser(&bob))
             .await
             .status,
         404
     );
     assert_eq!(
-        app.send(Method::POST, &open, Some(json!({})), app.browser(&bob))
+        app.send(Method::POST, &open, Some(json!({})), app.as_browser(&bob))
             .await
             .status,
         404
@@ -294,7 +296,7 @@ async fn open_ide_through_the_agent_with_one_time_tickets() {
             Method::POST,
             &activity,
             Some(json!({})),
-            app.browser(&alice)
+            app.as_browser(&alice)
         )
         .await
         .status,
@@ -354,7 +356,7 @@ async fn open_ide_through_the_agent_with_one_time_tickets() {
             Method::POST,
             &format!("/api/environments/{id}/stop"),
             Some(json!({})),
-            app.browser(&alice)
+            app.as_browser(&alice)
         )
         .await
         .status,
@@ -362,14 +364,16 @@ async fn open_ide_through_the_agent_with_one_time_tickets() {
     );
     app.wait_status(&alice, &id, "stopped", Duration::from_secs(30))
         .await;
-    let r = app.send(Method::GET, &ide, None, app.browser(&alice)).await;
+    let r = app
+        .send(Method::GET, &ide, None, app.as_browser(&alice))
+        .await;
     assert_eq!(r.status, 303);
     assert_eq!(
         r.headers["location"].to_str().unwrap(),
         format!("/#/environments/{id}?notice=not-running")
     );
     assert_eq!(
-        app.send(Method::POST, &open, Some(json!({})), app.browser(&alice))
+        app.send(Method::POST, &open, Some(json!({})), app.as_browser(&alice))
             .await
             .status,
         409

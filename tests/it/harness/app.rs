@@ -201,7 +201,7 @@ impl Builder {
                         data_dir: data.path().to_path_buf(),
                         code_server: peers::code_server::entry(),
                         agent_exe: PathBuf::from(env!("CARGO_BIN_EXE_handler")),
-                        node: peers::code_server::node(),
+                        node: peers::node(),
                         activity_interval: opts.activity_interval,
                         cpu_sample: opts.cpu_sample,
                     };

@@ -80,7 +80,7 @@ impl TestApp {
     }
 
     /// The user's session cookie with our Origin: a request from the dashboard.
-    pub fn browser<'a>(&'a self, user: &'a User) -> Auth<'a> {
+    pub fn as_browser<'a>(&'a self, user: &'a User) -> Auth<'a> {
         Auth::Cookie(&user.cookie, Some(self.origin()))
     }
 

@@ -1,6 +1,6 @@
-//! code-server and Node.js, which the local compute backend runs for real
-//! (full tier). Missing either fails the test with what to do: CI installs
-//! them (`scripts/ci-deps.sh`), locally run `scripts/setup.sh --no-build`.
+//! code-server, which the local compute backend runs for real (full tier).
+//! Missing, it fails the test with what to do: CI installs it
+//! (`scripts/ci-deps.sh`), locally run `scripts/setup.sh --no-build`.
 
 use std::path::PathBuf;
 
@@ -16,9 +16,4 @@ pub fn entry() -> PathBuf {
         path.display()
     );
     path
-}
-
-/// `node` on PATH.
-pub fn node() -> PathBuf {
-    dev8::compute::local::find_node().unwrap_or_else(|e| panic!("{e:#}"))
 }

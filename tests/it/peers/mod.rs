@@ -7,3 +7,8 @@ pub mod azurite;
 pub mod code_server;
 pub mod cosmos;
 pub mod oidc_provider;
+
+/// `node` on PATH (code-server and `oidc-provider` run on it).
+pub fn node() -> std::path::PathBuf {
+    dev8::compute::local::find_node().unwrap_or_else(|e| panic!("{e:#}"))
+}

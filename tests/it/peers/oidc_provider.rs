@@ -26,7 +26,7 @@ impl RealProvider {
             "npm oidc-provider is not installed ({} is missing): run scripts/ci-deps.sh (or `npm ci` in tests/js)",
             installed.display()
         );
-        let mut child = tokio::process::Command::new(crate::peers::code_server::node())
+        let mut child = tokio::process::Command::new(crate::peers::node())
             .arg(root.join("tests/oidc/provider.mjs"))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
