@@ -15,7 +15,7 @@ use dev8::compute::arm::RetryPolicy;
 use dev8::compute::{Compute, ComputeError};
 use dev8::config::{ComputeKind, Settings, SignupPolicy};
 use dev8::jobs::{sweep, worker};
-use dev8::platform::Platform;
+use dev8::platform::JobContext;
 use dev8::queue::{EmbeddedQueue, Job, JobQueue};
 use dev8::startup::{Application, Overrides};
 use dev8::store::{SqliteStore, Store};
@@ -28,7 +28,7 @@ const PULL_IDENTITY: &str = "/subscriptions/00000000-0000-0000-0000-000000000001
 
 struct TestApp {
     url: String,
-    platform: Arc<Platform>,
+    platform: Arc<JobContext>,
     clock: ManualClock,
     queue: Arc<EmbeddedQueue>,
     fake: ArmFake,
@@ -105,7 +105,7 @@ async fn spawn() -> TestApp {
     .await
     .expect("app builds");
     let url = format!("http://127.0.0.1:{}", app.port());
-    let platform = app.platform();
+    let platform = app.jobs();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(app.run_until_stopped(async move {
         let _ = rx.await;

@@ -3,9 +3,9 @@
 
 mod helpers;
 
-use dev8::agent::procs;
 use dev8::auth::KeySet;
 use dev8::auth::tokens::{TokenKind, claims};
+use dev8::procs;
 use helpers::*;
 use serde_json::json;
 use std::time::{Duration, Instant};

@@ -12,7 +12,7 @@ use common::fake_compute::FakeCompute;
 use common::host_sim::{HostSim, Poll};
 use dev8::config::QueueKind;
 use dev8::host;
-use dev8::platform::Platform;
+use dev8::platform::JobContext;
 use dev8::startup::{Application, Overrides};
 use serde_json::json;
 use std::sync::Arc;
@@ -21,7 +21,7 @@ use std::time::Duration;
 struct FunctionsApp {
     sim: HostSim,
     origin: String,
-    platform: Arc<Platform>,
+    platform: Arc<JobContext>,
     compute: Arc<FakeCompute>,
     _dir: tempfile::TempDir,
     _stop: tokio::sync::oneshot::Sender<()>,

@@ -4,7 +4,7 @@
 
 mod helpers;
 
-use dev8::agent::procs;
+use dev8::procs;
 use helpers::*;
 use serde_json::json;
 use std::time::{Duration, Instant};

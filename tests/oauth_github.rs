@@ -19,10 +19,10 @@ async fn setup_with(policy: SignupPolicy) -> (TestApp, GitHubStandIn) {
     let (url, api) = (gh.url.clone(), gh.api_url());
     let app = spawn_app_with(move |s| {
         s.signup = policy;
-        s.github_client_id = Some(github::CLIENT_ID.into());
-        s.github_client_secret = Some(SecretString::from(github::CLIENT_SECRET));
-        s.github_url = url;
-        s.github_api_url = api;
+        s.oauth.github_client_id = Some(github::CLIENT_ID.into());
+        s.oauth.github_client_secret = Some(SecretString::from(github::CLIENT_SECRET));
+        s.oauth.github_url = url;
+        s.oauth.github_api_url = api;
     })
     .await;
     (app, gh)
@@ -464,10 +464,10 @@ async fn a_bad_code_or_an_unreachable_provider_ends_on_the_dashboard() {
         l.local_addr().unwrap().port()
     };
     let down = spawn_app_with(move |s| {
-        s.github_client_id = Some(github::CLIENT_ID.into());
-        s.github_client_secret = Some(SecretString::from(github::CLIENT_SECRET));
-        s.github_url = format!("http://127.0.0.1:{closed}");
-        s.github_api_url = format!("http://127.0.0.1:{closed}/api");
+        s.oauth.github_client_id = Some(github::CLIENT_ID.into());
+        s.oauth.github_client_secret = Some(SecretString::from(github::CLIENT_SECRET));
+        s.oauth.github_url = format!("http://127.0.0.1:{closed}");
+        s.oauth.github_api_url = format!("http://127.0.0.1:{closed}/api");
     })
     .await;
     let mut b = Browser::new();
@@ -516,10 +516,10 @@ async fn the_domain_allowlist_accepts_only_verified_emails() {
     let (url, api) = (gh.url.clone(), gh.api_url());
     let app = spawn_app_with(move |s| {
         s.signup_domains = vec!["corp.io".into()];
-        s.github_client_id = Some(github::CLIENT_ID.into());
-        s.github_client_secret = Some(SecretString::from(github::CLIENT_SECRET));
-        s.github_url = url;
-        s.github_api_url = api;
+        s.oauth.github_client_id = Some(github::CLIENT_ID.into());
+        s.oauth.github_client_secret = Some(SecretString::from(github::CLIENT_SECRET));
+        s.oauth.github_url = url;
+        s.oauth.github_api_url = api;
     })
     .await;
     gh.add_user(31, "in", &[("in@corp.io", true, true)]);

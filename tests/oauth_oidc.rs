@@ -19,10 +19,10 @@ async fn with_real_provider() -> (TestApp, RealProvider) {
     let mut op = RealProvider::start().await;
     let issuer = op.issuer.clone();
     let app = spawn_app_with(move |s| {
-        s.oidc_issuer = Some(issuer);
-        s.oidc_client_id = Some(idp::CLIENT_ID.into());
-        s.oidc_client_secret = Some(SecretString::from(idp::CLIENT_SECRET));
-        s.oidc_name = "Test SSO".into();
+        s.oauth.oidc_issuer = Some(issuer);
+        s.oauth.oidc_client_id = Some(idp::CLIENT_ID.into());
+        s.oauth.oidc_client_secret = Some(SecretString::from(idp::CLIENT_SECRET));
+        s.oauth.oidc_name = "Test SSO".into();
     })
     .await;
     op.register(&format!("{}/api/auth/oidc/callback", app.url), EMAIL)
@@ -258,9 +258,9 @@ async fn with_test_idp() -> (TestApp, TestIdp, TestKey) {
     idp.publish(&key);
     let issuer = idp.issuer.clone();
     let app = spawn_app_with(move |s| {
-        s.oidc_issuer = Some(issuer);
-        s.oidc_client_id = Some(idp::CLIENT_ID.into());
-        s.oidc_client_secret = Some(SecretString::from(idp::CLIENT_SECRET));
+        s.oauth.oidc_issuer = Some(issuer);
+        s.oauth.oidc_client_id = Some(idp::CLIENT_ID.into());
+        s.oauth.oidc_client_secret = Some(SecretString::from(idp::CLIENT_SECRET));
     })
     .await;
     (app, idp, key)
@@ -400,8 +400,8 @@ async fn an_unreachable_issuer_ends_on_the_dashboard() {
         l.local_addr().unwrap().port()
     };
     let app = spawn_app_with(move |s| {
-        s.oidc_issuer = Some(format!("http://127.0.0.1:{closed}"));
-        s.oidc_client_id = Some(idp::CLIENT_ID.into());
+        s.oauth.oidc_issuer = Some(format!("http://127.0.0.1:{closed}"));
+        s.oauth.oidc_client_id = Some(idp::CLIENT_ID.into());
     })
     .await;
     let r = Browser::new()

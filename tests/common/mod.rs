@@ -16,7 +16,7 @@ use chrono::Duration;
 use dev8::clock::{Clock, ManualClock};
 use dev8::config::{Settings, SignupPolicy};
 use dev8::jobs::{sweep, worker};
-use dev8::platform::Platform;
+use dev8::platform::JobContext;
 use dev8::queue::{EmbeddedQueue, JobQueue};
 use dev8::startup::{Application, Overrides};
 use dev8::store::{SqliteStore, Store};
@@ -27,7 +27,7 @@ use std::sync::Arc;
 
 pub struct TestApp {
     pub url: String,
-    pub platform: Arc<Platform>,
+    pub platform: Arc<JobContext>,
     pub clock: ManualClock,
     pub compute: Arc<FakeCompute>,
     pub queue: Arc<EmbeddedQueue>,
@@ -75,7 +75,7 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
     .await
     .expect("app builds");
     let url = format!("http://127.0.0.1:{}", app.port());
-    let platform = app.platform();
+    let platform = app.jobs();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(app.run_until_stopped(async move {
         let _ = rx.await;

@@ -6,7 +6,7 @@ use chrono::{DateTime, Duration as ChronoDuration, Utc};
 use dev8::clock::Clock;
 use dev8::compute::{LocalCompute, LocalOptions};
 use dev8::config::{Settings, SignupPolicy};
-use dev8::platform::Platform;
+use dev8::platform::JobContext;
 use dev8::queue::{EmbeddedQueue, JobQueue};
 use dev8::startup::{Application, Overrides};
 use serde_json::{Value, json};
@@ -50,7 +50,7 @@ impl Clock for OffsetClock {
 
 pub struct TestApp {
     pub base: String,
-    pub platform: Arc<Platform>,
+    pub platform: Arc<JobContext>,
     pub compute: Arc<LocalCompute>,
     pub clock: OffsetClock,
     pub data: tempfile::TempDir,
@@ -110,7 +110,8 @@ pub async fn spawn_in(data: tempfile::TempDir, opts: Options) -> TestApp {
         activity_interval: opts.activity_interval,
         cpu_sample: opts.cpu_sample,
     };
-    let compute = Arc::new(LocalCompute::new(local, queue.clone()).expect("local compute"));
+    let reconciles = Arc::new(dev8::reconciles::QueueReconciles::new(queue.clone()));
+    let compute = Arc::new(LocalCompute::new(local, reconciles).expect("local compute"));
     let overrides = Overrides {
         queue: Some(queue),
         compute: Some(compute.clone()),
@@ -122,7 +123,7 @@ pub async fn spawn_in(data: tempfile::TempDir, opts: Options) -> TestApp {
         .await
         .expect("app builds");
     let base = format!("http://127.0.0.1:{}", app.port());
-    let platform = app.platform();
+    let platform = app.jobs();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(app.run_until_stopped(async move {
         let _ = rx.await;
