@@ -12,6 +12,7 @@ use dev8::clock::SystemClock;
 use dev8::compute::{LocalCompute, LocalOptions, local};
 use dev8::config::{Settings, SignupPolicy};
 use dev8::queue::{EmbeddedQueue, JobQueue};
+use dev8::reconciles::QueueReconciles;
 use dev8::startup::{Application, Overrides};
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
@@ -69,7 +70,8 @@ impl Serve {
             activity_interval: Duration::from_secs(60),
             cpu_sample: Duration::from_secs(15),
         };
-        let compute = Arc::new(LocalCompute::new(options, queue.clone()).expect("local compute"));
+        let reconciles = Arc::new(QueueReconciles::new(queue.clone()));
+        let compute = Arc::new(LocalCompute::new(options, reconciles).expect("local compute"));
         let overrides = Overrides {
             queue: Some(queue),
             compute: Some(compute),

@@ -2,6 +2,7 @@
 //! settings and `local.settings.json` Values arrive that way) and, for
 //! `serve`, a flag too. Each one has a line in `local.settings.example.json`.
 
+use crate::agent_env;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use secrecy::SecretString;
 use std::path::PathBuf;
@@ -35,24 +36,24 @@ pub enum Command {
 #[derive(Debug, Args)]
 pub struct AgentArgs {
     /// The environment this agent serves (also the marker of its processes).
-    #[arg(long, env = "DEV8_ENVIRONMENT_ID", hide = true)]
+    #[arg(long, env = agent_env::ENVIRONMENT_ID, hide = true)]
     pub environment_id: String,
     /// The agent token (`aud=agent:<id>`) for activity reports.
-    #[arg(long, env = "DEV8_AGENT_TOKEN", value_parser = secret, hide_env_values = true, hide = true)]
+    #[arg(long, env = agent_env::AGENT_TOKEN, value_parser = secret, hide_env_values = true, hide = true)]
     pub agent_token: SecretString,
     /// The control plane's public keys (JWKS JSON).
-    #[arg(long, env = "DEV8_AGENT_JWKS", hide_env_values = true, hide = true)]
+    #[arg(long, env = agent_env::AGENT_JWKS, hide_env_values = true, hide = true)]
     pub jwks: String,
     /// The issuer IDE tickets must name.
-    #[arg(long, env = "DEV8_AGENT_ISSUER", hide = true)]
+    #[arg(long, env = agent_env::AGENT_ISSUER, hide = true)]
     pub issuer: String,
     /// Where browsers and the agent reach the control plane.
-    #[arg(long, env = "DEV8_CONTROL_PLANE_URL", hide = true)]
+    #[arg(long, env = agent_env::CONTROL_PLANE_URL, hide = true)]
     pub control_plane_url: String,
     /// Listen address.
     #[arg(
         long,
-        env = "DEV8_AGENT_LISTEN",
+        env = agent_env::AGENT_LISTEN,
         default_value = "0.0.0.0:8080",
         hide = true
     )]
@@ -60,24 +61,24 @@ pub struct AgentArgs {
     /// The environment's origin as browsers see it (WebSocket Origin check, cookies).
     /// Unset on ACI, where the FQDN is only known once ARM assigns it: the agent
     /// then sits behind the group's TLS sidecar and its origin is `https://<Host>`.
-    #[arg(long, env = "DEV8_AGENT_ORIGIN", hide = true)]
+    #[arg(long, env = agent_env::AGENT_ORIGIN, hide = true)]
     pub origin: Option<String>,
     /// Run code-server as this (non-root) user of the image; unset: as the agent's user.
-    #[arg(long, env = "DEV8_IDE_USER", hide = true)]
+    #[arg(long, env = agent_env::IDE_USER, hide = true)]
     pub ide_user: Option<String>,
     /// The environment's persistent home.
-    #[arg(long, env = "DEV8_AGENT_HOME", hide = true)]
+    #[arg(long, env = agent_env::AGENT_HOME, hide = true)]
     pub home: PathBuf,
     /// code-server's entry.js.
-    #[arg(long, env = "DEV8_CODE_SERVER", hide = true)]
+    #[arg(long, env = agent_env::CODE_SERVER, hide = true)]
     pub code_server: PathBuf,
     /// The node executable that runs code-server.
-    #[arg(long, env = "DEV8_NODE", default_value = "node", hide = true)]
+    #[arg(long, env = agent_env::NODE, default_value = "node", hide = true)]
     pub node: PathBuf,
     /// Activity is pushed at most this often (milliseconds).
     #[arg(
         long,
-        env = "DEV8_AGENT_ACTIVITY_INTERVAL_MS",
+        env = agent_env::ACTIVITY_INTERVAL_MS,
         default_value_t = 60_000,
         hide = true
     )]
@@ -85,7 +86,7 @@ pub struct AgentArgs {
     /// How often user processes are sampled for CPU use (milliseconds).
     #[arg(
         long,
-        env = "DEV8_AGENT_CPU_SAMPLE_MS",
+        env = agent_env::CPU_SAMPLE_MS,
         default_value_t = 15_000,
         hide = true
     )]
@@ -93,32 +94,11 @@ pub struct AgentArgs {
     /// Stop when standard input closes (set by the local compute backend).
     #[arg(
         long,
-        env = "DEV8_AGENT_STDIN_LIFELINE",
+        env = agent_env::STDIN_LIFELINE,
         default_value_t = false,
         hide = true
     )]
     pub stdin_lifeline: bool,
-}
-
-impl AgentArgs {
-    pub fn into_config(self) -> crate::agent::AgentConfig {
-        crate::agent::AgentConfig {
-            environment_id: self.environment_id,
-            token: self.agent_token,
-            jwks: self.jwks,
-            issuer: self.issuer,
-            control_plane_url: self.control_plane_url,
-            listen: self.listen,
-            origin: self.origin,
-            ide_user: self.ide_user,
-            home: self.home,
-            code_server: self.code_server,
-            node: self.node,
-            activity_interval: std::time::Duration::from_millis(self.activity_interval_ms.max(10)),
-            cpu_sample: std::time::Duration::from_millis(self.cpu_sample_ms.max(10)),
-            stdin_lifeline: self.stdin_lifeline,
-        }
-    }
 }
 
 #[derive(Debug, Args)]
@@ -256,37 +236,9 @@ pub struct Settings {
     /// The Storage account for queues (DEV8_QUEUE_BACKEND=storage).
     #[command(flatten)]
     pub storage: crate::queue::StorageSettings,
-    /// GitHub OAuth app client id; "Continue with GitHub" is offered when set
-    /// (with the secret). Callback: `<DEV8_PUBLIC_URL>/api/auth/github/callback`.
-    #[arg(long, env = "DEV8_GITHUB_CLIENT_ID")]
-    pub github_client_id: Option<String>,
-    /// GitHub OAuth app client secret.
-    #[arg(long, env = "DEV8_GITHUB_CLIENT_SECRET", value_parser = secret, hide_env_values = true)]
-    pub github_client_secret: Option<SecretString>,
-    /// GitHub's web origin (GitHub Enterprise Server, or a stand-in in tests).
-    #[arg(long, env = "DEV8_GITHUB_URL", default_value = "https://github.com")]
-    pub github_url: String,
-    /// GitHub's REST API base URL.
-    #[arg(
-        long,
-        env = "DEV8_GITHUB_API_URL",
-        default_value = "https://api.github.com"
-    )]
-    pub github_api_url: String,
-    /// Issuer of the one OpenID Connect provider (discovery at
-    /// `<issuer>/.well-known/openid-configuration`). Callback:
-    /// `<DEV8_PUBLIC_URL>/api/auth/oidc/callback`.
-    #[arg(long, env = "DEV8_OIDC_ISSUER")]
-    pub oidc_issuer: Option<String>,
-    /// The OpenID Connect client id.
-    #[arg(long, env = "DEV8_OIDC_CLIENT_ID")]
-    pub oidc_client_id: Option<String>,
-    /// The OpenID Connect client secret (a confidential client).
-    #[arg(long, env = "DEV8_OIDC_CLIENT_SECRET", value_parser = secret, hide_env_values = true)]
-    pub oidc_client_secret: Option<SecretString>,
-    /// The name on the sign-in button: "Continue with <name>".
-    #[arg(long, env = "DEV8_OIDC_NAME", default_value = "single sign-on")]
-    pub oidc_name: String,
+    /// The external sign-in providers (GitHub, one OpenID Connect provider).
+    #[command(flatten)]
+    pub oauth: crate::auth::oauth::OAuthSettings,
 }
 
 /// The Cosmos DB account (`DEV8_STORE=cosmos`).

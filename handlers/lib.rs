@@ -2,6 +2,7 @@
 //! modes (`serve`, `functions`, `agent`). See ARCHITECTURE.md for the map.
 
 pub mod agent;
+pub mod agent_env;
 pub mod audit;
 pub mod auth;
 pub mod azure_http;
@@ -13,8 +14,11 @@ pub mod domain;
 pub mod host;
 pub mod http;
 pub mod jobs;
+pub mod lifecycle;
 pub mod platform;
+pub mod procs;
 pub mod queue;
 pub mod quota;
+pub mod reconciles;
 pub mod startup;
 pub mod store;

@@ -37,7 +37,7 @@ async fn main() -> anyhow::Result<()> {
             app.run_until_stopped(shutdown_signal()).await
         }
         Command::Functions(args) => dev8::host::run(args, shutdown_signal()).await,
-        Command::Agent(args) => dev8::agent::run(args.into_config(), shutdown_signal()).await,
+        Command::Agent(args) => dev8::agent::run(args.into(), shutdown_signal()).await,
         Command::Package(args) => {
             let zip = dev8::host::package::package(&args.root, args.binary.as_deref(), &args.out)?;
             println!(

@@ -1,5 +1,11 @@
 //! The wired control plane: the ports chosen at start plus the settings the
-//! handlers and jobs need. Built once by `startup`, shared as `Arc<Platform>`.
+//! handlers and jobs need. Built once by `startup`.
+//!
+//! Two views, so the rule "only jobs call `Compute`" is a type, not a
+//! convention: `Platform` (what HTTP handlers and the lifecycle service get)
+//! has no `Compute` and no raw queue — it can only *ask* for a reconcile;
+//! `JobContext` (what the reconcile job, the sweep and shutdown get) adds
+//! the compute backend and the queue the worker drains.
 
 use crate::auth::KeySet;
 use crate::clock::Clock;
@@ -7,19 +13,35 @@ use crate::compute::Compute;
 use crate::config::SignupPolicy;
 use crate::queue::JobQueue;
 use crate::quota::Limits;
+use crate::reconciles::Reconciles;
 use crate::store::Store;
 use std::sync::Arc;
 use std::time::Duration;
 
 pub struct Platform {
     pub store: Arc<dyn Store>,
-    pub queue: Arc<dyn JobQueue>,
-    pub compute: Arc<dyn Compute>,
+    /// The one way to ask for a reconcile.
+    pub reconciles: Arc<dyn Reconciles>,
     pub clock: Arc<dyn Clock>,
     pub keys: Arc<KeySet>,
     pub policy: Policy,
     /// The external sign-in providers configured (possibly none).
     pub providers: Arc<crate::auth::oauth::Providers>,
+}
+
+/// The platform as jobs see it: plus the compute backend and the job queue.
+pub struct JobContext {
+    pub platform: Arc<Platform>,
+    pub compute: Arc<dyn Compute>,
+    pub queue: Arc<dyn JobQueue>,
+}
+
+impl std::ops::Deref for JobContext {
+    type Target = Platform;
+
+    fn deref(&self) -> &Platform {
+        &self.platform
+    }
 }
 
 /// Settings that shape behaviour (not wiring).

@@ -8,6 +8,7 @@
 //! may belong to a request still in flight and are left alone.
 
 use crate::domain::DesiredState;
+use crate::store::update::{Change, Retries, update_document};
 use crate::store::{Store, StoreError};
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
@@ -17,6 +18,15 @@ use std::collections::BTreeMap;
 pub const PRUNE_AFTER: Duration = Duration::minutes(2);
 
 type Reservations = BTreeMap<String, DateTime<Utc>>;
+
+/// What a reservation is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Slot {
+    /// A new environment: an environment slot and a running slot.
+    NewEnvironment,
+    /// An existing environment being started: a running slot.
+    Running,
+}
 
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
@@ -55,36 +65,15 @@ fn user_key(user_id: &str) -> String {
     format!("quota:user:{user_id}")
 }
 
-/// Read-modify-write a document until the conditional write lands.
+/// Read-modify-write a slots document (`store::update`); `f` says whether
+/// it changed anything.
 async fn update<T, F>(store: &dyn Store, key: &str, mut f: F) -> Result<(), QuotaError>
 where
-    T: Default + Serialize + serde::de::DeserializeOwned,
-    F: FnMut(&mut T) -> Result<bool, QuotaError>,
+    T: Default + Serialize + serde::de::DeserializeOwned + Send,
+    F: FnMut(&mut T) -> Result<bool, QuotaError> + Send,
 {
-    for attempt in 0..200u32 {
-        let current = store.document(key).await?;
-        let mut value: T = match &current {
-            Some(v) => serde_json::from_value(v.value.clone()).unwrap_or_default(),
-            None => T::default(),
-        };
-        if !f(&mut value)? {
-            return Ok(());
-        }
-        let json = serde_json::to_value(&value).expect("slots serialise");
-        match store
-            .put_document(key, &json, current.as_ref().map(|c| &c.etag), None)
-            .await
-        {
-            Ok(_) => return Ok(()),
-            Err(StoreError::PreconditionFailed | StoreError::Conflict(_)) => {
-                // Lost a race: back off a little (jittered) and read again.
-                let jitter = rand::random::<u64>() % (2 + u64::from(attempt.min(20)));
-                tokio::time::sleep(std::time::Duration::from_millis(jitter)).await;
-            }
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Err(StoreError::Unavailable(anyhow::anyhow!("quota document {key} too contended")).into())
+    let change = |slots: &mut T| f(slots).map(Change::from);
+    update_document(store, key, Retries::HOT_DOCUMENT, change, |_| None).await
 }
 
 /// Does environment `id` of `user` still hold its slot (exists; and, for a
@@ -123,34 +112,22 @@ async fn prune_user(
 }
 
 impl Limits {
-    /// Reserve an environment slot (and a running slot) for a new environment.
-    pub async fn reserve_new(
+    /// Reserve what `slot` needs: the user's slots first, then the
+    /// platform-wide one; if that is full, the user's slots taken here go back.
+    pub async fn reserve(
         &self,
         store: &dyn Store,
         user: &str,
         id: &str,
+        slot: Slot,
         now: DateTime<Utc>,
     ) -> Result<(), QuotaError> {
-        self.reserve_user(store, user, id, true, now).await?;
-        if let Err(e) = self.reserve_global(store, user, id, now).await {
-            self.release(store, user, id, true).await.ok();
-            return Err(e);
-        }
-        Ok(())
-    }
-
-    /// Reserve a running slot for an existing environment being started.
-    pub async fn reserve_running(
-        &self,
-        store: &dyn Store,
-        user: &str,
-        id: &str,
-        now: DateTime<Utc>,
-    ) -> Result<(), QuotaError> {
-        self.reserve_user(store, user, id, false, now).await?;
+        let new_env = slot == Slot::NewEnvironment;
+        self.reserve_user(store, user, id, new_env, now).await?;
         if let Err(e) = self.reserve_global(store, user, id, now).await {
             update::<UserSlots, _>(store, &user_key(user), |s| {
-                Ok(s.running.remove(id).is_some())
+                let running = s.running.remove(id).is_some();
+                Ok((new_env && s.environments.remove(id).is_some()) || running)
             })
             .await
             .ok();

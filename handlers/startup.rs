@@ -9,9 +9,10 @@ use crate::clock::{Clock, SystemClock};
 use crate::compute::{Compute, LocalCompute, LocalOptions};
 use crate::config::{ComputeKind, QueueKind, Settings, StoreKind};
 use crate::jobs::{sweep, worker};
-use crate::platform::{Platform, Policy};
+use crate::platform::{JobContext, Platform, Policy};
 use crate::queue::{EmbeddedQueue, JobQueue, StorageQueue};
 use crate::quota::Limits;
+use crate::reconciles::{QueueReconciles, Reconciles};
 use crate::store::{CosmosConfig, CosmosStore, SqliteStore, Store};
 use anyhow::Context;
 use secrecy::ExposeSecret;
@@ -35,7 +36,7 @@ pub struct Overrides {
 
 pub struct Application {
     listener: TcpListener,
-    platform: Arc<Platform>,
+    jobs: Arc<JobContext>,
     static_dir: PathBuf,
     background: bool,
     sweep_interval: Duration,
@@ -144,12 +145,13 @@ impl Application {
                 ),
             },
         };
+        let reconciles: Arc<dyn Reconciles> = Arc::new(QueueReconciles::new(queue.clone()));
         let compute: Arc<dyn Compute> = match overrides.compute {
             Some(c) => c,
             None => match settings.compute {
                 ComputeKind::Local => {
                     let opts = LocalOptions::new(data_dir, settings.code_server.as_deref())?;
-                    Arc::new(LocalCompute::new(opts, queue.clone())?)
+                    Arc::new(LocalCompute::new(opts, reconciles.clone())?)
                 }
                 ComputeKind::Aci => Arc::new(
                     crate::compute::aci::AciCompute::from_settings(&settings.aci)
@@ -159,16 +161,20 @@ impl Application {
         };
         let platform = Arc::new(Platform {
             store,
-            queue,
-            compute,
+            reconciles,
             clock,
             keys: Arc::new(keys),
             policy: policy(&settings, public_url),
-            providers: Arc::new(Providers::from_settings(&settings)?),
+            providers: Arc::new(Providers::from_settings(&settings.oauth)?),
+        });
+        let jobs = Arc::new(JobContext {
+            platform,
+            compute,
+            queue,
         });
         Ok(Application {
             listener,
-            platform,
+            jobs,
             static_dir: settings.static_dir.clone(),
             background: overrides.background.unwrap_or(true),
             sweep_interval: Duration::from_secs(settings.sweep_interval_seconds.max(1)),
@@ -179,14 +185,20 @@ impl Application {
         self.listener.local_addr().map(|a| a.port()).unwrap_or(0)
     }
 
+    /// What the HTTP layer sees (no compute).
     pub fn platform(&self) -> Arc<Platform> {
-        self.platform.clone()
+        self.jobs.platform.clone()
     }
 
-    /// The bound listener and the wired platform, for a run mode that serves
-    /// its own router (`functions`).
-    pub fn into_parts(self) -> (TcpListener, Arc<Platform>) {
-        (self.listener, self.platform)
+    /// What jobs see (the platform plus compute and the queue).
+    pub fn jobs(&self) -> Arc<JobContext> {
+        self.jobs.clone()
+    }
+
+    /// The bound listener and the wired jobs context, for a run mode that
+    /// serves its own router (`functions`).
+    pub fn into_parts(self) -> (TcpListener, Arc<JobContext>) {
+        (self.listener, self.jobs)
     }
 
     /// Serve until `shutdown` resolves; then stop taking requests, let the
@@ -203,18 +215,18 @@ impl Application {
             // restart an environment recorded as running may have no process
             // any more. One sweep plus the reconciles it makes visible now turn
             // such records into `starting`, so no answer claims a dead IDE.
-            catch_up(&self.platform).await;
+            catch_up(&self.jobs).await;
             tasks.push(tokio::spawn(worker_loop(
-                self.platform.clone(),
+                self.jobs.clone(),
                 stop_rx.clone(),
             )));
             tasks.push(tokio::spawn(sweep_loop(
-                self.platform.clone(),
+                self.jobs.clone(),
                 self.sweep_interval,
                 stop_rx.clone(),
             )));
         }
-        let router = crate::http::app_router(self.platform.clone(), &self.static_dir);
+        let router = crate::http::app_router(self.jobs.platform.clone(), &self.static_dir);
         let mut http_stop = stop_rx.clone();
         let server = axum::serve(
             self.listener,
@@ -231,14 +243,14 @@ impl Application {
             let _ = t.await;
         }
         let served = server.await;
-        self.platform.compute.shutdown().await;
+        self.jobs.compute.shutdown().await;
         served??;
         Ok(())
     }
 }
 
 /// One sweep and the jobs that are visible right away (bounded).
-async fn catch_up(p: &Platform) {
+async fn catch_up(p: &JobContext) {
     if let Err(e) = sweep::sweep(p).await {
         tracing::error!(error = %format!("{e:#}"), "start-up sweep failed");
         return;
@@ -248,7 +260,7 @@ async fn catch_up(p: &Platform) {
     }
 }
 
-async fn worker_loop(p: Arc<Platform>, mut stop: watch::Receiver<bool>) {
+async fn worker_loop(p: Arc<JobContext>, mut stop: watch::Receiver<bool>) {
     let mut idle = Duration::from_millis(50);
     while !*stop.borrow() {
         // A job, once taken, runs to completion: shutdown is only checked between jobs.
@@ -270,7 +282,7 @@ async fn worker_loop(p: Arc<Platform>, mut stop: watch::Receiver<bool>) {
     }
 }
 
-async fn sweep_loop(p: Arc<Platform>, every: Duration, mut stop: watch::Receiver<bool>) {
+async fn sweep_loop(p: Arc<JobContext>, every: Duration, mut stop: watch::Receiver<bool>) {
     let mut ticker = tokio::time::interval(every);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {

@@ -33,7 +33,7 @@
 //! Activity is pushed to `POST /api/environments/{id}/activity` with the
 //! agent token at most once per push interval (one minute by default).
 
-use super::procs::{self, CpuSampler};
+use crate::procs::{self, CpuSampler};
 use axum::http;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

@@ -4,29 +4,14 @@
 //! IDE terminal), a Unix socket in a 0700 folder instead of a TCP port, a
 //! restart with backoff when it dies, and a graceful stop.
 
-use super::procs::{self, MARKER};
+use crate::agent_env::PASSED_TO_IDE;
+use crate::procs::{self, MARKER};
 use rustix::process::Signal;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
-
-/// Environment variables code-server (and so every IDE terminal) inherits
-/// from the agent; everything else is dropped.
-pub const ALLOWED_ENV: &[&str] = &[
-    "PATH",
-    "LANG",
-    "LANGUAGE",
-    "LC_ALL",
-    "LC_CTYPE",
-    "LC_MESSAGES",
-    "TZ",
-    "TERM",
-    "SHELL",
-    "USER",
-    "LOGNAME",
-];
 
 /// User settings written on first start (never over the user's own file).
 pub const DEFAULT_SETTINGS: &str = r#"{
@@ -173,7 +158,7 @@ impl CodeServer {
             .arg(self.workspace())
             .current_dir(self.workspace())
             .env_clear();
-        for name in ALLOWED_ENV {
+        for name in PASSED_TO_IDE {
             if let Some(v) = std::env::var_os(name) {
                 cmd.env(name, v);
             }

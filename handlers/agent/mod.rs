@@ -8,7 +8,6 @@
 
 pub mod activity;
 pub mod code_server;
-pub mod procs;
 pub mod proxy;
 pub mod session;
 
@@ -239,7 +238,7 @@ pub async fn run(
     let _ = supervisor.await;
     let _ = tokio::join!(cpu, pusher);
     // Whatever the IDE started (terminals, background jobs) ends with the environment.
-    let killed = procs::kill_marked(&agent.environment_id, &[]);
+    let killed = crate::procs::kill_marked(&agent.environment_id, &[]);
     if killed > 0 {
         tracing::info!(killed, "ended the environment's remaining processes");
     }
@@ -409,6 +408,27 @@ async fn proxy_request(State(agent): State<Arc<Agent>>, mut req: Request) -> Res
         agent.upstream.tunnel(req, agent.activity.clone()).await
     } else {
         agent.upstream.forward(req.map(Body::new)).await
+    }
+}
+
+impl From<crate::config::AgentArgs> for AgentConfig {
+    fn from(a: crate::config::AgentArgs) -> Self {
+        AgentConfig {
+            environment_id: a.environment_id,
+            token: a.agent_token,
+            jwks: a.jwks,
+            issuer: a.issuer,
+            control_plane_url: a.control_plane_url,
+            listen: a.listen,
+            origin: a.origin,
+            ide_user: a.ide_user,
+            home: a.home,
+            code_server: a.code_server,
+            node: a.node,
+            activity_interval: std::time::Duration::from_millis(a.activity_interval_ms.max(10)),
+            cpu_sample: std::time::Duration::from_millis(a.cpu_sample_ms.max(10)),
+            stdin_lifeline: a.stdin_lifeline,
+        }
     }
 }
 

@@ -3,7 +3,9 @@
 //! numeric id from `GET /user` and verified emails from `GET /user/emails`.
 //! The identity is keyed by GitHub's URL and the numeric id (logins change).
 
-use super::oauth::{AuthRequest, ExternalIdentity, OAuthErrorBody, ProviderError};
+use super::provider::{
+    AuthRequest, ExternalIdentity, OAuthErrorBody, ProviderError, form_urlencoded,
+};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
@@ -156,26 +158,4 @@ impl GitHub {
         }
         resp.json().await.map_err(ProviderError::unavailable)
     }
-}
-
-/// `application/x-www-form-urlencoded` pairs.
-pub(crate) fn form_urlencoded(pairs: &[(&str, &str)]) -> String {
-    fn enc(s: &str) -> String {
-        let mut out = String::with_capacity(s.len());
-        for b in s.bytes() {
-            match b {
-                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                    out.push(b as char)
-                }
-                b' ' => out.push('+'),
-                _ => out.push_str(&format!("%{b:02X}")),
-            }
-        }
-        out
-    }
-    pairs
-        .iter()
-        .map(|(k, v)| format!("{}={}", enc(k), enc(v)))
-        .collect::<Vec<_>>()
-        .join("&")
 }

@@ -7,6 +7,7 @@ pub mod keys;
 pub mod oauth;
 pub mod oidc;
 pub mod password;
+pub mod provider;
 pub mod ratelimit;
 pub mod tokens;
 

@@ -5,66 +5,13 @@
 
 use super::github::GitHub;
 use super::oidc::Oidc;
-use crate::config::Settings;
+pub use super::provider::{AuthRequest, ExternalIdentity, ProviderError};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use clap::Args;
+use secrecy::SecretString;
 use sha2::{Digest, Sha256};
 use std::time::Duration;
-
-/// What a provider told us about the person, after every check passed.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ExternalIdentity {
-    /// Who vouches for the subject: the OIDC issuer, or GitHub's web URL.
-    pub issuer: String,
-    pub subject: String,
-    /// Lower-case.
-    pub email: Option<String>,
-    pub email_verified: bool,
-    pub name: Option<String>,
-}
-
-/// Why a sign-in with a provider did not finish. `code()` is what the
-/// dashboard gets (`/#/signin?error=<code>`); details go to the log only.
-#[derive(Debug, thiserror::Error)]
-pub enum ProviderError {
-    /// The person declined (`error=access_denied`).
-    #[error("the person declined at the provider")]
-    Denied,
-    /// The provider refused the request (a bad, expired or replayed code, a
-    /// PKCE mismatch, an error redirect).
-    #[error("the provider refused: {0}")]
-    Rejected(String),
-    /// The ID token failed a check.
-    #[error("the ID token is not valid: {0}")]
-    InvalidToken(String),
-    /// The provider could not be reached or answered nonsense.
-    #[error("the provider is unavailable")]
-    Unavailable(#[source] anyhow::Error),
-}
-
-impl ProviderError {
-    pub fn code(&self) -> &'static str {
-        match self {
-            ProviderError::Denied => "access_denied",
-            ProviderError::Rejected(_) => "provider_rejected",
-            ProviderError::InvalidToken(_) => "invalid_token",
-            ProviderError::Unavailable(_) => "provider_unavailable",
-        }
-    }
-
-    pub fn unavailable(e: impl Into<anyhow::Error>) -> Self {
-        ProviderError::Unavailable(e.into())
-    }
-}
-
-/// What the authorization request carries besides the client's own data.
-#[derive(Debug, Clone)]
-pub struct AuthRequest<'a> {
-    pub redirect_uri: &'a str,
-    pub state: &'a str,
-    pub nonce: &'a str,
-    pub code_challenge: &'a str,
-}
 
 /// The providers configured in settings; none configured = none offered.
 pub struct Providers {
@@ -116,6 +63,46 @@ impl Provider<'_> {
     }
 }
 
+/// The sign-in providers' settings (flattened into `config::Settings`).
+#[derive(Debug, Clone, Args)]
+pub struct OAuthSettings {
+    /// GitHub OAuth app client id; "Continue with GitHub" is offered when set
+    /// (with the secret). Callback: `<DEV8_PUBLIC_URL>/api/auth/github/callback`.
+    #[arg(long, env = "DEV8_GITHUB_CLIENT_ID")]
+    pub github_client_id: Option<String>,
+    /// GitHub OAuth app client secret.
+    #[arg(long, env = "DEV8_GITHUB_CLIENT_SECRET", value_parser = secret, hide_env_values = true)]
+    pub github_client_secret: Option<SecretString>,
+    /// GitHub's web origin (GitHub Enterprise Server, or a stand-in in tests).
+    #[arg(long, env = "DEV8_GITHUB_URL", default_value = "https://github.com")]
+    pub github_url: String,
+    /// GitHub's REST API base URL.
+    #[arg(
+        long,
+        env = "DEV8_GITHUB_API_URL",
+        default_value = "https://api.github.com"
+    )]
+    pub github_api_url: String,
+    /// Issuer of the one OpenID Connect provider (discovery at
+    /// `<issuer>/.well-known/openid-configuration`). Callback:
+    /// `<DEV8_PUBLIC_URL>/api/auth/oidc/callback`.
+    #[arg(long, env = "DEV8_OIDC_ISSUER")]
+    pub oidc_issuer: Option<String>,
+    /// The OpenID Connect client id.
+    #[arg(long, env = "DEV8_OIDC_CLIENT_ID")]
+    pub oidc_client_id: Option<String>,
+    /// The OpenID Connect client secret (a confidential client).
+    #[arg(long, env = "DEV8_OIDC_CLIENT_SECRET", value_parser = secret, hide_env_values = true)]
+    pub oidc_client_secret: Option<SecretString>,
+    /// The name on the sign-in button: "Continue with <name>".
+    #[arg(long, env = "DEV8_OIDC_NAME", default_value = "single sign-on")]
+    pub oidc_name: String,
+}
+
+fn secret(s: &str) -> Result<SecretString, std::convert::Infallible> {
+    Ok(SecretString::from(s.to_string()))
+}
+
 impl Providers {
     pub fn none() -> Self {
         Providers {
@@ -125,7 +112,7 @@ impl Providers {
     }
 
     /// Build the providers whose settings are complete.
-    pub fn from_settings(s: &Settings) -> anyhow::Result<Self> {
+    pub fn from_settings(s: &OAuthSettings) -> anyhow::Result<Self> {
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
             .connect_timeout(Duration::from_secs(5))
@@ -197,12 +184,6 @@ pub fn same(a: &str, b: &str) -> bool {
             .zip(b.bytes())
             .fold(0u8, |acc, (x, y)| acc | (x ^ y))
             == 0
-}
-
-/// The `error` of an OAuth error answer (token endpoint or redirect).
-#[derive(Debug, serde::Deserialize)]
-pub(crate) struct OAuthErrorBody {
-    pub error: String,
 }
 
 #[cfg(test)]

@@ -4,8 +4,9 @@
 //! leeway 5 s). Discovery and the JWKS are cached; an unknown `kid` fetches
 //! the JWKS again once (key rotation).
 
-use super::github::form_urlencoded;
-use super::oauth::{AuthRequest, ExternalIdentity, OAuthErrorBody, ProviderError};
+use super::provider::{
+    AuthRequest, ExternalIdentity, OAuthErrorBody, ProviderError, form_urlencoded,
+};
 use base64::Engine;
 use jsonwebtoken::jwk::Jwk;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};

@@ -2,6 +2,7 @@
 //! so every instance of the control plane counts against the same windows.
 //! Keys are hashed: no email address or client address is stored in clear.
 
+use crate::store::update::{Change, Retries, update_document};
 use crate::store::{Store, StoreError};
 use base64::Engine;
 use chrono::{DateTime, Duration, Utc};
@@ -46,45 +47,37 @@ pub async fn hit(
     limit: Limit,
     now: DateTime<Utc>,
 ) -> Result<Decision, StoreError> {
-    let doc_key = doc_key(scope, key);
-    for _ in 0..20 {
-        let current = store.document(&doc_key).await?;
-        let (window, etag) = match &current {
-            Some(v) => (
-                serde_json::from_value::<Window>(v.value.clone()).ok(),
-                Some(&v.etag),
-            ),
-            None => (None, None),
-        };
-        let next = match window {
-            Some(w) if now < w.start + limit.window => {
-                if w.count >= limit.max {
-                    let secs = (w.start + limit.window - now).num_seconds().max(1) as u64;
-                    return Ok(Decision::Limited {
-                        retry_after_secs: secs,
-                    });
+    let mut decision = Decision::Allowed;
+    update_document(
+        store,
+        &doc_key(scope, key),
+        Retries::RECORD,
+        |window: &mut Option<Window>| {
+            let next = match window.take() {
+                Some(w) if now < w.start + limit.window => {
+                    if w.count >= limit.max {
+                        let secs = (w.start + limit.window - now).num_seconds().max(1) as u64;
+                        decision = Decision::Limited {
+                            retry_after_secs: secs,
+                        };
+                        return Ok::<_, StoreError>(Change::Unchanged);
+                    }
+                    Window {
+                        start: w.start,
+                        count: w.count + 1,
+                    }
                 }
-                Window {
-                    start: w.start,
-                    count: w.count + 1,
-                }
-            }
-            _ => Window {
-                start: now,
-                count: 1,
-            },
-        };
-        let value = serde_json::to_value(&next).expect("window serialises");
-        match store
-            .put_document(&doc_key, &value, etag, Some(next.start + limit.window))
-            .await
-        {
-            Ok(_) => return Ok(Decision::Allowed),
-            Err(StoreError::PreconditionFailed | StoreError::Conflict(_)) => continue,
-            Err(e) => return Err(e),
-        }
-    }
-    Err(StoreError::Unavailable(anyhow::anyhow!(
-        "rate-limit window too contended"
-    )))
+                _ => Window {
+                    start: now,
+                    count: 1,
+                },
+            };
+            *window = Some(next);
+            decision = Decision::Allowed;
+            Ok(Change::Write)
+        },
+        |window: &Option<Window>| window.as_ref().map(|w| w.start + limit.window),
+    )
+    .await?;
+    Ok(decision)
 }

@@ -11,6 +11,7 @@
 
 use super::arm::{ArmClient, ArmError, Provisioning, RetryPolicy, provisioning_state};
 use super::{AgentParams, Compute, ComputeError, ComputeResult, ManagedEnvironment};
+use crate::agent_env;
 use crate::domain::{Environment, Observed};
 use async_trait::async_trait;
 use azure_core::credentials::TokenCredential;
@@ -50,16 +51,6 @@ pub const TLS_MEMORY_GB: f64 = 0.2;
 pub const TAG_MANAGED: &str = "dev8-managed";
 pub const TAG_ENVIRONMENT: &str = "dev8-environment-id";
 pub const TAG_USER: &str = "dev8-user-id";
-
-/// Environment variables the agent reads. Values derived from `AgentParams`
-/// travel as `secureValue`s (not returned by ARM, not shown in the portal).
-pub const ENV_AGENT_TOKEN: &str = "DEV8_AGENT_TOKEN";
-pub const ENV_AGENT_JWKS: &str = "DEV8_AGENT_JWKS";
-pub const ENV_CONTROL_PLANE_URL: &str = "DEV8_CONTROL_PLANE_URL";
-pub const ENV_AGENT_ISSUER: &str = "DEV8_AGENT_ISSUER";
-pub const ENV_ENVIRONMENT_ID: &str = "DEV8_ENVIRONMENT_ID";
-pub const ENV_AGENT_LISTEN: &str = "DEV8_AGENT_LISTEN";
-pub const ENV_AGENT_HOME: &str = "DEV8_AGENT_HOME";
 
 /// Settings of the ACI backend (all from the environment; see DESIGN.md).
 #[derive(Debug, Clone, Args)]
@@ -441,6 +432,15 @@ impl AciCompute {
         tags.insert(TAG_MANAGED, env_str("true"));
         tags.insert(TAG_ENVIRONMENT, env_str(&env.id));
         tags.insert(TAG_USER, env_str(&env.user_id));
+        // Secrets travel as `secureValue`s (not returned by ARM, not shown in the portal).
+        let agent_variables: Vec<Value> =
+            agent_env::variables(&env.id, AGENT_LISTEN, HOME_PATH, agent)
+                .into_iter()
+                .map(|v| {
+                    let kind = if v.secret { "secureValue" } else { "value" };
+                    json!({ "name": v.name, kind: v.value })
+                })
+                .collect();
         json!({
             "location": self.cfg.region,
             "tags": tags,
@@ -467,15 +467,7 @@ impl AciCompute {
                         "properties": {
                             "image": self.image(env),
                             "ports": [],
-                            "environmentVariables": [
-                                { "name": ENV_ENVIRONMENT_ID, "value": env.id },
-                                { "name": ENV_AGENT_LISTEN, "value": AGENT_LISTEN },
-                                { "name": ENV_AGENT_HOME, "value": HOME_PATH },
-                                { "name": ENV_CONTROL_PLANE_URL, "secureValue": agent.control_plane_url },
-                                { "name": ENV_AGENT_ISSUER, "secureValue": agent.issuer },
-                                { "name": ENV_AGENT_JWKS, "secureValue": agent.jwks },
-                                { "name": ENV_AGENT_TOKEN, "secureValue": agent.agent_token }
-                            ],
+                            "environmentVariables": agent_variables,
                             "resources": {
                                 "requests": { "cpu": tenth(cpu - TLS_CPU), "memoryInGB": tenth(mem - TLS_MEMORY_GB) },
                                 "limits": { "cpu": cpu, "memoryInGB": mem }

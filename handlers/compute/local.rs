@@ -13,13 +13,14 @@
 //! dies, the agent sees the pipe close and stops. Every process of an
 //! environment carries the `DEV8_ENVIRONMENT_ID` marker, so stop, delete,
 //! restart and shutdown can end all of them. An agent that exits without
-//! being asked enqueues a reconcile at once, and so does one that becomes
+//! being asked asks for a reconcile at once, and so does one that becomes
 //! ready, so `running` follows readiness promptly.
 
 use super::{AgentParams, Compute, ComputeError, ComputeResult, starter};
-use crate::agent::procs;
+use crate::agent_env::{self, PASSED_TO_IDE};
 use crate::domain::{Environment, Observed};
-use crate::queue::{Job, JobQueue};
+use crate::procs;
+use crate::reconciles::{ReconcileRequest, Reconciles};
 use anyhow::{Context, anyhow};
 use async_trait::async_trait;
 use rustix::process::Signal;
@@ -32,7 +33,7 @@ use tokio::sync::watch;
 /// The code-server version `scripts/setup.sh` installs.
 pub const CODE_SERVER_VERSION: &str = "4.100.3";
 /// Environment variables the agent inherits from `serve` beyond the ones it
-/// passes on to code-server (`agent::code_server::ALLOWED_ENV`): nothing
+/// passes on to code-server (`agent_env::PASSED_TO_IDE`): nothing
 /// else, so no settings and no keys.
 const AGENT_EXTRA_ENV: &[&str] = &["TMPDIR", "DEV8_LOG"];
 /// How long a graceful agent stop may take before the process group is killed.
@@ -141,14 +142,14 @@ impl AgentProc {
 
 pub struct LocalCompute {
     opts: LocalOptions,
-    queue: Arc<dyn JobQueue>,
+    reconciles: Arc<dyn Reconciles>,
     agents: Mutex<HashMap<String, AgentProc>>,
     http: reqwest::Client,
 }
 
 impl LocalCompute {
     /// The backend; ends processes left behind by an earlier `serve` that did not shut down cleanly.
-    pub fn new(opts: LocalOptions, queue: Arc<dyn JobQueue>) -> anyhow::Result<Self> {
+    pub fn new(opts: LocalOptions, reconciles: Arc<dyn Reconciles>) -> anyhow::Result<Self> {
         let envs = opts.data_dir.join("environments");
         std::fs::create_dir_all(&envs).with_context(|| format!("creating {}", envs.display()))?;
         for entry in std::fs::read_dir(&envs)?.flatten() {
@@ -166,7 +167,7 @@ impl LocalCompute {
             .context("building the HTTP client")?;
         Ok(LocalCompute {
             opts,
-            queue,
+            reconciles,
             agents: Mutex::new(HashMap::new()),
             http,
         })
@@ -220,33 +221,27 @@ impl LocalCompute {
             .open(self.env_dir(&env.id).join("agent.log"))?;
         let mut cmd = tokio::process::Command::new(&self.opts.agent_exe);
         cmd.arg("agent").env_clear();
-        for name in crate::agent::code_server::ALLOWED_ENV
-            .iter()
-            .chain(AGENT_EXTRA_ENV)
-        {
+        for name in PASSED_TO_IDE.iter().chain(AGENT_EXTRA_ENV) {
             if let Some(v) = std::env::var_os(name) {
                 cmd.env(name, v);
             }
         }
-        cmd.env(procs::MARKER, &env.id)
-            .env("DEV8_AGENT_TOKEN", &agent.agent_token)
-            .env("DEV8_AGENT_JWKS", &agent.jwks)
-            .env("DEV8_AGENT_ISSUER", &agent.issuer)
-            .env("DEV8_CONTROL_PLANE_URL", &agent.control_plane_url)
-            .env("DEV8_AGENT_LISTEN", format!("127.0.0.1:{port}"))
-            .env("DEV8_AGENT_ORIGIN", Self::ide_origin(&env.id, port))
-            .env("DEV8_AGENT_HOME", &home)
-            .env("DEV8_CODE_SERVER", &self.opts.code_server)
-            .env("DEV8_NODE", &self.opts.node)
+        let listen = format!("127.0.0.1:{port}");
+        for v in agent_env::variables(&env.id, &listen, &home.to_string_lossy(), agent) {
+            cmd.env(v.name, v.value);
+        }
+        cmd.env(agent_env::AGENT_ORIGIN, Self::ide_origin(&env.id, port))
+            .env(agent_env::CODE_SERVER, &self.opts.code_server)
+            .env(agent_env::NODE, &self.opts.node)
             .env(
-                "DEV8_AGENT_ACTIVITY_INTERVAL_MS",
+                agent_env::ACTIVITY_INTERVAL_MS,
                 self.opts.activity_interval.as_millis().to_string(),
             )
             .env(
-                "DEV8_AGENT_CPU_SAMPLE_MS",
+                agent_env::CPU_SAMPLE_MS,
                 self.opts.cpu_sample.as_millis().to_string(),
             )
-            .env("DEV8_AGENT_STDIN_LIFELINE", "true")
+            .env(agent_env::STDIN_LIFELINE, "true")
             .current_dir(&home)
             .stdin(std::process::Stdio::piped())
             .stdout(log.try_clone()?)
@@ -265,10 +260,10 @@ impl LocalCompute {
         let (exited_tx, exited) = watch::channel(false);
         tracing::info!(environment = %env.id, pid, port, "agent started");
 
-        // Exit watch: a crash enqueues a reconcile at once.
-        let (queue, job, id, exp) = (
-            self.queue.clone(),
-            Job::reconcile(&env.user_id, &env.id).to_body(),
+        // Exit watch: a crash asks for a reconcile at once.
+        let (reconciles, request, id, exp) = (
+            self.reconciles.clone(),
+            ReconcileRequest::now(&env.user_id, &env.id),
             env.id.clone(),
             expected.clone(),
         );
@@ -279,16 +274,16 @@ impl LocalCompute {
             if !exp.load(std::sync::atomic::Ordering::Acquire) {
                 procs::kill_marked(&id, &[]);
                 tracing::warn!(environment = %id, status = ?status.ok(), "agent exited unexpectedly; reconciling");
-                if let Err(e) = queue.send(&job, Duration::ZERO).await {
-                    tracing::error!(environment = %id, error = %e, "could not enqueue a reconcile");
+                if let Err(e) = reconciles.request(request).await {
+                    tracing::error!(environment = %id, error = %format!("{e:#}"), "could not ask for a reconcile");
                 }
             }
         });
 
         // Readiness watch: the moment the IDE answers, reconcile (no polling delay).
-        let (queue, job, http, mut gone) = (
-            self.queue.clone(),
-            Job::reconcile(&env.user_id, &env.id).to_body(),
+        let (reconciles, request, http, mut gone) = (
+            self.reconciles.clone(),
+            ReconcileRequest::now(&env.user_id, &env.id),
             self.http.clone(),
             exited.clone(),
         );
@@ -297,7 +292,7 @@ impl LocalCompute {
             let deadline = tokio::time::Instant::now() + READY_WATCH;
             while tokio::time::Instant::now() < deadline && !*gone.borrow() {
                 if matches!(http.get(&url).send().await, Ok(r) if r.status().is_success()) {
-                    let _ = queue.send(&job, Duration::ZERO).await;
+                    let _ = reconciles.request(request).await;
                     return;
                 }
                 tokio::select! {

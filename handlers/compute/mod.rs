@@ -14,29 +14,7 @@ pub use local::{LocalCompute, LocalOptions};
 use crate::domain::{Environment, Observed};
 use async_trait::async_trait;
 
-/// What the agent inside an environment needs to know at start. Passed to
-/// the environment as secrets (environment variables, `secureValue`s), never
-/// on a command line.
-#[derive(Clone)]
-pub struct AgentParams {
-    /// Token the agent presents to the control plane (`aud=agent:<id>`).
-    pub agent_token: String,
-    /// The control plane's public keys (JWKS JSON) for verifying IDE tickets.
-    pub jwks: String,
-    /// Where the agent reaches the control plane.
-    pub control_plane_url: String,
-    /// The issuer tokens are checked against.
-    pub issuer: String,
-}
-
-impl std::fmt::Debug for AgentParams {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AgentParams")
-            .field("agent_token", &"<redacted>")
-            .field("control_plane_url", &self.control_plane_url)
-            .finish_non_exhaustive()
-    }
-}
+pub use crate::agent_env::AgentParams;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ComputeError {

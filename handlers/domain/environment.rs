@@ -1,9 +1,14 @@
 //! The environment record and its lifecycle. Every status change the API or
 //! the reconcile job makes goes through a function in this file.
 
-use super::Template;
+use super::{Template, new_id};
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
+
+/// How long a lease protects a compute action.
+pub const LEASE: Duration = Duration::minutes(2);
+/// A chain whose follow-up is this late is presumed lost (the sweep restarts it).
+pub const CHAIN_GRACE: Duration = Duration::seconds(90);
 
 /// The observed status, written by the reconcile job (and optimistically by
 /// the API when it asks for a change).
@@ -438,6 +443,131 @@ impl Environment {
         matches!(&self.lease, Some(l) if l.owner != owner && l.until > now)
     }
 
+    /// Is any delivery holding the lease right now?
+    pub fn is_leased(&self, now: DateTime<Utc>) -> bool {
+        matches!(&self.lease, Some(l) if l.until > now)
+    }
+
+    /// Claim the record for a compute action by `owner` (a queue message id,
+    /// stable across redeliveries). Starting needs an agent token: the first
+    /// start after a stop mints a new id, so an old agent can no longer report.
+    pub fn take_lease(&mut self, owner: &str, step: Step, now: DateTime<Utc>) {
+        self.lease = Some(Lease {
+            owner: owner.to_string(),
+            until: now + LEASE,
+        });
+        if step == Step::Start && self.agent_token_id.is_none() {
+            self.agent_token_id = Some(new_id());
+        }
+    }
+
+    pub fn release_lease(&mut self) {
+        self.lease = None;
+    }
+
+    /// A compute action failed in a way worth retrying: give the lease back
+    /// so the retry (or anyone) can act soon, and count the failure.
+    pub fn count_failure(&mut self) {
+        self.lease = None;
+        self.failures += 1;
+    }
+
+    /// May the delivery that carries chain token `delivered` schedule the
+    /// next follow-up? Only the chain's own message may, or any delivery once
+    /// the chain is overdue (its message was lost). If so, the new chain is
+    /// recorded and its token returned: the follow-up must carry it.
+    pub fn continue_chain(
+        &mut self,
+        delivered: Option<&str>,
+        interval: Duration,
+        now: DateTime<Utc>,
+    ) -> Option<String> {
+        let may = match &self.chain {
+            None => true,
+            Some(c) => Some(c.token.as_str()) == delivered || c.due_at + CHAIN_GRACE <= now,
+        };
+        if !may {
+            return None;
+        }
+        let token = new_id();
+        self.chain = Some(Chain {
+            token: token.clone(),
+            due_at: now + interval,
+        });
+        Some(token)
+    }
+
+    /// The desired state is reached: no follow-up is needed.
+    pub fn end_chain(&mut self) {
+        self.chain = None;
+    }
+
+    /// Is the record waiting on a follow-up that is overdue (or on none)?
+    pub fn chain_is_stale(&self, now: DateTime<Utc>) -> bool {
+        self.chain
+            .as_ref()
+            .is_none_or(|c| c.due_at + CHAIN_GRACE <= now)
+    }
+
+    /// The last allowed delivery failed: the environment shows `error` with
+    /// the cause — except deletion, which never gives up: it is retried with
+    /// an exponential back-off (1, 2, 4 ... 32 minutes) that the sweep
+    /// honours through the chain's due time.
+    pub fn fail_finally(&mut self, cause: &str, attempts: u32, now: DateTime<Utc>) {
+        if self.desired_state == DesiredState::Deleted {
+            self.failures += 1;
+            let backoff = Duration::seconds(30 * 2i64.pow(self.failures.min(6)));
+            self.status_reason = Some(format!("Deletion is being retried: {cause}"));
+            self.chain = Some(Chain {
+                token: new_id(),
+                due_at: now + backoff - CHAIN_GRACE,
+            });
+        } else {
+            self.fail(format!("Failed after {attempts} attempts: {cause}"), now);
+        }
+        self.lease = None;
+        self.updated_at = now;
+    }
+
+    /// The agent reported use: the idle clock restarts. Only while the
+    /// environment is meant to run, and never backwards.
+    pub fn touch(&mut self, now: DateTime<Utc>) -> bool {
+        if self.desired_state != DesiredState::Running || self.last_activity_at >= now {
+            return false;
+        }
+        self.last_activity_at = now;
+        true
+    }
+
+    /// Rename or change the idle timeout; refused once deletion is asked for.
+    pub fn change_settings(
+        &mut self,
+        name: Option<&str>,
+        idle_timeout_minutes: Option<u16>,
+        now: DateTime<Utc>,
+    ) -> Result<bool, TransitionError> {
+        if self.desired_state == DesiredState::Deleted {
+            return Err(TransitionError::Deleting);
+        }
+        let mut changed = false;
+        if let Some(name) = name
+            && self.name != name
+        {
+            self.name = name.to_string();
+            changed = true;
+        }
+        if let Some(idle) = idle_timeout_minutes
+            && self.idle_timeout_minutes != idle
+        {
+            self.idle_timeout_minutes = idle;
+            changed = true;
+        }
+        if changed {
+            self.updated_at = now;
+        }
+        Ok(changed)
+    }
+
     /// How long a transitional status may last before the sweep calls it stuck.
     pub fn deadline(&self) -> Option<Duration> {
         match self.status {
@@ -677,5 +807,136 @@ mod tests {
         assert!(!e.leased_by_other("a", t0));
         assert!(e.leased_by_other("b", t0));
         assert!(!e.leased_by_other("b", t0 + Duration::seconds(61)));
+    }
+
+    #[test]
+    fn a_lease_is_taken_for_an_action_and_a_start_mints_the_agent_token_once() {
+        let t0 = Utc::now();
+        let mut e = env(t0);
+        assert!(!e.is_leased(t0));
+        e.take_lease("m1", Step::Start, t0);
+        assert!(e.is_leased(t0));
+        assert!(e.leased_by_other("m2", t0));
+        assert!(!e.leased_by_other("m1", t0));
+        assert!(!e.is_leased(t0 + LEASE));
+        let token = e
+            .agent_token_id
+            .clone()
+            .expect("a start mints the agent token id");
+        e.take_lease("m1", Step::Start, t0);
+        assert_eq!(
+            e.agent_token_id.as_ref(),
+            Some(&token),
+            "kept while running"
+        );
+        e.release_lease();
+        assert!(!e.is_leased(t0));
+        // Stopping clears it, so the next start rotates it.
+        e.request_stop(StopCause::User, t0).unwrap();
+        e.plan(&Observed::Stopped, t0);
+        assert_eq!(e.agent_token_id, None);
+        e.request_start(t0).unwrap();
+        e.take_lease("m2", Step::Start, t0);
+        assert_ne!(e.agent_token_id.as_ref(), Some(&token));
+        // A stop or delete lease mints nothing.
+        let mut other = env(t0);
+        other.take_lease("m3", Step::Stop, t0);
+        assert_eq!(other.agent_token_id, None);
+    }
+
+    #[test]
+    fn only_the_chains_own_message_or_an_overdue_chain_schedules_the_next() {
+        let t0 = Utc::now();
+        let every = Duration::seconds(1);
+        let mut e = env(t0);
+        assert!(e.chain_is_stale(t0), "no chain is stale");
+        let first = e.continue_chain(None, every, t0).expect("no chain yet");
+        assert!(!e.chain_is_stale(t0));
+        // A duplicate delivery (another token, or none) may not fork the chain.
+        assert_eq!(e.continue_chain(None, every, t0), None);
+        assert_eq!(e.continue_chain(Some("stale"), every, t0), None);
+        // The chain's own follow-up continues it with a new token.
+        let second = e.continue_chain(Some(&first), every, t0).unwrap();
+        assert_ne!(first, second);
+        // A chain overdue by the grace is presumed lost: anyone may restart it.
+        let late = t0 + every + CHAIN_GRACE;
+        assert!(e.chain_is_stale(late));
+        assert!(e.continue_chain(None, every, late).is_some());
+        e.end_chain();
+        assert_eq!(e.chain, None);
+    }
+
+    #[test]
+    fn transient_failures_count_and_give_the_lease_back() {
+        let t0 = Utc::now();
+        let mut e = env(t0);
+        e.take_lease("m1", Step::Start, t0);
+        e.count_failure();
+        e.count_failure();
+        assert_eq!(e.failures, 2);
+        assert_eq!(e.lease, None);
+        // A new start resets the count.
+        e.fail("x".into(), t0);
+        e.request_start(t0).unwrap();
+        assert_eq!(e.failures, 0);
+    }
+
+    #[test]
+    fn a_final_failure_is_an_error_except_for_deletion_which_backs_off() {
+        let t0 = Utc::now();
+        let mut e = env(t0);
+        e.take_lease("m1", Step::Start, t0);
+        e.fail_finally("quota", 5, t0);
+        assert_eq!(e.status, Status::Error);
+        assert_eq!(
+            e.status_reason.as_deref(),
+            Some("Failed after 5 attempts: quota")
+        );
+        assert_eq!(e.lease, None);
+
+        let mut d = env(t0);
+        d.request_delete(t0);
+        d.fail_finally("busy", 5, t0);
+        assert_eq!(d.status, Status::Deleting, "deletion never ends in error");
+        let due1 = d.chain.as_ref().unwrap().due_at;
+        d.fail_finally("busy", 5, t0);
+        let due2 = d.chain.as_ref().unwrap().due_at;
+        assert!(due2 > due1, "the back-off grows");
+        // The sweep restarts it only once the back-off is over.
+        assert!(!d.chain_is_stale(t0));
+        assert!(d.chain_is_stale(due2 + CHAIN_GRACE));
+        assert!(
+            d.status_reason
+                .unwrap()
+                .starts_with("Deletion is being retried")
+        );
+    }
+
+    #[test]
+    fn activity_moves_the_idle_clock_forward_only_while_running_is_wanted() {
+        let t0 = Utc::now();
+        let mut e = running(t0);
+        let t1 = t0 + Duration::minutes(1);
+        assert!(e.touch(t1));
+        assert_eq!(e.last_activity_at, t1);
+        assert!(!e.touch(t0), "never backwards");
+        e.request_stop(StopCause::User, t1).unwrap();
+        assert!(!e.touch(t1 + Duration::minutes(1)));
+    }
+
+    #[test]
+    fn settings_change_only_what_differs_and_not_after_delete() {
+        let t0 = Utc::now();
+        let mut e = env(t0);
+        assert_eq!(e.change_settings(Some("app"), Some(30), t0), Ok(false));
+        assert_eq!(e.change_settings(Some("web"), None, t0), Ok(true));
+        assert_eq!(e.name, "web");
+        assert_eq!(e.change_settings(None, Some(60), t0), Ok(true));
+        assert_eq!(e.idle_timeout_minutes, 60);
+        e.request_delete(t0);
+        assert_eq!(
+            e.change_settings(Some("x"), None, t0),
+            Err(TransitionError::Deleting)
+        );
     }
 }

@@ -21,7 +21,7 @@ pub mod package;
 
 use crate::config::{FunctionsArgs, QueueKind, StoreKind};
 use crate::jobs::{sweep, worker};
-use crate::platform::Platform;
+use crate::platform::JobContext;
 use crate::startup::{Application, Overrides};
 use axum::Router;
 use axum::body::Bytes;
@@ -67,23 +67,23 @@ pub async fn run(
         ..Default::default()
     };
     let app = Application::build(args.settings, args.port, &args.data_dir, overrides).await?;
-    let (listener, platform) = app.into_parts();
+    let (listener, jobs) = app.into_parts();
     tracing::info!(
         port = listener.local_addr()?.port(),
         "Functions custom handler listening"
     );
-    serve(listener, platform, shutdown).await
+    serve(listener, jobs, shutdown).await
 }
 
-/// Serve the envelope on `listener` (tests call this with their own platform).
+/// Serve the envelope on `listener` (tests call this with their own jobs context).
 pub async fn serve(
     listener: TcpListener,
-    platform: Arc<Platform>,
+    jobs: Arc<JobContext>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     axum::serve(
         listener,
-        router(platform).into_make_service_with_connect_info::<SocketAddr>(),
+        router(jobs).into_make_service_with_connect_info::<SocketAddr>(),
     )
     .with_graceful_shutdown(shutdown)
     .await?;
@@ -91,14 +91,14 @@ pub async fn serve(
 }
 
 /// The forwarded API plus readiness and the non-HTTP functions.
-pub fn router(platform: Arc<Platform>) -> Router {
+pub fn router(jobs: Arc<JobContext>) -> Router {
     let invocations = Router::new()
         .route("/", get(ready))
         .route(&format!("/{QUEUE_FUNCTION}"), post(queue_invocation))
         .route(&format!("/{TIMER_FUNCTION}"), post(timer_invocation))
         .fallback(unknown_function)
-        .with_state(platform.clone());
-    crate::http::api_router(platform).merge(invocations)
+        .with_state(jobs.clone());
+    crate::http::api_router(jobs.platform.clone()).merge(invocations)
 }
 
 async fn ready() -> Response {
@@ -231,7 +231,7 @@ fn parse_payload(body: &Bytes) -> Result<Payload, String> {
 }
 
 async fn queue_invocation(
-    State(p): State<Arc<Platform>>,
+    State(p): State<Arc<JobContext>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
@@ -267,7 +267,7 @@ async fn queue_invocation(
 }
 
 async fn timer_invocation(
-    State(p): State<Arc<Platform>>,
+    State(p): State<Arc<JobContext>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {

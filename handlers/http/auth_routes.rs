@@ -307,21 +307,16 @@ pub async fn me(caller: Caller) -> Json<serde_json::Value> {
     Json(json!({"user": UserView::from(&caller.user)}))
 }
 
-/// Delete the account: every environment goes through the normal delete
-/// job, every session is revoked, and the user record is removed.
-pub async fn delete_me(State(p): State<AppState>, caller: Caller) -> ApiResult<Response> {
-    let user_id = caller.user.id.clone();
-    for v in p.store.environments(&user_id).await? {
-        super::env_routes::request_delete(&p, &user_id, &v.value.id).await?;
-    }
-    p.store.revoke_user_sessions(&user_id).await?;
-    for identity in p.store.identities(&user_id).await? {
-        match p.store.delete_identity(&user_id, &identity.id).await {
-            Ok(()) | Err(StoreError::NotFound) => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
-    p.store.delete_user(&user_id).await?;
-    tracing::info!(user = %user_id, "account deleted");
+/// Delete the account (`lifecycle::delete_account`) and clear the cookie.
+pub async fn delete_me(
+    State(p): State<AppState>,
+    addr: ClientAddr,
+    caller: Caller,
+) -> ApiResult<Response> {
+    let by = crate::lifecycle::Actor {
+        user_id: &caller.user.id,
+        client: addr.0,
+    };
+    crate::lifecycle::delete_account(&p, by).await?;
     Ok(clear_cookie(&p))
 }

@@ -1,14 +1,14 @@
-//! Environment routes. The API never talks to compute: it writes the desired
-//! state (conditionally), enqueues a reconcile, and answers 202.
+//! Environment routes: read the caller's environments, and turn requests
+//! into `lifecycle` calls. The API never talks to compute: the lifecycle
+//! service writes the desired state, asks for a reconcile, and the route
+//! answers 202.
 
 use super::error::{ApiError, ApiResult};
 use super::extract::{AppState, Caller, ClientAddr, JsonObject};
 use super::views::{EnvironmentView, StatusView};
-use crate::audit::{self, Action, Entry};
-use crate::domain::{DesiredState, Environment, StopCause, TransitionError, new_id, validation};
-use crate::jobs;
+use crate::domain::{Environment, validation};
+use crate::lifecycle::{self, Actor, LifecycleError};
 use crate::platform::Platform;
-use crate::store::{CONFLICT_ENVIRONMENT_NAME, StoreError};
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
@@ -23,63 +23,29 @@ fn accepted(e: &Environment) -> Response {
     (StatusCode::ACCEPTED, Json(env_json(e))).into_response()
 }
 
-fn name_taken() -> ApiError {
-    let mut errs = validation::FieldErrors::new();
-    errs.insert(
-        "name".into(),
-        "is already used by another of your environments".into(),
-    );
-    ApiError::Conflict("an environment with this name exists".into(), Some(errs))
-}
-
-impl From<TransitionError> for ApiError {
-    fn from(e: TransitionError) -> Self {
-        ApiError::Conflict(e.to_string(), None)
-    }
-}
-
-/// Read-modify-write one of the user's environments until the conditional
-/// write lands. `f` returns whether it changed anything (no write if not).
-async fn mutate<F>(
-    p: &Platform,
-    user_id: &str,
-    id: &str,
-    mut f: F,
-) -> ApiResult<(Environment, bool)>
-where
-    F: FnMut(&mut Environment) -> ApiResult<bool>,
-{
-    for _ in 0..10 {
-        let current = p
-            .store
-            .environment(user_id, id)
-            .await?
-            .ok_or(ApiError::NotFound)?;
-        let mut env = current.value;
-        if !f(&mut env)? {
-            return Ok((env, false));
-        }
-        env.updated_at = p.clock.now();
-        match p.store.replace_environment(&env, &current.etag).await {
-            Ok(_) => return Ok((env, true)),
-            Err(StoreError::PreconditionFailed) => continue,
-            Err(StoreError::NotFound) => return Err(ApiError::NotFound),
-            Err(StoreError::Conflict(w)) if w == CONFLICT_ENVIRONMENT_NAME => {
-                return Err(name_taken());
+impl From<LifecycleError> for ApiError {
+    fn from(e: LifecycleError) -> Self {
+        match e {
+            LifecycleError::NotFound => ApiError::NotFound,
+            LifecycleError::Transition(t) => ApiError::Conflict(t.to_string(), None),
+            LifecycleError::NameTaken => {
+                let mut errs = validation::FieldErrors::new();
+                errs.insert(
+                    "name".into(),
+                    "is already used by another of your environments".into(),
+                );
+                ApiError::Conflict("an environment with this name exists".into(), Some(errs))
             }
-            Err(e) => return Err(e.into()),
+            LifecycleError::Quota(msg) => ApiError::Quota(msg),
+            LifecycleError::Store(e) => e.into(),
         }
     }
-    Err(ApiError::Conflict(
-        "the environment keeps changing; try again".into(),
-        None,
-    ))
 }
 
-/// Enqueue after a state change; a failed enqueue is repaired by the sweep.
-async fn kick(p: &Platform, env: &Environment) {
-    if let Err(e) = jobs::enqueue(p, env).await {
-        tracing::error!(environment = %env.id, error = %format!("{e:#}"), "enqueue failed; the sweep will retry");
+fn actor<'a>(caller: &'a Caller, addr: &ClientAddr) -> Actor<'a> {
+    Actor {
+        user_id: &caller.user.id,
+        client: addr.0,
     }
 }
 
@@ -100,32 +66,7 @@ pub async fn create(
 ) -> ApiResult<Response> {
     let spec = validation::new_environment(&body, p.policy.default_idle_minutes)
         .map_err(ApiError::Validation)?;
-    let user_id = &caller.user.id;
-    let env = Environment::new(new_id(), user_id.clone(), spec, p.clock.now());
-    p.policy
-        .quotas
-        .reserve_new(p.store.as_ref(), user_id, &env.id, p.clock.now())
-        .await?;
-    if let Err(e) = p.store.insert_environment(&env).await {
-        p.policy
-            .quotas
-            .release(p.store.as_ref(), user_id, &env.id, true)
-            .await
-            .ok();
-        return Err(match e {
-            StoreError::Conflict(w) if w == CONFLICT_ENVIRONMENT_NAME => name_taken(),
-            other => other.into(),
-        });
-    }
-    tracing::info!(environment = %env.id, user = %user_id, template = env.base_image.id(), "environment created");
-    kick(&p, &env).await;
-    audit::record(
-        &p,
-        Entry::ok(user_id, Action::EnvironmentCreate)
-            .env(&env.id)
-            .from(addr.0),
-    )
-    .await;
+    let env = lifecycle::create(&p, actor(&caller, &addr), spec).await?;
     let mut resp = accepted(&env);
     if let Ok(loc) = format!("/api/environments/{}", env.id).parse() {
         resp.headers_mut().insert(header::LOCATION, loc);
@@ -165,131 +106,35 @@ pub async fn patch(
     // Unknown ids are 404 before the body is judged, so nothing leaks.
     owned(&p, &caller, &id).await?;
     let change = validation::environment_patch(&body).map_err(ApiError::Validation)?;
-    let (env, _) = mutate(&p, &caller.user.id, &id, |env| {
-        if env.desired_state == DesiredState::Deleted {
-            return Err(TransitionError::Deleting.into());
-        }
-        let mut changed = false;
-        if let Some(name) = &change.name {
-            changed |= env.name != *name;
-            env.name = name.clone();
-        }
-        if let Some(idle) = change.idle_timeout_minutes {
-            changed |= env.idle_timeout_minutes != idle;
-            env.idle_timeout_minutes = idle;
-        }
-        Ok(changed)
-    })
+    let env = lifecycle::change_settings(
+        &p,
+        &caller.user.id,
+        &id,
+        change.name.as_deref(),
+        change.idle_timeout_minutes,
+    )
     .await?;
     Ok(Json(env_json(&env)))
 }
 
-pub async fn start(
+/// `POST .../start` (`START`), `POST .../stop` (`STOP`), `DELETE ...`
+/// (`DELETE`): one lifecycle call, answered 202 with the record. The route
+/// table names the request as a const parameter.
+pub async fn request<const R: u8>(
     State(p): State<AppState>,
     addr: ClientAddr,
     caller: Caller,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
-    let user_id = &caller.user.id;
-    let current = owned(&p, &caller, &id).await?;
-    if current.desired_state == DesiredState::Deleted {
-        return Err(TransitionError::Deleting.into());
-    }
-    let held_before = current.desired_state == DesiredState::Running;
-    p.policy
-        .quotas
-        .reserve_running(p.store.as_ref(), user_id, &id, p.clock.now())
-        .await?;
-    let now = p.clock.now();
-    match mutate(&p, user_id, &id, |env| Ok(env.request_start(now)?)).await {
-        Ok((env, changed)) => {
-            if changed {
-                tracing::info!(environment = %id, "start requested");
-                kick(&p, &env).await;
-            }
-            audit::record(
-                &p,
-                Entry::ok(user_id, Action::EnvironmentStart)
-                    .env(&id)
-                    .from(addr.0),
-            )
-            .await;
-            Ok(accepted(&env))
-        }
-        Err(e) => {
-            if !held_before {
-                p.policy
-                    .quotas
-                    .release(p.store.as_ref(), user_id, &id, false)
-                    .await
-                    .ok();
-            }
-            Err(e)
-        }
-    }
-}
-
-pub async fn stop(
-    State(p): State<AppState>,
-    addr: ClientAddr,
-    caller: Caller,
-    Path(id): Path<String>,
-) -> ApiResult<Response> {
-    let user_id = &caller.user.id;
-    let now = p.clock.now();
-    let (env, changed) = mutate(&p, user_id, &id, |env| {
-        Ok(env.request_stop(StopCause::User, now)?)
-    })
-    .await?;
-    if changed {
-        tracing::info!(environment = %id, "stop requested");
-        release_and_kick(&p, &env).await?;
-    }
-    audit::record(
-        &p,
-        Entry::ok(user_id, Action::EnvironmentStop)
-            .env(&id)
-            .from(addr.0),
-    )
-    .await;
+    let by = actor(&caller, &addr);
+    let env = match R {
+        START => lifecycle::start(&p, by, &id).await?,
+        STOP => lifecycle::stop(&p, by, &id).await?,
+        _ => lifecycle::delete(&p, by, &id).await?,
+    };
     Ok(accepted(&env))
 }
 
-/// After a stop or delete was written: give the running slot back and let
-/// the reconcile job act.
-async fn release_and_kick(p: &Platform, env: &Environment) -> ApiResult<()> {
-    p.policy
-        .quotas
-        .release(p.store.as_ref(), &env.user_id, &env.id, false)
-        .await?;
-    kick(p, env).await;
-    Ok(())
-}
-
-/// Ask for deletion of one environment (also used by account deletion).
-pub async fn request_delete(p: &Platform, user_id: &str, id: &str) -> ApiResult<Environment> {
-    let now = p.clock.now();
-    let (env, changed) = mutate(p, user_id, id, |env| Ok(env.request_delete(now))).await?;
-    if changed {
-        tracing::info!(environment = %id, "delete requested");
-        release_and_kick(p, &env).await?;
-    }
-    Ok(env)
-}
-
-pub async fn delete(
-    State(p): State<AppState>,
-    addr: ClientAddr,
-    caller: Caller,
-    Path(id): Path<String>,
-) -> ApiResult<Response> {
-    let env = request_delete(&p, &caller.user.id, &id).await?;
-    audit::record(
-        &p,
-        Entry::ok(&caller.user.id, Action::EnvironmentDelete)
-            .env(&id)
-            .from(addr.0),
-    )
-    .await;
-    Ok(accepted(&env))
-}
+pub const START: u8 = 0;
+pub const STOP: u8 = 1;
+pub const DELETE: u8 = 2;

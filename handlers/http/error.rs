@@ -105,6 +105,9 @@ impl From<StoreError> for ApiError {
             StoreError::PreconditionFailed => {
                 ApiError::Conflict("the resource changed meanwhile; try again".into(), None)
             }
+            StoreError::Contended => {
+                ApiError::Conflict("the resource keeps changing; try again".into(), None)
+            }
             StoreError::Unavailable(e) => ApiError::Unavailable(e),
         }
     }

@@ -8,8 +8,8 @@ use super::extract::{AppState, Caller, ClientAddr};
 use crate::audit::{self, Action, Entry};
 use crate::auth::tokens::{TokenKind, claims};
 use crate::domain::{DesiredState, Environment, Status};
+use crate::lifecycle::{self, ActivityOutcome};
 use crate::platform::Platform;
-use crate::store::StoreError;
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -132,30 +132,8 @@ pub async fn activity(
             p.policy.issuer(),
         )
         .map_err(|_| REJECTED)?;
-    for _ in 0..10 {
-        let current = p
-            .store
-            .environment(&c.sub, &id)
-            .await?
-            .ok_or(ApiError::NotFound)?;
-        let mut env = current.value;
-        if env.agent_token_id.as_deref() != Some(c.jti.as_str()) {
-            return Err(REJECTED);
-        }
-        let now = p.clock.now();
-        if env.desired_state != DesiredState::Running || env.last_activity_at >= now {
-            return Ok(StatusCode::NO_CONTENT);
-        }
-        env.last_activity_at = now;
-        match p.store.replace_environment(&env, &current.etag).await {
-            Ok(_) => return Ok(StatusCode::NO_CONTENT),
-            Err(StoreError::PreconditionFailed) => continue,
-            Err(StoreError::NotFound) => return Err(ApiError::NotFound),
-            Err(e) => return Err(e.into()),
-        }
+    match lifecycle::record_activity(&p, &c.sub, &id, &c.jti).await? {
+        ActivityOutcome::Recorded => Ok(StatusCode::NO_CONTENT),
+        ActivityOutcome::NotCurrentAgent => Err(REJECTED),
     }
-    Err(ApiError::Conflict(
-        "the environment keeps changing; try again".into(),
-        None,
-    ))
 }

@@ -15,7 +15,7 @@ pub mod views;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, HeaderValue, Request, header};
-use axum::routing::{MethodRouter, delete, get, patch, post};
+use axum::routing::{MethodFilter, MethodRouter};
 use error::ApiError;
 use extract::AppState;
 use std::path::Path;
@@ -26,98 +26,72 @@ use tower_http::trace::TraceLayer;
 /// Largest JSON body accepted.
 pub const BODY_LIMIT: usize = 64 * 1024;
 
-/// One API route: the Functions function name, method and path.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// One API route: the Functions function that serves it in Azure, its
+/// method and path, and the handler. The table below is the only list.
+#[derive(Clone, Copy)]
 pub struct RouteSpec {
     pub function: &'static str,
     pub method: &'static str,
     pub path: &'static str,
+    /// The axum method router for this route.
+    pub handler: fn() -> MethodRouter<AppState>,
 }
 
-const fn r(function: &'static str, method: &'static str, path: &'static str) -> RouteSpec {
-    RouteSpec {
-        function,
-        method,
-        path,
+impl std::fmt::Debug for RouteSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {} ({})", self.method, self.path, self.function)
     }
 }
 
+/// `route!(Function, METHOD, "/path", module::handler)`: method and handler
+/// come from the same tokens, so they cannot disagree.
+macro_rules! route {
+    ($function:ident, $method:ident, $path:literal, $handler:path) => {
+        RouteSpec {
+            function: stringify!($function),
+            method: stringify!($method),
+            path: $path,
+            handler: || axum::routing::on(MethodFilter::$method, $handler),
+        }
+    };
+}
+
+#[rustfmt::skip]
 pub const ROUTES: &[RouteSpec] = &[
-    r("Health", "GET", "/api/health"),
-    r("AuthConfig", "GET", "/api/auth/config"),
-    r("AuthSignup", "POST", "/api/auth/signup"),
-    r("AuthSignin", "POST", "/api/auth/signin"),
-    r("AuthToken", "POST", "/api/auth/token"),
-    r("AuthSignout", "POST", "/api/auth/signout"),
-    r("AuthMe", "GET", "/api/auth/me"),
-    r("AuthDeleteMe", "DELETE", "/api/auth/me"),
-    r("AuthKeys", "GET", "/api/auth/keys"),
-    r("AuthIdentities", "GET", "/api/auth/identities"),
-    r("AuthIdentityDelete", "DELETE", "/api/auth/identities/{id}"),
-    r("AuthProviderStart", "GET", "/api/auth/{provider}/start"),
-    r(
-        "AuthProviderCallback",
-        "GET",
-        "/api/auth/{provider}/callback",
-    ),
-    r("AuthProviderLink", "POST", "/api/auth/{provider}/link"),
-    r("Audit", "GET", "/api/audit"),
-    r("Templates", "GET", "/api/templates"),
-    r("EnvironmentsList", "GET", "/api/environments"),
-    r("EnvironmentsCreate", "POST", "/api/environments"),
-    r("EnvironmentGet", "GET", "/api/environments/{id}"),
-    r("EnvironmentPatch", "PATCH", "/api/environments/{id}"),
-    r("EnvironmentDelete", "DELETE", "/api/environments/{id}"),
-    r("EnvironmentStatus", "GET", "/api/environments/{id}/status"),
-    r("EnvironmentStart", "POST", "/api/environments/{id}/start"),
-    r("EnvironmentStop", "POST", "/api/environments/{id}/stop"),
-    r("EnvironmentIde", "GET", "/api/environments/{id}/ide"),
-    r("EnvironmentOpen", "POST", "/api/environments/{id}/open"),
-    r(
-        "EnvironmentActivity",
-        "POST",
-        "/api/environments/{id}/activity",
-    ),
+    route!(Health, GET, "/api/health", meta::health),
+    route!(AuthConfig, GET, "/api/auth/config", meta::auth_config),
+    route!(AuthSignup, POST, "/api/auth/signup", auth_routes::signup),
+    route!(AuthSignin, POST, "/api/auth/signin", auth_routes::signin),
+    route!(AuthToken, POST, "/api/auth/token", auth_routes::token),
+    route!(AuthSignout, POST, "/api/auth/signout", auth_routes::signout),
+    route!(AuthMe, GET, "/api/auth/me", auth_routes::me),
+    route!(AuthDeleteMe, DELETE, "/api/auth/me", auth_routes::delete_me),
+    route!(AuthKeys, GET, "/api/auth/keys", meta::keys),
+    route!(AuthIdentities, GET, "/api/auth/identities", oauth_routes::identities),
+    route!(AuthIdentityDelete, DELETE, "/api/auth/identities/{id}", oauth_routes::unlink),
+    route!(AuthProviderStart, GET, "/api/auth/{provider}/start", oauth_routes::start),
+    route!(AuthProviderCallback, GET, "/api/auth/{provider}/callback", oauth_routes::callback),
+    route!(AuthProviderLink, POST, "/api/auth/{provider}/link", oauth_routes::link),
+    route!(Audit, GET, "/api/audit", audit_routes::list),
+    route!(Templates, GET, "/api/templates", meta::templates),
+    route!(EnvironmentsList, GET, "/api/environments", env_routes::list),
+    route!(EnvironmentsCreate, POST, "/api/environments", env_routes::create),
+    route!(EnvironmentGet, GET, "/api/environments/{id}", env_routes::get),
+    route!(EnvironmentPatch, PATCH, "/api/environments/{id}", env_routes::patch),
+    route!(EnvironmentDelete, DELETE, "/api/environments/{id}", env_routes::request::<{ env_routes::DELETE }>),
+    route!(EnvironmentStatus, GET, "/api/environments/{id}/status", env_routes::status),
+    route!(EnvironmentStart, POST, "/api/environments/{id}/start", env_routes::request::<{ env_routes::START }>),
+    route!(EnvironmentStop, POST, "/api/environments/{id}/stop", env_routes::request::<{ env_routes::STOP }>),
+    route!(EnvironmentIde, GET, "/api/environments/{id}/ide", ide_routes::ide),
+    route!(EnvironmentOpen, POST, "/api/environments/{id}/open", ide_routes::open),
+    route!(EnvironmentActivity, POST, "/api/environments/{id}/activity", ide_routes::activity),
 ];
-
-fn handler(function: &str) -> MethodRouter<AppState> {
-    match function {
-        "Health" => get(meta::health),
-        "AuthConfig" => get(meta::auth_config),
-        "AuthSignup" => post(auth_routes::signup),
-        "AuthSignin" => post(auth_routes::signin),
-        "AuthToken" => post(auth_routes::token),
-        "AuthSignout" => post(auth_routes::signout),
-        "AuthMe" => get(auth_routes::me),
-        "AuthDeleteMe" => delete(auth_routes::delete_me),
-        "AuthKeys" => get(meta::keys),
-        "AuthIdentities" => get(oauth_routes::identities),
-        "AuthIdentityDelete" => delete(oauth_routes::unlink),
-        "AuthProviderStart" => get(oauth_routes::start),
-        "AuthProviderCallback" => get(oauth_routes::callback),
-        "AuthProviderLink" => post(oauth_routes::link),
-        "Audit" => get(audit_routes::list),
-        "Templates" => get(meta::templates),
-        "EnvironmentsList" => get(env_routes::list),
-        "EnvironmentsCreate" => post(env_routes::create),
-        "EnvironmentGet" => get(env_routes::get),
-        "EnvironmentPatch" => patch(env_routes::patch),
-        "EnvironmentDelete" => delete(env_routes::delete),
-        "EnvironmentStatus" => get(env_routes::status),
-        "EnvironmentStart" => post(env_routes::start),
-        "EnvironmentStop" => post(env_routes::stop),
-        "EnvironmentIde" => get(ide_routes::ide),
-        "EnvironmentOpen" => post(ide_routes::open),
-        "EnvironmentActivity" => post(ide_routes::activity),
-        other => panic!("route table names an unknown function {other}"),
-    }
-}
 
 /// The `/api` router (what the Functions host forwards to).
 pub fn api_router(state: AppState) -> Router {
     let mut router: Router<AppState> = Router::new();
     for spec in ROUTES {
-        router = router.route(spec.path, handler(spec.function));
+        router = router.route(spec.path, (spec.handler)());
     }
     router
         .route("/api/{*rest}", axum::routing::any(|| async { ApiError::NotFound }))

@@ -11,17 +11,15 @@
 use crate::audit::{self, Action, Entry};
 use crate::auth::tokens::{TokenKind, claims};
 use crate::compute::{AgentParams, ComputeError};
-use crate::domain::{Chain, DesiredState, Environment, Lease, Step, new_id};
-use crate::platform::Platform;
-use crate::queue::Job;
+use crate::domain::{Environment, Step, new_id};
+use crate::lifecycle;
+use crate::platform::{JobContext, Platform};
+use crate::reconciles::ReconcileRequest;
+use crate::store::update::{Attempt, Change, Retries, raced, retry_races, update_environment};
 use crate::store::{StoreError, Versioned};
 use anyhow::Context;
-use chrono::{DateTime, Duration, Utc};
+use chrono::Duration;
 
-/// How long a lease protects a compute action.
-pub const LEASE: Duration = Duration::minutes(2);
-/// A chain whose follow-up is this late is presumed lost (the sweep restarts it).
-pub const CHAIN_GRACE: Duration = Duration::seconds(90);
 /// Agent tokens live this long; they are rotated on every start and refused
 /// once the environment stops.
 pub const AGENT_TOKEN_TTL: Duration = Duration::days(30);
@@ -38,107 +36,81 @@ pub enum Outcome {
     Gone,
 }
 
-enum Attempt {
-    Finished(Outcome),
-    /// A conditional write lost a race: read again.
-    Retry,
-}
-
 /// Reconcile one environment. `owner` identifies this delivery (the queue
 /// message id, stable across redeliveries of the same message).
+#[tracing::instrument(skip_all, fields(environment = %environment_id))]
 pub async fn reconcile(
-    p: &Platform,
+    j: &JobContext,
     user_id: &str,
     environment_id: &str,
     chain: Option<&str>,
     owner: &str,
 ) -> anyhow::Result<Outcome> {
-    for _ in 0..10 {
-        let Some(current) = p.store.environment(user_id, environment_id).await? else {
-            return Ok(Outcome::Gone);
-        };
-        match attempt(p, current, chain, owner).await? {
-            Attempt::Finished(outcome) => return Ok(outcome),
-            Attempt::Retry => continue,
-        }
-    }
-    anyhow::bail!("environment {environment_id} kept changing under the reconcile job")
+    let mut delivery = (j, user_id, environment_id, chain, owner);
+    retry_races(
+        Retries::RECORD,
+        &mut delivery,
+        |&mut (j, user_id, environment_id, chain, owner)| {
+            Box::pin(async move {
+                match j.store.environment(user_id, environment_id).await? {
+                    None => Ok(Attempt::Done(Outcome::Gone)),
+                    Some(current) => attempt(j, current, chain, owner).await,
+                }
+            })
+        },
+    )
+    .await
 }
 
-fn retry_on_race<T>(r: Result<T, StoreError>) -> anyhow::Result<Option<T>> {
-    match r {
-        Ok(v) => Ok(Some(v)),
-        Err(StoreError::PreconditionFailed | StoreError::NotFound) => Ok(None),
-        Err(e) => Err(e.into()),
-    }
-}
-
+/// One read-decide-act-write round; `Raced` when a conditional write lost.
 async fn attempt(
-    p: &Platform,
+    j: &JobContext,
     current: Versioned<Environment>,
     chain: Option<&str>,
     owner: &str,
-) -> anyhow::Result<Attempt> {
-    let now = p.clock.now();
+) -> anyhow::Result<Attempt<Outcome>> {
+    let now = j.clock.now();
     let before = current.value;
     if before.leased_by_other(owner, now) {
-        return Ok(Attempt::Finished(Outcome::Busy));
+        return Ok(Attempt::Done(Outcome::Busy));
     }
-    let observed = p
+    let observed = j
         .compute
         .observe(&before)
         .await
         .context("observing the environment")?;
     let mut env = before.clone();
     let step = env.plan(&observed, now);
-    tracing::debug!(environment = %env.id, ?observed, ?step, "reconcile");
+    tracing::debug!(?observed, ?step, "reconcile");
     let mut etag = current.etag;
 
     match step {
         Step::Forget => {
-            let deleted = p
-                .store
-                .delete_environment(&env.user_id, &env.id, &etag)
-                .await;
-            if retry_on_race(deleted)?.is_none() {
-                return Ok(Attempt::Retry);
-            }
-            p.policy
-                .quotas
-                .release(p.store.as_ref(), &env.user_id, &env.id, true)
-                .await?;
-            tracing::info!(environment = %env.id, "environment deleted");
-            return Ok(Attempt::Finished(Outcome::Gone));
+            return Ok(if lifecycle::forget(j, &env, &etag).await? {
+                Attempt::Done(Outcome::Gone)
+            } else {
+                Attempt::Raced
+            });
         }
         Step::Start | Step::Stop | Step::Delete => {
-            env.lease = Some(Lease {
-                owner: owner.to_string(),
-                until: now + LEASE,
-            });
-            if step == Step::Start && env.agent_token_id.is_none() {
-                env.agent_token_id = Some(new_id());
+            env.take_lease(owner, step, now);
+            match raced(j.store.replace_environment(&env, &etag).await)? {
+                Attempt::Done(e) => etag = e,
+                Attempt::Raced => return Ok(Attempt::Raced),
             }
-            match retry_on_race(p.store.replace_environment(&env, &etag).await)? {
-                Some(e) => etag = e,
-                None => return Ok(Attempt::Retry),
-            }
-            match act(p, &env, step).await {
-                Ok(refs) => {
-                    if let Some(refs) = refs {
-                        env.compute = refs;
-                    }
-                }
+            match act(j, &env, step).await {
+                Ok(Some(refs)) => env.compute = refs,
+                Ok(None) => {}
                 Err(ComputeError::Permanent(reason)) => {
-                    tracing::warn!(environment = %env.id, %reason, "compute refused the step");
+                    tracing::warn!(%reason, "compute refused the step");
                     env.fail(reason, now);
-                    env.lease = None;
-                    let written = retry_on_race(p.store.replace_environment(&env, &etag).await)?;
-                    if written.is_none() {
-                        return Ok(Attempt::Retry);
+                    env.release_lease();
+                    if let Attempt::Raced = raced(j.store.replace_environment(&env, &etag).await)? {
+                        return Ok(Attempt::Raced);
                     }
                     // `owner` (the message id) is stable across redeliveries.
                     audit::record_job(
-                        p,
+                        j,
                         Entry::ok(&env.user_id, Action::JobFailure)
                             .failed()
                             .env(&env.id)
@@ -146,13 +118,11 @@ async fn attempt(
                         owner,
                     )
                     .await?;
-                    return Ok(Attempt::Finished(Outcome::Done));
+                    return Ok(Attempt::Done(Outcome::Done));
                 }
                 Err(ComputeError::Transient(e)) => {
-                    // Give the lease back so the retry (or anyone) can act soon.
-                    env.lease = None;
-                    env.failures += 1;
-                    let _ = p.store.replace_environment(&env, &etag).await;
+                    env.count_failure();
+                    let _ = j.store.replace_environment(&env, &etag).await;
                     return Err(e.context(format!("{step:?} failed")));
                 }
             }
@@ -161,77 +131,50 @@ async fn attempt(
     }
 
     let in_progress = step != Step::Done;
-    let scheduled = if in_progress {
-        schedule(&mut env, chain, now, p)
+    let follow_up = if in_progress {
+        let interval =
+            Duration::from_std(j.policy.reconcile_interval).unwrap_or(Duration::seconds(1));
+        env.continue_chain(chain, interval, now)
     } else {
+        env.end_chain();
         None
     };
-    if !in_progress {
-        env.chain = None;
-    }
-    env.lease = None;
-    if (env != before || step_acted(step))
-        && retry_on_race(p.store.replace_environment(&env, &etag).await)?.is_none()
+    env.release_lease();
+    let acted = matches!(step, Step::Start | Step::Stop | Step::Delete);
+    if (env != before || acted)
+        && let Attempt::Raced = raced(j.store.replace_environment(&env, &etag).await)?
     {
-        return Ok(Attempt::Retry);
+        return Ok(Attempt::Raced);
     }
-    if let Some(token) = scheduled {
-        let job = Job::Reconcile {
-            v: 1,
-            user_id: env.user_id.clone(),
-            environment_id: env.id.clone(),
-            chain: Some(token),
-        };
-        p.queue
-            .send(&job.to_body(), p.policy.reconcile_interval)
+    if let Some(token) = follow_up {
+        j.reconciles
+            .request(ReconcileRequest::follow_up(
+                &env.user_id,
+                &env.id,
+                token,
+                j.policy.reconcile_interval,
+            ))
             .await?;
     }
-    Ok(Attempt::Finished(if in_progress {
+    Ok(Attempt::Done(if in_progress {
         Outcome::InProgress
     } else {
         Outcome::Done
     }))
 }
 
-fn step_acted(step: Step) -> bool {
-    matches!(step, Step::Start | Step::Stop | Step::Delete)
-}
-
-/// Decide whether this delivery continues the chain; if so, name the follow-up.
-fn schedule(
-    env: &mut Environment,
-    chain: Option<&str>,
-    now: DateTime<Utc>,
-    p: &Platform,
-) -> Option<String> {
-    let may = match &env.chain {
-        None => true,
-        Some(c) => Some(c.token.as_str()) == chain || c.due_at + CHAIN_GRACE <= now,
-    };
-    if !may {
-        return None;
-    }
-    let token = new_id();
-    let delay = Duration::from_std(p.policy.reconcile_interval).unwrap_or(Duration::seconds(1));
-    env.chain = Some(Chain {
-        token: token.clone(),
-        due_at: now + delay,
-    });
-    Some(token)
-}
-
 async fn act(
-    p: &Platform,
+    j: &JobContext,
     env: &Environment,
     step: Step,
 ) -> Result<Option<serde_json::Value>, ComputeError> {
     match step {
         Step::Start => {
-            let params = agent_params(p, env);
-            p.compute.start(env, &params).await.map(Some)
+            let params = agent_params(j, env);
+            j.compute.start(env, &params).await.map(Some)
         }
-        Step::Stop => p.compute.stop(env).await.map(|_| None),
-        Step::Delete => p.compute.delete(env).await.map(|_| None),
+        Step::Stop => j.compute.stop(env).await.map(|_| None),
+        Step::Delete => j.compute.delete(env).await.map(|_| None),
         _ => Ok(None),
     }
 }
@@ -256,9 +199,9 @@ pub fn agent_params(p: &Platform, env: &Environment) -> AgentParams {
     }
 }
 
-/// Record that a delivery failed for the last time: the environment shows an
-/// error with the reason (deletion instead keeps going, with a backoff the
-/// sweep honours), and any lease this delivery held is given back.
+/// Record that a delivery failed for the last time (`Environment::fail_finally`:
+/// an error with the reason, or for deletion a back-off), giving back any
+/// lease this delivery held.
 pub async fn record_final_failure(
     p: &Platform,
     user_id: &str,
@@ -266,37 +209,15 @@ pub async fn record_final_failure(
     error: &anyhow::Error,
     attempts: u32,
 ) -> anyhow::Result<()> {
-    for _ in 0..10 {
-        let Some(current) = p.store.environment(user_id, environment_id).await? else {
-            return Ok(());
-        };
-        let now = p.clock.now();
-        let mut env = current.value;
-        let cause = format!("{error:#}");
-        if env.desired_state == DesiredState::Deleted {
-            env.failures += 1;
-            let backoff = Duration::seconds(30 * 2i64.pow(env.failures.min(6)));
-            env.status_reason = Some(format!("Deletion is being retried: {cause}"));
-            env.chain = Some(Chain {
-                token: new_id(),
-                due_at: now + backoff - CHAIN_GRACE,
-            });
-        } else {
-            env.fail(format!("Failed after {attempts} attempts: {cause}"), now);
-        }
-        env.lease = None;
-        env.updated_at = now;
-        if retry_on_race(p.store.replace_environment(&env, &current.etag).await)?.is_some() {
-            return Ok(());
-        }
+    let now = p.clock.now();
+    let cause = format!("{error:#}");
+    let written = update_environment(p.store.as_ref(), user_id, environment_id, |env| {
+        env.fail_finally(&cause, attempts, now);
+        Ok::<_, StoreError>(Change::Write)
+    })
+    .await;
+    match written {
+        Ok(_) | Err(StoreError::NotFound) => Ok(()),
+        Err(e) => Err(e.into()),
     }
-    anyhow::bail!("could not record the failure of {environment_id}")
-}
-
-/// Used by tests and the sweep: the ETag-free view of whether a record is
-/// waiting on a follow-up that is overdue.
-pub fn chain_is_stale(env: &Environment, now: DateTime<Utc>) -> bool {
-    env.chain
-        .as_ref()
-        .is_none_or(|c| c.due_at + CHAIN_GRACE <= now)
 }

@@ -5,13 +5,11 @@
 //! status past their deadline as `error` with a reason. It also removes
 //! orphans: provider resources marked as Dev8's whose record is gone.
 
-use super::reconcile::chain_is_stale;
-use crate::audit::{self, Action, Entry};
-use crate::domain::{Status, StopCause};
-use crate::platform::Platform;
-use crate::queue::Job;
+use crate::domain::Status;
+use crate::lifecycle;
+use crate::platform::JobContext;
+use crate::reconciles::ReconcileRequest;
 use crate::store::StoreError;
-use std::time::Duration;
 
 #[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -23,40 +21,21 @@ pub struct SweepReport {
     pub orphans_removed: u32,
 }
 
-pub async fn sweep(p: &Platform) -> anyhow::Result<SweepReport> {
+#[tracing::instrument(skip_all)]
+pub async fn sweep(j: &JobContext) -> anyhow::Result<SweepReport> {
     let mut report = SweepReport::default();
-    for current in p.store.active_environments().await? {
-        let now = p.clock.now();
-        let mut env = current.value;
-        if env.lease.as_ref().is_some_and(|l| l.until > now) {
+    for current in j.store.active_environments().await? {
+        let now = j.clock.now();
+        if current.value.is_leased(now) {
             continue;
         }
-        if env.is_idle(now) {
-            env.request_stop(StopCause::Idle, now)?;
-            match p.store.replace_environment(&env, &current.etag).await {
-                Ok(_) => {}
-                // Changed meanwhile (activity, a user action): look again next sweep.
-                Err(StoreError::PreconditionFailed | StoreError::NotFound) => continue,
-                Err(e) => return Err(e.into()),
+        if current.value.is_idle(now) {
+            if lifecycle::idle_stop(j, current).await? {
+                report.idle_stopped += 1;
             }
-            p.policy
-                .quotas
-                .release(p.store.as_ref(), &env.user_id, &env.id, false)
-                .await?;
-            super::enqueue(p, &env).await?;
-            // The ETag the stop was written over names this stop uniquely.
-            audit::record_job(
-                p,
-                Entry::ok(&env.user_id, Action::IdleStop)
-                    .env(&env.id)
-                    .detail(format!("idle for {} minutes", env.idle_timeout_minutes)),
-                &current.etag,
-            )
-            .await?;
-            tracing::info!(environment = %env.id, minutes = env.idle_timeout_minutes, "stopped for inactivity");
-            report.idle_stopped += 1;
             continue;
         }
+        let mut env = current.value;
         let overdue = env
             .deadline()
             .is_some_and(|d| now - env.status_changed_at > d);
@@ -67,29 +46,27 @@ pub async fn sweep(p: &Platform) -> anyhow::Result<SweepReport> {
                 (now - env.status_changed_at).num_minutes()
             );
             env.fail(reason, now);
-            match p.store.replace_environment(&env, &current.etag).await {
+            match j.store.replace_environment(&env, &current.etag).await {
                 Ok(_) => report.timed_out += 1,
+                // Changed meanwhile: look again next sweep.
                 Err(StoreError::PreconditionFailed | StoreError::NotFound) => {}
                 Err(e) => return Err(e.into()),
             }
             continue;
         }
         let wants_look = env.status.is_transitional() || env.status == Status::Running;
-        if wants_look && chain_is_stale(&env, now) {
+        if wants_look && env.chain_is_stale(now) {
             // A transitional record without a live follow-up lost its chain;
             // a running one gets a drift check. The reconcile job decides.
-            p.queue
-                .send(
-                    &Job::reconcile(&env.user_id, &env.id).to_body(),
-                    Duration::ZERO,
-                )
+            j.reconciles
+                .request(ReconcileRequest::now(&env.user_id, &env.id))
                 .await?;
             report.requeued += 1;
         }
     }
-    report.purged_documents = p.store.purge_expired_documents(p.clock.now()).await?;
+    report.purged_documents = j.store.purge_expired_documents(j.clock.now()).await?;
     // A failure here must not stop the rest of the sweep; the next one retries.
-    match collect_orphans(p).await {
+    match collect_orphans(j).await {
         Ok(n) => report.orphans_removed = n,
         Err(e) => tracing::warn!(error = format!("{e:#}"), "orphan collection failed"),
     }
@@ -100,17 +77,17 @@ pub async fn sweep(p: &Platform) -> anyhow::Result<SweepReport> {
 /// owns. Records are written before their resources and deleted only after
 /// them, so a resource without a record is left over (made or restored
 /// outside Dev8, or by a lost delete).
-pub async fn collect_orphans(p: &Platform) -> anyhow::Result<u32> {
+pub async fn collect_orphans(j: &JobContext) -> anyhow::Result<u32> {
     let mut removed = 0;
-    for found in p.compute.managed_environments().await? {
-        if p.store
+    for found in j.compute.managed_environments().await? {
+        if j.store
             .environment(&found.user_id, &found.environment_id)
             .await?
             .is_some()
         {
             continue;
         }
-        p.compute.remove_orphan(&found).await?;
+        j.compute.remove_orphan(&found).await?;
         tracing::info!(environment = %found.environment_id, "removed orphaned resources");
         removed += 1;
     }

@@ -5,7 +5,7 @@
 
 use super::reconcile::{self, record_final_failure};
 use crate::audit::{self, Action, Entry};
-use crate::platform::Platform;
+use crate::platform::JobContext;
 use crate::queue::{Job, MAX_DELIVERIES, QueueError};
 use std::time::Duration;
 
@@ -29,7 +29,7 @@ pub fn backoff(dequeue_count: u32) -> Duration {
 /// caller retries it (or, on the last allowed delivery, poisons it). On the
 /// last allowed delivery the environment is marked failed first.
 pub async fn handle_delivery(
-    p: &Platform,
+    j: &JobContext,
     body: &str,
     message_id: &str,
     dequeue_count: u32,
@@ -41,7 +41,7 @@ pub async fn handle_delivery(
         chain,
         ..
     } = job;
-    match reconcile::reconcile(p, &user_id, &environment_id, chain.as_deref(), message_id).await {
+    match reconcile::reconcile(j, &user_id, &environment_id, chain.as_deref(), message_id).await {
         Ok(outcome) => {
             tracing::debug!(environment = %environment_id, ?outcome, "reconcile done");
             Ok(())
@@ -49,10 +49,10 @@ pub async fn handle_delivery(
         Err(e) => {
             tracing::warn!(environment = %environment_id, attempt = dequeue_count, error = %format!("{e:#}"), "reconcile failed");
             if dequeue_count >= MAX_DELIVERIES {
-                record_final_failure(p, &user_id, &environment_id, &e, dequeue_count).await?;
+                record_final_failure(j, &user_id, &environment_id, &e, dequeue_count).await?;
                 // The message id is stable across redeliveries: one record.
                 audit::record_job(
-                    p,
+                    j,
                     Entry::ok(&user_id, Action::JobFailure)
                         .failed()
                         .env(&environment_id)
@@ -67,28 +67,28 @@ pub async fn handle_delivery(
 }
 
 /// Receive and handle the next visible message, if any.
-pub async fn run_next(p: &Platform) -> anyhow::Result<RunOutcome> {
-    let Some(d) = p.queue.receive(VISIBILITY).await? else {
+pub async fn run_next(j: &JobContext) -> anyhow::Result<RunOutcome> {
+    let Some(d) = j.queue.receive(VISIBILITY).await? else {
         return Ok(RunOutcome::Empty);
     };
-    match handle_delivery(p, &d.body, &d.id, d.dequeue_count).await {
-        Ok(()) => match p.queue.delete(&d).await {
+    match handle_delivery(j, &d.body, &d.id, d.dequeue_count).await {
+        Ok(()) => match j.queue.delete(&d).await {
             Ok(()) | Err(QueueError::NotFound) => {}
             Err(e) => return Err(e.into()),
         },
         Err(_) if d.dequeue_count >= MAX_DELIVERIES => {
             tracing::error!(message = %d.id, "job failed {MAX_DELIVERIES} times; moved to the poison queue");
-            p.queue.poison(&d).await?;
+            j.queue.poison(&d).await?;
         }
-        Err(_) => p.queue.release(&d, backoff(d.dequeue_count)).await?,
+        Err(_) => j.queue.release(&d, backoff(d.dequeue_count)).await?,
     }
     Ok(RunOutcome::Done)
 }
 
 /// Drain the queue until nothing is visible (tests and shutdown).
-pub async fn drain(p: &Platform, max: usize) -> anyhow::Result<usize> {
+pub async fn drain(j: &JobContext, max: usize) -> anyhow::Result<usize> {
     let mut n = 0;
-    while n < max && run_next(p).await? == RunOutcome::Done {
+    while n < max && run_next(j).await? == RunOutcome::Done {
         n += 1;
     }
     Ok(n)

@@ -6,6 +6,7 @@
 
 pub mod cosmos;
 mod sqlite;
+pub mod update;
 
 pub use cosmos::{CosmosConfig, CosmosStore};
 pub use sqlite::SqliteStore;
@@ -34,6 +35,9 @@ pub enum StoreError {
     /// The ETag given is no longer current.
     #[error("precondition failed")]
     PreconditionFailed,
+    /// A record kept changing under a read-modify-write (see `update`).
+    #[error("the record keeps changing")]
+    Contended,
     #[error("store unavailable")]
     Unavailable(#[source] anyhow::Error),
 }

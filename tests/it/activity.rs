@@ -308,7 +308,7 @@ async fn a_busy_process_keeps_it_running_and_idles_out_when_done() {
     // runs in the workspace.
     let mut build = tokio::process::Command::new("sh")
         .args(["-c", "while :; do :; done"])
-        .env(dev8::agent::procs::MARKER, &ide.id)
+        .env(dev8::procs::MARKER, &ide.id)
         .current_dir(app.local().home(&ide.id).join("workspace"))
         .kill_on_drop(true)
         .spawn()

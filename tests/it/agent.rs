@@ -4,9 +4,9 @@
 
 use crate::harness::ide::{agent_client, origin_of, redeem};
 use crate::harness::{Auth, Clock, Compute, LocalOpts, TestApp};
-use dev8::agent::procs;
 use dev8::auth::KeySet;
 use dev8::auth::tokens::{TokenKind, claims};
+use dev8::procs;
 use reqwest::Method;
 use serde_json::json;
 use std::time::{Duration, Instant};

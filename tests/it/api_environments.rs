@@ -517,7 +517,13 @@ async fn a_slot_leaked_by_a_crash_heals_itself() {
     app.platform
         .policy
         .quotas
-        .reserve_new(app.platform.store.as_ref(), &u.id, "ghost", app.now())
+        .reserve(
+            app.platform.store.as_ref(),
+            &u.id,
+            "ghost",
+            dev8::quota::Slot::NewEnvironment,
+            app.now(),
+        )
         .await
         .unwrap();
     let early = app

@@ -158,6 +158,7 @@ fn a_route_without_its_function_fails_the_check() {
         function: "EnvironmentRestart",
         method: "POST",
         path: "/api/environments/{id}/restart",
+        handler: || axum::routing::post(|| async {}),
     });
     let found = problems(&routes, &committed());
     assert_eq!(
@@ -182,8 +183,9 @@ async fn the_handler_serves_every_function_with_its_method() {
     // A configured provider, so `{provider}` routes reach their handlers.
     let app = TestApp::builder()
         .settings(|s| {
-            s.github_client_id = Some("tidy-client".into());
-            s.github_client_secret = Some(secrecy::SecretString::from("tidy-secret".to_string()));
+            s.oauth.github_client_id = Some("tidy-client".into());
+            s.oauth.github_client_secret =
+                Some(secrecy::SecretString::from("tidy-secret".to_string()));
         })
         .spawn()
         .await;

@@ -4,7 +4,7 @@
 
 use crate::harness::ide::{agent_client, redeem};
 use crate::harness::{Clock, Compute, LocalOpts, TestApp};
-use dev8::agent::procs;
+use dev8::procs;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 

@@ -28,6 +28,7 @@ mod infra_settings;
 mod jobs;
 mod local_compute;
 mod logs;
+mod module_deps;
 mod oauth_github;
 mod oauth_oidc;
 mod queue_contract;

@@ -18,10 +18,10 @@ async fn setup_with(policy: SignupPolicy) -> (TestApp, GitHubStandIn) {
     let app = TestApp::builder()
         .settings(move |s| {
             s.signup = policy;
-            s.github_client_id = Some(github::CLIENT_ID.into());
-            s.github_client_secret = Some(SecretString::from(github::CLIENT_SECRET));
-            s.github_url = url;
-            s.github_api_url = api;
+            s.oauth.github_client_id = Some(github::CLIENT_ID.into());
+            s.oauth.github_client_secret = Some(SecretString::from(github::CLIENT_SECRET));
+            s.oauth.github_url = url;
+            s.oauth.github_api_url = api;
         })
         .spawn()
         .await;
@@ -465,10 +465,10 @@ async fn a_bad_code_or_an_unreachable_provider_ends_on_the_dashboard() {
     };
     let down = TestApp::builder()
         .settings(move |s| {
-            s.github_client_id = Some(github::CLIENT_ID.into());
-            s.github_client_secret = Some(SecretString::from(github::CLIENT_SECRET));
-            s.github_url = format!("http://127.0.0.1:{closed}");
-            s.github_api_url = format!("http://127.0.0.1:{closed}/api");
+            s.oauth.github_client_id = Some(github::CLIENT_ID.into());
+            s.oauth.github_client_secret = Some(SecretString::from(github::CLIENT_SECRET));
+            s.oauth.github_url = format!("http://127.0.0.1:{closed}");
+            s.oauth.github_api_url = format!("http://127.0.0.1:{closed}/api");
         })
         .spawn()
         .await;
@@ -519,10 +519,10 @@ async fn the_domain_allowlist_accepts_only_verified_emails() {
     let app = TestApp::builder()
         .settings(move |s| {
             s.signup_domains = vec!["corp.io".into()];
-            s.github_client_id = Some(github::CLIENT_ID.into());
-            s.github_client_secret = Some(SecretString::from(github::CLIENT_SECRET));
-            s.github_url = url;
-            s.github_api_url = api;
+            s.oauth.github_client_id = Some(github::CLIENT_ID.into());
+            s.oauth.github_client_secret = Some(SecretString::from(github::CLIENT_SECRET));
+            s.oauth.github_url = url;
+            s.oauth.github_api_url = api;
         })
         .spawn()
         .await;

@@ -20,10 +20,10 @@ async fn with_real_provider() -> (TestApp, RealProvider) {
     let issuer = op.issuer.clone();
     let app = TestApp::builder()
         .settings(move |s| {
-            s.oidc_issuer = Some(issuer);
-            s.oidc_client_id = Some(idp::CLIENT_ID.into());
-            s.oidc_client_secret = Some(SecretString::from(idp::CLIENT_SECRET));
-            s.oidc_name = "Test SSO".into();
+            s.oauth.oidc_issuer = Some(issuer);
+            s.oauth.oidc_client_id = Some(idp::CLIENT_ID.into());
+            s.oauth.oidc_client_secret = Some(SecretString::from(idp::CLIENT_SECRET));
+            s.oauth.oidc_name = "Test SSO".into();
         })
         .spawn()
         .await;
@@ -266,9 +266,9 @@ async fn with_test_idp() -> (TestApp, TestIdp, TestKey) {
     let issuer = idp.issuer.clone();
     let app = TestApp::builder()
         .settings(move |s| {
-            s.oidc_issuer = Some(issuer);
-            s.oidc_client_id = Some(idp::CLIENT_ID.into());
-            s.oidc_client_secret = Some(SecretString::from(idp::CLIENT_SECRET));
+            s.oauth.oidc_issuer = Some(issuer);
+            s.oauth.oidc_client_id = Some(idp::CLIENT_ID.into());
+            s.oauth.oidc_client_secret = Some(SecretString::from(idp::CLIENT_SECRET));
         })
         .spawn()
         .await;
@@ -410,8 +410,8 @@ async fn an_unreachable_issuer_ends_on_the_dashboard() {
     };
     let app = TestApp::builder()
         .settings(move |s| {
-            s.oidc_issuer = Some(format!("http://127.0.0.1:{closed}"));
-            s.oidc_client_id = Some(idp::CLIENT_ID.into());
+            s.oauth.oidc_issuer = Some(format!("http://127.0.0.1:{closed}"));
+            s.oauth.oidc_client_id = Some(idp::CLIENT_ID.into());
         })
         .spawn()
         .await;

@@ -9,7 +9,7 @@ use dev8::domain::{
     AuditOutcome, AuditRecord, Environment, Identity, Lease, NewEnvironment, Session, Status,
     Template, User, new_id,
 };
-use dev8::quota::{Limits, QuotaError};
+use dev8::quota::{Limits, QuotaError, Slot};
 use dev8::store::{
     AuditCursor, CONFLICT_EMAIL, CONFLICT_ENVIRONMENT_NAME, CONFLICT_IDENTITY, SqliteStore, Store,
     StoreError,
@@ -314,7 +314,11 @@ async fn quota_counter_holds_under_contention(s: S) {
         .iter()
         .map(|id| {
             let (s, id) = (s.clone(), id.clone());
-            tokio::spawn(async move { limits.reserve_new(s.as_ref(), "u1", &id, Utc::now()).await })
+            tokio::spawn(async move {
+                limits
+                    .reserve(s.as_ref(), "u1", &id, Slot::NewEnvironment, Utc::now())
+                    .await
+            })
         })
         .collect();
     let mut granted = 0;

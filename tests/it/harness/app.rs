@@ -9,8 +9,9 @@ use crate::fakes::compute::FakeCompute;
 use crate::peers;
 use dev8::compute::{LocalCompute, LocalOptions};
 use dev8::config::{QueueKind, Settings, SignupPolicy};
-use dev8::platform::Platform;
+use dev8::platform::JobContext;
 use dev8::queue::{EmbeddedQueue, JobQueue};
+use dev8::reconciles::QueueReconciles;
 use dev8::startup::{Application, Overrides};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -208,7 +209,9 @@ impl Builder {
                     let queue = queue
                         .clone()
                         .expect("Compute::Local needs a queue the test builds (not FromSettings)");
-                    let local = Arc::new(LocalCompute::new(options, queue).expect("local compute"));
+                    let reconciles = Arc::new(QueueReconciles::new(queue));
+                    let local =
+                        Arc::new(LocalCompute::new(options, reconciles).expect("local compute"));
                     (ComputeHandle::Local(local.clone()), local)
                 }
                 Compute::Aci => {
@@ -235,7 +238,7 @@ impl Builder {
         let (url, platform, task) = match self.mode {
             Mode::Serve => {
                 let url = format!("http://127.0.0.1:{}", app.port());
-                let platform = app.platform();
+                let platform = app.jobs();
                 (url, platform, tokio::spawn(app.run_until_stopped(stopped)))
             }
             Mode::Functions => {
@@ -271,7 +274,7 @@ enum ComputeHandle {
 pub struct TestApp {
     /// `http://127.0.0.1:<port>`: the API (serve) or the envelope (functions).
     pub url: String,
-    pub platform: Arc<Platform>,
+    pub platform: Arc<JobContext>,
     pub clock: TestClock,
     /// Follows no redirects.
     pub client: reqwest::Client,

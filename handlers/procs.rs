@@ -8,7 +8,7 @@ use rustix::process::{Pid, Signal};
 use std::collections::HashMap;
 
 /// The environment variable that marks an environment's processes.
-pub const MARKER: &str = "DEV8_ENVIRONMENT_ID";
+pub const MARKER: &str = crate::agent_env::ENVIRONMENT_ID;
 
 /// One process as `/proc/<pid>/stat` describes it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

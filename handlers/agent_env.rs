@@ -1,0 +1,145 @@
+//! The agent's environment-variable contract, in one place: the names the
+//! agent reads (`config::AgentArgs`), what the compute backends set
+//! (`compute::local` as process variables, `compute::aci` as container
+//! variables, secrets as `secureValue`s), and the few variables that pass
+//! on to code-server and the IDE's terminals. A leaf module.
+
+/// The environment this agent serves; also the marker on every process it
+/// starts (`procs`). Not a secret.
+pub const ENVIRONMENT_ID: &str = "DEV8_ENVIRONMENT_ID";
+/// The agent token (`aud=agent:<id>`). Secret.
+pub const AGENT_TOKEN: &str = "DEV8_AGENT_TOKEN";
+/// The control plane's public keys (JWKS JSON) for IDE tickets.
+pub const AGENT_JWKS: &str = "DEV8_AGENT_JWKS";
+/// The issuer IDE tickets must name.
+pub const AGENT_ISSUER: &str = "DEV8_AGENT_ISSUER";
+/// Where the agent reaches the control plane.
+pub const CONTROL_PLANE_URL: &str = "DEV8_CONTROL_PLANE_URL";
+/// The agent's listen address.
+pub const AGENT_LISTEN: &str = "DEV8_AGENT_LISTEN";
+/// The environment's origin as browsers see it (unset on ACI: from `Host`).
+pub const AGENT_ORIGIN: &str = "DEV8_AGENT_ORIGIN";
+/// The environment's persistent home.
+pub const AGENT_HOME: &str = "DEV8_AGENT_HOME";
+/// The non-root user code-server runs as (set by the image).
+pub const IDE_USER: &str = "DEV8_IDE_USER";
+/// code-server's entry.js.
+pub const CODE_SERVER: &str = "DEV8_CODE_SERVER";
+/// The node executable that runs code-server.
+pub const NODE: &str = "DEV8_NODE";
+/// Activity is pushed at most this often (milliseconds).
+pub const ACTIVITY_INTERVAL_MS: &str = "DEV8_AGENT_ACTIVITY_INTERVAL_MS";
+/// How often user processes are sampled for CPU use (milliseconds).
+pub const CPU_SAMPLE_MS: &str = "DEV8_AGENT_CPU_SAMPLE_MS";
+/// Stop when standard input closes (the local backend holds the other end).
+pub const STDIN_LIFELINE: &str = "DEV8_AGENT_STDIN_LIFELINE";
+
+/// Variables code-server (and so every IDE terminal) inherits from the
+/// agent; everything else is dropped.
+pub const PASSED_TO_IDE: &[&str] = &[
+    "PATH",
+    "LANG",
+    "LANGUAGE",
+    "LC_ALL",
+    "LC_CTYPE",
+    "LC_MESSAGES",
+    "TZ",
+    "TERM",
+    "SHELL",
+    "USER",
+    "LOGNAME",
+];
+
+/// What the agent inside an environment needs to know at start. Passed to
+/// the environment as secrets (environment variables, `secureValue`s), never
+/// on a command line.
+#[derive(Clone)]
+pub struct AgentParams {
+    /// Token the agent presents to the control plane (`aud=agent:<id>`).
+    pub agent_token: String,
+    /// The control plane's public keys (JWKS JSON) for verifying IDE tickets.
+    pub jwks: String,
+    /// Where the agent reaches the control plane.
+    pub control_plane_url: String,
+    /// The issuer tokens are checked against.
+    pub issuer: String,
+}
+
+impl std::fmt::Debug for AgentParams {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AgentParams")
+            .field("agent_token", &"<redacted>")
+            .field("control_plane_url", &self.control_plane_url)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One variable for the agent's environment.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Variable {
+    pub name: &'static str,
+    pub value: String,
+    /// Secret values travel as ACI `secureValue`s and are never logged.
+    pub secret: bool,
+}
+
+impl std::fmt::Debug for Variable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let value = if self.secret {
+            "<redacted>"
+        } else {
+            &self.value
+        };
+        write!(f, "{}={value}", self.name)
+    }
+}
+
+/// The variables every backend sets: the environment's id, where the agent
+/// listens, its home, and the control plane's secrets.
+pub fn variables(
+    environment_id: &str,
+    listen: &str,
+    home: &str,
+    params: &AgentParams,
+) -> Vec<Variable> {
+    let plain = |name, value: &str| Variable {
+        name,
+        value: value.to_string(),
+        secret: false,
+    };
+    let secret = |name, value: &str| Variable {
+        name,
+        value: value.to_string(),
+        secret: true,
+    };
+    vec![
+        plain(ENVIRONMENT_ID, environment_id),
+        plain(AGENT_LISTEN, listen),
+        plain(AGENT_HOME, home),
+        secret(CONTROL_PLANE_URL, &params.control_plane_url),
+        secret(AGENT_ISSUER, &params.issuer),
+        secret(AGENT_JWKS, &params.jwks),
+        secret(AGENT_TOKEN, &params.agent_token),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_are_marked_and_redacted_in_debug() {
+        let params = AgentParams {
+            agent_token: "tok-123".into(),
+            jwks: "{}".into(),
+            control_plane_url: "https://dev8.example".into(),
+            issuer: "https://dev8.example".into(),
+        };
+        let vars = variables("e1", "0.0.0.0:8080", "/home/dev8", &params);
+        let token = vars.iter().find(|v| v.name == AGENT_TOKEN).unwrap();
+        assert!(token.secret);
+        assert!(!format!("{vars:?}").contains("tok-123"));
+        assert!(!format!("{params:?}").contains("tok-123"));
+        assert!(vars.iter().any(|v| v.name == ENVIRONMENT_ID && !v.secret));
+    }
+}

@@ -1,0 +1,74 @@
+//! The one way to ask for a reconcile. The lifecycle service, the jobs and
+//! the compute backends hold an `Arc<dyn Reconciles>`, never the raw queue;
+//! `QueueReconciles` is the only code that builds a reconcile message.
+//!
+//! It is a leaf module (it knows the queue's wire format and nothing else) so
+//! that `lifecycle`, `jobs` and `compute` can all use it without import loops.
+
+use crate::queue::{Job, JobQueue};
+use async_trait::async_trait;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A request to look at one environment again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReconcileRequest {
+    pub user_id: String,
+    pub environment_id: String,
+    /// How long to wait first (zero: as soon as a worker is free).
+    pub after: Duration,
+    /// The chain token this request continues (only the reconcile job's own
+    /// follow-ups carry one; see `Environment::continue_chain`).
+    pub chain: Option<String>,
+}
+
+impl ReconcileRequest {
+    /// Look at the environment as soon as possible.
+    pub fn now(user_id: &str, environment_id: &str) -> Self {
+        ReconcileRequest {
+            user_id: user_id.to_string(),
+            environment_id: environment_id.to_string(),
+            after: Duration::ZERO,
+            chain: None,
+        }
+    }
+
+    /// A follow-up of a reconcile in progress, carrying its chain token.
+    pub fn follow_up(user_id: &str, environment_id: &str, chain: String, after: Duration) -> Self {
+        ReconcileRequest {
+            after,
+            chain: Some(chain),
+            ..ReconcileRequest::now(user_id, environment_id)
+        }
+    }
+}
+
+#[async_trait]
+pub trait Reconciles: Send + Sync + 'static {
+    async fn request(&self, request: ReconcileRequest) -> anyhow::Result<()>;
+}
+
+/// Requests as messages on the job queue (embedded or Azure Storage).
+pub struct QueueReconciles {
+    queue: Arc<dyn JobQueue>,
+}
+
+impl QueueReconciles {
+    pub fn new(queue: Arc<dyn JobQueue>) -> Self {
+        QueueReconciles { queue }
+    }
+}
+
+#[async_trait]
+impl Reconciles for QueueReconciles {
+    async fn request(&self, r: ReconcileRequest) -> anyhow::Result<()> {
+        let job = Job::Reconcile {
+            v: 1,
+            user_id: r.user_id,
+            environment_id: r.environment_id,
+            chain: r.chain,
+        };
+        self.queue.send(&job.to_body(), r.after).await?;
+        Ok(())
+    }
+}
