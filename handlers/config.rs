@@ -277,7 +277,7 @@ impl Settings {
 }
 
 /// The environment variables the control plane reads (infra must set them;
-/// `tests/infra_settings.rs` checks).
+/// `tests/it/infra_settings.rs` checks).
 pub fn setting_names() -> Vec<String> {
     use clap::CommandFactory;
     #[derive(Parser)]

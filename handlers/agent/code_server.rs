@@ -163,6 +163,12 @@ impl CodeServer {
                 cmd.env(name, v);
             }
         }
+        // code-server's own sockets (VS Code IPC, git askpass) go to the
+        // agent's 0700 runtime folder, removed when the agent stops, rather
+        // than accumulating in the machine's /tmp.
+        if let Some(run_dir) = self.socket.parent() {
+            cmd.env("TMPDIR", run_dir);
+        }
         cmd.env("HOME", &self.home)
             .env("XDG_CONFIG_HOME", self.home.join(".config"))
             .env("XDG_DATA_HOME", self.home.join(".local/share"))

@@ -416,7 +416,7 @@ impl AciCompute {
     }
 
     /// The container-group body (documented in docs/aci.md and asserted by
-    /// `tests/aci.rs`).
+    /// `tests/it/aci.rs`).
     pub fn group_body(
         &self,
         env: &Environment,

@@ -1,8 +1,8 @@
 //! What `functions/<Name>/function.json` must say for every function this
 //! handler serves, derived from `http::ROUTES` and the envelope's own
 //! functions. The committed files are checked against this by the tidy test
-//! (`tests/functions_tidy.rs`), which can also rewrite them
-//! (`DEV8_BLESS=1 cargo test --test functions_tidy`).
+//! (`tests/it/functions_tidy.rs`), which can also rewrite them
+//! (`DEV8_BLESS=1 cargo test --test it functions_tidy`).
 
 use super::{QUEUE_BINDING, QUEUE_FUNCTION, TIMER_BINDING, TIMER_FUNCTION};
 use crate::http::{ROUTES, RouteSpec};
