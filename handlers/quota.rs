@@ -90,25 +90,59 @@ async fn still_needs(
     })
 }
 
+/// Reservations found to be leftovers, to remove before trying again.
+#[derive(Debug, Default)]
+struct Stale {
+    environments: Vec<String>,
+    running: Vec<String>,
+}
+
+impl Stale {
+    /// Remove these ids; did anything go?
+    fn remove_from(&self, environments: &mut Reservations, running: &mut Reservations) -> bool {
+        let a = remove_all(environments, &self.environments);
+        let b = remove_all(running, &self.running);
+        a || b
+    }
+}
+
+/// Remove every one of `ids`; did any go?
+fn remove_all(slots: &mut Reservations, ids: &[String]) -> bool {
+    let before = slots.len();
+    for id in ids {
+        slots.remove(id);
+    }
+    slots.len() != before
+}
+
+async fn read_slots<T: Default + serde::de::DeserializeOwned>(
+    store: &dyn Store,
+    key: &str,
+) -> Result<T, StoreError> {
+    Ok(match store.document(key).await? {
+        Some(v) => serde_json::from_value(v.value).unwrap_or_default(),
+        None => T::default(),
+    })
+}
+
 async fn prune_user(
     store: &dyn Store,
     user: &str,
     slots: &UserSlots,
     now: DateTime<Utc>,
-) -> Result<(Vec<String>, Vec<String>), StoreError> {
-    let mut stale_envs = Vec::new();
-    let mut stale_running = Vec::new();
+) -> Result<Stale, StoreError> {
+    let mut stale = Stale::default();
     for (id, at) in &slots.environments {
         if *at + PRUNE_AFTER < now && !still_needs(store, user, id, false).await? {
-            stale_envs.push(id.clone());
+            stale.environments.push(id.clone());
         }
     }
     for (id, at) in &slots.running {
         if *at + PRUNE_AFTER < now && !still_needs(store, user, id, true).await? {
-            stale_running.push(id.clone());
+            stale.running.push(id.clone());
         }
     }
-    Ok((stale_envs, stale_running))
+    Ok(stale)
 }
 
 impl Limits {
@@ -136,6 +170,8 @@ impl Limits {
         Ok(())
     }
 
+    /// Reserve the user's slots; when over a limit, drop slots held by
+    /// environments that are gone (older than `PRUNE_AFTER`) and try once more.
     async fn reserve_user(
         &self,
         store: &dyn Store,
@@ -145,59 +181,57 @@ impl Limits {
         now: DateTime<Utc>,
     ) -> Result<(), QuotaError> {
         let key = user_key(user);
-        let mut pruned: Option<(Vec<String>, Vec<String>)> = None;
-        loop {
-            let mut over = false;
-            let result = update::<UserSlots, _>(store, &key, |s| {
-                if let Some((envs, running)) = &pruned {
-                    envs.iter().for_each(|e| {
-                        s.environments.remove(e);
-                    });
-                    running.iter().for_each(|e| {
-                        s.running.remove(e);
-                    });
-                }
-                let has_env = s.environments.contains_key(id);
-                let has_run = s.running.contains_key(id);
-                if new_env && !has_env && s.environments.len() >= self.environments_per_user {
-                    over = true;
-                    return Err(QuotaError::Exceeded(format!(
-                        "you already have {} environments; delete one first",
-                        self.environments_per_user
-                    )));
-                }
-                if !has_run && s.running.len() >= self.running_per_user {
-                    over = true;
-                    return Err(QuotaError::Exceeded(format!(
-                        "you already have {} running environments; stop one first",
-                        self.running_per_user
-                    )));
-                }
-                if new_env {
-                    s.environments.entry(id.to_string()).or_insert(now);
-                }
-                s.running.entry(id.to_string()).or_insert(now);
-                Ok(!(has_run && (has_env || !new_env)))
-            })
+        let first = self
+            .try_reserve_user(store, &key, id, new_env, now, &Stale::default())
             .await;
-            match result {
-                Err(QuotaError::Exceeded(_)) if over && pruned.is_none() => {
-                    // Before refusing, drop slots held by environments that are gone.
-                    let slots: UserSlots = match store.document(&key).await? {
-                        Some(v) => serde_json::from_value(v.value).unwrap_or_default(),
-                        None => UserSlots::default(),
-                    };
-                    let stale = prune_user(store, user, &slots, now).await?;
-                    if stale.0.is_empty() && stale.1.is_empty() {
-                        return result;
-                    }
-                    pruned = Some(stale);
-                }
-                other => return other,
-            }
+        if !matches!(first, Err(QuotaError::Exceeded(_))) {
+            return first;
         }
+        let slots: UserSlots = read_slots(store, &key).await?;
+        let stale = prune_user(store, user, &slots, now).await?;
+        if stale.environments.is_empty() && stale.running.is_empty() {
+            return first;
+        }
+        self.try_reserve_user(store, &key, id, new_env, now, &stale)
+            .await
     }
 
+    async fn try_reserve_user(
+        &self,
+        store: &dyn Store,
+        key: &str,
+        id: &str,
+        new_env: bool,
+        now: DateTime<Utc>,
+        stale: &Stale,
+    ) -> Result<(), QuotaError> {
+        update::<UserSlots, _>(store, key, |s| {
+            let pruned = stale.remove_from(&mut s.environments, &mut s.running);
+            let has_env = s.environments.contains_key(id);
+            let has_run = s.running.contains_key(id);
+            if new_env && !has_env && s.environments.len() >= self.environments_per_user {
+                return Err(QuotaError::Exceeded(format!(
+                    "you already have {} environments; delete one first",
+                    self.environments_per_user
+                )));
+            }
+            if !has_run && s.running.len() >= self.running_per_user {
+                return Err(QuotaError::Exceeded(format!(
+                    "you already have {} running environments; stop one first",
+                    self.running_per_user
+                )));
+            }
+            if new_env {
+                s.environments.entry(id.to_string()).or_insert(now);
+            }
+            s.running.entry(id.to_string()).or_insert(now);
+            Ok(pruned || !(has_run && (has_env || !new_env)))
+        })
+        .await
+    }
+
+    /// Reserve the platform-wide running slot; when full, drop entries of
+    /// environments that no longer need one and try once more.
     async fn reserve_global(
         &self,
         store: &dyn Store,
@@ -206,50 +240,45 @@ impl Limits {
         now: DateTime<Utc>,
     ) -> Result<(), QuotaError> {
         let entry = format!("{user}/{id}");
-        let mut pruned: Option<Vec<String>> = None;
-        loop {
-            let mut over = false;
-            let result = update::<GlobalSlots, _>(store, GLOBAL_KEY, |s| {
-                if let Some(stale) = &pruned {
-                    stale.iter().for_each(|e| {
-                        s.running.remove(e);
-                    });
-                }
-                if s.running.contains_key(&entry) {
-                    return Ok(pruned.is_some());
-                }
-                if s.running.len() >= self.running_total {
-                    over = true;
-                    return Err(QuotaError::Exceeded(
-                        "the platform is at its limit of running environments; try again later"
-                            .into(),
-                    ));
-                }
-                s.running.insert(entry.clone(), now);
-                Ok(true)
-            })
-            .await;
-            match result {
-                Err(QuotaError::Exceeded(_)) if over && pruned.is_none() => {
-                    let slots: GlobalSlots = match store.document(GLOBAL_KEY).await? {
-                        Some(v) => serde_json::from_value(v.value).unwrap_or_default(),
-                        None => GlobalSlots::default(),
-                    };
-                    let mut stale = Vec::new();
-                    for (e, at) in &slots.running {
-                        let (u, i) = e.split_once('/').unwrap_or((e, ""));
-                        if *at + PRUNE_AFTER < now && !still_needs(store, u, i, true).await? {
-                            stale.push(e.clone());
-                        }
-                    }
-                    if stale.is_empty() {
-                        return result;
-                    }
-                    pruned = Some(stale);
-                }
-                other => return other,
+        let first = self.try_reserve_global(store, &entry, now, &[]).await;
+        if !matches!(first, Err(QuotaError::Exceeded(_))) {
+            return first;
+        }
+        let slots: GlobalSlots = read_slots(store, GLOBAL_KEY).await?;
+        let mut stale = Vec::new();
+        for (e, at) in &slots.running {
+            let (u, i) = e.split_once('/').unwrap_or((e, ""));
+            if *at + PRUNE_AFTER < now && !still_needs(store, u, i, true).await? {
+                stale.push(e.clone());
             }
         }
+        if stale.is_empty() {
+            return first;
+        }
+        self.try_reserve_global(store, &entry, now, &stale).await
+    }
+
+    async fn try_reserve_global(
+        &self,
+        store: &dyn Store,
+        entry: &str,
+        now: DateTime<Utc>,
+        stale: &[String],
+    ) -> Result<(), QuotaError> {
+        update::<GlobalSlots, _>(store, GLOBAL_KEY, |s| {
+            let pruned = remove_all(&mut s.running, stale);
+            if s.running.contains_key(entry) {
+                return Ok(pruned);
+            }
+            if s.running.len() >= self.running_total {
+                return Err(QuotaError::Exceeded(
+                    "the platform is at its limit of running environments; try again later".into(),
+                ));
+            }
+            s.running.insert(entry.to_string(), now);
+            Ok(true)
+        })
+        .await
     }
 
     /// Give back the running slot (and with `forget`, the environment slot).

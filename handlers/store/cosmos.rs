@@ -13,6 +13,7 @@
 //! Throttling (429, honouring `x-ms-retry-after-ms`) and 503 are retried a
 //! bounded number of times; every request's charge is logged at debug level.
 
+use super::update::{Attempt, Retries, retry_races};
 use super::{
     AuditCursor, CONFLICT_EMAIL, CONFLICT_ENVIRONMENT_NAME, CONFLICT_IDENTITY, Etag, Store,
     StoreError, StoreResult, Versioned,
@@ -260,6 +261,14 @@ fn log_charge(op: &str, resp: &ItemResponse) {
     }
 }
 
+/// A create-or-take-over loop that kept losing is a conflict on `what`.
+fn contended_as<T>(r: StoreResult<T>, what: &str) -> StoreResult<T> {
+    match r {
+        Err(StoreError::Contended) => Err(StoreError::Conflict(what.to_string())),
+        other => other,
+    }
+}
+
 fn if_match(etag: &Etag) -> ItemWriteOptions {
     ItemWriteOptions::default().with_precondition(Precondition::IfMatch(etag.clone().into()))
 }
@@ -439,40 +448,52 @@ impl CosmosStore {
     /// Claim `email` for `user_id`: create the index document, or take over
     /// one left behind by an insert that never created its user.
     async fn claim_email(&self, email: &str, user_id: &str) -> StoreResult<()> {
-        let c = &self.inner.users;
         let id = email_doc_id(email);
         let index = json!({ "id": id, "type": "email", "userId": user_id });
-        for _ in 0..5 {
-            match retrying("create email index", || {
-                c.create_item(id.clone(), &id, &index, None)
-            })
-            .await
-            {
-                Ok(r) => {
-                    log_charge("create email index", &r);
-                    return Ok(());
-                }
-                Err(e) if e.status().is_conflict() => {}
-                Err(e) => return Err(cosmos_unavailable("create email index", e)),
-            }
-            let Some((owner, etag)) = self.email_owner(email).await? else {
-                continue;
-            };
-            if owner == user_id || self.user(&owner).await?.is_some() {
-                return Err(StoreError::Conflict(CONFLICT_EMAIL.into()));
-            }
-            // An orphan: its user was never written. Take it over conditionally.
-            match retrying("claim email index", || {
-                c.replace_item(id.clone(), &id, &index, Some(if_match(&etag)))
-            })
-            .await
-            {
-                Ok(_) => return Ok(()),
-                Err(e) if e.status().is_precondition_failed() || e.status().is_not_found() => {}
-                Err(e) => return Err(cosmos_unavailable("claim email index", e)),
-            }
-        }
-        Err(StoreError::Conflict(CONFLICT_EMAIL.into()))
+        let mut state = (self, email, user_id, &id, &index);
+        let claimed = retry_races(
+            Retries(5),
+            &mut state,
+            |&mut (s, email, user_id, id, index)| {
+                Box::pin(async move {
+                    let c = &s.inner.users;
+                    match retrying("create email index", || {
+                        c.create_item(id.clone(), id, index, None)
+                    })
+                    .await
+                    {
+                        Ok(r) => {
+                            log_charge("create email index", &r);
+                            return Ok(Attempt::Done(()));
+                        }
+                        Err(e) if e.status().is_conflict() => {}
+                        Err(e) => return Err(cosmos_unavailable("create email index", e)),
+                    }
+                    let Some((owner, etag)) = s.email_owner(email).await? else {
+                        return Ok(Attempt::Raced);
+                    };
+                    if owner == user_id || s.user(&owner).await?.is_some() {
+                        return Err(StoreError::Conflict(CONFLICT_EMAIL.into()));
+                    }
+                    // An orphan: its user was never written. Take it over conditionally.
+                    match retrying("claim email index", || {
+                        c.replace_item(id.clone(), id, index, Some(if_match(&etag)))
+                    })
+                    .await
+                    {
+                        Ok(_) => Ok(Attempt::Done(())),
+                        Err(e)
+                            if e.status().is_precondition_failed() || e.status().is_not_found() =>
+                        {
+                            Ok(Attempt::Raced)
+                        }
+                        Err(e) => Err(cosmos_unavailable("claim email index", e)),
+                    }
+                })
+            },
+        )
+        .await;
+        contended_as(claimed, CONFLICT_EMAIL)
     }
 
     async fn release_email(&self, email: &str, user_id: &str) -> StoreResult<()> {
@@ -497,72 +518,79 @@ impl CosmosStore {
 
     /// Create a document, taking over an expired one with the same key.
     async fn create_document(&self, key: &str, item: &Value) -> StoreResult<Etag> {
-        let c = &self.inner.documents;
         let id = doc_id(key);
-        for _ in 0..5 {
-            match retrying("create document", || {
-                c.create_item(id.clone(), &id, item, None)
-            })
-            .await
-            {
-                Ok(r) => {
-                    log_charge("create document", &r);
-                    return etag_of(&r);
+        let mut state = (self, key, &id, item);
+        let created = retry_races(Retries(5), &mut state, |&mut (s, key, id, item)| {
+            Box::pin(async move {
+                let c = &s.inner.documents;
+                match retrying("create document", || {
+                    c.create_item(id.clone(), id, item, None)
+                })
+                .await
+                {
+                    Ok(r) => {
+                        log_charge("create document", &r);
+                        return etag_of(&r).map(Attempt::Done);
+                    }
+                    Err(e) if e.status().is_conflict() => {}
+                    Err(e) => return Err(cosmos_unavailable("create document", e)),
                 }
-                Err(e) if e.status().is_conflict() => {}
-                Err(e) => return Err(cosmos_unavailable("create document", e)),
-            }
-            let Some(r) = read_item(c, "read document", &id, &id).await? else {
-                continue;
-            };
-            let etag = etag_of(&r)?;
-            let existing: DocItem = model(r)?;
-            if !existing.expired(Utc::now()) {
-                return Err(StoreError::Conflict(key.to_string()));
-            }
-            match retrying("replace expired document", || {
-                c.replace_item(id.clone(), &id, item, Some(if_match(&etag)))
+                let Some(r) = read_item(c, "read document", id, id).await? else {
+                    return Ok(Attempt::Raced);
+                };
+                let etag = etag_of(&r)?;
+                let existing: DocItem = model(r)?;
+                if !existing.expired(Utc::now()) {
+                    return Err(StoreError::Conflict(key.to_string()));
+                }
+                match retrying("replace expired document", || {
+                    c.replace_item(id.clone(), id, item, Some(if_match(&etag)))
+                })
+                .await
+                {
+                    Ok(r) => etag_of(&r).map(Attempt::Done),
+                    Err(e) if e.status().is_precondition_failed() || e.status().is_not_found() => {
+                        Ok(Attempt::Raced)
+                    }
+                    Err(e) => Err(cosmos_unavailable("replace expired document", e)),
+                }
             })
-            .await
-            {
-                Ok(r) => return etag_of(&r),
-                Err(e) if e.status().is_precondition_failed() || e.status().is_not_found() => {}
-                Err(e) => return Err(cosmos_unavailable("replace expired document", e)),
-            }
-        }
-        Err(StoreError::Conflict(key.to_string()))
+        })
+        .await;
+        contended_as(created, key)
     }
 
     async fn set_revoked(&self, id: &str) -> StoreResult<()> {
-        let c = &self.inner.sessions;
-        for _ in 0..10 {
-            let Some(r) = read_item(c, "read session", id, id).await? else {
-                return Ok(());
-            };
-            let etag = etag_of(&r)?;
-            let mut session: Session = model(r)?;
-            if session.revoked {
-                return Ok(());
-            }
-            session.revoked = true;
-            let item = session_item(&session)?;
-            match retrying("revoke session", || {
-                c.replace_item(id.to_string(), id, &item, Some(if_match(&etag)))
-            })
-            .await
-            {
-                Ok(r) => {
-                    log_charge("revoke session", &r);
-                    return Ok(());
+        let mut state = (self, id);
+        retry_races(Retries(10), &mut state, |&mut (s, id)| {
+            Box::pin(async move {
+                let c = &s.inner.sessions;
+                let Some(r) = read_item(c, "read session", id, id).await? else {
+                    return Ok(Attempt::Done(()));
+                };
+                let etag = etag_of(&r)?;
+                let mut session: Session = model(r)?;
+                if session.revoked {
+                    return Ok(Attempt::Done(()));
                 }
-                Err(e) if e.status().is_precondition_failed() => continue,
-                Err(e) if e.status().is_not_found() => return Ok(()),
-                Err(e) => return Err(cosmos_unavailable("revoke session", e)),
-            }
-        }
-        Err(unavailable(anyhow::anyhow!(
-            "session {id} too contended to revoke"
-        )))
+                session.revoked = true;
+                let item = session_item(&session)?;
+                match retrying("revoke session", || {
+                    c.replace_item(id.to_string(), id, &item, Some(if_match(&etag)))
+                })
+                .await
+                {
+                    Ok(r) => {
+                        log_charge("revoke session", &r);
+                        Ok(Attempt::Done(()))
+                    }
+                    Err(e) if e.status().is_precondition_failed() => Ok(Attempt::Raced),
+                    Err(e) if e.status().is_not_found() => Ok(Attempt::Done(())),
+                    Err(e) => Err(cosmos_unavailable("revoke session", e)),
+                }
+            })
+        })
+        .await
     }
 }
 
@@ -574,52 +602,52 @@ impl Store for CosmosStore {
         let index = json!({"id": idx_id, "type": "identity", "userId": identity.user_id, "identityId": identity.id});
         // Claim (issuer, subject) first; an index whose identity was never
         // written (a crash between the two writes) is taken over.
-        let mut claimed = false;
-        for _ in 0..5 {
-            match retrying("create identity index", || {
-                users.create_item(idx_id.clone(), &idx_id, &index, None)
-            })
-            .await
-            {
-                Ok(r) => {
-                    log_charge("create identity index", &r);
-                    claimed = true;
-                    break;
+        let mut state = (self, &idx_id, &index);
+        let claimed = retry_races(Retries(5), &mut state, |&mut (s, idx_id, index)| {
+            Box::pin(async move {
+                let users = &s.inner.users;
+                match retrying("create identity index", || {
+                    users.create_item(idx_id.clone(), idx_id, index, None)
+                })
+                .await
+                {
+                    Ok(r) => {
+                        log_charge("create identity index", &r);
+                        return Ok(Attempt::Done(()));
+                    }
+                    Err(e) if e.status().is_conflict() => {}
+                    Err(e) => return Err(cosmos_unavailable("create identity index", e)),
                 }
-                Err(e) if e.status().is_conflict() => {}
-                Err(e) => return Err(cosmos_unavailable("create identity index", e)),
-            }
-            let Some(r) = read_item(users, "read identity index", &idx_id, &idx_id).await? else {
-                continue;
-            };
-            let etag = etag_of(&r)?;
-            let held: IdentityIndex = model(r)?;
-            let live = read_item(
-                &self.inner.identities,
-                "read identity",
-                &held.user_id,
-                &held.identity_id,
-            )
-            .await?;
-            if live.is_some() {
-                return Err(StoreError::Conflict(CONFLICT_IDENTITY.into()));
-            }
-            match retrying("claim identity index", || {
-                users.replace_item(idx_id.clone(), &idx_id, &index, Some(if_match(&etag)))
-            })
-            .await
-            {
-                Ok(_) => {
-                    claimed = true;
-                    break;
+                let Some(r) = read_item(users, "read identity index", idx_id, idx_id).await? else {
+                    return Ok(Attempt::Raced);
+                };
+                let etag = etag_of(&r)?;
+                let held: IdentityIndex = model(r)?;
+                let live = read_item(
+                    &s.inner.identities,
+                    "read identity",
+                    &held.user_id,
+                    &held.identity_id,
+                )
+                .await?;
+                if live.is_some() {
+                    return Err(StoreError::Conflict(CONFLICT_IDENTITY.into()));
                 }
-                Err(e) if e.status().is_precondition_failed() || e.status().is_not_found() => {}
-                Err(e) => return Err(cosmos_unavailable("claim identity index", e)),
-            }
-        }
-        if !claimed {
-            return Err(StoreError::Conflict(CONFLICT_IDENTITY.into()));
-        }
+                match retrying("claim identity index", || {
+                    users.replace_item(idx_id.clone(), idx_id, index, Some(if_match(&etag)))
+                })
+                .await
+                {
+                    Ok(_) => Ok(Attempt::Done(())),
+                    Err(e) if e.status().is_precondition_failed() || e.status().is_not_found() => {
+                        Ok(Attempt::Raced)
+                    }
+                    Err(e) => Err(cosmos_unavailable("claim identity index", e)),
+                }
+            })
+        })
+        .await;
+        contended_as(claimed, CONFLICT_IDENTITY)?;
         let c = &self.inner.identities;
         match retrying("create identity", || {
             c.create_item(identity.user_id.clone(), &identity.id, identity, None)
