@@ -34,4 +34,5 @@ mod oauth_oidc;
 mod queue_contract;
 mod shutdown;
 mod store_behaviour;
+mod swa;
 mod tiers;

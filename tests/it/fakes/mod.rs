@@ -8,3 +8,4 @@ pub mod github;
 pub mod host_sim;
 pub mod identity;
 pub mod idp;
+pub mod swa;
