@@ -150,6 +150,7 @@ async fn main() -> anyhow::Result<()> {
             std::env::var("COSMOS_KEY").unwrap_or_else(|_| EMULATOR_KEY.into()),
         )),
         database: format!("bench-{}", new_id()),
+        identity: Default::default(),
         create_containers: true,
     };
     let store: Arc<dyn Store> = Arc::new(CosmosStore::connect(&config).await?);

@@ -115,26 +115,128 @@ impl HttpClient for ReqwestTransport {
     }
 }
 
-/// The control plane's Azure credential: its managed identity in Azure (or
-/// when `force_managed`), the user-assigned one when `client_id` names it;
-/// developer tools (Azure CLI, azd) elsewhere. Its token requests use the
-/// tree's transport through `options`.
-pub fn control_plane_credential(
-    client_id: Option<&str>,
-    force_managed: bool,
-    options: ClientOptions,
-) -> anyhow::Result<Arc<dyn azure_core::credentials::TokenCredential>> {
-    let in_azure = std::env::var_os("IDENTITY_ENDPOINT").is_some()
-        || std::env::var_os("MSI_ENDPOINT").is_some();
-    Ok(if force_managed || in_azure {
-        azure_identity::ManagedIdentityCredential::new(Some(
-            azure_identity::ManagedIdentityCredentialOptions {
-                user_assigned_id: client_id
-                    .map(|id| azure_identity::UserAssignedId::ClientId(id.to_string())),
-                client_options: options,
-            },
-        ))?
-    } else {
-        azure_identity::DeveloperToolsCredential::new(None)?
-    })
+/// Which managed identity the control plane's Azure credentials name.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct IdentitySettings {
+    /// Client id of the control plane's user-assigned managed identity, named
+    /// by every Azure credential (Cosmos DB, Storage, ARM). Unset: the
+    /// system-assigned identity in Azure, developer tools elsewhere.
+    #[arg(
+        long = "azure-client-id",
+        id = "azure_client_id",
+        env = "AZURE_CLIENT_ID"
+    )]
+    pub client_id: Option<String>,
+}
+
+/// The control plane's identity, resolved once at start: every Azure
+/// credential in the tree is built here, by `credential`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Identity {
+    client_id: Option<String>,
+}
+
+/// What `Identity::credential` builds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CredentialChoice {
+    /// The managed identity: the user-assigned one with this client id, or
+    /// the system-assigned one (`None`).
+    Managed { client_id: Option<String> },
+    /// The developer's Azure CLI / azd login (outside Azure).
+    DeveloperTools,
+}
+
+impl Identity {
+    /// The identity `AZURE_CLIENT_ID` names, or else the Functions host's
+    /// `AzureWebJobsStorage__clientId` (in Dev8's deployment both are the
+    /// control plane's one user-assigned identity; two different ids are refused).
+    pub fn resolve(
+        azure_client_id: Option<&str>,
+        storage_client_id: Option<&str>,
+    ) -> anyhow::Result<Self> {
+        let clean = |v: Option<&str>| v.map(str::trim).filter(|s| !s.is_empty()).map(String::from);
+        let (a, s) = (clean(azure_client_id), clean(storage_client_id));
+        if let (Some(a), Some(s)) = (&a, &s) {
+            anyhow::ensure!(
+                a.eq_ignore_ascii_case(s),
+                "AZURE_CLIENT_ID and AzureWebJobsStorage__clientId name different identities; \
+                 the control plane has one"
+            );
+        }
+        Ok(Identity { client_id: a.or(s) })
+    }
+
+    pub fn client_id(&self) -> Option<&str> {
+        self.client_id.as_deref()
+    }
+
+    /// The managed identity in Azure (App Service's `IDENTITY_ENDPOINT`, or
+    /// `MSI_ENDPOINT`) or when `force_managed`; developer tools elsewhere.
+    pub fn choice(&self, force_managed: bool) -> CredentialChoice {
+        let in_azure = std::env::var_os("IDENTITY_ENDPOINT").is_some()
+            || std::env::var_os("MSI_ENDPOINT").is_some();
+        if force_managed || in_azure {
+            CredentialChoice::Managed {
+                client_id: self.client_id.clone(),
+            }
+        } else {
+            CredentialChoice::DeveloperTools
+        }
+    }
+
+    /// The credential `choice` says, its token requests sent through
+    /// `options` (the tree's transport). A configured user-assigned identity
+    /// is always named: App Service's identity endpoint refuses a token
+    /// request without `client_id` when the app has user-assigned identities only.
+    pub fn credential(
+        &self,
+        force_managed: bool,
+        options: ClientOptions,
+    ) -> anyhow::Result<Arc<dyn azure_core::credentials::TokenCredential>> {
+        Ok(match self.choice(force_managed) {
+            CredentialChoice::Managed { client_id } => {
+                azure_identity::ManagedIdentityCredential::new(Some(
+                    azure_identity::ManagedIdentityCredentialOptions {
+                        user_assigned_id: client_id.map(azure_identity::UserAssignedId::ClientId),
+                        client_options: options,
+                    },
+                ))?
+            }
+            CredentialChoice::DeveloperTools => {
+                azure_identity::DeveloperToolsCredential::new(None)?
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_identity_from_either_setting() {
+        let id = |a, s| {
+            Identity::resolve(a, s)
+                .unwrap()
+                .client_id()
+                .map(String::from)
+        };
+        assert_eq!(id(Some("c1"), None), Some("c1".into()));
+        assert_eq!(id(None, Some("c1")), Some("c1".into()));
+        assert_eq!(id(Some("c1"), Some("C1")), Some("c1".into()));
+        assert_eq!(id(Some(" "), None), None);
+        assert_eq!(id(None, None), None);
+        assert!(Identity::resolve(Some("c1"), Some("c2")).is_err());
+    }
+
+    #[test]
+    fn a_forced_managed_credential_names_the_user_assigned_identity() {
+        let identity = Identity::resolve(Some("c1"), None).unwrap();
+        assert_eq!(
+            identity.choice(true),
+            CredentialChoice::Managed {
+                client_id: Some("c1".into())
+            }
+        );
+    }
 }

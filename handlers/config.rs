@@ -195,6 +195,9 @@ pub struct Settings {
     /// code-server's entry (local compute); default: the project's tools folder.
     #[arg(long, env = "DEV8_CODE_SERVER")]
     pub code_server: Option<PathBuf>,
+    /// The control plane's Azure identity (Cosmos DB, Storage, ARM).
+    #[command(flatten)]
+    pub identity: crate::azure_http::IdentitySettings,
     /// Where environments run with DEV8_COMPUTE=aci.
     #[command(flatten)]
     pub aci: crate::compute::aci::AciSettings,

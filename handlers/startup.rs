@@ -5,6 +5,7 @@
 use crate::auth::KeySet;
 use crate::auth::oauth::Providers;
 use crate::auth::ratelimit::Limit;
+use crate::azure_http::Identity;
 use crate::clock::{Clock, SystemClock};
 use crate::compute::{Compute, LocalCompute, LocalOptions};
 use crate::config::{ComputeKind, QueueKind, Settings, StoreKind};
@@ -84,7 +85,7 @@ fn policy(settings: &Settings, public_url: String) -> Policy {
 }
 
 /// The Cosmos store from the `COSMOS_*` settings.
-async fn cosmos_store(settings: &Settings) -> anyhow::Result<CosmosStore> {
+async fn cosmos_store(settings: &Settings, identity: &Identity) -> anyhow::Result<CosmosStore> {
     let c = &settings.cosmos;
     let endpoint = c
         .endpoint
@@ -93,6 +94,7 @@ async fn cosmos_store(settings: &Settings) -> anyhow::Result<CosmosStore> {
     let config = CosmosConfig {
         endpoint,
         key: c.key.clone(),
+        identity: identity.clone(),
         database: c.database.clone(),
         create_containers: c.create_containers,
     };
@@ -123,11 +125,16 @@ impl Application {
             Some(s) => KeySet::parse(s.expose_secret()).context("DEV8_SIGNING_KEYS")?,
             None => KeySet::load_or_generate(data_dir)?,
         };
+        // Every Azure credential names this one identity.
+        let identity = Identity::resolve(
+            settings.identity.client_id.as_deref(),
+            settings.storage.client_id.as_deref(),
+        )?;
         let store: Arc<dyn Store> = match overrides.store {
             Some(s) => s,
             None => match settings.store {
                 StoreKind::Sqlite => Arc::new(SqliteStore::open(&data_dir.join("dev8.db"))?),
-                StoreKind::Cosmos => Arc::new(cosmos_store(&settings).await?),
+                StoreKind::Cosmos => Arc::new(cosmos_store(&settings, &identity).await?),
             },
         };
         let queue: Arc<dyn JobQueue> = match overrides.queue {
@@ -139,7 +146,7 @@ impl Application {
                     clock.clone(),
                 )?),
                 QueueKind::Storage => Arc::new(
-                    StorageQueue::connect(&settings.storage, &settings.queue_name)
+                    StorageQueue::connect(&settings.storage, &settings.queue_name, &identity)
                         .await
                         .context("connecting to the Storage queue")?,
                 ),
@@ -154,7 +161,7 @@ impl Application {
                     Arc::new(LocalCompute::new(opts, reconciles.clone())?)
                 }
                 ComputeKind::Aci => Arc::new(
-                    crate::compute::aci::AciCompute::from_settings(&settings.aci)
+                    crate::compute::aci::AciCompute::from_settings(&settings.aci, &identity)
                         .context("setting up DEV8_COMPUTE=aci")?,
                 ),
             },

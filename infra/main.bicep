@@ -1,7 +1,12 @@
 // Dev8 on Azure: the whole platform in one resource group.
-//   az deployment group create -g <rg> -f infra/main.bicep -p infra/main.parameters.json -p signingKeys=...
-// See infra/README.md ("Deploy to Azure"). Unvalidated here: no Bicep CLI on
-// the machine this was written on.
+//   az deployment group create -g <rg> -f infra/main.bicep -p infra/main.parameters.json \
+//     -p signingKeys=... vaultSuffix=...
+// Preflight: the subscription must have its resource providers registered
+// (`az provider register`, docs/deploy.md step 2), Microsoft.ContainerInstance
+// above all: nothing here creates a container group, so a missing
+// registration would show only at the first environment start
+// (MissingSubscriptionRegistration). docs/deploy.md is the step-by-step path.
+// Unvalidated here: no Bicep CLI on the machine this was written on.
 targetScope = 'resourceGroup'
 
 @description('Short lower-case name used in every resource name (3-11 letters/digits).')
@@ -23,6 +28,11 @@ param packageUrl string = ''
 
 @description('Tag of the environment images in the registry (= DEV8_IMAGE_TAG).')
 param imageTag string = '0.1.0'
+
+@description('Part of the Key Vault\'s name, chosen once per resource group (3-8 lower-case letters or digits, e.g. `openssl rand -hex 3`) and passed again on every redeployment of that group. Vault names are global and a deleted vault keeps its name while purge protection holds it, so a group created again after a teardown needs a new value.')
+@minLength(3)
+@maxLength(8)
+param vaultSuffix string
 
 @description('DEV8_SIGNING_KEYS: `kid:base64url-seed,...` (README says how to make one).')
 @secure()
@@ -102,7 +112,7 @@ module vault 'modules/keyvault.bicep' = {
   name: 'vault'
   params: {
     location: location
-    vaultName: take('kv-${prefix}-${suffix}', 24)
+    vaultName: take('kv${compact}${toLower(vaultSuffix)}${suffix}', 24)
     controlPrincipalId: identities.outputs.controlPrincipalId
     signingKeys: signingKeys
     githubClientSecret: githubClientSecret

@@ -529,7 +529,12 @@ pub async fn push_loop(
         let (pages, ws, cpu) = activity.counts();
         let sent = client
             .post(&reporter.url)
-            .bearer_auth(reporter.token.expose_secret())
+            // Not `Authorization`: a proxy in front of the API (the Static
+            // Web App) replaces that header with its own.
+            .header(
+                crate::auth::tokens::DEV8_AUTHORIZATION,
+                format!("Bearer {}", reporter.token.expose_secret()),
+            )
             .json(&serde_json::json!({"pages": pages, "webSocketMessages": ws, "busyCpuWindows": cpu}))
             .send()
             .await;

@@ -7,6 +7,11 @@ use jsonwebtoken::{Algorithm, DecodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
 pub const LEEWAY_SECONDS: u64 = 5;
+/// The header Dev8's own clients (the agent, API clients) send their bearer
+/// token in, as `X-Dev8-Authorization: Bearer <token>`. A proxy in front of
+/// the API may set its own `Authorization` (the Static Web App's linked
+/// backend does, on every request), so the API looks at this one first.
+pub const DEV8_AUTHORIZATION: &str = "x-dev8-authorization";
 pub const SESSION_AUDIENCE: &str = "dev8-api";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

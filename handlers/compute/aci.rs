@@ -64,14 +64,6 @@ pub struct AciSettings {
     /// Region of the container groups (e.g. `westeurope`).
     #[arg(long, env = "AZURE_REGION")]
     pub region: Option<String>,
-    /// Client id of the control plane's user-assigned managed identity
-    /// (unset: the system-assigned identity, or developer tools outside Azure).
-    #[arg(
-        long = "azure-client-id",
-        id = "azure_client_id",
-        env = "AZURE_CLIENT_ID"
-    )]
-    pub client_id: Option<String>,
     /// Storage account whose Azure Files shares hold the environments' homes.
     #[arg(long, env = "DEV8_WORKSPACE_STORAGE_ACCOUNT")]
     pub workspace_storage_account: Option<String>,
@@ -136,13 +128,6 @@ impl AciSettings {
             anyhow::bail!("DEV8_ACR_PULL_IDENTITY must be the identity's resource id");
         }
         Ok(c)
-    }
-
-    /// The control plane's credential: its managed identity in Azure,
-    /// developer tools (Azure CLI, azd) elsewhere.
-    pub fn credential(&self) -> anyhow::Result<Arc<dyn TokenCredential>> {
-        let options = crate::azure_http::client_options(Default::default())?;
-        crate::azure_http::control_plane_credential(self.client_id.as_deref(), false, options)
     }
 }
 
@@ -286,9 +271,18 @@ impl AciCompute {
         })
     }
 
-    /// Build from settings (what `startup` calls).
-    pub fn from_settings(s: &AciSettings) -> anyhow::Result<Self> {
-        Self::new(s.config()?, s.credential()?, RetryPolicy::default())
+    /// Build from settings (what `startup` calls), authenticating as the
+    /// control plane's `identity`.
+    pub fn from_settings(
+        s: &AciSettings,
+        identity: &crate::azure_http::Identity,
+    ) -> anyhow::Result<Self> {
+        let options = crate::azure_http::client_options(Default::default())?;
+        Self::new(
+            s.config()?,
+            identity.credential(false, options)?,
+            RetryPolicy::default(),
+        )
     }
 
     /// Reach agents another way (tests: a loopback resolver; private DNS).

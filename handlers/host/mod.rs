@@ -6,8 +6,8 @@
 //!   their original `/api/...` path and go to the same `api_router` as `serve`;
 //! * the queue function (`POST /ReconcileJob`) and the timer function
 //!   (`POST /IdleSweep`) arrive as `{"Data":{...},"Metadata":{...}}` and are
-//!   answered with `{"Outputs":{},"Logs":[...],"ReturnValue":null}` as
-//!   `application/json`, always with a body. A non-2xx answer fails the
+//!   answered with `{"Outputs":{"outcome":...},"Logs":[...],"ReturnValue":...}`
+//!   as `application/json`, always with a body (see `Invocation::answer`). A non-2xx answer fails the
 //!   invocation, so the host redelivers the message (and after
 //!   `maxDequeueCount` moves it to `<queue>-poison`).
 //!
@@ -43,6 +43,11 @@ pub const QUEUE_BINDING: &str = "job";
 pub const TIMER_FUNCTION: &str = "IdleSweep";
 /// Its trigger binding's name: the key of the timer info in `Data`.
 pub const TIMER_BINDING: &str = "timer";
+/// The key of the invocation's outcome in `Outputs`. The host binds only
+/// outputs its function.json declares (the queue and timer functions declare
+/// none), so this one is for the record; its presence keeps the host from
+/// logging "Outputs not set" after every invocation.
+pub const OUTCOME_OUTPUT: &str = "outcome";
 /// The header the host sends with each invocation's id.
 pub const INVOCATION_HEADER: &str = "x-azure-functions-invocationid";
 
@@ -159,10 +164,23 @@ impl Invocation {
         self.push(format!("ERROR {line}"));
     }
 
+    /// The response payload. The host reads it on a 2xx answer and logs a
+    /// warning when `Outputs` is empty ("Outputs not set on http response")
+    /// or `ReturnValue` is null ("ReturnValue not set"); both carry the
+    /// outcome, which binds to nothing (no output or `$return` binding).
     fn answer(mut self, status: StatusCode) -> Response {
         let mut lines = logs::take().unwrap_or_default();
         lines.append(&mut self.logs);
-        let body = json!({"Outputs": {}, "Logs": lines, "ReturnValue": null});
+        let outcome = if status.is_success() {
+            "done"
+        } else {
+            "failed"
+        };
+        let body = json!({
+            "Outputs": {OUTCOME_OUTPUT: outcome},
+            "Logs": lines,
+            "ReturnValue": outcome,
+        });
         (status, axum::Json(body)).into_response()
     }
 

@@ -73,12 +73,46 @@ pub struct Caller {
     pub via_cookie: bool,
 }
 
-fn bearer(headers: &HeaderMap) -> Option<&str> {
-    let v = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = v.split_once(' ')?;
-    scheme
-        .eq_ignore_ascii_case("bearer")
-        .then_some(token.trim())
+pub use crate::auth::tokens::DEV8_AUTHORIZATION;
+
+/// Which header a bearer token came in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenHeader {
+    /// `X-Dev8-Authorization`: only Dev8 clients send it; its token decides.
+    Dev8,
+    /// `Authorization`: may be a proxy's own value, so a token that is not
+    /// Dev8's is treated as if the header were absent.
+    Standard,
+}
+
+/// A request's bearer token. The one place that reads the auth headers.
+#[derive(Debug, Clone, Copy)]
+pub struct Bearer<'a> {
+    pub token: &'a str,
+    pub header: TokenHeader,
+}
+
+/// `X-Dev8-Authorization: Bearer <token>` if the header is there (a
+/// malformed value gives an empty token, which no check accepts), else
+/// `Authorization: Bearer <token>`, else none.
+pub fn bearer(headers: &HeaderMap) -> Option<Bearer<'_>> {
+    fn parse(v: &axum::http::HeaderValue) -> Option<&str> {
+        let (scheme, token) = v.to_str().ok()?.split_once(' ')?;
+        scheme
+            .eq_ignore_ascii_case("bearer")
+            .then_some(token.trim())
+    }
+    if let Some(v) = headers.get(DEV8_AUTHORIZATION) {
+        return Some(Bearer {
+            token: parse(v).unwrap_or(""),
+            header: TokenHeader::Dev8,
+        });
+    }
+    let token = parse(headers.get(header::AUTHORIZATION)?)?;
+    Some(Bearer {
+        token,
+        header: TokenHeader::Standard,
+    })
 }
 
 /// Resolve a session token to its user: the JWT must verify as a session
@@ -108,16 +142,24 @@ impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, p: &AppState) -> Result<Self, Self::Rejection> {
-        if let Some(token) = bearer(&parts.headers) {
-            let (user, session_id) = resolve_session(p, token).await?;
-            return Ok(Caller {
-                user,
-                session_id,
-                via_cookie: false,
-            });
-        }
         let jar = CookieJar::from_headers(&parts.headers);
-        let Some(cookie) = jar.get(cookie_name(&p.policy)) else {
+        let cookie = jar.get(cookie_name(&p.policy));
+        if let Some(b) = bearer(&parts.headers) {
+            match resolve_session(p, b.token).await {
+                Ok((user, session_id)) => {
+                    return Ok(Caller {
+                        user,
+                        session_id,
+                        via_cookie: false,
+                    });
+                }
+                // A proxy's own `Authorization` must not spoil the cookie:
+                // carry on as if the header were not there.
+                Err(_) if b.header == TokenHeader::Standard && cookie.is_some() => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let Some(cookie) = cookie else {
             return Err(ApiError::Unauthorized("sign in first"));
         };
         if !matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS) {

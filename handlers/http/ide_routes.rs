@@ -116,13 +116,7 @@ pub async fn activity(
 ) -> ApiResult<StatusCode> {
     const REJECTED: ApiError =
         ApiError::Unauthorized("an agent token for this environment is required");
-    let token = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split_once(' '))
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map(|(_, t)| t.trim())
-        .ok_or(REJECTED)?;
+    let token = super::extract::bearer(&headers).ok_or(REJECTED)?.token;
     let c = p
         .keys
         .verify(

@@ -78,7 +78,8 @@ pub struct StorageSettings {
     /// `managedidentity` to use the app's managed identity.
     #[arg(long = "storage-credential", env = "AzureWebJobsStorage__credential")]
     pub credential: Option<String>,
-    /// Client id of a user-assigned managed identity.
+    /// Client id of a user-assigned managed identity (the control plane's
+    /// one: the same as `AZURE_CLIENT_ID`, which is used when this is unset).
     #[arg(long = "storage-client-id", env = "AzureWebJobsStorage__clientId")]
     pub client_id: Option<String>,
 }
@@ -167,7 +168,19 @@ fn service_url(s: &str) -> anyhow::Result<Url> {
     Ok(url)
 }
 
-fn identity_connection(settings: &StorageSettings) -> anyhow::Result<Connection> {
+/// `AzureWebJobsStorage__credential=managedidentity`: the managed identity
+/// even where no identity endpoint is seen.
+fn forced_managed(settings: &StorageSettings) -> bool {
+    settings
+        .credential
+        .as_deref()
+        .is_some_and(|c| c.eq_ignore_ascii_case("managedidentity"))
+}
+
+fn identity_connection(
+    settings: &StorageSettings,
+    identity: &azure_http::Identity,
+) -> anyhow::Result<Connection> {
     let endpoint = match (&settings.queue_service_uri, &settings.account_name) {
         (Some(uri), _) => uri.clone(),
         (None, Some(account)) => format!("https://{account}.queue.core.windows.net"),
@@ -177,12 +190,7 @@ fn identity_connection(settings: &StorageSettings) -> anyhow::Result<Connection>
         ),
     };
     let options = azure_http::client_options(retry_options())?;
-    let managed = settings
-        .credential
-        .as_deref()
-        .is_some_and(|c| c.eq_ignore_ascii_case("managedidentity"));
-    let credential =
-        azure_http::control_plane_credential(settings.client_id.as_deref(), managed, options)?;
+    let credential = identity.credential(forced_managed(settings), options)?;
     Ok(Connection {
         service_url: service_url(&endpoint)?,
         auth: Auth::Token(credential),
@@ -341,10 +349,15 @@ fn receipt_error(what: &str, e: azure_core::Error) -> QueueError {
 impl StorageQueue {
     /// Connect with the Functions host's connection settings and create the
     /// queue and its poison queue if missing.
-    pub async fn connect(settings: &StorageSettings, name: &str) -> anyhow::Result<Self> {
+    /// Identity-based access authenticates as `identity` (`azure_http`).
+    pub async fn connect(
+        settings: &StorageSettings,
+        name: &str,
+        identity: &azure_http::Identity,
+    ) -> anyhow::Result<Self> {
         let connection = match &settings.connection_string {
             Some(cs) => parse_connection_string(cs.expose_secret())?,
-            None => identity_connection(settings)?,
+            None => identity_connection(settings, identity)?,
         };
         let queue = Self::open(connection, name)?;
         queue.create_if_missing().await?;
@@ -539,6 +552,36 @@ impl JobQueue for StorageQueue {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Identity auth, in-process: azure_core sends bearer tokens over https
+    /// only, so the real binary's tests reach Azurite with the connection
+    /// string; here the credential the adapter asks `azure_http` for is
+    /// checked to name the control plane's user-assigned identity, as the
+    /// Function App's deployment configures it (`__credential`, no
+    /// `__clientId` of its own, `AZURE_CLIENT_ID`). The token request itself
+    /// is covered by the binary's Cosmos test against the identity-endpoint
+    /// stand-in (the same `Identity::credential`).
+    #[test]
+    fn identity_access_names_the_user_assigned_identity() {
+        let settings = StorageSettings {
+            queue_service_uri: Some("https://acct.queue.core.windows.net".into()),
+            credential: Some("managedidentity".into()),
+            ..Default::default()
+        };
+        let identity = azure_http::Identity::resolve(Some("control-client-id"), None).unwrap();
+        assert_eq!(
+            identity.choice(forced_managed(&settings)),
+            azure_http::CredentialChoice::Managed {
+                client_id: Some("control-client-id".into())
+            }
+        );
+        let c = identity_connection(&settings, &identity).unwrap();
+        assert!(matches!(c.auth, Auth::Token(_)));
+        assert_eq!(
+            c.service_url.as_str(),
+            "https://acct.queue.core.windows.net/"
+        );
+    }
 
     #[test]
     fn connection_strings() {

@@ -66,8 +66,10 @@ const SESSION_GRACE_SECS: i64 = 7 * 24 * 3600;
 pub struct CosmosConfig {
     /// `https://<account>.documents.azure.com/` (or `http://127.0.0.1:<port>` for an emulator).
     pub endpoint: String,
-    /// Account key (emulators). `None`: managed identity through `azure_identity`.
+    /// Account key (emulators). `None`: the control plane's `identity`.
     pub key: Option<SecretString>,
+    /// Who the control plane is when there is no key (`azure_http`).
+    pub identity: crate::azure_http::Identity,
     pub database: String,
     /// Create the database and containers when missing (key auth only).
     pub create_containers: bool,
@@ -79,6 +81,7 @@ impl std::fmt::Debug for CosmosConfig {
             .field("endpoint", &self.endpoint)
             .field("key", &self.key.as_ref().map(|_| "<redacted>"))
             .field("database", &self.database)
+            .field("identity", &self.identity)
             .field("create_containers", &self.create_containers)
             .finish()
     }
@@ -130,8 +133,11 @@ impl CosmosStore {
                     !cfg.create_containers,
                     "creating Cosmos containers at start needs key auth (COSMOS_KEY); in Azure the infra creates them"
                 );
-                let credential = azure_identity::ManagedIdentityCredential::new(None)
-                    .context("creating the managed identity credential for Cosmos DB")?;
+                let options = crate::azure_http::client_options(Default::default())?;
+                let credential = cfg
+                    .identity
+                    .credential(false, options)
+                    .context("creating the Azure credential for Cosmos DB")?;
                 AccountReference::with_credential(endpoint, credential)
             }
         };
@@ -1167,6 +1173,7 @@ mod tests {
             endpoint: "https://example.documents.azure.com/".into(),
             key: None,
             database: "dev8".into(),
+            identity: Default::default(),
             create_containers: true,
         };
         let err = CosmosStore::connect(&cfg).await.err().expect("refused");
@@ -1179,6 +1186,7 @@ mod tests {
             endpoint: "http://127.0.0.1:8081".into(),
             key: Some(SecretString::from("c2VjcmV0".to_string())),
             database: "dev8".into(),
+            identity: Default::default(),
             create_containers: true,
         };
         assert!(!format!("{cfg:?}").contains("c2VjcmV0"));

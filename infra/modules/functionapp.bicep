@@ -108,8 +108,10 @@ var oidcSettings = empty(oidcIssuer) ? [] : [
   { name: 'DEV8_OIDC_NAME', value: oidcName }
 ]
 
+// Function App names are global (`<name>.azurewebsites.net`): the suffix
+// makes this one unique, and stable across redeployments of the same group.
 resource site 'Microsoft.Web/sites@2023-12-01' = {
-  name: 'func-${prefix}'
+  name: 'func-${prefix}-${uniqueString(resourceGroup().id)}'
   location: location
   kind: 'functionapp,linux'
   identity: {

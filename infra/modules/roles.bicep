@@ -2,8 +2,10 @@
 // * the custom environments-operator role on the resource group;
 // * Managed Identity Operator on the environments' pull identity only (to
 //   attach it to container groups; it cannot attach any other identity);
-// * Storage Queue Data Contributor and Storage Blob Data Owner on the host's
-//   storage account (the jobs queue; the Functions host's own state).
+// * Storage Queue Data Contributor, Storage Blob Data Owner and Storage Table
+//   Data Contributor on the host's storage account (the jobs queue; the
+//   Functions host's own state; the host's diagnostic events, which it writes
+//   to tables in the AzureWebJobsStorage account).
 param controlPrincipalId string
 param operatorRoleId string
 param pullIdentityName string
@@ -40,6 +42,7 @@ resource assignPull 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
 
 var queueDataContributor = subscriptionResourceId('Microsoft.Authorization/roleDefinitions', '974c5e8b-45b9-4653-ba55-5f855dd0fb88')
 var blobDataOwner = subscriptionResourceId('Microsoft.Authorization/roleDefinitions', 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b')
+var tableDataContributor = subscriptionResourceId('Microsoft.Authorization/roleDefinitions', '0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3')
 
 resource queues 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
   scope: host
@@ -58,5 +61,15 @@ resource blobs 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
     principalId: controlPrincipalId
     principalType: 'ServicePrincipal'
     roleDefinitionId: blobDataOwner
+  }
+}
+
+resource tables 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  scope: host
+  name: guid(host.id, controlPrincipalId, tableDataContributor)
+  properties: {
+    principalId: controlPrincipalId
+    principalType: 'ServicePrincipal'
+    roleDefinitionId: tableDataContributor
   }
 }

@@ -524,7 +524,6 @@ async fn startup_wires_aci_from_settings_and_names_what_is_missing() {
         subscription_id: None,
         resource_group: None,
         region: Some(REGION.into()),
-        client_id: None,
         workspace_storage_account: None,
         image_registry: None,
         image_tag: "1".into(),

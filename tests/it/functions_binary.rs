@@ -13,23 +13,30 @@
 //! envelope in-process with a fake compute in `functions_host`.
 
 use crate::fakes::host_sim::{HostSim, Poll};
-use crate::peers::{azurite, code_server};
+use crate::fakes::identity::{self, IdentityEndpoint};
+use crate::peers::{azurite, code_server, cosmos};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
 /// Lay the app out as `handler package` does and start it like the host.
 async fn start_packaged(app_dir: &Path, queue: &str, data_dir: &Path) -> HostSim {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_handler"))
-        .args(["package", "--root", env!("CARGO_MANIFEST_DIR"), "--out"])
-        .arg(app_dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "package: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    start_packaged_with(app_dir, settings(queue, data_dir)).await
+}
+
+/// A user signs up through the forwarded API and is who the API says.
+async fn signs_up(sim: &HostSim) -> String {
+    let origin = sim.handler.clone();
+    let token = sim.user("ada@x.io", &origin).await;
+    let me = sim
+        .api(reqwest::Method::GET, "/api/auth/me", &token, None)
+        .await;
+    assert_eq!(me.body["user"]["email"], "ada@x.io");
+    token
+}
+
+/// The app settings of a packaged app on Azurite, SQLite and local compute.
+fn settings(queue: &str, data_dir: &Path) -> BTreeMap<String, String> {
     let mut settings: BTreeMap<String, String> = [
         ("AzureWebJobsStorage", azurite::connection_string()),
         ("DEV8_QUEUE_BACKEND", "storage".into()),
@@ -47,6 +54,20 @@ async fn start_packaged(app_dir: &Path, queue: &str, data_dir: &Path) -> HostSim
     settings.insert(
         "DEV8_CODE_SERVER".into(),
         code_server::entry().display().to_string(),
+    );
+    settings
+}
+
+async fn start_packaged_with(app_dir: &Path, settings: BTreeMap<String, String>) -> HostSim {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_handler"))
+        .args(["package", "--root", env!("CARGO_MANIFEST_DIR"), "--out"])
+        .arg(app_dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "package: {}",
+        String::from_utf8_lossy(&out.stderr)
     );
     let mut sim = HostSim::start(app_dir, &settings).await;
     sim.config.visibility_timeout = Duration::from_secs(1);
@@ -67,12 +88,7 @@ async fn the_binary_starts_like_a_custom_handler_and_speaks_the_protocol() {
             .http(reqwest::Method::GET, "/api/health", &[], None)
             .await;
         assert_eq!(h.status, 200, "{}", h.body);
-        let origin = sim.handler.clone();
-        let token = sim.user("ada@x.io", &origin).await;
-        let me = sim
-            .api(reqwest::Method::GET, "/api/auth/me", &token, None)
-            .await;
-        assert_eq!(me.body["user"]["email"], "ada@x.io");
+        signs_up(&sim).await;
 
         // Timer.
         let t = sim.timer(false).await;
@@ -226,5 +242,139 @@ fn an_unreachable_storage_account_fails_the_start_quickly_without_leaking_the_ke
             .all(|rest| rest.starts_with("REDACTED")),
         "no SAS signature in the output:
 {out}"
+    );
+}
+
+/// The control plane's one user-assigned identity, as infra names it.
+const CONTROL_CLIENT_ID: &str = "6f1d3c0e-control-plane-identity";
+
+/// What App Service gives a Function App with a user-assigned identity, and
+/// what `infra/modules/functionapp.bicep` sets: the identity endpoint, its
+/// secret, and the identity's client id for Dev8 and for the host's storage.
+fn in_app_service(endpoint: &IdentityEndpoint) -> Vec<(String, String)> {
+    [
+        ("IDENTITY_ENDPOINT", endpoint.url.as_str()),
+        ("IDENTITY_HEADER", identity::SECRET),
+        ("AZURE_CLIENT_ID", CONTROL_CLIENT_ID),
+        ("AzureWebJobsStorage__clientId", CONTROL_CLIENT_ID),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
+}
+
+/// In the Bicep deployment the Function App has only a user-assigned
+/// identity, and App Service's identity endpoint refuses a token request
+/// that does not name it. The real binary in `functions` mode, with no
+/// Cosmos key, gets its Cosmos token from the endpoint's stand-in and works
+/// against the Cosmos-compatible server (which takes AAD tokens). Storage
+/// stays on the Azurite connection string here: azure_core sends bearer
+/// tokens over https only, and Azurite is plain http; identity access to
+/// Storage is covered in-process (`queue::storage_queue` tests).
+#[tokio::test]
+#[ignore = "full tier: needs Azurite, the Cosmos-compatible server and code-server"]
+async fn in_app_service_the_binary_gets_its_cosmos_token_for_its_user_assigned_identity() {
+    tokio::time::timeout(Duration::from_secs(120), async {
+        let tmp = tempfile::tempdir().unwrap();
+        // The database and containers exist (in Azure, infra makes them).
+        let cosmos = cosmos::cosmos_config();
+        cosmos::cosmos_store_for(&cosmos).await;
+        let endpoint = IdentityEndpoint::user_assigned_only(&[CONTROL_CLIENT_ID]).await;
+        let mut settings = settings(&azurite::unique_queue("msi"), &tmp.path().join("data"));
+        settings.extend(in_app_service(&endpoint));
+        for (k, v) in [
+            ("DEV8_STORE", "cosmos"),
+            ("COSMOS_ENDPOINT", cosmos.endpoint.as_str()),
+            ("COSMOS_DATABASE", cosmos.database.as_str()),
+            ("DEV8_COSMOS_CREATE_CONTAINERS", "false"),
+            (
+                "DEV8_SIGNING_KEYS",
+                "k1:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8",
+            ),
+            ("COSMOS_DISABLE_IMDS", "1"),
+            ("AZURE_COSMOS_CONNECTION_POOL_IS_HTTP2_ALLOWED", "false"),
+            ("AZURE_COSMOS_BINARY_ENCODING_ENABLED", "false"),
+        ] {
+            settings.insert(k.into(), v.into());
+        }
+        assert!(!settings.contains_key("COSMOS_KEY"));
+        let mut sim = start_packaged_with(&tmp.path().join("app"), settings).await;
+        signs_up(&sim).await;
+        let requests = endpoint.requests();
+        assert!(
+            !requests.is_empty(),
+            "the Cosmos token came from the endpoint"
+        );
+        for r in &requests {
+            assert_eq!(r.client_id.as_deref(), Some(CONTROL_CLIENT_ID), "{r:?}");
+            assert_eq!(
+                r.api_version.as_deref(),
+                Some(identity::API_VERSION),
+                "{r:?}"
+            );
+            assert_eq!(r.answered, 200, "{r:?}");
+        }
+        assert!(
+            !sim.output().contains("fake-aad-token"),
+            "no token in the output"
+        );
+        sim.stop().await;
+    })
+    .await
+    .expect("bounded in time");
+}
+
+/// `serve` with `DEV8_STORE=cosmos` and no key, where App Service's identity
+/// endpoint is: the first token request names the user-assigned identity
+/// (today's main asked for the system-assigned one, which the endpoint
+/// refuses, and `serve` exited at start). Fast tier: the Cosmos endpoint is
+/// a closed loopback port, so only the token request is looked at.
+#[tokio::test]
+async fn serve_asks_the_identity_endpoint_for_its_user_assigned_identity() {
+    let endpoint = IdentityEndpoint::user_assigned_only(&[CONTROL_CLIENT_ID]).await;
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let tmp = tempfile::tempdir().unwrap();
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_handler"))
+        .args(["serve", "--port", "0"])
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("DEV8_DATA_DIR", tmp.path())
+        .env("DEV8_STORE", "cosmos")
+        .env("COSMOS_ENDPOINT", format!("http://127.0.0.1:{closed}"))
+        .env("COSMOS_DISABLE_IMDS", "1")
+        .env("AZURE_COSMOS_CONNECTION_POOL_IS_HTTP2_ALLOWED", "false")
+        .envs(
+            in_app_service(&endpoint)
+                .into_iter()
+                .filter(|(k, _)| k != "AzureWebJobsStorage__clientId"),
+        )
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while endpoint.requests().is_empty() {
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("serve exited ({status}) before asking for a token");
+        }
+        assert!(std::time::Instant::now() < deadline, "no token request");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let _ = child.kill().await;
+    let first = &endpoint.requests()[0];
+    assert_eq!(
+        first.client_id.as_deref(),
+        Some(CONTROL_CLIENT_ID),
+        "{first:?}"
+    );
+    assert_eq!(first.answered, 200, "{first:?}");
+    assert!(
+        first.resource.as_deref().is_some_and(|r| !r.is_empty()),
+        "{first:?}"
     );
 }

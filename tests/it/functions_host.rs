@@ -267,8 +267,8 @@ async fn protocol_edges_answer_json_envelopes() {
             assert_eq!(r.status().as_u16(), want, "{path}");
             assert_eq!(r.headers()["content-type"], "application/json", "{path}");
             let v: serde_json::Value = r.json().await.unwrap();
-            assert_eq!(v["Outputs"], json!({}), "{path}: {v}");
-            assert!(v["ReturnValue"].is_null(), "{path}: {v}");
+            assert_eq!(v["Outputs"], json!({"outcome": "failed"}), "{path}: {v}");
+            assert_eq!(v["ReturnValue"], "failed", "{path}: {v}");
             assert!(
                 !v["Logs"].as_array().unwrap().is_empty(),
                 "{path}: the reason is in Logs"
@@ -326,4 +326,58 @@ async fn serve_drains_the_storage_queue_with_its_in_process_worker() {
         app.shutdown().await;
     })
     .await;
+}
+
+/// The host logs "Outputs not set" / "ReturnValue not set" for every 2xx
+/// invocation answer with empty `Outputs` or a null `ReturnValue`
+/// (`fakes::host_sim::host_warnings`, from the host's source); the queue and
+/// timer answers carry the outcome so it logs neither. In-process, with the
+/// embedded queue: the envelope's answers do not depend on the queue.
+#[tokio::test]
+async fn queue_and_timer_answers_give_the_host_nothing_to_warn_about() {
+    use crate::fakes::host_sim::host_warnings;
+    let app = TestApp::builder().mode(Mode::Functions).spawn().await;
+    let job =
+        json!({"v": 1, "kind": "reconcile", "userId": "u1", "environmentId": "e1"}).to_string();
+    for (function, payload) in [
+        (
+            host::TIMER_FUNCTION,
+            json!({"Data": {"timer": {"IsPastDue": false}}, "Metadata": {}}),
+        ),
+        (
+            host::QUEUE_FUNCTION,
+            json!({"Data": {"job": serde_json::to_string(&job).unwrap()},
+                   "Metadata": {"Id": "m1", "DequeueCount": "1"}}),
+        ),
+    ] {
+        let r = app
+            .client
+            .post(format!("{}/{function}", app.url))
+            .header("x-azure-functions-invocationid", "3f1c-test")
+            .json(&payload)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        let body: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(status, 200, "{function}: {body}");
+        assert_eq!(
+            host_warnings(status, &body),
+            Vec::<String>::new(),
+            "{function}: {body}"
+        );
+    }
+    // Nothing binds the outcome: the two functions declare no output bindings.
+    for function in [host::TIMER_FUNCTION, host::QUEUE_FUNCTION] {
+        let path =
+            crate::fakes::host_sim::app_root().join(format!("functions/{function}/function.json"));
+        let manifest: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        for b in manifest["bindings"].as_array().unwrap() {
+            assert_ne!(
+                b["direction"], "out",
+                "{function} declares an output binding: {b}"
+            );
+        }
+    }
 }

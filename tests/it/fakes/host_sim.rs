@@ -26,7 +26,12 @@
 //!   {"Schedule":..., "ScheduleStatus":..., "IsPastDue":...}}, "Metadata":{"sys":...}}`.
 //!
 //! Every answer to an invocation must be JSON with `Outputs`, `Logs` and
-//! `ReturnValue`; the simulator asserts that.
+//! `ReturnValue`; the simulator asserts that. Like the host
+//! (`DefaultHttpWorkerService.ProcessDefaultInvocationRequest`), it reads a
+//! 2xx answer's payload and warns "Outputs not set on http response" when
+//! `Outputs` is missing or empty and "ReturnValue not set on http response"
+//! when `ReturnValue` is null (`host_warnings`); it fails the test on either,
+//! since the real host would log them after every invocation.
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
@@ -414,6 +419,23 @@ pub struct InvocationAnswer {
     pub invocation_id: String,
 }
 
+/// The warnings the Functions host logs for an invocation's answer: only a
+/// 2xx answer's payload is read (a failure throws first), then an empty or
+/// missing `Outputs` and a null `ReturnValue` are each a warning.
+pub fn host_warnings(status: u16, body: &Value) -> Vec<String> {
+    let mut warnings = Vec::new();
+    if !(200..300).contains(&status) {
+        return warnings;
+    }
+    if body["Outputs"].as_object().is_none_or(|o| o.is_empty()) {
+        warnings.push("Outputs not set on http response".to_string());
+    }
+    if body["ReturnValue"].is_null() {
+        warnings.push("ReturnValue not set on http response".to_string());
+    }
+    warnings
+}
+
 /// What one queue poll did.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Poll {
@@ -634,6 +656,11 @@ impl HostSim {
         for key in ["Outputs", "Logs", "ReturnValue"] {
             assert!(body.get(key).is_some(), "answer has {key}: {body}");
         }
+        let warnings = host_warnings(status, &body);
+        assert!(
+            warnings.is_empty(),
+            "the host would log {warnings:?} for {body}"
+        );
         let logs = body["Logs"]
             .as_array()
             .map(|a| {

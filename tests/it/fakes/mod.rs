@@ -6,4 +6,6 @@ pub mod arm;
 pub mod compute;
 pub mod github;
 pub mod host_sim;
+pub mod identity;
 pub mod idp;
+pub mod swa;

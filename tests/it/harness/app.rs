@@ -92,6 +92,7 @@ pub struct Builder {
     port: u16,
     data: Option<tempfile::TempDir>,
     configure: Vec<Configure>,
+    behind_swa: bool,
 }
 
 impl Builder {
@@ -134,6 +135,15 @@ impl Builder {
         self
     }
 
+    /// Serve behind the Static Web App stand-in (`fakes::swa`): the app's
+    /// public URL and `TestApp::url` are the proxy's, which sets its own
+    /// `Authorization` on every request; the request helpers then send
+    /// bearer tokens in `X-Dev8-Authorization`, as API clients must there.
+    pub fn behind_swa(mut self) -> Self {
+        self.behind_swa = true;
+        self
+    }
+
     /// Start on an existing data folder (a restart of `serve`).
     pub fn data_dir(mut self, dir: tempfile::TempDir) -> Self {
         self.data = Some(dir);
@@ -171,6 +181,13 @@ impl Builder {
             settings.queue_backend = QueueKind::Storage;
             settings.queue_name = name.clone();
         }
+        let swa = if self.behind_swa {
+            let pending = crate::fakes::swa::bind().await;
+            settings.public_url = Some(pending.url.clone());
+            Some(pending)
+        } else {
+            None
+        };
         for f in self.configure {
             f(&mut settings);
         }
@@ -248,8 +265,21 @@ impl Builder {
                 (url, platform, task)
             }
         };
+        let (url, swa, bearer_header) = match swa {
+            Some(pending) => {
+                let proxy = pending.forward_to(&url);
+                (
+                    proxy.url.clone(),
+                    Some(proxy),
+                    dev8::http::extract::DEV8_AUTHORIZATION,
+                )
+            }
+            None => (url, None, "authorization"),
+        };
         TestApp {
             url,
+            bearer_header,
+            _swa: swa,
             platform,
             clock,
             client: reqwest::Client::builder()
@@ -272,8 +302,13 @@ enum ComputeHandle {
 }
 
 pub struct TestApp {
-    /// `http://127.0.0.1:<port>`: the API (serve) or the envelope (functions).
+    /// `http://127.0.0.1:<port>`: the API (serve) or the envelope
+    /// (functions), or the Static Web App stand-in in front of it.
     pub url: String,
+    /// The header `Auth::Bearer` sends its token in.
+    pub bearer_header: &'static str,
+    /// The Static Web App stand-in, when `behind_swa`; stops with the app.
+    _swa: Option<crate::fakes::swa::SwaProxy>,
     pub platform: Arc<JobContext>,
     pub clock: TestClock,
     /// Follows no redirects.
@@ -296,6 +331,7 @@ impl TestApp {
             port: 0,
             data: None,
             configure: Vec::new(),
+            behind_swa: false,
         }
     }
 

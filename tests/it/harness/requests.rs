@@ -94,7 +94,7 @@ impl TestApp {
         let mut req = self.client.request(method, format!("{}{}", self.url, path));
         match auth {
             Auth::None => {}
-            Auth::Bearer(t) => req = req.bearer_auth(t),
+            Auth::Bearer(t) => req = req.header(self.bearer_header, format!("Bearer {t}")),
             Auth::Cookie(c, origin) => {
                 req = req.header("cookie", c);
                 if let Some(o) = origin {

@@ -37,7 +37,7 @@ pub fn unique_queue(prefix: &str) -> String {
 pub async fn storage_queue(name: &str) -> StorageQueue {
     match tokio::time::timeout(
         Duration::from_secs(20),
-        StorageQueue::connect(&storage_settings(), name),
+        StorageQueue::connect(&storage_settings(), name, &Default::default()),
     )
     .await
     {

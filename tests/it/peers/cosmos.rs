@@ -60,6 +60,7 @@ pub fn cosmos_config() -> CosmosConfig {
             std::env::var("COSMOS_KEY").unwrap_or_else(|_| EMULATOR_KEY.into()),
         )),
         database: format!("t-{}", ulid::Ulid::new().to_string().to_lowercase()),
+        identity: Default::default(),
         create_containers: true,
     }
 }
