@@ -28,6 +28,7 @@ mod infra_settings;
 mod jobs;
 mod local_compute;
 mod logs;
+mod metrics;
 mod module_deps;
 mod oauth_github;
 mod oauth_oidc;
