@@ -24,6 +24,7 @@ mod functions_binary;
 mod functions_host;
 mod functions_package;
 mod functions_tidy;
+mod infra_alerts;
 mod infra_settings;
 mod jobs;
 mod local_compute;
