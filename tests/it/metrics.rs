@@ -354,6 +354,15 @@ async fn application_insights_receives_metrics_and_a_reconcile_trace() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap());
+    // The timer's invocation: the sweep is what refreshes the gauges in Azure.
+    let resp = app
+        .client
+        .post(format!("{}/{}", app.url, dev8::host::TIMER_FUNCTION))
+        .json(&json!({"Data": {"timer": {"IsPastDue": false}}, "Metadata": {}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap());
     app.platform.metrics.flush().await;
 
     let items = ingestion.items();
@@ -397,6 +406,25 @@ async fn application_insights_receives_metrics_and_a_reconcile_trace() {
     assert!(
         metric("dev8_reconcile_duration_seconds", None),
         "{items:#?}"
+    );
+    // The one environment, counted under its status (creating or, if the
+    // fake booted at once, running), by the sweep.
+    assert!(
+        items.iter().any(|e| {
+            let d = &e["data"]["baseData"];
+            d["metrics"][0]["name"] == "dev8_environments"
+                && d["metrics"][0]["value"] == 1.0
+                && ["creating", "running"]
+                    .contains(&d["properties"]["status"].as_str().unwrap_or(""))
+        }),
+        "{items:#?}"
+    );
+    assert!(metric("dev8_queue_depth", None), "{items:#?}");
+    assert!(
+        items
+            .iter()
+            .any(|e| e["data"]["baseData"]["name"] == "sweep"),
+        "no sweep request telemetry in {items:#?}"
     );
     assert!(
         metric(
