@@ -230,6 +230,16 @@ pub struct Settings {
     /// How many X-Forwarded-For hops to trust for client addresses.
     #[arg(long, env = "DEV8_TRUSTED_PROXY_HOPS", default_value_t = 0)]
     pub trusted_proxy_hops: usize,
+    /// Bearer token for `GET /metrics` (serve) when the scraper is not a direct
+    /// loopback peer: sent as `Authorization` or `X-Dev8-Authorization: Bearer <token>`.
+    /// Unset: only a loopback peer with no proxy in front may scrape.
+    #[arg(long, env = "DEV8_METRICS_TOKEN", value_parser = secret, hide_env_values = true)]
+    pub metrics_token: Option<SecretString>,
+    /// Application Insights to send metrics and request/job traces to
+    /// (OpenTelemetry); unset: nothing is exported. Set by infra in Azure.
+    #[arg(long = "appinsights-connection-string", env = "APPLICATIONINSIGHTS_CONNECTION_STRING",
+          value_parser = secret, hide_env_values = true)]
+    pub appinsights_connection_string: Option<SecretString>,
     /// Milliseconds a reconcile in progress waits before looking again.
     #[arg(long, env = "DEV8_RECONCILE_INTERVAL_MS", default_value_t = 1000)]
     pub reconcile_interval_ms: u64,

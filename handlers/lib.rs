@@ -15,6 +15,7 @@ pub mod host;
 pub mod http;
 pub mod jobs;
 pub mod lifecycle;
+pub mod metrics;
 pub mod platform;
 pub mod procs;
 pub mod queue;

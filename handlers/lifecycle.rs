@@ -226,7 +226,8 @@ pub async fn idle_stop(p: &Platform, seen: Versioned<Environment>) -> anyhow::Re
         return Ok(false);
     }
     match p.store.replace_environment(&env, &seen.etag).await {
-        Ok(_) => {}
+        // Written: the stop happened (exactly once per ETag, so counted once).
+        Ok(_) => p.metrics.idle_stop(),
         Err(StoreError::PreconditionFailed | StoreError::NotFound) => return Ok(false),
         Err(e) => return Err(e.into()),
     }

@@ -27,6 +27,8 @@ pub struct Platform {
     pub policy: Policy,
     /// The external sign-in providers configured (possibly none).
     pub providers: Arc<crate::auth::oauth::Providers>,
+    /// Every metric (and, when configured, the Application Insights exporter).
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// The platform as jobs see it: plus the compute backend and the job queue.
@@ -57,6 +59,8 @@ pub struct Policy {
     /// How long a reconcile in progress waits before looking again.
     pub reconcile_interval: Duration,
     pub trusted_proxy_hops: usize,
+    /// Bearer token for `GET /metrics` from anywhere but a direct loopback peer.
+    pub metrics_token: Option<secrecy::SecretString>,
     pub session_hours: i64,
     pub signin_limit_per_account: crate::auth::ratelimit::Limit,
     pub signin_limit_per_address: crate::auth::ratelimit::Limit,

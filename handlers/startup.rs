@@ -10,6 +10,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::compute::{Compute, LocalCompute, LocalOptions};
 use crate::config::{ComputeKind, QueueKind, Settings, StoreKind};
 use crate::jobs::{sweep, worker};
+use crate::metrics::Metrics;
 use crate::platform::{JobContext, Platform, Policy};
 use crate::queue::{EmbeddedQueue, JobQueue, StorageQueue};
 use crate::quota::Limits;
@@ -72,6 +73,7 @@ fn policy(settings: &Settings, public_url: String) -> Policy {
         default_idle_minutes: settings.idle_timeout_minutes,
         reconcile_interval: Duration::from_millis(settings.reconcile_interval_ms.max(50)),
         trusted_proxy_hops: settings.trusted_proxy_hops,
+        metrics_token: settings.metrics_token.clone(),
         session_hours: 12,
         signin_limit_per_account: Limit {
             max: 10,
@@ -166,6 +168,10 @@ impl Application {
                 ),
             },
         };
+        let exporter = match &settings.appinsights_connection_string {
+            Some(cs) => Some(crate::metrics::appinsights::Exporter::from_connection_string(cs)?),
+            None => None,
+        };
         let platform = Arc::new(Platform {
             store,
             reconciles,
@@ -173,6 +179,7 @@ impl Application {
             keys: Arc::new(keys),
             policy: policy(&settings, public_url),
             providers: Arc::new(Providers::from_settings(&settings.oauth)?),
+            metrics: Arc::new(Metrics::new(exporter)),
         });
         let jobs = Arc::new(JobContext {
             platform,
@@ -251,6 +258,7 @@ impl Application {
         }
         let served = server.await;
         self.jobs.compute.shutdown().await;
+        self.jobs.metrics.shutdown().await;
         served??;
         Ok(())
     }

@@ -64,6 +64,9 @@ param sweepSchedule string = '0 */5 * * * *'
 param trustedProxyHops int = 1
 param reconcileIntervalMs int = 5000
 
+// Where the day-one alerts (infra/modules/alerts.bicep) are mailed; empty: portal only.
+param alertEmail string = ''
+
 var queueName = 'env-jobs'
 var cosmosDatabase = 'dev8'
 var suffix = uniqueString(resourceGroup().id)
@@ -77,6 +80,16 @@ module identities 'modules/identities.bicep' = {
 module monitoring 'modules/monitoring.bicep' = {
   name: 'monitoring'
   params: { location: location, prefix: prefix }
+}
+
+module alerts 'modules/alerts.bicep' = {
+  name: 'alerts'
+  params: {
+    location: location
+    prefix: prefix
+    appInsightsId: monitoring.outputs.insightsId
+    alertEmail: alertEmail
+  }
 }
 
 module storage 'modules/storage.bicep' = {

@@ -77,7 +77,11 @@ pub async fn run(
         port = listener.local_addr()?.port(),
         "Functions custom handler listening"
     );
-    serve(listener, jobs, shutdown).await
+    let metrics = jobs.metrics.clone();
+    let served = serve(listener, jobs, shutdown).await;
+    // Whatever Application Insights has not been sent yet goes now.
+    metrics.shutdown().await;
+    served
 }
 
 /// Serve the envelope on `listener` (tests call this with their own jobs context).

@@ -9,12 +9,14 @@ pub mod error;
 pub mod extract;
 pub mod ide_routes;
 mod meta;
+pub mod metrics_route;
 pub mod oauth_routes;
 pub mod views;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, HeaderValue, Request, header};
+use axum::middleware;
 use axum::routing::{MethodFilter, MethodRouter};
 use error::ApiError;
 use extract::AppState;
@@ -91,10 +93,25 @@ pub const ROUTES: &[RouteSpec] = &[
 pub fn api_router(state: AppState) -> Router {
     let mut router: Router<AppState> = Router::new();
     for spec in ROUTES {
-        router = router.route(spec.path, (spec.handler)());
+        // Counted under the route's name: the label set is ROUTES, not the paths seen.
+        let counted = (state.clone(), spec.function, spec.path);
+        let handler = (spec.handler)().layer(middleware::from_fn_with_state(
+            counted,
+            metrics_route::count,
+        ));
+        router = router.route(spec.path, handler);
     }
+    let unmatched = (
+        state.clone(),
+        crate::metrics::UNMATCHED_ROUTE,
+        "/api/{*rest}",
+    );
     router
-        .route("/api/{*rest}", axum::routing::any(|| async { ApiError::NotFound }))
+        .route(
+            "/api/{*rest}",
+            axum::routing::any(|| async { ApiError::NotFound })
+                .layer(middleware::from_fn_with_state(unmatched, metrics_route::count)),
+        )
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(SetResponseHeaderLayer::if_not_present(header::CACHE_CONTROL, HeaderValue::from_static("no-store")))
         .layer(SetResponseHeaderLayer::overriding(
@@ -135,5 +152,12 @@ pub fn app_router(state: AppState, static_dir: &Path) -> Router {
             HeaderName::from_static("x-frame-options"),
             HeaderValue::from_static("DENY"),
         ));
-    api_router(state).merge(static_app)
+    // Outside `/api`: Functions never serves it (`host::router` has no such route).
+    let metrics = Router::new()
+        .route(
+            metrics_route::PATH,
+            axum::routing::get(metrics_route::metrics),
+        )
+        .with_state(state.clone());
+    api_router(state).merge(metrics).merge(static_app)
 }

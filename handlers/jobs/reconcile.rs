@@ -36,6 +36,18 @@ pub enum Outcome {
     Gone,
 }
 
+impl Outcome {
+    /// A fixed name (traces).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Done => "done",
+            Outcome::InProgress => "in-progress",
+            Outcome::Busy => "busy",
+            Outcome::Gone => "gone",
+        }
+    }
+}
+
 /// Reconcile one environment. `owner` identifies this delivery (the queue
 /// message id, stable across redeliveries of the same message).
 #[tracing::instrument(skip_all, fields(environment = %environment_id))]

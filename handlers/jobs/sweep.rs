@@ -10,6 +10,7 @@ use crate::lifecycle;
 use crate::platform::JobContext;
 use crate::reconciles::ReconcileRequest;
 use crate::store::StoreError;
+use std::time::{Instant, SystemTime};
 
 #[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -23,6 +24,38 @@ pub struct SweepReport {
 
 #[tracing::instrument(skip_all)]
 pub async fn sweep(j: &JobContext) -> anyhow::Result<SweepReport> {
+    let (started, clock) = (SystemTime::now(), Instant::now());
+    let report = scan(j).await?;
+    refresh_gauges(j).await;
+    j.metrics.sweep(
+        started,
+        clock.elapsed(),
+        &[
+            ("idleStopped", report.idle_stopped.into()),
+            ("requeued", report.requeued.into()),
+            ("timedOut", report.timed_out.into()),
+            ("purgedDocuments", report.purged_documents),
+            ("orphansRemoved", report.orphans_removed.into()),
+        ],
+    );
+    Ok(report)
+}
+
+/// Environments by status and the queue's depth: the gauges nobody counts
+/// as they change (in Azure, where nothing scrapes, the sweep is what
+/// refreshes them). A failure only leaves them stale.
+pub async fn refresh_gauges(j: &JobContext) {
+    match j.store.environment_counts().await {
+        Ok(counts) => j.metrics.environments(&counts),
+        Err(e) => tracing::warn!(error = %e, "counting environments failed"),
+    }
+    match j.queue.approximate_len().await {
+        Ok(n) => j.metrics.queue_depth(n),
+        Err(e) => tracing::warn!(error = %e, "reading the queue depth failed"),
+    }
+}
+
+async fn scan(j: &JobContext) -> anyhow::Result<SweepReport> {
     let mut report = SweepReport::default();
     for current in j.store.active_environments().await? {
         let now = j.clock.now();

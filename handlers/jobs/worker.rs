@@ -5,9 +5,10 @@
 
 use super::reconcile::{self, record_final_failure};
 use crate::audit::{self, Action, Entry};
+use crate::metrics::{JobOutcome, ReconcileRecord};
 use crate::platform::JobContext;
 use crate::queue::{Job, MAX_DELIVERIES, QueueError};
-use std::time::Duration;
+use std::time::{Duration, Instant, SystemTime};
 
 /// How long a received message stays hidden while its job runs.
 pub const VISIBILITY: Duration = Duration::from_secs(300);
@@ -27,8 +28,24 @@ pub fn backoff(dequeue_count: u32) -> Duration {
 
 /// Handle one delivery of a job. An error means the delivery failed: the
 /// caller retries it (or, on the last allowed delivery, poisons it). On the
-/// last allowed delivery the environment is marked failed first.
+/// last allowed delivery the environment is marked failed first. Counts the
+/// delivery's outcome and times the reconcile (`metrics`).
 pub async fn handle_delivery(
+    j: &JobContext,
+    body: &str,
+    message_id: &str,
+    dequeue_count: u32,
+) -> anyhow::Result<()> {
+    let result = deliver(j, body, message_id, dequeue_count).await;
+    j.metrics.job(match &result {
+        Ok(()) => JobOutcome::Done,
+        Err(_) if dequeue_count >= MAX_DELIVERIES => JobOutcome::Poisoned,
+        Err(_) => JobOutcome::Retried,
+    });
+    result
+}
+
+async fn deliver(
     j: &JobContext,
     body: &str,
     message_id: &str,
@@ -41,7 +58,20 @@ pub async fn handle_delivery(
         chain,
         ..
     } = job;
-    match reconcile::reconcile(j, &user_id, &environment_id, chain.as_deref(), message_id).await {
+    let (started, clock) = (SystemTime::now(), Instant::now());
+    let result =
+        reconcile::reconcile(j, &user_id, &environment_id, chain.as_deref(), message_id).await;
+    j.metrics.reconcile(&ReconcileRecord {
+        environment_id: &environment_id,
+        delivery: dequeue_count,
+        result: match &result {
+            Ok(outcome) => Ok(outcome.as_str()),
+            Err(e) => Err(format!("{e:#}")),
+        },
+        started,
+        elapsed: clock.elapsed(),
+    });
+    match result {
         Ok(outcome) => {
             tracing::debug!(environment = %environment_id, ?outcome, "reconcile done");
             Ok(())
@@ -81,6 +111,11 @@ pub async fn run_next(j: &JobContext) -> anyhow::Result<RunOutcome> {
             j.queue.poison(&d).await?;
         }
         Err(_) => j.queue.release(&d, backoff(d.dequeue_count)).await?,
+    }
+    // Cheap for the embedded queue; the sweep refreshes it too.
+    match j.queue.approximate_len().await {
+        Ok(n) => j.metrics.queue_depth(n),
+        Err(e) => tracing::debug!(error = %e, "queue depth unavailable"),
     }
     Ok(RunOutcome::Done)
 }

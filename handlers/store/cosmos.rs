@@ -1076,6 +1076,25 @@ impl Store for CosmosStore {
             .collect())
     }
 
+    async fn environment_counts(&self) -> StoreResult<Vec<(Status, u64)>> {
+        // A projection, not `GROUP BY`: cross-partition aggregates need the
+        // query plan the Rust SDK does not run. One small string per record.
+        let statuses: Vec<String> = query(
+            &self.inner.environments,
+            "count environments",
+            Query::from("SELECT VALUE c.status FROM c"),
+            FeedScope::full_container(),
+        )
+        .await?;
+        Ok(Status::ALL
+            .into_iter()
+            .map(|s| {
+                let n = statuses.iter().filter(|t| t.as_str() == s.as_str()).count();
+                (s, n as u64)
+            })
+            .collect())
+    }
+
     async fn document(&self, key: &str) -> StoreResult<Option<Versioned<Value>>> {
         let id = doc_id(key);
         let Some(r) = read_item(&self.inner.documents, "read document", &id, &id).await? else {

@@ -11,7 +11,7 @@ pub mod update;
 pub use cosmos::{CosmosConfig, CosmosStore};
 pub use sqlite::SqliteStore;
 
-use crate::domain::{AuditRecord, Environment, Identity, Session, User};
+use crate::domain::{AuditRecord, Environment, Identity, Session, Status, User};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
@@ -93,6 +93,9 @@ pub trait Store: Send + Sync + 'static {
     -> StoreResult<()>;
     /// Every environment the sweeps look at: transitional or running.
     async fn active_environments(&self) -> StoreResult<Vec<Versioned<Environment>>>;
+    /// How many environments there are in each status (for the metrics
+    /// gauge); a status with none may be missing.
+    async fn environment_counts(&self) -> StoreResult<Vec<(Status, u64)>>;
 
     // Small JSON documents with conditional writes: quota counters, rate-limit
     // windows, one-time markers. `if_match: None` creates (Conflict if present).

@@ -8,7 +8,7 @@ use super::{
     StoreError, StoreResult, Versioned,
 };
 use crate::db::Db;
-use crate::domain::{AuditRecord, Environment, Identity, Session, User};
+use crate::domain::{AuditRecord, Environment, Identity, Session, Status, User};
 use async_trait::async_trait;
 use chrono::{DateTime, SecondsFormat, Utc};
 use rusqlite::{Connection, ErrorCode, OptionalExtension, params};
@@ -400,6 +400,27 @@ impl Store for SqliteStore {
                 .map_err(unavailable)?;
             let rows = stmt.query_map([], read_env).map_err(unavailable)?;
             versioned_envs(rows.collect::<Result<_, _>>().map_err(unavailable)?)
+        })
+        .await
+    }
+
+    async fn environment_counts(&self) -> StoreResult<Vec<(Status, u64)>> {
+        self.with(move |c| {
+            let mut stmt = c
+                .prepare_cached("SELECT status, COUNT(*) FROM environments GROUP BY status")
+                .map_err(unavailable)?;
+            let rows = stmt
+                .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
+                .map_err(unavailable)?;
+            let mut counts = Vec::new();
+            for row in rows {
+                let (status, n) = row.map_err(unavailable)?;
+                // A status this version does not know is not counted.
+                if let Some(s) = Status::ALL.into_iter().find(|s| s.as_str() == status) {
+                    counts.push((s, u64::try_from(n).unwrap_or(0)));
+                }
+            }
+            Ok(counts)
         })
         .await
     }

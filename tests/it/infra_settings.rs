@@ -21,6 +21,10 @@ const NOT_SET_IN_AZURE: &[(&str, &str)] = &[
         "serve only; Functions uses DEV8_SWEEP_SCHEDULE",
     ),
     (
+        "DEV8_METRICS_TOKEN",
+        "serve only; Functions has no /metrics (metrics go to Application Insights)",
+    ),
+    (
         "COSMOS_KEY",
         "emulators only; Azure uses the managed identity",
     ),

@@ -58,6 +58,7 @@ behaviours!(
     quota_counter_holds_under_contention,
     listing_is_most_recently_used_first,
     active_environments_are_transitional_or_running,
+    environments_are_counted_by_status,
     documents_conditional_writes_expiry_and_purge,
     rate_limit_counters,
     identities_are_unique_by_issuer_and_subject,
@@ -423,6 +424,49 @@ async fn active_environments_are_transitional_or_running(s: S) {
     assert_eq!(
         s.active_environments().await.unwrap().len(),
         expected.len() - 1
+    );
+}
+
+async fn environments_are_counted_by_status(s: S) {
+    let count = |counts: Vec<(Status, u64)>, status: Status| {
+        counts
+            .iter()
+            .filter(|(st, _)| *st == status)
+            .map(|(_, n)| n)
+            .sum::<u64>()
+    };
+    assert_eq!(
+        s.environment_counts()
+            .await
+            .unwrap()
+            .iter()
+            .map(|(_, n)| n)
+            .sum::<u64>(),
+        0
+    );
+    // Two users (two partitions), three running, one in error.
+    for (i, status) in [
+        Status::Running,
+        Status::Running,
+        Status::Error,
+        Status::Running,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut e = env(if i % 2 == 0 { "u1" } else { "u2" }, &format!("e{i}"));
+        e.status = status;
+        s.insert_environment(&e).await.unwrap();
+    }
+    let counts = s.environment_counts().await.unwrap();
+    assert_eq!(count(counts.clone(), Status::Running), 3, "{counts:?}");
+    assert_eq!(count(counts.clone(), Status::Error), 1, "{counts:?}");
+    assert_eq!(count(counts.clone(), Status::Stopped), 0, "{counts:?}");
+    let distinct: BTreeSet<&str> = counts.iter().map(|(s, _)| s.as_str()).collect();
+    assert_eq!(
+        distinct.len(),
+        counts.len(),
+        "one entry per status: {counts:?}"
     );
 }
 

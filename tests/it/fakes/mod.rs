@@ -2,6 +2,7 @@
 //! documented wire contract on 127.0.0.1 (or, for compute, of the port's
 //! contract): fast tier, nothing to install.
 
+pub mod appinsights;
 pub mod arm;
 pub mod compute;
 pub mod github;

@@ -1,0 +1,177 @@
+//! `GET /metrics` (serve only; not an `/api` route, not in `ROUTES`, not a
+//! Functions function) and the layer that counts every `/api` request under
+//! its route's name.
+//!
+//! Who may scrape: a direct loopback peer, when nothing can stand in front
+//! of Dev8 (`DEV8_TRUSTED_PROXY_HOPS` is 0 and the request has no
+//! `X-Forwarded-For` — behind a reverse proxy every request arrives from
+//! loopback); anyone else only with `Authorization` or
+//! `X-Dev8-Authorization: Bearer <DEV8_METRICS_TOKEN>`, compared in constant
+//! time. Otherwise 401.
+
+use super::extract::AppState;
+use crate::metrics::RequestRecord;
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use secrecy::{ExposeSecret, SecretString};
+use sha2::{Digest, Sha256};
+use std::net::SocketAddr;
+use std::time::{Instant, SystemTime};
+use subtle::ConstantTimeEq;
+
+/// The path `serve` exposes metrics on.
+pub const PATH: &str = "/metrics";
+
+/// The header that carries a bearer token where `Authorization` is taken
+/// (the Functions host's and Static Web Apps' own auth use it).
+const DEV8_AUTHORIZATION: &str = "x-dev8-authorization";
+
+pub async fn metrics(State(p): State<AppState>, req: Request) -> Response {
+    let headers = req.headers();
+    let peer = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip().to_canonical());
+    let open = peer.is_some_and(|ip| ip.is_loopback())
+        && p.policy.trusted_proxy_hops == 0
+        && !headers.contains_key("x-forwarded-for");
+    if !open && !bearer_matches(headers, p.policy.metrics_token.as_ref()) {
+        return (
+            StatusCode::UNAUTHORIZED,
+            [(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"))],
+            "a metrics token is needed\n",
+        )
+            .into_response();
+    }
+    match p.store.environment_counts().await {
+        Ok(counts) => p.metrics.environments(&counts),
+        Err(e) => tracing::warn!(error = %e, "counting environments failed"),
+    }
+    (
+        [
+            (header::CONTENT_TYPE, p.metrics.content_type()),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        p.metrics.encode(),
+    )
+        .into_response()
+}
+
+/// Whether either header carries `Bearer <token>`. Both sides are hashed
+/// first, so the comparison is constant-time and length-blind.
+fn bearer_matches(headers: &HeaderMap, token: Option<&SecretString>) -> bool {
+    let Some(token) = token.map(|t| t.expose_secret()).filter(|t| !t.is_empty()) else {
+        return false;
+    };
+    let want = Sha256::digest(token.as_bytes());
+    [header::AUTHORIZATION.as_str(), DEV8_AUTHORIZATION]
+        .into_iter()
+        .flat_map(|name| headers.get_all(name))
+        .filter_map(|v| v.to_str().ok())
+        .filter_map(|v| {
+            let (scheme, rest) = v.trim().split_once(' ')?;
+            scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
+        })
+        .fold(false, |found, given| {
+            found | bool::from(Sha256::digest(given.as_bytes()).ct_eq(&want))
+        })
+}
+
+/// The layer each `ROUTES` entry (and the `/api` fallback) gets: counts and
+/// times the request under the route's function name and path template.
+pub async fn count(
+    State((p, route, template)): State<(AppState, &'static str, &'static str)>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let method = method_name(req.method());
+    let (started, clock) = (SystemTime::now(), Instant::now());
+    let response = next.run(req).await;
+    p.metrics.http_request(RequestRecord {
+        route,
+        template,
+        method,
+        code: response.status().as_u16(),
+        started,
+        elapsed: clock.elapsed(),
+    });
+    response
+}
+
+/// A fixed name per method (traces); anything unusual is `OTHER`.
+fn method_name(m: &axum::http::Method) -> &'static str {
+    use axum::http::Method;
+    [
+        (Method::GET, "GET"),
+        (Method::POST, "POST"),
+        (Method::PUT, "PUT"),
+        (Method::PATCH, "PATCH"),
+        (Method::DELETE, "DELETE"),
+        (Method::HEAD, "HEAD"),
+        (Method::OPTIONS, "OPTIONS"),
+    ]
+    .into_iter()
+    .find(|(k, _)| k == m)
+    .map_or("OTHER", |(_, name)| name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(
+                axum::http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                v.parse().unwrap(),
+            );
+        }
+        h
+    }
+
+    #[test]
+    fn only_the_exact_bearer_token_matches() {
+        let token = SecretString::from("s3cret-token".to_string());
+        let t = Some(&token);
+        assert!(bearer_matches(
+            &headers(&[("authorization", "Bearer s3cret-token")]),
+            t
+        ));
+        assert!(bearer_matches(
+            &headers(&[("x-dev8-authorization", "bearer s3cret-token")]),
+            t
+        ));
+        assert!(bearer_matches(
+            &headers(&[
+                ("authorization", "Basic eA=="),
+                ("x-dev8-authorization", "Bearer s3cret-token")
+            ]),
+            t
+        ));
+        for wrong in [
+            "Bearer s3cret-toke",
+            "Bearer s3cret-token2",
+            "s3cret-token",
+            "Token s3cret-token",
+            "Bearer ",
+        ] {
+            assert!(
+                !bearer_matches(&headers(&[("authorization", wrong)]), t),
+                "{wrong}"
+            );
+        }
+        // No token configured: nothing matches, not even an empty bearer.
+        assert!(!bearer_matches(
+            &headers(&[("authorization", "Bearer ")]),
+            None
+        ));
+        let empty = SecretString::from(String::new());
+        assert!(!bearer_matches(
+            &headers(&[("authorization", "Bearer ")]),
+            Some(&empty)
+        ));
+    }
+}
