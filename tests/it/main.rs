@@ -11,6 +11,7 @@
 mod fakes;
 mod harness;
 mod peers;
+mod specs;
 
 mod aci;
 mod activity;
