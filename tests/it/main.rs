@@ -34,6 +34,7 @@ mod module_deps;
 mod oauth_github;
 mod oauth_oidc;
 mod queue_contract;
+mod schemastore;
 mod shutdown;
 mod store_behaviour;
 mod swa;
