@@ -502,3 +502,179 @@ fn the_bicep_checks_reject_what_they_should() {
         "func-${{prefix}}-${{suffix}} is unique: {problems:?}"
     );
 }
+
+/// Built-in role definition ids the Bicep names, as Azure documents them
+/// ("Azure built-in roles"), and the Cosmos DB data-plane role.
+const ROLE_NAMES: &[(&str, &str)] = &[
+    (
+        "974c5e8b-45b9-4653-ba55-5f855dd0fb88",
+        "Storage Queue Data Contributor",
+    ),
+    (
+        "b7e6dc6d-f1e8-4753-8033-0f276bb0955b",
+        "Storage Blob Data Owner",
+    ),
+    (
+        "0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3",
+        "Storage Table Data Contributor",
+    ),
+    (
+        "f1a07417-d97a-45cb-824c-7a7467783830",
+        "Managed Identity Operator",
+    ),
+    (
+        "4633458b-17de-408a-b874-0445c86b69e6",
+        "Key Vault Secrets User",
+    ),
+    ("7f951dda-4ed3-4680-a7ca-43fe172d538d", "AcrPull"),
+    (
+        "sqlRoleDefinitions/00000000-0000-0000-0000-000000000002",
+        "Cosmos DB Built-in Data Contributor",
+    ),
+    // infra/modules/roledef.bicep, passed to roles.bicep as operatorRoleId
+    ("operatorRoleId", "Dev8 environments operator"),
+];
+
+/// Who a `principalId` parameter is.
+const PRINCIPALS: &[(&str, &str)] = &[
+    ("controlPrincipalId", "control"),
+    ("pullPrincipalId", "pull"),
+];
+
+/// What the matrix calls a scope, by the scope resource's type.
+const SCOPES: &[(&str, &str)] = &[
+    ("Microsoft.Storage/storageAccounts", "host storage account"),
+    (
+        "Microsoft.ManagedIdentity/userAssignedIdentities",
+        "pull identity",
+    ),
+    ("Microsoft.KeyVault/vaults", "Key Vault"),
+    ("Microsoft.DocumentDB/databaseAccounts", "Cosmos DB account"),
+    (
+        "Microsoft.ContainerRegistry/registries",
+        "container registry",
+    ),
+];
+
+type Grant = (String, String, String);
+
+/// Every role assignment in the parses as (identity, role, scope), or a
+/// problem when one cannot be read.
+fn grants(parses: &BTreeMap<String, Value>) -> (BTreeSet<Grant>, Vec<String>) {
+    let mut out = BTreeSet::new();
+    let mut problems = Vec::new();
+    for (path, p) in parses {
+        for (symbol, r) in resources(p) {
+            let t = r["type"].as_str().unwrap_or("");
+            if !t.ends_with("roleAssignments") && !t.ends_with("sqlRoleAssignments") {
+                continue;
+            }
+            let props = &r["config"]["properties"];
+            let principal = text(&props["principalId"]);
+            let who = PRINCIPALS
+                .iter()
+                .find(|(p, _)| *p == principal)
+                .map(|(_, w)| *w);
+            // The role: a variable holding a role id, a parameter, or an inline id.
+            let role_expr = text(&props["roleDefinitionId"]);
+            let role_text = p["variables"]
+                .get(&role_expr)
+                .map(|v| v["value"].to_string())
+                .unwrap_or(role_expr.clone());
+            let role = ROLE_NAMES
+                .iter()
+                .find(|(id, _)| role_text.contains(id) || role_expr == *id)
+                .map(|(_, n)| *n);
+            // The scope: `scope:` (or a Cosmos role's parent account), else the resource group.
+            let scope_symbol = r["config"]
+                .get("scope")
+                .or_else(|| r["config"].get("parent"))
+                .map(text);
+            let scope = match &scope_symbol {
+                None => Some("resource group"),
+                Some(s) => p["resources"][s.as_str()]["type"]
+                    .as_str()
+                    .and_then(|st| SCOPES.iter().find(|(k, _)| *k == st))
+                    .map(|(_, label)| *label),
+            };
+            match (who, role, scope) {
+                (Some(w), Some(r), Some(s)) => {
+                    out.insert((w.to_string(), r.to_string(), s.to_string()));
+                }
+                _ => problems.push(format!(
+                    "{path}: role assignment {symbol} not understood: principal {principal}, role {role_expr}, scope {scope_symbol:?}"
+                )),
+            }
+        }
+    }
+    (out, problems)
+}
+
+/// The permission matrix's rows in docs/deploy.md as (identity, role, scope).
+fn matrix(doc: &str) -> BTreeSet<Grant> {
+    let section = doc
+        .split("### Permission matrix")
+        .nth(1)
+        .expect("docs/deploy.md has a Permission matrix section");
+    section
+        .lines()
+        .skip_while(|l| !l.starts_with("| operation |"))
+        .skip(2)
+        .take_while(|l| l.starts_with('|'))
+        .map(|l| {
+            let cells: Vec<&str> = l.trim_matches('|').split('|').map(str::trim).collect();
+            assert_eq!(cells.len(), 4, "{l}");
+            (
+                cells[1].trim_matches('`').to_string(),
+                cells[2].to_string(),
+                cells[3].to_string(),
+            )
+        })
+        .collect()
+}
+
+fn matrix_problems(rows: &BTreeSet<Grant>, granted: &BTreeSet<Grant>) -> Vec<String> {
+    let mut out: Vec<String> = rows
+        .difference(granted)
+        .map(|g| format!("matrix row {g:?} is granted by no role assignment in infra/"))
+        .collect();
+    out.extend(
+        granted
+            .difference(rows)
+            .map(|g| format!("role assignment {g:?} is needed by no row of the permission matrix")),
+    );
+    out
+}
+
+#[test]
+#[ignore = "full tier: needs tools/specs-venv (scripts/ci-deps.sh)"]
+fn the_permission_matrix_is_exactly_what_the_bicep_grants() {
+    let parses = infra();
+    let (granted, mut problems) = grants(&parses);
+    let doc = std::fs::read_to_string(root().join("docs/deploy.md")).unwrap();
+    let rows = matrix(&doc);
+    assert!(rows.len() >= 8, "{rows:?}");
+    problems.extend(matrix_problems(&rows, &granted));
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+
+    // And the comparison can fail both ways.
+    let mut fewer = granted.clone();
+    let dropped = fewer.pop_first().unwrap();
+    let mut more = granted.clone();
+    more.insert(("pull".into(), "Owner".into(), "resource group".into()));
+    let missing = matrix_problems(&rows, &fewer);
+    assert_eq!(
+        missing,
+        vec![format!(
+            "matrix row {dropped:?} is granted by no role assignment in infra/"
+        )]
+    );
+    let extra = matrix_problems(&rows, &more);
+    assert_eq!(
+        extra,
+        vec![format!(
+            "role assignment {:?} is needed by no row of the permission matrix",
+            ("pull", "Owner", "resource group")
+        )]
+    );
+}
