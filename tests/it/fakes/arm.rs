@@ -301,6 +301,30 @@ fn view(name: &str, g: &Group) -> Value {
     v["properties"]["ipAddress"]["fqdn"] = json!(g.fqdn);
     if let Some(state) = &g.state {
         v["properties"]["instanceView"] = json!({"state": state, "events": []});
+        // Each container's own view, as the spec's ContainerGroupsList example
+        // shows it (specification/containerinstance/resource-manager/
+        // Microsoft.ContainerInstance/stable/2023-05-01/examples/ContainerGroupsList.json
+        // at 40b12593b8f2c03cf8b8a6d8098b1f333a04a70f).
+        let current = match state.as_str() {
+            "Running" => "Running",
+            "Stopped" => "Terminated",
+            _ => "Waiting",
+        };
+        if let Some(cs) = v
+            .pointer_mut("/properties/containers")
+            .and_then(Value::as_array_mut)
+        {
+            for c in cs {
+                if c.pointer("/properties/instanceView").is_none()
+                    && let Some(p) = c.get_mut("properties").and_then(Value::as_object_mut)
+                {
+                    p.insert(
+                        "instanceView".into(),
+                        json!({"restartCount": 0, "currentState": {"state": current, "detailStatus": ""}, "events": []}),
+                    );
+                }
+            }
+        }
     }
     v
 }
