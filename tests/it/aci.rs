@@ -620,3 +620,304 @@ async fn a_slow_group_deletion_leaves_the_share_to_the_next_reconcile() {
     compute.delete(&env).await.unwrap();
     assert_eq!(compute.observe(&env).await.unwrap(), Observed::Absent);
 }
+
+/// The spec checker's cases for what crossed the fake: each request body and
+/// each answer, with the model the spec gives that operation
+/// (Microsoft.ContainerInstance and Microsoft.Storage, 2023-05-01). An
+/// operation the spec defines without a request body must be sent none.
+fn spec_cases(exchanges: &[Exchange]) -> (Vec<Value>, Vec<String>) {
+    let mut cases = Vec::new();
+    let mut problems = Vec::new();
+    for (i, x) in exchanges.iter().enumerate() {
+        let label = format!("#{i} {} {}", x.method, x.path);
+        let after = x.path.split("/providers/").last().unwrap_or("");
+        let seg: Vec<&str> = after.split('/').collect();
+        let package = if after.starts_with("Microsoft.Storage/") {
+            "storage"
+        } else {
+            "containerinstance"
+        };
+        // (model of the request body, model of a successful answer)
+        let (request, response) = match (x.method.as_str(), seg.as_slice()) {
+            ("PUT", ["Microsoft.ContainerInstance", "containerGroups", _]) => {
+                (Some("ContainerGroup"), Some("ContainerGroup"))
+            }
+            ("GET", ["Microsoft.ContainerInstance", "containerGroups", _]) => {
+                (None, Some("ContainerGroup"))
+            }
+            ("DELETE", ["Microsoft.ContainerInstance", "containerGroups", _]) => {
+                (None, Some("ContainerGroup"))
+            }
+            ("GET", ["Microsoft.ContainerInstance", "containerGroups"]) => {
+                (None, Some("ContainerGroupListResult"))
+            }
+            (
+                "POST",
+                [
+                    "Microsoft.ContainerInstance",
+                    "containerGroups",
+                    _,
+                    "start" | "stop",
+                ],
+            ) => (None, None),
+            (
+                "GET",
+                [
+                    "Microsoft.ContainerInstance",
+                    "locations",
+                    _,
+                    "capabilities",
+                ],
+            ) => (None, Some("CapabilitiesListResult")),
+            ("POST", ["Microsoft.Storage", "storageAccounts", _, "listKeys"]) => {
+                (None, Some("StorageAccountListKeysResult"))
+            }
+            (
+                "PUT",
+                [
+                    "Microsoft.Storage",
+                    "storageAccounts",
+                    _,
+                    "fileServices",
+                    "default",
+                    "shares",
+                    _,
+                ],
+            ) => (Some("FileShare"), Some("FileShare")),
+            (
+                "GET",
+                [
+                    "Microsoft.Storage",
+                    "storageAccounts",
+                    _,
+                    "fileServices",
+                    "default",
+                    "shares",
+                    _,
+                ],
+            ) => (None, Some("FileShare")),
+            (
+                "DELETE",
+                [
+                    "Microsoft.Storage",
+                    "storageAccounts",
+                    _,
+                    "fileServices",
+                    "default",
+                    "shares",
+                    _,
+                ],
+            ) => (None, None),
+            _ => {
+                problems.push(format!(
+                    "{label}: an operation the spec check does not know"
+                ));
+                continue;
+            }
+        };
+        match request {
+            Some(model) => cases.push(
+                json!({"label": format!("{label} request"), "package": package,
+                "model": model, "direction": "request", "body": x.request}),
+            ),
+            None if !x.request.is_null() => problems.push(format!(
+                "{label}: the spec defines no request body, one was sent"
+            )),
+            None => {}
+        }
+        if x.response.is_null() {
+            continue;
+        }
+        if x.status >= 400 {
+            // ARM's error envelope: {"error": CloudErrorBody}.
+            if x.response.as_object().map(|o| o.len()) != Some(1) {
+                problems.push(format!("{label}: error body is not {{\"error\": …}}"));
+            }
+            cases.push(
+                json!({"label": format!("{label} error"), "package": package,
+                "model": "CloudErrorBody", "direction": "response", "body": x.response["error"]}),
+            );
+        } else if let Some(model) = response {
+            cases.push(
+                json!({"label": format!("{label} response"), "package": package,
+                "model": model, "direction": "response", "body": x.response}),
+            );
+        } else {
+            problems.push(format!(
+                "{label}: the spec defines no response body, one was sent"
+            ));
+        }
+    }
+    (cases, problems)
+}
+
+#[tokio::test]
+#[ignore = "full tier: needs tools/specs-venv (scripts/ci-deps.sh)"]
+async fn every_arm_body_follows_the_published_specs() {
+    let (t, u) = spawn().await;
+    // Faults too, so that error answers are checked.
+    t.arm()
+        .inject(Some(reqwest::Method::PUT), "/shares/", 503, None, 1);
+    let id = create(&t, &u, "specs", "medium").await;
+    settle(&t).await;
+    assert_eq!(t.status_of(&u, &id).await, "running");
+    sweep::sweep(&t.platform).await.unwrap();
+    for step in ["stop", "start", "delete"] {
+        action(&t, &u, &id, step).await;
+        settle(&t).await;
+    }
+    assert_eq!(t.status_of(&u, &id).await, "<gone>");
+    let exchanges = t.arm().with(|s| s.exchanges.clone());
+    let (cases, mut problems) = spec_cases(&exchanges);
+    // Every kind of call the backend makes was seen.
+    for (method, suffix) in [
+        ("PUT", "/containerGroups/"),
+        ("GET", "/containerGroups/"),
+        ("GET", "/containerGroups"),
+        ("DELETE", "/containerGroups/"),
+        ("POST", "/start"),
+        ("POST", "/stop"),
+        ("GET", "/capabilities"),
+        ("POST", "/listKeys"),
+        ("PUT", "/shares/"),
+        ("GET", "/shares/"),
+        ("DELETE", "/shares/"),
+    ] {
+        assert!(
+            exchanges.iter().any(
+                |x| x.method == method && (x.path.contains(suffix) || x.path.ends_with(suffix))
+            ),
+            "no {method} …{suffix} was made"
+        );
+    }
+    problems.extend(crate::specs::failures(&crate::specs::run(
+        "arm_spec.py",
+        &Value::Array(cases),
+    )));
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+#[tokio::test]
+#[ignore = "full tier: needs tools/specs-venv (scripts/ci-deps.sh)"]
+async fn the_spec_check_rejects_bodies_the_spec_does_not_allow() {
+    let fake = ArmFake::spawn().await;
+    let compute = backend(&fake);
+    let env = sample_env();
+    let names = dev8::compute::aci::Names::for_id(&env.id).unwrap();
+    let params = dev8::compute::AgentParams {
+        agent_token: "t".into(),
+        jwks: "{}".into(),
+        control_plane_url: "https://dev8.example".into(),
+        issuer: "https://dev8.example".into(),
+    };
+    let good = compute.group_body(&env, &names, &params, ACCOUNT_KEY);
+    let wrong = |f: &dyn Fn(&mut Value)| {
+        let mut b = good.clone();
+        f(&mut b);
+        b
+    };
+    let case = |label: &str, package: &str, model: &str, direction: &str, body: Value| json!({"label": label, "package": package, "model": model, "direction": direction, "body": body});
+    let cases = json!([
+        case(
+            "good",
+            "containerinstance",
+            "ContainerGroup",
+            "request",
+            good.clone()
+        ),
+        case(
+            "unknown property",
+            "containerinstance",
+            "ContainerGroup",
+            "request",
+            wrong(&|b| b["properties"]["containers"][0]["properties"]["gpuCount"] = json!(1))
+        ),
+        case(
+            "wrong type",
+            "containerinstance",
+            "ContainerGroup",
+            "request",
+            wrong(&|b| b["properties"]["ipAddress"]["ports"][0]["port"] = json!("443"))
+        ),
+        case(
+            "missing required",
+            "containerinstance",
+            "ContainerGroup",
+            "request",
+            wrong(&|b| {
+                b["properties"].as_object_mut().unwrap().remove("osType");
+            })
+        ),
+        case(
+            "bad enum",
+            "containerinstance",
+            "ContainerGroup",
+            "request",
+            wrong(&|b| b["properties"]["restartPolicy"] = json!("Sometimes"))
+        ),
+        case(
+            "read-only sent",
+            "containerinstance",
+            "ContainerGroup",
+            "request",
+            wrong(&|b| b["properties"]["provisioningState"] = json!("Succeeded"))
+        ),
+        case(
+            "share quota as text",
+            "storage",
+            "FileShare",
+            "request",
+            json!({"properties": {"shareQuota": "20", "enabledProtocols": "SMB"}})
+        ),
+        case(
+            "share protocol",
+            "storage",
+            "FileShare",
+            "request",
+            json!({"properties": {"shareQuota": 20, "enabledProtocols": "FTP"}})
+        ),
+        case(
+            "keys answer",
+            "storage",
+            "StorageAccountListKeysResult",
+            "response",
+            json!({"keys": [{"keyName": "key1", "value": "k", "permissions": "All"}]})
+        ),
+    ]);
+    let answer = crate::specs::run("arm_spec.py", &cases);
+    let errors = |label: &str| -> Vec<String> {
+        answer
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["label"] == label)
+            .map(|r| serde_json::from_value(r["errors"].clone()).unwrap())
+            .unwrap()
+    };
+    assert_eq!(errors("good"), Vec::<String>::new());
+    for (label, expected) in [
+        ("unknown property", "gpuCount: property unknown to the spec"),
+        ("wrong type", "port: expected a number"),
+        (
+            "missing required",
+            "missing required property properties.osType",
+        ),
+        (
+            "bad enum",
+            "'Sometimes' is not one of ContainerGroupRestartPolicy",
+        ),
+        (
+            "read-only sent",
+            "provisioningState: read-only property sent",
+        ),
+        ("share quota as text", "shareQuota: expected a number"),
+        ("share protocol", "'FTP' is not one of EnabledProtocols"),
+        ("keys answer", "'All' is not one of KeyPermission"),
+    ] {
+        let found = errors(label);
+        assert!(
+            found.iter().any(|e| e.contains(expected)),
+            "{label}: expected an error containing {expected:?}, got {found:?}"
+        );
+    }
+}

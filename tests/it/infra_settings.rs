@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 /// Settings the Function App deliberately leaves unset, and why.
-const NOT_SET_IN_AZURE: &[(&str, &str)] = &[
+pub(crate) const NOT_SET_IN_AZURE: &[(&str, &str)] = &[
     (
         "DEV8_CODE_SERVER",
         "local compute only; ACI images carry code-server",

@@ -11,6 +11,7 @@
 mod fakes;
 mod harness;
 mod peers;
+mod specs;
 
 mod aci;
 mod activity;
@@ -26,6 +27,7 @@ mod functions_package;
 mod functions_tidy;
 mod infra_alerts;
 mod infra_deploy;
+mod infra_parse;
 mod infra_settings;
 mod jobs;
 mod local_compute;
@@ -35,6 +37,7 @@ mod module_deps;
 mod oauth_github;
 mod oauth_oidc;
 mod queue_contract;
+mod schemastore;
 mod shutdown;
 mod store_behaviour;
 mod swa;

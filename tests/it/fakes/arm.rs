@@ -16,6 +16,15 @@
 //! * the agent's readiness URL (`/_dev8/healthz` on a group's FQDN, chosen by
 //!   the `Host` header), answering only for a running group.
 //!
+//! Every ARM exchange is recorded (`FakeState::exchanges`: method, path,
+//! request body, status, answer); the full-tier test
+//! `aci::every_arm_body_follows_the_published_specs` checks each request
+//! body and each answer against the Microsoft.ContainerInstance and
+//! Microsoft.Storage 2023-05-01 specs (`tests/specs/arm_spec.py`, reading
+//! the models Microsoft generates from them and publishes on PyPI), so
+//! neither what the binary sends nor what this fake answers can drift from
+//! the spec unnoticed.
+//!
 //! `backend` is the real `AciCompute` pointed at a fake, with short timings.
 
 use axum::body::Bytes;
@@ -70,12 +79,28 @@ pub struct Fault {
     pub times: u32,
 }
 
+/// One ARM request and the fake's answer, as they crossed the wire.
+#[derive(Debug, Clone)]
+pub struct Exchange {
+    pub method: String,
+    /// Path without the query.
+    pub path: String,
+    /// The request body (`Null` when empty; a body that is not JSON is kept as a string).
+    pub request: Value,
+    pub status: u16,
+    /// The response body (`Null` when empty).
+    pub response: Value,
+}
+
 #[derive(Debug, Default)]
 pub struct FakeState {
     pub groups: BTreeMap<String, Group>,
     pub shares: BTreeMap<String, Share>,
     /// Every ARM request: (method, path without query).
     pub log: Vec<(String, String)>,
+    /// Every ARM request with its body and the answer (what `tests/it/aci.rs`
+    /// checks against Azure's published specs).
+    pub exchanges: Vec<Exchange>,
     /// Container-group PUT bodies, in order.
     pub group_puts: Vec<Value>,
     /// Shares ever created (first PUT), by name.
@@ -276,6 +301,30 @@ fn view(name: &str, g: &Group) -> Value {
     v["properties"]["ipAddress"]["fqdn"] = json!(g.fqdn);
     if let Some(state) = &g.state {
         v["properties"]["instanceView"] = json!({"state": state, "events": []});
+        // Each container's own view, as the spec's ContainerGroupsList example
+        // shows it (specification/containerinstance/resource-manager/
+        // Microsoft.ContainerInstance/stable/2023-05-01/examples/ContainerGroupsList.json
+        // at 40b12593b8f2c03cf8b8a6d8098b1f333a04a70f).
+        let current = match state.as_str() {
+            "Running" => "Running",
+            "Stopped" => "Terminated",
+            _ => "Waiting",
+        };
+        if let Some(cs) = v
+            .pointer_mut("/properties/containers")
+            .and_then(Value::as_array_mut)
+        {
+            for c in cs {
+                if c.pointer("/properties/instanceView").is_none()
+                    && let Some(p) = c.get_mut("properties").and_then(Value::as_object_mut)
+                {
+                    p.insert(
+                        "instanceView".into(),
+                        json!({"restartCount": 0, "currentState": {"state": current, "detailStatus": ""}, "events": []}),
+                    );
+                }
+            }
+        }
     }
     v
 }
@@ -312,6 +361,15 @@ fn transitional(g: &Group) -> bool {
     )
 }
 
+fn json_or_text(bytes: &[u8]) -> Value {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Value::Null;
+    }
+    serde_json::from_slice(bytes)
+        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(bytes).into_owned()))
+}
+
+/// Answers a request and, for ARM paths, records the exchange.
 async fn handle(
     State(state): State<Arc<Mutex<FakeState>>>,
     method: Method,
@@ -319,6 +377,32 @@ async fn handle(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    let response = respond(&state, &method, &uri, &headers, &body);
+    if !uri.path().starts_with("/subscriptions/") {
+        return response;
+    }
+    let (parts, out) = response.into_parts();
+    let out = axum::body::to_bytes(out, usize::MAX)
+        .await
+        .unwrap_or_default();
+    state.lock().unwrap().exchanges.push(Exchange {
+        method: method.to_string(),
+        path: uri.path().to_string(),
+        request: json_or_text(&body),
+        status: parts.status.as_u16(),
+        response: json_or_text(&out),
+    });
+    Response::from_parts(parts, axum::body::Body::from(out))
+}
+
+fn respond(
+    state: &Mutex<FakeState>,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Response {
+    let method = method.clone();
     let path = uri.path().to_string();
     let mut s = state.lock().unwrap();
 
@@ -349,7 +433,7 @@ async fn handle(
     // Entra ID: client credentials.
     if method == Method::POST && path == format!("/{TENANT}/oauth2/v2.0/token") {
         s.token_requests += 1;
-        let form: HashMap<String, String> = url_form(&body);
+        let form: HashMap<String, String> = url_form(body);
         let ok = form.get("grant_type").map(String::as_str) == Some("client_credentials")
             && form.get("client_id").map(String::as_str) == Some(CLIENT_ID)
             && form.get("client_secret").map(String::as_str) == Some(CLIENT_SECRET)
@@ -381,7 +465,7 @@ async fn handle(
         );
     }
     s.log.push((method.to_string(), path.clone()));
-    let q = query(&uri);
+    let q = query(uri);
 
     // Injected faults come first.
     if let Some(i) = s.faults.iter().position(|f| {
@@ -459,15 +543,15 @@ async fn handle(
                 return error(StatusCode::BAD_REQUEST, "InvalidApiVersionParameter", &api);
             }
             let name = name.to_string();
-            group_call(&mut s, &method, &name, action, &body)
+            group_call(&mut s, &method, &name, action, body)
         }
         ["Microsoft.Storage", "storageAccounts", acct, "listKeys"] if method == Method::POST => {
             if *acct != ACCOUNT || api != STORAGE_API {
                 return error(StatusCode::NOT_FOUND, "ResourceNotFound", "no such account");
             }
             axum::Json(json!({"keys": [
-                {"keyName":"key1","value":ACCOUNT_KEY,"permissions":"FULL"},
-                {"keyName":"key2","value":"c2Vjb25kLWtleQ==","permissions":"FULL"}
+                {"keyName":"key1","value":ACCOUNT_KEY,"permissions":"Full"},
+                {"keyName":"key2","value":"c2Vjb25kLWtleQ==","permissions":"Full"}
             ]}))
             .into_response()
         }
@@ -484,7 +568,7 @@ async fn handle(
                 return error(StatusCode::NOT_FOUND, "ResourceNotFound", "no such account");
             }
             let share = share.to_string();
-            share_call(&mut s, &method, &share, &body)
+            share_call(&mut s, &method, &share, body)
         }
         _ => error(StatusCode::NOT_FOUND, "ResourceNotFound", "unknown path"),
     }
