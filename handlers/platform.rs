@@ -27,6 +27,9 @@ pub struct Platform {
     pub policy: Policy,
     /// The external sign-in providers configured (possibly none).
     pub providers: Arc<crate::auth::oauth::Providers>,
+    /// Verified session tokens, believed for at most
+    /// `auth::sessions::REVOCATION_DELAY`.
+    pub sessions: crate::auth::sessions::SessionCache,
 }
 
 /// The platform as jobs see it: plus the compute backend and the job queue.

@@ -166,6 +166,7 @@ impl Application {
             keys: Arc::new(keys),
             policy: policy(&settings, public_url),
             providers: Arc::new(Providers::from_settings(&settings.oauth)?),
+            sessions: Default::default(),
         });
         let jobs = Arc::new(JobContext {
             platform,
