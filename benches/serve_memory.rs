@@ -39,7 +39,7 @@ impl Serve {
     async fn start(data: &std::path::Path) -> Serve {
         let stub = data.join("code-server-stub.js");
         std::fs::write(&stub, STUB).unwrap();
-        Serve(ChildServe::start(data, &stub, &[]).await)
+        Serve(ChildServe::launch(data, &stub, &[]).await)
     }
 
     async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
@@ -117,9 +117,17 @@ async fn main() {
             .clamp(1, 1000)
     };
     let data = tempfile::tempdir().unwrap();
-    let serve = Serve::start(data.path()).await;
+    let mut serve = Serve::start(data.path()).await;
     let fresh = serve.idle_rss_kb().await;
     println!("serve_memory: fresh serve, idle: {}", mb(fresh));
+    // Sign-up and a token: two argon2id hashes (19 MiB of working memory each).
+    serve.0.sign_up().await;
+    let signed_in = serve.idle_rss_kb().await;
+    println!(
+        "  after sign-up and one sign-in, idle: {} (fresh + {})",
+        mb(signed_in),
+        mb(signed_in.saturating_sub(fresh))
+    );
     let mut after_10 = None;
     let t0 = Instant::now();
     for i in 0..cycles {

@@ -33,6 +33,13 @@ impl ChildServe {
     /// Start `serve` with its state under `data/serve`, `code_server` as
     /// code-server's entry, and `env` on top; sign up and take a token.
     pub async fn start(data: &Path, code_server: &Path, env: &[(&str, &str)]) -> ChildServe {
+        let mut serve = Self::launch(data, code_server, env).await;
+        serve.sign_up().await;
+        serve
+    }
+
+    /// `start` without signing anyone up.
+    pub async fn launch(data: &Path, code_server: &Path, env: &[(&str, &str)]) -> ChildServe {
         let data_dir = data.join("serve");
         let mut cmd = Command::new(handler_exe());
         cmd.arg("serve")
@@ -70,32 +77,34 @@ impl ChildServe {
             .next()
             .and_then(|p| p.parse().ok())
             .unwrap_or_else(|| panic!("no port in {url:?}"));
-        let base = format!("http://127.0.0.1:{port}");
-        let http = reqwest::Client::builder().no_proxy().build().unwrap();
+        ChildServe {
+            child,
+            port,
+            base: format!("http://127.0.0.1:{port}"),
+            http: reqwest::Client::builder().no_proxy().build().unwrap(),
+            token: String::new(),
+            user_id: String::new(),
+            data_dir,
+        }
+    }
+
+    /// Sign the bench's user up and take a bearer token.
+    pub async fn sign_up(&mut self) {
         let creds =
             json!({"email": "bench@example.com", "password": "correct horse battery staple"});
-        let r = http
-            .post(format!("{base}/api/auth/signup"))
-            .header("origin", &base)
+        let r = self
+            .http
+            .post(format!("{}/api/auth/signup", self.base))
+            .header("origin", &self.base)
             .json(&creds)
             .send()
             .await
             .unwrap();
         assert_eq!(r.status(), 201, "signup");
-        let mut serve = ChildServe {
-            child,
-            port,
-            base,
-            http,
-            token: String::new(),
-            user_id: String::new(),
-            data_dir,
-        };
-        let r = serve.post("/api/auth/token", creds).await;
-        serve.token = r["token"].as_str().expect("a token").to_string();
-        let me = serve.get("/api/auth/me").await;
-        serve.user_id = me["user"]["id"].as_str().expect("user id").to_string();
-        serve
+        let r = self.post("/api/auth/token", creds).await;
+        self.token = r["token"].as_str().expect("a token").to_string();
+        let me = self.get("/api/auth/me").await;
+        self.user_id = me["user"]["id"].as_str().expect("user id").to_string();
     }
 
     async fn post(&self, path: &str, body: Value) -> Value {
