@@ -284,9 +284,12 @@ async fn main() {
     app.shutdown().await;
 
     println!("ide_ready: {rounds} rounds (reconcile interval 1000 ms, the serve default)");
+    let mut worst = 0.0f64;
     for (i, (b, f)) in bare.iter().zip(&full).enumerate() {
+        let ratio = f.as_secs_f64() / b.as_secs_f64();
+        worst = worst.max(ratio);
         println!(
-            "  round {i}: bare code-server boot {}   create -> IDE ready {}",
+            "  round {i}: bare code-server boot {}   create -> IDE ready {}   ratio {ratio:.2}x",
             ms(*b),
             ms(*f)
         );
@@ -298,6 +301,10 @@ async fn main() {
         ms(b),
         ms(f),
         ms(overhead)
+    );
+    println!(
+        "  goal (issue 18): <= 1.15x the bare boot in every round: {} (worst {worst:.2}x)",
+        if worst <= 1.15 { "met" } else { "NOT met" }
     );
     println!(
         "  goal: overhead <= 1000 ms: {}",

@@ -268,6 +268,7 @@ pub async fn delete_account(p: &Platform, by: Actor<'_>) -> LifecycleResult<()> 
         }
     }
     p.store.revoke_user_sessions(by.user_id).await?;
+    p.sessions.forget_user(by.user_id);
     for identity in p.store.identities(by.user_id).await? {
         match p.store.delete_identity(by.user_id, &identity.id).await {
             Ok(()) | Err(StoreError::NotFound) => {}

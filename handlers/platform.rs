@@ -29,6 +29,9 @@ pub struct Platform {
     pub providers: Arc<crate::auth::oauth::Providers>,
     /// Every metric (and, when configured, the Application Insights exporter).
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// Verified session tokens, believed for at most
+    /// `auth::sessions::REVOCATION_DELAY`.
+    pub sessions: crate::auth::sessions::SessionCache,
 }
 
 /// The platform as jobs see it: plus the compute backend and the job queue.

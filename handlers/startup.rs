@@ -180,6 +180,7 @@ impl Application {
             policy: policy(&settings, public_url),
             providers: Arc::new(Providers::from_settings(&settings.oauth)?),
             metrics: Arc::new(Metrics::new(exporter)),
+            sessions: Default::default(),
         });
         let jobs = Arc::new(JobContext {
             platform,
@@ -275,9 +276,21 @@ async fn catch_up(p: &JobContext) {
     }
 }
 
+/// Run jobs until stopped. An empty queue is polled with a back-off (50 to
+/// 250 ms, for delayed messages coming due), and a queue that signals sends
+/// (the embedded one) wakes the worker at once: a reconcile asked for when an
+/// agent becomes ready starts without a poll interval.
 async fn worker_loop(p: Arc<JobContext>, mut stop: watch::Receiver<bool>) {
     let mut idle = Duration::from_millis(50);
+    let signal = p
+        .queue
+        .sent_signal()
+        .unwrap_or_else(|| Arc::new(tokio::sync::Notify::new()));
     while !*stop.borrow() {
+        // Listen before looking, so a send during `run_next` is not missed.
+        let sent = signal.notified();
+        tokio::pin!(sent);
+        sent.as_mut().enable();
         // A job, once taken, runs to completion: shutdown is only checked between jobs.
         match worker::run_next(&p).await {
             Ok(worker::RunOutcome::Done) => {
@@ -291,6 +304,10 @@ async fn worker_loop(p: Arc<JobContext>, mut stop: watch::Receiver<bool>) {
         }
         tokio::select! {
             _ = tokio::time::sleep(idle) => {}
+            _ = &mut sent => {
+                idle = Duration::from_millis(50);
+                continue;
+            }
             _ = stop.wait_for(|s| *s) => break,
         }
         idle = (idle * 2).min(Duration::from_millis(250));

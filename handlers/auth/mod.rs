@@ -9,6 +9,7 @@ pub mod oidc;
 pub mod password;
 pub mod provider;
 pub mod ratelimit;
+pub mod sessions;
 pub mod tokens;
 
 pub use keys::KeySet;

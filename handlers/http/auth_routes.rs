@@ -299,6 +299,7 @@ pub async fn signout(
     caller: Caller,
 ) -> ApiResult<Response> {
     p.store.revoke_session(&caller.session_id).await?;
+    p.sessions.forget_session(&caller.session_id);
     audit::record(&p, Entry::ok(&caller.user.id, Action::SignOut).from(addr.0)).await;
     Ok(clear_cookie(&p))
 }

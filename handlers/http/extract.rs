@@ -2,6 +2,7 @@
 //! bearer, with the CSRF Origin check for cookies), and the client address.
 
 use super::error::ApiError;
+use crate::auth::sessions::Verified;
 use crate::auth::tokens::{SESSION_AUDIENCE, TokenKind};
 use crate::domain::User;
 use crate::platform::{Platform, Policy};
@@ -117,9 +118,15 @@ pub fn bearer(headers: &HeaderMap) -> Option<Bearer<'_>> {
 
 /// Resolve a session token to its user: the JWT must verify as a session
 /// token, and its server-side session must exist, be live and belong to an
-/// existing user.
+/// existing user. A token confirmed less than `REVOCATION_DELAY` ago is
+/// answered from `Platform::sessions` without a store read
+/// (see `auth::sessions`).
 pub async fn resolve_session(p: &Platform, token: &str) -> Result<(User, String), ApiError> {
     const REJECTED: ApiError = ApiError::Unauthorized("the session is not valid; sign in again");
+    let seen = match p.sessions.get(token, p.clock.now()) {
+        Ok(hit) => return Ok(hit),
+        Err(generation) => generation,
+    };
     let claims = p
         .keys
         .verify(
@@ -135,6 +142,14 @@ pub async fn resolve_session(p: &Platform, token: &str) -> Result<(User, String)
         return Err(REJECTED);
     }
     let user = p.store.user(&claims.sub).await?.ok_or(REJECTED)?;
+    let verified = Verified {
+        token,
+        user: &user,
+        session_id: &sid,
+        session_expires_at: session.expires_at,
+        token_exp: claims.exp,
+    };
+    p.sessions.put(seen, verified, p.clock.now());
     Ok((user, sid))
 }
 

@@ -91,6 +91,10 @@ impl EmbeddedQueue {
 
 #[async_trait]
 impl JobQueue for EmbeddedQueue {
+    fn sent_signal(&self) -> Option<Arc<tokio::sync::Notify>> {
+        Some(self.notify.clone())
+    }
+
     async fn send(&self, body: &str, delay: Duration) -> QueueResult<()> {
         self.insert(self.name.clone(), body.to_string(), delay)
             .await

@@ -61,6 +61,12 @@ pub trait JobQueue: Send + Sync + 'static {
     async fn poisoned(&self) -> QueueResult<Vec<String>>;
     /// Approximate number of messages in the main queue, visible or not.
     async fn approximate_len(&self) -> QueueResult<u64>;
+    /// Notified when a message may have been sent, if the queue can tell
+    /// (an in-process queue): a waiting worker wakes at once instead of at
+    /// its next poll. `None`: poll.
+    fn sent_signal(&self) -> Option<std::sync::Arc<tokio::sync::Notify>> {
+        None
+    }
 }
 
 /// The job wire format: versioned, and carrying the partition key.

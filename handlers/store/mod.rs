@@ -9,7 +9,7 @@ mod sqlite;
 pub mod update;
 
 pub use cosmos::{CosmosConfig, CosmosStore};
-pub use sqlite::SqliteStore;
+pub use sqlite::{ACTIVE_ENVIRONMENTS_SQL, SqliteStore};
 
 use crate::domain::{AuditRecord, Environment, Identity, Session, Status, User};
 use async_trait::async_trait;

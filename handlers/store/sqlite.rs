@@ -70,7 +70,17 @@ CREATE INDEX audit_by_user_recent ON audit (user_id, at DESC, id DESC);
 "#,
 ];
 
-/// The embedded store. Cheap to clone; all clones share one connection.
+/// The sweep's scan: the active environments, found through
+/// `environments_by_status` (O(active) rows, not O(all)).
+pub const ACTIVE_ENVIRONMENTS_SQL: &str = "SELECT doc, version FROM environments
+     WHERE status IN ('creating', 'starting', 'running', 'stopping', 'deleting')";
+
+/// Read connections of a file store: enough for the blocking pool to serve
+/// reads on both cores of a small machine while a write is in progress.
+pub const READERS: usize = 3;
+
+/// The embedded store. Cheap to clone; all clones share one writer
+/// connection and `READERS` read connections (`Db`).
 #[derive(Clone)]
 pub struct SqliteStore {
     db: Db,
@@ -106,7 +116,7 @@ impl SqliteStore {
     /// Open (creating if needed) the database file and bring its schema up to date.
     pub fn open(path: &Path) -> anyhow::Result<Self> {
         Ok(SqliteStore {
-            db: Db::open(path, MIGRATIONS)?,
+            db: Db::open_with_readers(path, MIGRATIONS, READERS)?,
         })
     }
 
@@ -123,6 +133,15 @@ impl SqliteStore {
         F: FnOnce(&mut Connection) -> StoreResult<T> + Send + 'static,
     {
         self.db.with(f).await
+    }
+
+    /// A read: on a read connection, never queued behind a write.
+    async fn read<T, F>(&self, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+    {
+        self.db.read(f).await
     }
 }
 
@@ -168,7 +187,7 @@ impl Store for SqliteStore {
 
     async fn user(&self, id: &str) -> StoreResult<Option<User>> {
         let id = id.to_string();
-        self.with(move |c| {
+        self.read(move |c| {
             let doc: Option<String> = c
                 .query_row("SELECT doc FROM users WHERE id = ?1", [id], |r| r.get(0))
                 .optional()
@@ -180,7 +199,7 @@ impl Store for SqliteStore {
 
     async fn user_by_email(&self, email: &str) -> StoreResult<Option<User>> {
         let email = email.to_string();
-        self.with(move |c| {
+        self.read(move |c| {
             let doc: Option<String> = c
                 .query_row("SELECT doc FROM users WHERE email = ?1", [email], |r| {
                     r.get(0)
@@ -228,7 +247,7 @@ impl Store for SqliteStore {
 
     async fn session(&self, id: &str) -> StoreResult<Option<Session>> {
         let id = id.to_string();
-        self.with(move |c| {
+        self.read(move |c| {
             let doc: Option<String> = c
                 .query_row("SELECT doc FROM sessions WHERE id = ?1", [id], |r| r.get(0))
                 .optional()
@@ -294,7 +313,7 @@ impl Store for SqliteStore {
         id: &str,
     ) -> StoreResult<Option<Versioned<Environment>>> {
         let (user_id, id) = (user_id.to_string(), id.to_string());
-        self.with(move |c| {
+        self.read(move |c| {
             let row = c
                 .query_row(
                     "SELECT doc, version FROM environments WHERE id = ?1 AND user_id = ?2",
@@ -310,7 +329,7 @@ impl Store for SqliteStore {
 
     async fn environments(&self, user_id: &str) -> StoreResult<Vec<Versioned<Environment>>> {
         let user_id = user_id.to_string();
-        self.with(move |c| {
+        self.read(move |c| {
             let mut stmt = c
                 .prepare_cached(
                     "SELECT doc, version FROM environments WHERE user_id = ?1
@@ -391,12 +410,9 @@ impl Store for SqliteStore {
     }
 
     async fn active_environments(&self) -> StoreResult<Vec<Versioned<Environment>>> {
-        self.with(move |c| {
+        self.read(move |c| {
             let mut stmt = c
-                .prepare_cached(
-                    "SELECT doc, version FROM environments
-                     WHERE status IN ('creating', 'starting', 'running', 'stopping', 'deleting')",
-                )
+                .prepare_cached(ACTIVE_ENVIRONMENTS_SQL)
                 .map_err(unavailable)?;
             let rows = stmt.query_map([], read_env).map_err(unavailable)?;
             versioned_envs(rows.collect::<Result<_, _>>().map_err(unavailable)?)
@@ -428,7 +444,7 @@ impl Store for SqliteStore {
     async fn document(&self, key: &str) -> StoreResult<Option<Versioned<serde_json::Value>>> {
         let key = key.to_string();
         let now = ts(Utc::now());
-        self.with(move |c| {
+        self.read(move |c| {
             let row: Option<(String, i64)> = c
                 .query_row(
                     "SELECT doc, version FROM documents WHERE key = ?1 AND (expires_at IS NULL OR expires_at > ?2)",
@@ -531,7 +547,7 @@ impl Store for SqliteStore {
         subject: &str,
     ) -> StoreResult<Option<Identity>> {
         let (issuer, subject) = (issuer.to_string(), subject.to_string());
-        self.with(move |c| {
+        self.read(move |c| {
             let doc: Option<String> = c
                 .query_row(
                     "SELECT doc FROM identities WHERE issuer = ?1 AND subject = ?2",
@@ -547,7 +563,7 @@ impl Store for SqliteStore {
 
     async fn identities(&self, user_id: &str) -> StoreResult<Vec<Identity>> {
         let user_id = user_id.to_string();
-        self.with(move |c| {
+        self.read(move |c| {
             let mut stmt = c
                 .prepare_cached(
                     "SELECT doc FROM identities WHERE user_id = ?1 ORDER BY created_at, id",
@@ -602,7 +618,7 @@ impl Store for SqliteStore {
         let user_id = user_id.to_string();
         let (at, id) = before.map_or((None, None), |b| (Some(ts(b.at)), Some(b.id.clone())));
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        self.with(move |c| {
+        self.read(move |c| {
             let mut stmt = c
                 .prepare_cached(
                     "SELECT doc FROM audit WHERE user_id = ?1

@@ -4,6 +4,7 @@ use crate::harness::{Auth, TestApp, spawn_app};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use dev8::auth::KeySet;
+use dev8::auth::sessions::REVOCATION_DELAY;
 use dev8::auth::tokens::{Claims, TokenKind, claims};
 use dev8::config::SignupPolicy;
 use reqwest::Method;
@@ -605,4 +606,41 @@ async fn jwt_negative_table() {
         204
     );
     app.get("/api/auth/me", &u).await.problem(401);
+}
+
+/// The verified-session cache (`auth::sessions`) may believe a token for at
+/// most `REVOCATION_DELAY`: a sign-out through another instance (here: the
+/// shared store revoked directly, as that instance would) is refused once the
+/// delay has passed.
+#[tokio::test]
+async fn a_session_revoked_elsewhere_stops_working_within_the_revocation_delay() {
+    let app = spawn_app().await;
+    let u = app.user("ada@x.io").await;
+    assert_eq!(app.get("/api/environments", &u).await.status, 200);
+    let sid = decode_claims(&u.token).sid.expect("a session id");
+    app.platform.store.revoke_session(&sid).await.unwrap();
+    app.clock.advance(REVOCATION_DELAY);
+    app.get("/api/environments", &u).await.problem(401);
+    app.get("/api/auth/me", &u).await.problem(401);
+}
+
+/// Deleting the account on this instance ends its sessions at once, cached
+/// or not; a deletion through another instance within the revocation delay.
+#[tokio::test]
+async fn a_deleted_account_stops_working_at_once_here_and_within_the_delay_elsewhere() {
+    let app = spawn_app().await;
+    let u = app.user("ada@x.io").await;
+    assert_eq!(app.get("/api/environments", &u).await.status, 200);
+    let gone = app
+        .send(Method::DELETE, "/api/auth/me", None, Auth::Bearer(&u.token))
+        .await;
+    assert_eq!(gone.status, 204, "{}", gone.body);
+    app.get("/api/environments", &u).await.problem(401);
+    app.get("/api/auth/me", &u).await.problem(401);
+
+    let b = app.user("bob@x.io").await;
+    assert_eq!(app.get("/api/environments", &b).await.status, 200);
+    app.platform.store.delete_user(&b.id).await.unwrap();
+    app.clock.advance(REVOCATION_DELAY);
+    app.get("/api/environments", &b).await.problem(401);
 }

@@ -570,3 +570,50 @@ async fn browsers_get_the_dashboard_and_api_paths_stay_json() {
         .await;
     api.problem(401);
 }
+
+/// Reads run on their own connections (`db::Db::read`) next to the one
+/// writer: concurrent writes and reads lose nothing, and a write is visible
+/// to every read that starts after it was answered.
+#[tokio::test]
+async fn concurrent_writes_and_reads_lose_nothing() {
+    let app = spawn_app().await;
+    let u = app.user("ada@x.io").await;
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        ids.push(app.new_env(&u, &format!("env-{i}")).await);
+    }
+    let writes = ids.iter().enumerate().flat_map(|(i, id)| {
+        let (app, u) = (&app, &u);
+        // Two writers per record: both must land (through the read-modify-write loop).
+        [
+            json!({"name": format!("renamed-{i}")}),
+            json!({"idleTimeoutMinutes": 60 + i}),
+        ]
+        .into_iter()
+        .map(move |body| async move {
+            app.send(
+                Method::PATCH,
+                &format!("/api/environments/{id}"),
+                Some(body),
+                Auth::Bearer(&u.token),
+            )
+            .await
+            .status
+        })
+    });
+    let reads = (0..20).map(|_| {
+        let (app, u) = (&app, &u);
+        async move { app.get("/api/environments", u).await.status }
+    });
+    let (written, read) = tokio::join!(
+        futures::future::join_all(writes),
+        futures::future::join_all(reads)
+    );
+    assert!(written.iter().all(|s| *s == 200), "{written:?}");
+    assert!(read.iter().all(|s| *s == 200), "{read:?}");
+    for (i, id) in ids.iter().enumerate() {
+        let e = app.environment(&u, id).await;
+        assert_eq!(e["name"], format!("renamed-{i}"));
+        assert_eq!(e["idleTimeoutMinutes"], 60 + i);
+    }
+}
