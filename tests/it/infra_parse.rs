@@ -51,6 +51,16 @@ const API_VERSIONS: &[(&str, &str, &str)] = &[
         "specification/cosmos-db/resource-manager/Microsoft.DocumentDB/stable/2024-11-15",
     ),
     (
+        "Microsoft.Insights/actionGroups",
+        "2023-01-01",
+        "specification/monitor/resource-manager/Microsoft.Insights/stable/2023-01-01",
+    ),
+    (
+        "Microsoft.Insights/scheduledQueryRules",
+        "2023-03-15-preview",
+        "specification/monitor/resource-manager/Microsoft.Insights/preview/2023-03-15-preview",
+    ),
+    (
         "Microsoft.Insights/components",
         "2020-02-02",
         "specification/applicationinsights/resource-manager/Microsoft.Insights/stable/2020-02-02",
