@@ -34,6 +34,7 @@ mod oauth_github;
 mod oauth_oidc;
 mod queue_contract;
 mod shutdown;
+mod signin_limits;
 mod store_behaviour;
 mod swa;
 mod tiers;
