@@ -60,6 +60,9 @@ pub struct Policy {
     pub session_hours: i64,
     pub signin_limit_per_account: crate::auth::ratelimit::Limit,
     pub signin_limit_per_address: crate::auth::ratelimit::Limit,
+    /// Shared by every request whose client address is unknown (sign-in
+    /// failures, sign-ups): generous, so it never locks everyone out.
+    pub signin_limit_unknown: crate::auth::ratelimit::Limit,
 }
 
 impl Policy {

@@ -81,6 +81,10 @@ fn policy(settings: &Settings, public_url: String) -> Policy {
             max: 50,
             window: chrono::Duration::minutes(15),
         },
+        signin_limit_unknown: Limit {
+            max: 500,
+            window: chrono::Duration::minutes(15),
+        },
     }
 }
 

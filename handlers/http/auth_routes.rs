@@ -3,6 +3,7 @@
 
 use super::error::{ApiError, ApiResult};
 use super::extract::{AppState, Caller, ClientAddr, JsonObject, cookie_name, require_same_origin};
+use super::signin_limits::{Attempt, device_cookie, per_address};
 use super::views::UserView;
 use crate::audit::{self, Action, Entry};
 use crate::auth::password;
@@ -77,10 +78,16 @@ pub(crate) fn time_duration(secs: i64) -> cookie::time::Duration {
     cookie::time::Duration::seconds(secs)
 }
 
-fn with_cookie(status: StatusCode, body: serde_json::Value, cookie: Cookie<'static>) -> Response {
+fn with_cookies<const N: usize>(
+    status: StatusCode,
+    body: serde_json::Value,
+    cookies: [Cookie<'static>; N],
+) -> Response {
     let mut resp = (status, Json(body)).into_response();
-    if let Ok(v) = cookie.to_string().parse() {
-        resp.headers_mut().append(header::SET_COOKIE, v);
+    for cookie in cookies {
+        if let Ok(v) = cookie.to_string().parse() {
+            resp.headers_mut().append(header::SET_COOKIE, v);
+        }
     }
     resp.headers_mut().insert(
         header::CACHE_CONTROL,
@@ -100,7 +107,7 @@ pub async fn signup(
         &p,
         "signup-addr",
         &addr.key(),
-        p.policy.signin_limit_per_address,
+        per_address(&p.policy, &addr),
     )
     .await?;
     let input = validation::sign_up(&body).map_err(ApiError::Validation)?;
@@ -134,10 +141,10 @@ pub async fn signup(
     )
     .await;
     let (token, _) = start_session(&p, &user).await?;
-    Ok(with_cookie(
+    Ok(with_cookies(
         StatusCode::CREATED,
         json!({"user": UserView::from(&user)}),
-        session_cookie(&p, token),
+        [session_cookie(&p, token), device_cookie(&p, &user)],
     ))
 }
 
@@ -189,33 +196,22 @@ pub(crate) async fn claim_first_signup(p: &Platform, user: &User) -> ApiResult<(
     Ok(())
 }
 
-/// Check credentials under the rate limits; the same 401 for an unknown
-/// email and a wrong password, in about the same time.
+/// Check credentials under the sign-in limits (`signin_limits`); the same
+/// 401 for an unknown email and a wrong password, in about the same time.
 async fn authenticate(
     p: &Platform,
     addr: ClientAddr,
+    headers: &HeaderMap,
     body: &serde_json::Map<String, serde_json::Value>,
 ) -> ApiResult<User> {
     let creds = validation::credentials(body).map_err(ApiError::Validation)?;
-    limit(
-        p,
-        "signin-addr",
-        &addr.key(),
-        p.policy.signin_limit_per_address,
-    )
-    .await?;
-    limit(
-        p,
-        "signin-account",
-        &creds.email,
-        p.policy.signin_limit_per_account,
-    )
-    .await?;
     let user = p.store.user_by_email(&creds.email).await?;
+    let attempt = Attempt::begin(p, &addr, headers, &creds.email, user.as_ref()).await?;
     let hash = user.as_ref().and_then(|u| u.password_hash.clone());
     if password::verify(creds.password, hash).await
         && let Some(user) = user
     {
+        attempt.succeeded(p).await?;
         return Ok(user);
     }
     // A failure is recorded for the account it targeted (its owner sees
@@ -239,7 +235,7 @@ pub async fn signin(
     JsonObject(body): JsonObject,
 ) -> ApiResult<Response> {
     require_same_origin(&headers, &p.policy)?;
-    let user = authenticate(&p, addr, &body).await?;
+    let user = authenticate(&p, addr, &headers, &body).await?;
     let (token, _) = start_session(&p, &user).await?;
     audit::record(
         &p,
@@ -248,10 +244,10 @@ pub async fn signin(
             .detail("password"),
     )
     .await;
-    Ok(with_cookie(
+    Ok(with_cookies(
         StatusCode::OK,
         json!({"user": UserView::from(&user)}),
-        session_cookie(&p, token),
+        [session_cookie(&p, token), device_cookie(&p, &user)],
     ))
 }
 
@@ -259,9 +255,10 @@ pub async fn signin(
 pub async fn token(
     State(p): State<AppState>,
     addr: ClientAddr,
+    headers: HeaderMap,
     JsonObject(body): JsonObject,
 ) -> ApiResult<Response> {
-    let user = authenticate(&p, addr, &body).await?;
+    let user = authenticate(&p, addr, &headers, &body).await?;
     let (token, expires_at) = start_session(&p, &user).await?;
     audit::record(
         &p,

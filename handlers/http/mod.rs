@@ -10,6 +10,7 @@ pub mod extract;
 pub mod ide_routes;
 mod meta;
 pub mod oauth_routes;
+pub mod signin_limits;
 pub mod views;
 
 use axum::Router;

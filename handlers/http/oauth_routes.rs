@@ -159,7 +159,7 @@ pub async fn start(
         &p,
         "oauth-start-addr",
         &addr.key(),
-        p.policy.signin_limit_per_address,
+        super::signin_limits::per_address(&p.policy, &addr),
     )
     .await?;
     match begin(&p, &provider, None).await {
@@ -250,7 +250,7 @@ pub async fn callback(
         &p,
         "signin-addr",
         &addr.key(),
-        p.policy.signin_limit_per_address,
+        super::signin_limits::per_address(&p.policy, &addr),
     )
     .await?;
     let flow = take_flow(&p, &headers, provider.id(), q.get("state")).await?;
