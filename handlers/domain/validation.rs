@@ -112,6 +112,16 @@ impl<'a> Fields<'a> {
 }
 
 /// An environment name: trimmed, 1-50 characters, printable, no control characters.
+/// Is this a well-formed id, as `domain::new_id` makes them (a ULID in
+/// lower-case Crockford base32)? Anything else names nothing.
+pub fn is_id(raw: &str) -> bool {
+    raw.len() == 26
+        && raw.as_bytes()[0] <= b'7'
+        && raw
+            .bytes()
+            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'h' | b'j' | b'k' | b'm' | b'n' | b'p'..=b't' | b'v'..=b'z'))
+}
+
 pub fn environment_name(raw: &str) -> Result<String, String> {
     let name = raw.trim();
     let len = name.chars().count();
@@ -363,6 +373,25 @@ pub fn credentials(body: &Map<String, Value>) -> Result<Credentials, FieldErrors
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn ids_are_lower_case_ulids() {
+        assert!(is_id(&crate::domain::new_id()));
+        assert!(is_id("01j0000000000000000000000a"));
+        assert!(is_id("7zzzzzzzzzzzzzzzzzzzzzzzzz"));
+        for bad in [
+            "",
+            "01j000000000000000000000",
+            "01j0000000000000000000000a0",
+            "01J0000000000000000000000A",
+            "81j0000000000000000000000a",
+            "01j000000000000000000000ua",
+            "01j000000000000000000000la",
+            "01j00000000000000000000/.a",
+        ] {
+            assert!(!is_id(bad), "{bad}");
+        }
+    }
+
     use super::*;
     use serde_json::json;
 

@@ -6,7 +6,7 @@ use crate::auth::tokens::{SESSION_AUDIENCE, TokenKind};
 use crate::domain::User;
 use crate::platform::{Platform, Policy};
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Path, Request};
 use axum::http::{HeaderMap, Method, StatusCode, header, request::Parts};
 use axum_extra::extract::CookieJar;
 use serde_json::{Map, Value};
@@ -238,6 +238,22 @@ impl ClientAddr {
     pub fn key(&self) -> String {
         self.0
             .map_or_else(|| "unknown".to_string(), |ip| ip.to_string())
+    }
+}
+
+/// The `{id}` of a path, well-formed (`validation::is_id`). Anything else is
+/// 404 right here: put it first, and neither another extractor nor the
+/// store sees the request.
+pub struct IdPath(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for IdPath {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match Path::<String>::from_request_parts(parts, state).await {
+            Ok(Path(id)) if crate::domain::validation::is_id(&id) => Ok(IdPath(id)),
+            _ => Err(ApiError::NotFound),
+        }
     }
 }
 

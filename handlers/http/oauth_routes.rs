@@ -12,7 +12,7 @@ use super::auth_routes::{
     claim_first_signup, limit, session_cookie, signup_allowed, start_session, time_duration,
 };
 use super::error::{ApiError, ApiResult};
-use super::extract::{AppState, Caller, ClientAddr};
+use super::extract::{AppState, Caller, ClientAddr, IdPath};
 use crate::audit::{self, Action, Entry};
 use crate::auth::oauth::{
     AuthRequest, ExternalIdentity, Provider, ProviderError, pkce_challenge, random_token, same,
@@ -530,7 +530,7 @@ pub async fn identities(
 /// `DELETE /api/auth/identities/{id}`: unlink, but never the last way to sign in.
 pub async fn unlink(
     State(p): State<AppState>,
-    Path(id): Path<String>,
+    IdPath(id): IdPath,
     addr: ClientAddr,
     caller: Caller,
 ) -> ApiResult<Response> {
