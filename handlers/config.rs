@@ -192,6 +192,13 @@ pub struct Settings {
     /// What environments run on.
     #[arg(long, env = "DEV8_COMPUTE", value_enum, default_value_t = ComputeKind::Local)]
     pub compute: ComputeKind,
+    /// With local compute every account's IDE runs as the OS user running
+    /// `serve`, so any IDE can read the others' data (signing keys, database,
+    /// workspaces) and become another account: only one account may exist
+    /// unless this is set (`1`/`true`) to accept that.
+    #[arg(long, env = "DEV8_LOCAL_SHARED_USER", default_value_t = false,
+          action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new())]
+    pub local_shared_user: bool,
     /// code-server's entry (local compute); default: the project's tools folder.
     #[arg(long, env = "DEV8_CODE_SERVER")]
     pub code_server: Option<PathBuf>,

@@ -50,6 +50,9 @@ pub struct Policy {
     /// Origin of the dashboard and API as browsers see it; also the token issuer.
     pub public_url: String,
     pub signup: SignupPolicy,
+    /// Only one account may exist (local compute, where every IDE runs as
+    /// one OS user, without `DEV8_LOCAL_SHARED_USER`).
+    pub one_account: bool,
     /// Lower-case email domains allowed to sign up; empty = any.
     pub signup_domains: Vec<String>,
     pub quotas: Limits,
@@ -73,5 +76,11 @@ impl Policy {
 
     pub fn issuer(&self) -> &str {
         &self.public_url
+    }
+
+    /// Is sign-up open only until the first account exists (the `first`
+    /// policy, or one account only)?
+    pub fn first_account_only(&self) -> bool {
+        self.signup == SignupPolicy::First || self.one_account
     }
 }

@@ -151,12 +151,11 @@ pub async fn signup(
 /// May an account with this (normalised) email be created now? Applies
 /// `DEV8_SIGNUP` and `DEV8_SIGNUP_DOMAINS`; used by every way of signing up.
 pub(crate) async fn signup_allowed(p: &Platform, email: &str) -> ApiResult<()> {
-    match p.policy.signup {
-        SignupPolicy::Closed => return Err(ApiError::Forbidden("sign-up is closed".into())),
-        SignupPolicy::First if p.store.document(FIRST_USER_MARKER).await?.is_some() => {
-            return Err(ApiError::Forbidden("sign-up is closed".into()));
-        }
-        _ => {}
+    if p.policy.signup == SignupPolicy::Closed {
+        return Err(ApiError::Forbidden("sign-up is closed".into()));
+    }
+    if p.policy.first_account_only() && p.store.document(FIRST_USER_MARKER).await?.is_some() {
+        return Err(ApiError::Forbidden(closed_message(&p.policy).into()));
     }
     if !p.policy.signup_domains.is_empty() {
         let domain = email.rsplit('@').next().unwrap_or_default();
@@ -174,11 +173,20 @@ pub(crate) async fn signup_allowed(p: &Platform, email: &str) -> ApiResult<()> {
     Ok(())
 }
 
-/// Under the `first` policy, claim the one-time marker for a just-created
+fn closed_message(policy: &crate::platform::Policy) -> &'static str {
+    if policy.one_account {
+        "sign-up is closed: this server runs every IDE as one OS user, so it \
+         takes one account (DEV8_LOCAL_SHARED_USER=1 allows more)"
+    } else {
+        "sign-up is closed"
+    }
+}
+
+/// Under the `first` policy (or one account only), claim the one-time marker for a just-created
 /// account. Two racing first sign-ups both passed `signup_allowed`: the
 /// marker decides, and the loser's account is removed again.
 pub(crate) async fn claim_first_signup(p: &Platform, user: &User) -> ApiResult<()> {
-    if p.policy.signup != SignupPolicy::First {
+    if !p.policy.first_account_only() {
         return Ok(());
     }
     let marker = json!({"userId": user.id});
@@ -189,7 +197,7 @@ pub(crate) async fn claim_first_signup(p: &Platform, user: &User) -> ApiResult<(
     {
         p.store.delete_user(&user.id).await?;
         return Err(match e {
-            StoreError::Conflict(_) => ApiError::Forbidden("sign-up is closed".into()),
+            StoreError::Conflict(_) => ApiError::Forbidden(closed_message(&p.policy).into()),
             other => other.into(),
         });
     }

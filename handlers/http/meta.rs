@@ -32,13 +32,13 @@ pub async fn templates(State(p): State<AppState>) -> Json<Value> {
 /// What the sign-in page needs to know before anyone signs in.
 pub async fn auth_config(State(p): State<AppState>) -> Result<Json<Value>, super::error::ApiError> {
     let signup_open = match p.policy.signup {
-        SignupPolicy::Open => true,
         SignupPolicy::Closed => false,
-        SignupPolicy::First => p
+        _ if p.policy.first_account_only() => p
             .store
             .document(super::auth_routes::FIRST_USER_MARKER)
             .await?
             .is_none(),
+        _ => true,
     };
     let providers: Vec<Value> = p
         .providers

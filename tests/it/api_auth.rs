@@ -131,6 +131,41 @@ async fn sign_up_policy_first_closes_after_one_account() {
     assert_eq!(cfg.body["signupOpen"], false);
 }
 
+/// With local compute every IDE runs as one OS user: even with sign-up
+/// `open`, a second account is refused unless `DEV8_LOCAL_SHARED_USER`.
+#[tokio::test]
+async fn local_compute_takes_one_account_unless_shared() {
+    let app = TestApp::builder()
+        .settings(|s| {
+            s.compute = dev8::config::ComputeKind::Local;
+            s.local_shared_user = false;
+        })
+        .spawn()
+        .await;
+    assert_eq!(
+        app.sign_up("first@x.io", "correct-horse-battery")
+            .await
+            .status,
+        201
+    );
+    let second = app.sign_up("second@x.io", "correct-horse-battery").await;
+    second.problem(403);
+    let detail = second.body["detail"].as_str().unwrap_or_default();
+    assert!(detail.contains("DEV8_LOCAL_SHARED_USER"), "{detail}");
+    let cfg = app
+        .send(Method::GET, "/api/auth/config", None, Auth::None)
+        .await;
+    assert_eq!(cfg.body["signupOpen"], false);
+    assert!(
+        app.platform
+            .store
+            .user_by_email("second@x.io")
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
 #[tokio::test]
 async fn sign_up_policy_first_admits_one_of_many_racing() {
     let app = TestApp::builder()

@@ -13,6 +13,10 @@ const NOT_SET_IN_AZURE: &[(&str, &str)] = &[
         "local compute only; ACI images carry code-server",
     ),
     (
+        "DEV8_LOCAL_SHARED_USER",
+        "local compute only; ACI runs each environment in its own container",
+    ),
+    (
         "DEV8_STATIC_DIR",
         "serve only; the Static Web App serves the dashboard",
     ),
