@@ -215,6 +215,10 @@ pub struct Settings {
     /// Sign-up policy.
     #[arg(long, env = "DEV8_SIGNUP", value_enum, default_value_t = SignupPolicy::First)]
     pub signup: SignupPolicy,
+    /// A code the sign-up of the first account must give (Azure: generated
+    /// into Key Vault as `dev8-setup-code`); unset, no code is asked for.
+    #[arg(long, env = "DEV8_SETUP_CODE", value_parser = secret, hide_env_values = true)]
+    pub setup_code: Option<SecretString>,
     /// Optional comma-separated allowlist of email domains for sign-up.
     #[arg(long, env = "DEV8_SIGNUP_DOMAINS", value_delimiter = ',')]
     pub signup_domains: Vec<String>,

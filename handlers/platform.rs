@@ -50,6 +50,8 @@ pub struct Policy {
     /// Origin of the dashboard and API as browsers see it; also the token issuer.
     pub public_url: String,
     pub signup: SignupPolicy,
+    /// The code the first account's sign-up must give (`DEV8_SETUP_CODE`).
+    pub setup_code: Option<secrecy::SecretString>,
     /// Only one account may exist (local compute, where every IDE runs as
     /// one OS user, without `DEV8_LOCAL_SHARED_USER`).
     pub one_account: bool,

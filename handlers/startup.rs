@@ -58,6 +58,7 @@ fn policy(settings: &Settings, public_url: String) -> Policy {
     Policy {
         public_url: public_url.trim_end_matches('/').to_string(),
         signup: settings.signup,
+        setup_code: settings.setup_code.clone(),
         one_account: settings.compute == ComputeKind::Local && !settings.local_shared_user,
         signup_domains: settings
             .signup_domains

@@ -260,6 +260,9 @@ pub struct SignUp {
     pub email: String,
     pub password: String,
     pub name: String,
+    /// `setupCode`: what the first account's sign-up gives when the server
+    /// has a setup code.
+    pub setup_code: Option<String>,
 }
 
 /// Credentials for sign-in and token requests, email normalised.
@@ -302,7 +305,8 @@ fn password_rule(password: &str) -> Result<(), String> {
 }
 
 pub fn sign_up(body: &Map<String, Value>) -> Result<SignUp, FieldErrors> {
-    let mut f = Fields::new(body, &["email", "password", "name"]);
+    let mut f = Fields::new(body, &["email", "password", "name", "setupCode"]);
+    let setup_code = f.string("setupCode", false).map(str::to_string);
     let email = f
         .string("email", true)
         .and_then(|raw| match normalise_email(raw) {
@@ -345,6 +349,7 @@ pub fn sign_up(body: &Map<String, Value>) -> Result<SignUp, FieldErrors> {
                 email,
                 password,
                 name,
+                setup_code,
             })
         }
         _ => None,

@@ -20,6 +20,7 @@ use axum::response::{IntoResponse, Response};
 use axum_extra::extract::cookie::{Cookie, SameSite};
 use base64::Engine;
 use chrono::{DateTime, Duration, Utc};
+use secrecy::ExposeSecret;
 use serde_json::json;
 
 /// Present once the first account exists (sign-up policy `first`).
@@ -41,6 +42,9 @@ pub(crate) async fn limit(
 
 /// Start a server-side session and sign its token.
 pub(crate) async fn start_session(p: &Platform, user: &User) -> ApiResult<(String, DateTime<Utc>)> {
+    if p.policy.setup_code.is_some() {
+        note_an_account_exists(p, user).await?;
+    }
     let now = p.clock.now();
     let mut sid = [0u8; 24];
     rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut sid);
@@ -111,7 +115,7 @@ pub async fn signup(
     )
     .await?;
     let input = validation::sign_up(&body).map_err(ApiError::Validation)?;
-    signup_allowed(&p, &input.email).await?;
+    signup_allowed(&p, &input.email, input.setup_code.as_deref()).await?;
     let user = User {
         id: new_id(),
         email: input.email,
@@ -149,13 +153,29 @@ pub async fn signup(
 }
 
 /// May an account with this (normalised) email be created now? Applies
-/// `DEV8_SIGNUP` and `DEV8_SIGNUP_DOMAINS`; used by every way of signing up.
-pub(crate) async fn signup_allowed(p: &Platform, email: &str) -> ApiResult<()> {
+/// `DEV8_SIGNUP`, `DEV8_SIGNUP_DOMAINS` and, while no account exists,
+/// `DEV8_SETUP_CODE` (`setup_code` is what the sign-up gave: none from a
+/// provider); used by every way of signing up.
+pub(crate) async fn signup_allowed(
+    p: &Platform,
+    email: &str,
+    setup_code: Option<&str>,
+) -> ApiResult<()> {
     if p.policy.signup == SignupPolicy::Closed {
         return Err(ApiError::Forbidden("sign-up is closed".into()));
     }
-    if p.policy.first_account_only() && p.store.document(FIRST_USER_MARKER).await?.is_some() {
-        return Err(ApiError::Forbidden(closed_message(&p.policy).into()));
+    let needs_code = p.policy.setup_code.is_some();
+    if p.policy.first_account_only() || needs_code {
+        let exists = p.store.document(FIRST_USER_MARKER).await?.is_some();
+        if exists && p.policy.first_account_only() {
+            return Err(ApiError::Forbidden(closed_message(&p.policy).into()));
+        }
+        if let Some(expected) = &p.policy.setup_code
+            && !exists
+            && !same_code(expected.expose_secret(), setup_code.unwrap_or_default())
+        {
+            return Err(ApiError::Forbidden(SETUP_CODE_NEEDED.into()));
+        }
     }
     if !p.policy.signup_domains.is_empty() {
         let domain = email.rsplit('@').next().unwrap_or_default();
@@ -173,6 +193,32 @@ pub(crate) async fn signup_allowed(p: &Platform, email: &str) -> ApiResult<()> {
     Ok(())
 }
 
+/// With a setup code, an account that existed before the code was set (and
+/// so before the marker) closes the first-account window when it signs in.
+async fn note_an_account_exists(p: &Platform, user: &User) -> ApiResult<()> {
+    if p.store.document(FIRST_USER_MARKER).await?.is_some() {
+        return Ok(());
+    }
+    let marker = json!({"userId": user.id});
+    match p
+        .store
+        .put_document(FIRST_USER_MARKER, &marker, None, None)
+        .await
+    {
+        Ok(_) | Err(StoreError::Conflict(_)) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+pub(crate) const SETUP_CODE_NEEDED: &str =
+    "the first account needs the server's setup code (sign up with a password)";
+
+/// Compare codes by their digests: equal time whatever the input.
+fn same_code(expected: &str, given: &str) -> bool {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(expected.as_bytes()) == Sha256::digest(given.as_bytes())
+}
+
 fn closed_message(policy: &crate::platform::Policy) -> &'static str {
     if policy.one_account {
         "sign-up is closed: this server runs every IDE as one OS user, so it \
@@ -182,11 +228,13 @@ fn closed_message(policy: &crate::platform::Policy) -> &'static str {
     }
 }
 
-/// Under the `first` policy (or one account only), claim the one-time marker for a just-created
+/// Under the `first` policy (or one account only, or with a setup code),
+/// claim the one-time marker for a just-created
 /// account. Two racing first sign-ups both passed `signup_allowed`: the
 /// marker decides, and the loser's account is removed again.
 pub(crate) async fn claim_first_signup(p: &Platform, user: &User) -> ApiResult<()> {
-    if !p.policy.first_account_only() {
+    let exclusive = p.policy.first_account_only();
+    if !exclusive && p.policy.setup_code.is_none() {
         return Ok(());
     }
     let marker = json!({"userId": user.id});
@@ -195,6 +243,11 @@ pub(crate) async fn claim_first_signup(p: &Platform, user: &User) -> ApiResult<(
         .put_document(FIRST_USER_MARKER, &marker, None, None)
         .await
     {
+        // With sign-up open and a setup code, the marker only says that an
+        // account exists: someone else's having written it is no loss.
+        if !exclusive && matches!(e, StoreError::Conflict(_)) {
+            return Ok(());
+        }
         p.store.delete_user(&user.id).await?;
         return Err(match e {
             StoreError::Conflict(_) => ApiError::Forbidden(closed_message(&p.policy).into()),

@@ -411,7 +411,7 @@ async fn find_or_create(
     if !p.policy.signup_domains.is_empty() && !ext.email_verified {
         return Ok(Err("signup_closed"));
     }
-    match signup_allowed(p, &email).await {
+    match signup_allowed(p, &email, None).await {
         Ok(()) => {}
         Err(ApiError::Forbidden(_)) => return Ok(Err("signup_closed")),
         Err(e) => return Err(e),

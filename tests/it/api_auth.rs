@@ -641,3 +641,34 @@ async fn jwt_negative_table() {
     );
     app.get("/api/auth/me", &u).await.problem(401);
 }
+
+/// With `DEV8_SETUP_CODE`, the first account's sign-up needs the code (the
+/// dashboard is told to ask for it), and once an account exists nothing
+/// changes for later sign-ups.
+#[tokio::test]
+async fn the_first_account_needs_the_setup_code() {
+    let app = TestApp::builder()
+        .settings(|s| s.setup_code = Some("s3tup-c0de".to_string().into()))
+        .spawn()
+        .await;
+    let config = || app.send(Method::GET, "/api/auth/config", None, Auth::None);
+    assert_eq!(config().await.body["setupCodeRequired"], true);
+    let signup = |code: Option<&str>, email: &str| {
+        let mut body = json!({"email": email, "password": "correct-horse-battery"});
+        if let Some(c) = code {
+            body["setupCode"] = json!(c);
+        }
+        app.send(
+            Method::POST,
+            "/api/auth/signup",
+            Some(body),
+            Auth::Origin(app.origin()),
+        )
+    };
+    signup(None, "fast@x.io").await.problem(403);
+    signup(Some("guess"), "fast@x.io").await.problem(403);
+    assert_eq!(signup(Some("s3tup-c0de"), "op@x.io").await.status, 201);
+    assert_eq!(config().await.body["setupCodeRequired"], false);
+    // Sign-up is open in these tests: later accounts need no code.
+    assert_eq!(signup(None, "later@x.io").await.status, 201);
+}
