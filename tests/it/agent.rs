@@ -338,7 +338,7 @@ async fn open_ide_through_the_agent_with_one_time_tickets() {
         TokenKind::Agent,
         &iss,
         &record.user_id,
-        "01hotherenvironment0000000",
+        "01hzzzzzzzzzzzzzzzzzzzzzzz",
         now,
         chrono::Duration::hours(1),
     );
