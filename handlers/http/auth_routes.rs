@@ -115,7 +115,17 @@ pub async fn signup(
     )
     .await?;
     let input = validation::sign_up(&body).map_err(ApiError::Validation)?;
-    signup_allowed(&p, &input.email, input.setup_code.as_deref()).await?;
+    let setup = signup_allowed(&p, &input.email, input.setup_code.as_deref()).await?;
+    // Under an allowlist only a proven address may have an account: a typed
+    // one proves nothing, so password sign-up is for the operator's first
+    // account (proven by the setup code) only; others use a provider that
+    // verifies the email.
+    if !p.policy.signup_domains.is_empty() && setup != Setup::CodeGiven {
+        return Err(ApiError::Forbidden(
+            "with an email-domain allowlist, sign up with a provider that verifies your email"
+                .into(),
+        ));
+    }
     let user = User {
         id: new_id(),
         email: input.email,
@@ -152,6 +162,13 @@ pub async fn signup(
     ))
 }
 
+/// Whether a sign-up was the first account's, proven by the setup code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Setup {
+    NotAsked,
+    CodeGiven,
+}
+
 /// May an account with this (normalised) email be created now? Applies
 /// `DEV8_SIGNUP`, `DEV8_SIGNUP_DOMAINS` and, while no account exists,
 /// `DEV8_SETUP_CODE` (`setup_code` is what the sign-up gave: none from a
@@ -160,7 +177,8 @@ pub(crate) async fn signup_allowed(
     p: &Platform,
     email: &str,
     setup_code: Option<&str>,
-) -> ApiResult<()> {
+) -> ApiResult<Setup> {
+    let mut setup = Setup::NotAsked;
     if p.policy.signup == SignupPolicy::Closed {
         return Err(ApiError::Forbidden("sign-up is closed".into()));
     }
@@ -172,9 +190,11 @@ pub(crate) async fn signup_allowed(
         }
         if let Some(expected) = &p.policy.setup_code
             && !exists
-            && !same_code(expected.expose_secret(), setup_code.unwrap_or_default())
         {
-            return Err(ApiError::Forbidden(SETUP_CODE_NEEDED.into()));
+            if !same_code(expected.expose_secret(), setup_code.unwrap_or_default()) {
+                return Err(ApiError::Forbidden(SETUP_CODE_NEEDED.into()));
+            }
+            setup = Setup::CodeGiven;
         }
     }
     if !p.policy.signup_domains.is_empty() {
@@ -190,7 +210,7 @@ pub(crate) async fn signup_allowed(
             ));
         }
     }
-    Ok(())
+    Ok(setup)
 }
 
 /// With a setup code, an account that existed before the code was set (and

@@ -412,7 +412,7 @@ async fn find_or_create(
         return Ok(Err("signup_closed"));
     }
     match signup_allowed(p, &email, None).await {
-        Ok(()) => {}
+        Ok(_) => {}
         Err(ApiError::Forbidden(_)) => return Ok(Err("signup_closed")),
         Err(e) => return Err(e),
     }

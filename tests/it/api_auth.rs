@@ -211,12 +211,44 @@ async fn sign_up_policy_closed_and_domain_allowlist() {
     app.sign_up("a@other.io", "correct-horse-battery")
         .await
         .problem(403);
-    assert_eq!(
-        app.sign_up("a@example.com", "correct-horse-battery")
+    // Typing an allowed address proves nothing: no account from it (a
+    // provider that verifies the email is the way in, see oauth_github).
+    app.sign_up("a@example.com", "correct-horse-battery")
+        .await
+        .problem(403);
+    assert!(
+        app.platform
+            .store
+            .user_by_email("a@example.com")
             .await
-            .status,
-        201
+            .unwrap()
+            .is_none()
     );
+
+    // The operator's first account, proven by the setup code, may use a
+    // password even under an allowlist.
+    let first = TestApp::builder()
+        .settings(|s| {
+            s.signup_domains = vec!["example.com".into()];
+            s.setup_code = Some("s3tup-c0de".to_string().into());
+        })
+        .spawn()
+        .await;
+    let body = json!({"email": "op@example.com", "password": "correct-horse-battery",
+                      "setupCode": "s3tup-c0de"});
+    let op = first
+        .send(
+            Method::POST,
+            "/api/auth/signup",
+            Some(body),
+            Auth::Origin(first.origin()),
+        )
+        .await;
+    assert_eq!(op.status, 201, "{}", op.body);
+    first
+        .sign_up("b@example.com", "correct-horse-battery")
+        .await
+        .problem(403);
 }
 
 #[tokio::test]
