@@ -192,6 +192,13 @@ pub struct Settings {
     /// What environments run on.
     #[arg(long, env = "DEV8_COMPUTE", value_enum, default_value_t = ComputeKind::Local)]
     pub compute: ComputeKind,
+    /// With local compute every account's IDE runs as the OS user running
+    /// `serve`, so any IDE can read the others' data (signing keys, database,
+    /// workspaces) and become another account: only one account may exist
+    /// unless this is set (`1`/`true`) to accept that.
+    #[arg(long, env = "DEV8_LOCAL_SHARED_USER", default_value_t = false,
+          action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new())]
+    pub local_shared_user: bool,
     /// code-server's entry (local compute); default: the project's tools folder.
     #[arg(long, env = "DEV8_CODE_SERVER")]
     pub code_server: Option<PathBuf>,
@@ -208,6 +215,10 @@ pub struct Settings {
     /// Sign-up policy.
     #[arg(long, env = "DEV8_SIGNUP", value_enum, default_value_t = SignupPolicy::First)]
     pub signup: SignupPolicy,
+    /// A code the sign-up of the first account must give (Azure: generated
+    /// into Key Vault as `dev8-setup-code`); unset, no code is asked for.
+    #[arg(long, env = "DEV8_SETUP_CODE", value_parser = secret, hide_env_values = true)]
+    pub setup_code: Option<SecretString>,
     /// Optional comma-separated allowlist of email domains for sign-up.
     #[arg(long, env = "DEV8_SIGNUP_DOMAINS", value_delimiter = ',')]
     pub signup_domains: Vec<String>,

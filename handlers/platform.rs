@@ -55,6 +55,11 @@ pub struct Policy {
     /// Origin of the dashboard and API as browsers see it; also the token issuer.
     pub public_url: String,
     pub signup: SignupPolicy,
+    /// The code the first account's sign-up must give (`DEV8_SETUP_CODE`).
+    pub setup_code: Option<secrecy::SecretString>,
+    /// Only one account may exist (local compute, where every IDE runs as
+    /// one OS user, without `DEV8_LOCAL_SHARED_USER`).
+    pub one_account: bool,
     /// Lower-case email domains allowed to sign up; empty = any.
     pub signup_domains: Vec<String>,
     pub quotas: Limits,
@@ -67,6 +72,9 @@ pub struct Policy {
     pub session_hours: i64,
     pub signin_limit_per_account: crate::auth::ratelimit::Limit,
     pub signin_limit_per_address: crate::auth::ratelimit::Limit,
+    /// Shared by every request whose client address is unknown (sign-in
+    /// failures, sign-ups): generous, so it never locks everyone out.
+    pub signin_limit_unknown: crate::auth::ratelimit::Limit,
 }
 
 impl Policy {
@@ -77,5 +85,11 @@ impl Policy {
 
     pub fn issuer(&self) -> &str {
         &self.public_url
+    }
+
+    /// Is sign-up open only until the first account exists (the `first`
+    /// policy, or one account only)?
+    pub fn first_account_only(&self) -> bool {
+        self.signup == SignupPolicy::First || self.one_account
     }
 }

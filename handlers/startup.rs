@@ -59,6 +59,8 @@ fn policy(settings: &Settings, public_url: String) -> Policy {
     Policy {
         public_url: public_url.trim_end_matches('/').to_string(),
         signup: settings.signup,
+        setup_code: settings.setup_code.clone(),
+        one_account: settings.compute == ComputeKind::Local && !settings.local_shared_user,
         signup_domains: settings
             .signup_domains
             .iter()
@@ -81,6 +83,10 @@ fn policy(settings: &Settings, public_url: String) -> Policy {
         },
         signin_limit_per_address: Limit {
             max: 50,
+            window: chrono::Duration::minutes(15),
+        },
+        signin_limit_unknown: Limit {
+            max: 500,
             window: chrono::Duration::minutes(15),
         },
     }

@@ -38,6 +38,10 @@ param vaultSuffix string
 @secure()
 param signingKeys string
 
+@description('DEV8_SETUP_CODE: the first account\'s sign-up must give it. Generated on each deployment (newGuid) into Key Vault as dev8-setup-code; docs/deploy.md says how to read it.')
+@secure()
+param setupCode string = newGuid()
+
 @secure()
 param githubClientSecret string = ''
 param githubClientId string = ''
@@ -128,6 +132,7 @@ module vault 'modules/keyvault.bicep' = {
     vaultName: take('kv${compact}${toLower(vaultSuffix)}${suffix}', 24)
     controlPrincipalId: identities.outputs.controlPrincipalId
     signingKeys: signingKeys
+    setupCode: setupCode
     githubClientSecret: githubClientSecret
     oidcClientSecret: oidcClientSecret
   }

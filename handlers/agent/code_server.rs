@@ -14,7 +14,21 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 /// User settings written on first start (never over the user's own file).
+/// Workspace Trust stays on: a folder not yet trusted opens in restricted
+/// mode, so a cloned repository's tools (say `node_modules/eslint`, which
+/// the ESLint extension would load) do not run until the person trusts it.
 pub const DEFAULT_SETTINGS: &str = r#"{
+  "files.autoSave": "afterDelay",
+  "files.autoSaveDelay": 1000,
+  "telemetry.telemetryLevel": "off",
+  "update.mode": "none",
+  "security.workspace.trust.enabled": true
+}
+"#;
+
+/// What earlier versions wrote (Workspace Trust off): a file still exactly
+/// so was never edited by its user, and is replaced by `DEFAULT_SETTINGS`.
+const OLD_DEFAULT_SETTINGS: &str = r#"{
   "files.autoSave": "afterDelay",
   "files.autoSaveDelay": 1000,
   "telemetry.telemetryLevel": "off",
@@ -127,10 +141,14 @@ impl CodeServer {
                 user.own(run_dir)?;
             }
         }
+        let file = self.settings_file();
+        if std::fs::read_to_string(&file).is_ok_and(|t| t == OLD_DEFAULT_SETTINGS) {
+            return std::fs::write(&file, DEFAULT_SETTINGS);
+        }
         match std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
-            .open(self.settings_file())
+            .open(&file)
         {
             Ok(mut f) => std::io::Write::write_all(&mut f, DEFAULT_SETTINGS.as_bytes()),
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
@@ -149,7 +167,6 @@ impl CodeServer {
                 "none",
                 "--disable-telemetry",
                 "--disable-update-check",
-                "--disable-workspace-trust",
             ])
             .arg("--user-data-dir")
             .arg(self.user_data_dir())
@@ -278,6 +295,45 @@ mod tests {
             r#"{"editor.fontSize": 18}"#
         );
         assert!(cs.workspace().is_dir() && cs.extensions_dir().is_dir());
+    }
+
+    #[test]
+    fn workspace_trust_is_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let cs = CodeServer {
+            node: "node".into(),
+            entry: "/opt/cs/out/node/entry.js".into(),
+            home: dir.path().join("home"),
+            socket: dir.path().join("s.sock"),
+            environment_id: "e1".into(),
+            user: None,
+        };
+        let args: Vec<String> = cs
+            .command()
+            .as_std()
+            .get_args()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        assert!(
+            !args.iter().any(|a| a.contains("workspace-trust")),
+            "{args:?}"
+        );
+        cs.prepare().unwrap();
+        let fresh: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(cs.settings_file()).unwrap()).unwrap();
+        assert_eq!(fresh["security.workspace.trust.enabled"], true);
+        // A file exactly as an earlier version wrote it turns trust on...
+        std::fs::write(cs.settings_file(), OLD_DEFAULT_SETTINGS).unwrap();
+        cs.prepare().unwrap();
+        assert_eq!(
+            std::fs::read_to_string(cs.settings_file()).unwrap(),
+            DEFAULT_SETTINGS
+        );
+        // ...while a person's own choice stays theirs.
+        let own = OLD_DEFAULT_SETTINGS.replace("1000", "500");
+        std::fs::write(cs.settings_file(), &own).unwrap();
+        cs.prepare().unwrap();
+        assert_eq!(std::fs::read_to_string(cs.settings_file()).unwrap(), own);
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //! The identity is keyed by GitHub's URL and the numeric id (logins change).
 
 use super::provider::{
-    AuthRequest, ExternalIdentity, OAuthErrorBody, ProviderError, form_urlencoded,
+    AuthRequest, ExternalIdentity, OAuthErrorBody, ProviderError, form_urlencoded, send,
 };
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
@@ -76,7 +76,7 @@ impl GitHub {
         verifier: &str,
         redirect_uri: &str,
     ) -> Result<ExternalIdentity, ProviderError> {
-        let resp = self
+        let req = self
             .http
             .post(format!("{}/login/oauth/access_token", self.url))
             .header(reqwest::header::ACCEPT, "application/json")
@@ -86,16 +86,9 @@ impl GitHub {
                 ("code", code),
                 ("redirect_uri", redirect_uri),
                 ("code_verifier", verifier),
-            ])
-            .send()
-            .await
-            .map_err(ProviderError::unavailable)?;
+            ]);
+        let resp = send(req, "GitHub's token endpoint").await?;
         let status = resp.status();
-        if status.is_server_error() {
-            return Err(ProviderError::unavailable(anyhow::anyhow!(
-                "GitHub's token endpoint answered {status}"
-            )));
-        }
         let text = resp.text().await.map_err(ProviderError::unavailable)?;
         // GitHub answers errors with 200 and an `error` field.
         let answer: TokenAnswer = serde_json::from_str(&text).map_err(|_| {

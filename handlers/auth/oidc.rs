@@ -2,10 +2,13 @@
 //! PKCE and nonce, and ID-token checks (signature by a key from the JWKS —
 //! RS256, ES256 or EdDSA — then `iss`, `aud`/`azp`, `exp`, `iat`, `nonce`;
 //! leeway 5 s). Discovery and the JWKS are cached; an unknown `kid` fetches
-//! the JWKS again once (key rotation).
+//! the JWKS again once (key rotation). Claims the ID token leaves out are
+//! read from the UserInfo endpoint with the access token (OpenID Connect
+//! Core §5.4: with the code flow a provider may return `email` and
+//! `profile` claims only there); its `sub` must be the ID token's (§5.3.4).
 
 use super::provider::{
-    AuthRequest, ExternalIdentity, OAuthErrorBody, ProviderError, form_urlencoded,
+    AuthRequest, ExternalIdentity, OAuthErrorBody, ProviderError, form_urlencoded, send,
 };
 use base64::Engine;
 use jsonwebtoken::jwk::Jwk;
@@ -36,13 +39,21 @@ struct Discovery {
     token_endpoint: String,
     jwks_uri: String,
     #[serde(default)]
+    userinfo_endpoint: Option<String>,
+    #[serde(default)]
     token_endpoint_auth_methods_supported: Option<Vec<String>>,
 }
 
 #[derive(Deserialize)]
 struct TokenAnswer {
     id_token: Option<String>,
+    access_token: Option<String>,
 }
+
+/// The claims read from UserInfo when the ID token lacks them. `email` and
+/// its verification come as a pair, from one source.
+const EMAIL_CLAIMS: [&str; 3] = ["email", "email_verified", "xms_edov"];
+const PROFILE_CLAIMS: [&str; 1] = ["name"];
 
 impl Oidc {
     pub fn new(
@@ -172,17 +183,8 @@ impl Oidc {
             }
             None => form.push(("client_id", &self.client_id)),
         }
-        let resp = req
-            .form(&form)
-            .send()
-            .await
-            .map_err(ProviderError::unavailable)?;
+        let resp = send(req.form(&form), "the token endpoint").await?;
         let status = resp.status();
-        if status.is_server_error() {
-            return Err(ProviderError::unavailable(anyhow::anyhow!(
-                "the token endpoint answered {status}"
-            )));
-        }
         if !status.is_success() {
             let e = resp
                 .json::<OAuthErrorBody>()
@@ -195,8 +197,64 @@ impl Oidc {
         let id_token = answer
             .id_token
             .ok_or_else(|| ProviderError::InvalidToken("no id_token in the answer".into()))?;
-        let claims = self.verify_id_token(&d, &id_token, nonce).await?;
+        let mut claims = self.verify_id_token(&d, &id_token, nonce).await?;
+        let lacks_email = !claims.contains_key("email");
+        let lacks_profile = PROFILE_CLAIMS.iter().any(|c| !claims.contains_key(*c));
+        if (lacks_email || lacks_profile)
+            && let (Some(endpoint), Some(access_token)) =
+                (&d.userinfo_endpoint, &answer.access_token)
+        {
+            let info = self.userinfo(endpoint, access_token).await?;
+            if info.get("sub").and_then(Value::as_str) != claims.get("sub").and_then(Value::as_str)
+            {
+                return Err(ProviderError::InvalidToken(
+                    "the UserInfo sub is not the ID token's".into(),
+                ));
+            }
+            let wanted = PROFILE_CLAIMS
+                .iter()
+                .chain(EMAIL_CLAIMS.iter().filter(|_| lacks_email));
+            for name in wanted {
+                if !claims.contains_key(*name)
+                    && let Some(v) = info.get(*name)
+                {
+                    claims.insert(name.to_string(), v.clone());
+                }
+            }
+        }
         identity_from_claims(&claims)
+    }
+
+    /// The UserInfo response (§5.3.2), as JSON; a signed or encrypted one
+    /// (`application/jwt`) is not accepted.
+    async fn userinfo(
+        &self,
+        endpoint: &str,
+        access_token: &str,
+    ) -> Result<serde_json::Map<String, Value>, ProviderError> {
+        let req = self
+            .http
+            .get(endpoint)
+            .bearer_auth(access_token)
+            .header(reqwest::header::ACCEPT, "application/json");
+        let resp = send(req, "the UserInfo endpoint").await?;
+        let status = resp.status();
+        if !status.is_success() {
+            return Err(ProviderError::Rejected(format!(
+                "UserInfo answered {status}"
+            )));
+        }
+        let json = resp
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|t| t.starts_with("application/json"));
+        if !json {
+            return Err(ProviderError::InvalidToken(
+                "the UserInfo answer is not JSON".into(),
+            ));
+        }
+        resp.json().await.map_err(ProviderError::unavailable)
     }
 
     async fn refresh_jwks(&self, d: &Discovery) -> Result<(), ProviderError> {

@@ -33,6 +33,22 @@ pub enum ProviderError {
     Unavailable(#[source] anyhow::Error),
 }
 
+/// Send a request to a provider: unreachable or a 5xx is `Unavailable`
+/// (naming `what` answered); any other answer is the caller's to read.
+pub async fn send(
+    req: reqwest::RequestBuilder,
+    what: &str,
+) -> Result<reqwest::Response, ProviderError> {
+    let resp = req.send().await.map_err(ProviderError::unavailable)?;
+    let status = resp.status();
+    if status.is_server_error() {
+        return Err(ProviderError::unavailable(anyhow::anyhow!(
+            "{what} answered {status}"
+        )));
+    }
+    Ok(resp)
+}
+
 impl ProviderError {
     pub fn code(&self) -> &'static str {
         match self {

@@ -81,3 +81,31 @@ pub async fn hit(
     .await?;
     Ok(decision)
 }
+
+/// Take back one attempt `hit` counted, because it turned out not to be
+/// what the limit is about (a sign-in that succeeded). Counting first and
+/// taking back after keeps concurrent attempts from slipping past the limit.
+pub async fn forgive(
+    store: &dyn Store,
+    scope: &str,
+    key: &str,
+    limit: Limit,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    update_document(
+        store,
+        &doc_key(scope, key),
+        Retries::RECORD,
+        |window: &mut Option<Window>| {
+            Ok::<_, StoreError>(match window.as_mut() {
+                Some(w) if now < w.start + limit.window && w.count > 0 => {
+                    w.count -= 1;
+                    Change::Write
+                }
+                _ => Change::Unchanged,
+            })
+        },
+        |window: &Option<Window>| window.as_ref().map(|w| w.start + limit.window),
+    )
+    .await
+}

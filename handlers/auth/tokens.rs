@@ -13,6 +13,8 @@ pub const LEEWAY_SECONDS: u64 = 5;
 /// backend does, on every request), so the API looks at this one first.
 pub const DEV8_AUTHORIZATION: &str = "x-dev8-authorization";
 pub const SESSION_AUDIENCE: &str = "dev8-api";
+/// The audience of device tokens (the sign-in limits' device cookie).
+pub const DEVICE_AUDIENCE: &str = "dev8-device";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TokenKind {
@@ -22,6 +24,9 @@ pub enum TokenKind {
     IdeTicket,
     /// The agent of one environment talking to the control plane, `aud=agent:<id>`.
     Agent,
+    /// A browser that signed in to this user's account before: exempts it
+    /// from the sign-in limits others can fill, `aud=dev8-device`.
+    Device,
 }
 
 impl TokenKind {
@@ -30,15 +35,18 @@ impl TokenKind {
             TokenKind::Session => "session",
             TokenKind::IdeTicket => "ide-ticket",
             TokenKind::Agent => "agent",
+            TokenKind::Device => "device",
         }
     }
 
-    /// The audience for a token of this kind about `subject_id` (ignored for sessions).
+    /// The audience for a token of this kind about `subject_id` (ignored for
+    /// sessions and devices).
     pub fn audience(self, environment_id: &str) -> String {
         match self {
             TokenKind::Session => SESSION_AUDIENCE.to_string(),
             TokenKind::IdeTicket => format!("env:{environment_id}"),
             TokenKind::Agent => format!("agent:{environment_id}"),
+            TokenKind::Device => DEVICE_AUDIENCE.to_string(),
         }
     }
 }

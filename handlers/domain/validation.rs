@@ -112,6 +112,16 @@ impl<'a> Fields<'a> {
 }
 
 /// An environment name: trimmed, 1-50 characters, printable, no control characters.
+/// Is this a well-formed id, as `domain::new_id` makes them (a ULID in
+/// lower-case Crockford base32)? Anything else names nothing.
+pub fn is_id(raw: &str) -> bool {
+    raw.len() == 26
+        && raw.as_bytes()[0] <= b'7'
+        && raw
+            .bytes()
+            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'h' | b'j' | b'k' | b'm' | b'n' | b'p'..=b't' | b'v'..=b'z'))
+}
+
 pub fn environment_name(raw: &str) -> Result<String, String> {
     let name = raw.trim();
     let len = name.chars().count();
@@ -250,6 +260,9 @@ pub struct SignUp {
     pub email: String,
     pub password: String,
     pub name: String,
+    /// `setupCode`: what the first account's sign-up gives when the server
+    /// has a setup code.
+    pub setup_code: Option<String>,
 }
 
 /// Credentials for sign-in and token requests, email normalised.
@@ -292,7 +305,8 @@ fn password_rule(password: &str) -> Result<(), String> {
 }
 
 pub fn sign_up(body: &Map<String, Value>) -> Result<SignUp, FieldErrors> {
-    let mut f = Fields::new(body, &["email", "password", "name"]);
+    let mut f = Fields::new(body, &["email", "password", "name", "setupCode"]);
+    let setup_code = f.string("setupCode", false).map(str::to_string);
     let email = f
         .string("email", true)
         .and_then(|raw| match normalise_email(raw) {
@@ -335,6 +349,7 @@ pub fn sign_up(body: &Map<String, Value>) -> Result<SignUp, FieldErrors> {
                 email,
                 password,
                 name,
+                setup_code,
             })
         }
         _ => None,
@@ -363,6 +378,25 @@ pub fn credentials(body: &Map<String, Value>) -> Result<Credentials, FieldErrors
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn ids_are_lower_case_ulids() {
+        assert!(is_id(&crate::domain::new_id()));
+        assert!(is_id("01j0000000000000000000000a"));
+        assert!(is_id("7zzzzzzzzzzzzzzzzzzzzzzzzz"));
+        for bad in [
+            "",
+            "01j000000000000000000000",
+            "01j0000000000000000000000a0",
+            "01J0000000000000000000000A",
+            "81j0000000000000000000000a",
+            "01j000000000000000000000ua",
+            "01j000000000000000000000la",
+            "01j00000000000000000000/.a",
+        ] {
+            assert!(!is_id(bad), "{bad}");
+        }
+    }
+
     use super::*;
     use serde_json::json;
 

@@ -3,6 +3,7 @@
 
 use super::error::{ApiError, ApiResult};
 use super::extract::{AppState, Caller, ClientAddr, JsonObject, cookie_name, require_same_origin};
+use super::signin_limits::{Attempt, device_cookie, per_address};
 use super::views::UserView;
 use crate::audit::{self, Action, Entry};
 use crate::auth::password;
@@ -19,6 +20,7 @@ use axum::response::{IntoResponse, Response};
 use axum_extra::extract::cookie::{Cookie, SameSite};
 use base64::Engine;
 use chrono::{DateTime, Duration, Utc};
+use secrecy::ExposeSecret;
 use serde_json::json;
 
 /// Present once the first account exists (sign-up policy `first`).
@@ -40,6 +42,9 @@ pub(crate) async fn limit(
 
 /// Start a server-side session and sign its token.
 pub(crate) async fn start_session(p: &Platform, user: &User) -> ApiResult<(String, DateTime<Utc>)> {
+    if p.policy.setup_code.is_some() {
+        note_an_account_exists(p, user).await?;
+    }
     let now = p.clock.now();
     let mut sid = [0u8; 24];
     rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut sid);
@@ -77,10 +82,16 @@ pub(crate) fn time_duration(secs: i64) -> cookie::time::Duration {
     cookie::time::Duration::seconds(secs)
 }
 
-fn with_cookie(status: StatusCode, body: serde_json::Value, cookie: Cookie<'static>) -> Response {
+fn with_cookies<const N: usize>(
+    status: StatusCode,
+    body: serde_json::Value,
+    cookies: [Cookie<'static>; N],
+) -> Response {
     let mut resp = (status, Json(body)).into_response();
-    if let Ok(v) = cookie.to_string().parse() {
-        resp.headers_mut().append(header::SET_COOKIE, v);
+    for cookie in cookies {
+        if let Ok(v) = cookie.to_string().parse() {
+            resp.headers_mut().append(header::SET_COOKIE, v);
+        }
     }
     resp.headers_mut().insert(
         header::CACHE_CONTROL,
@@ -100,11 +111,21 @@ pub async fn signup(
         &p,
         "signup-addr",
         &addr.key(),
-        p.policy.signin_limit_per_address,
+        per_address(&p.policy, &addr),
     )
     .await?;
     let input = validation::sign_up(&body).map_err(ApiError::Validation)?;
-    signup_allowed(&p, &input.email).await?;
+    let setup = signup_allowed(&p, &input.email, input.setup_code.as_deref()).await?;
+    // Under an allowlist only a proven address may have an account: a typed
+    // one proves nothing, so password sign-up is for the operator's first
+    // account (proven by the setup code) only; others use a provider that
+    // verifies the email.
+    if !p.policy.signup_domains.is_empty() && setup != Setup::CodeGiven {
+        return Err(ApiError::Forbidden(
+            "with an email-domain allowlist, sign up with a provider that verifies your email"
+                .into(),
+        ));
+    }
     let user = User {
         id: new_id(),
         email: input.email,
@@ -134,22 +155,47 @@ pub async fn signup(
     )
     .await;
     let (token, _) = start_session(&p, &user).await?;
-    Ok(with_cookie(
+    Ok(with_cookies(
         StatusCode::CREATED,
         json!({"user": UserView::from(&user)}),
-        session_cookie(&p, token),
+        [session_cookie(&p, token), device_cookie(&p, &user)],
     ))
 }
 
+/// Whether a sign-up was the first account's, proven by the setup code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Setup {
+    NotAsked,
+    CodeGiven,
+}
+
 /// May an account with this (normalised) email be created now? Applies
-/// `DEV8_SIGNUP` and `DEV8_SIGNUP_DOMAINS`; used by every way of signing up.
-pub(crate) async fn signup_allowed(p: &Platform, email: &str) -> ApiResult<()> {
-    match p.policy.signup {
-        SignupPolicy::Closed => return Err(ApiError::Forbidden("sign-up is closed".into())),
-        SignupPolicy::First if p.store.document(FIRST_USER_MARKER).await?.is_some() => {
-            return Err(ApiError::Forbidden("sign-up is closed".into()));
+/// `DEV8_SIGNUP`, `DEV8_SIGNUP_DOMAINS` and, while no account exists,
+/// `DEV8_SETUP_CODE` (`setup_code` is what the sign-up gave: none from a
+/// provider); used by every way of signing up.
+pub(crate) async fn signup_allowed(
+    p: &Platform,
+    email: &str,
+    setup_code: Option<&str>,
+) -> ApiResult<Setup> {
+    let mut setup = Setup::NotAsked;
+    if p.policy.signup == SignupPolicy::Closed {
+        return Err(ApiError::Forbidden("sign-up is closed".into()));
+    }
+    let needs_code = p.policy.setup_code.is_some();
+    if p.policy.first_account_only() || needs_code {
+        let exists = p.store.document(FIRST_USER_MARKER).await?.is_some();
+        if exists && p.policy.first_account_only() {
+            return Err(ApiError::Forbidden(closed_message(&p.policy).into()));
         }
-        _ => {}
+        if let Some(expected) = &p.policy.setup_code
+            && !exists
+        {
+            if !same_code(expected.expose_secret(), setup_code.unwrap_or_default()) {
+                return Err(ApiError::Forbidden(SETUP_CODE_NEEDED.into()));
+            }
+            setup = Setup::CodeGiven;
+        }
     }
     if !p.policy.signup_domains.is_empty() {
         let domain = email.rsplit('@').next().unwrap_or_default();
@@ -164,14 +210,51 @@ pub(crate) async fn signup_allowed(p: &Platform, email: &str) -> ApiResult<()> {
             ));
         }
     }
-    Ok(())
+    Ok(setup)
 }
 
-/// Under the `first` policy, claim the one-time marker for a just-created
+/// With a setup code, an account that existed before the code was set (and
+/// so before the marker) closes the first-account window when it signs in.
+async fn note_an_account_exists(p: &Platform, user: &User) -> ApiResult<()> {
+    if p.store.document(FIRST_USER_MARKER).await?.is_some() {
+        return Ok(());
+    }
+    let marker = json!({"userId": user.id});
+    match p
+        .store
+        .put_document(FIRST_USER_MARKER, &marker, None, None)
+        .await
+    {
+        Ok(_) | Err(StoreError::Conflict(_)) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+pub(crate) const SETUP_CODE_NEEDED: &str =
+    "the first account needs the server's setup code (sign up with a password)";
+
+/// Compare codes by their digests: equal time whatever the input.
+fn same_code(expected: &str, given: &str) -> bool {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(expected.as_bytes()) == Sha256::digest(given.as_bytes())
+}
+
+fn closed_message(policy: &crate::platform::Policy) -> &'static str {
+    if policy.one_account {
+        "sign-up is closed: this server runs every IDE as one OS user, so it \
+         takes one account (DEV8_LOCAL_SHARED_USER=1 allows more)"
+    } else {
+        "sign-up is closed"
+    }
+}
+
+/// Under the `first` policy (or one account only, or with a setup code),
+/// claim the one-time marker for a just-created
 /// account. Two racing first sign-ups both passed `signup_allowed`: the
 /// marker decides, and the loser's account is removed again.
 pub(crate) async fn claim_first_signup(p: &Platform, user: &User) -> ApiResult<()> {
-    if p.policy.signup != SignupPolicy::First {
+    let exclusive = p.policy.first_account_only();
+    if !exclusive && p.policy.setup_code.is_none() {
         return Ok(());
     }
     let marker = json!({"userId": user.id});
@@ -180,42 +263,36 @@ pub(crate) async fn claim_first_signup(p: &Platform, user: &User) -> ApiResult<(
         .put_document(FIRST_USER_MARKER, &marker, None, None)
         .await
     {
+        // With sign-up open and a setup code, the marker only says that an
+        // account exists: someone else's having written it is no loss.
+        if !exclusive && matches!(e, StoreError::Conflict(_)) {
+            return Ok(());
+        }
         p.store.delete_user(&user.id).await?;
         return Err(match e {
-            StoreError::Conflict(_) => ApiError::Forbidden("sign-up is closed".into()),
+            StoreError::Conflict(_) => ApiError::Forbidden(closed_message(&p.policy).into()),
             other => other.into(),
         });
     }
     Ok(())
 }
 
-/// Check credentials under the rate limits; the same 401 for an unknown
-/// email and a wrong password, in about the same time.
+/// Check credentials under the sign-in limits (`signin_limits`); the same
+/// 401 for an unknown email and a wrong password, in about the same time.
 async fn authenticate(
     p: &Platform,
     addr: ClientAddr,
+    headers: &HeaderMap,
     body: &serde_json::Map<String, serde_json::Value>,
 ) -> ApiResult<User> {
     let creds = validation::credentials(body).map_err(ApiError::Validation)?;
-    limit(
-        p,
-        "signin-addr",
-        &addr.key(),
-        p.policy.signin_limit_per_address,
-    )
-    .await?;
-    limit(
-        p,
-        "signin-account",
-        &creds.email,
-        p.policy.signin_limit_per_account,
-    )
-    .await?;
     let user = p.store.user_by_email(&creds.email).await?;
+    let attempt = Attempt::begin(p, &addr, headers, &creds.email, user.as_ref()).await?;
     let hash = user.as_ref().and_then(|u| u.password_hash.clone());
     if password::verify(creds.password, hash).await
         && let Some(user) = user
     {
+        attempt.succeeded(p).await?;
         return Ok(user);
     }
     // A failure is recorded for the account it targeted (its owner sees
@@ -239,7 +316,7 @@ pub async fn signin(
     JsonObject(body): JsonObject,
 ) -> ApiResult<Response> {
     require_same_origin(&headers, &p.policy)?;
-    let user = authenticate(&p, addr, &body).await?;
+    let user = authenticate(&p, addr, &headers, &body).await?;
     let (token, _) = start_session(&p, &user).await?;
     audit::record(
         &p,
@@ -248,10 +325,10 @@ pub async fn signin(
             .detail("password"),
     )
     .await;
-    Ok(with_cookie(
+    Ok(with_cookies(
         StatusCode::OK,
         json!({"user": UserView::from(&user)}),
-        session_cookie(&p, token),
+        [session_cookie(&p, token), device_cookie(&p, &user)],
     ))
 }
 
@@ -259,9 +336,10 @@ pub async fn signin(
 pub async fn token(
     State(p): State<AppState>,
     addr: ClientAddr,
+    headers: HeaderMap,
     JsonObject(body): JsonObject,
 ) -> ApiResult<Response> {
-    let user = authenticate(&p, addr, &body).await?;
+    let user = authenticate(&p, addr, &headers, &body).await?;
     let (token, expires_at) = start_session(&p, &user).await?;
     audit::record(
         &p,

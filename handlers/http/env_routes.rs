@@ -4,13 +4,13 @@
 //! answers 202.
 
 use super::error::{ApiError, ApiResult};
-use super::extract::{AppState, Caller, ClientAddr, JsonObject};
+use super::extract::{AppState, Caller, ClientAddr, IdPath, JsonObject};
 use super::views::{EnvironmentView, StatusView};
 use crate::domain::{Environment, validation};
 use crate::lifecycle::{self, Actor, LifecycleError};
 use crate::platform::Platform;
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
@@ -82,16 +82,16 @@ pub(super) async fn owned(p: &Platform, caller: &Caller, id: &str) -> ApiResult<
 
 pub async fn get(
     State(p): State<AppState>,
+    IdPath(id): IdPath,
     caller: Caller,
-    Path(id): Path<String>,
 ) -> ApiResult<Json<serde_json::Value>> {
     Ok(Json(env_json(&owned(&p, &caller, &id).await?)))
 }
 
 pub async fn status(
     State(p): State<AppState>,
+    IdPath(id): IdPath,
     caller: Caller,
-    Path(id): Path<String>,
 ) -> ApiResult<Json<serde_json::Value>> {
     let env = owned(&p, &caller, &id).await?;
     Ok(Json(json!(StatusView::from(&env))))
@@ -99,8 +99,8 @@ pub async fn status(
 
 pub async fn patch(
     State(p): State<AppState>,
+    IdPath(id): IdPath,
     caller: Caller,
-    Path(id): Path<String>,
     JsonObject(body): JsonObject,
 ) -> ApiResult<Json<serde_json::Value>> {
     // Unknown ids are 404 before the body is judged, so nothing leaks.
@@ -122,9 +122,9 @@ pub async fn patch(
 /// table names the request as a const parameter.
 pub async fn request<const R: u8>(
     State(p): State<AppState>,
+    IdPath(id): IdPath,
     addr: ClientAddr,
     caller: Caller,
-    Path(id): Path<String>,
 ) -> ApiResult<Response> {
     let by = actor(&caller, &addr);
     let env = match R {

@@ -7,7 +7,7 @@ use crate::auth::tokens::{SESSION_AUDIENCE, TokenKind};
 use crate::domain::User;
 use crate::platform::{Platform, Policy};
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Path, Request};
 use axum::http::{HeaderMap, Method, StatusCode, header, request::Parts};
 use axum_extra::extract::CookieJar;
 use serde_json::{Map, Value};
@@ -190,7 +190,8 @@ impl FromRequestParts<AppState> for Caller {
 }
 
 /// The client's address: the socket peer, or with `DEV8_TRUSTED_PROXY_HOPS`
-/// = n, the n-th address from the right of `X-Forwarded-For`.
+/// = n, the n-th entry from the right of `X-Forwarded-For` (`None`, the
+/// unknown address, when that entry does not parse).
 #[derive(Debug, Clone, Copy)]
 pub struct ClientAddr(pub Option<IpAddr>);
 
@@ -201,32 +202,119 @@ impl FromRequestParts<AppState> for ClientAddr {
         let peer = parts
             .extensions
             .get::<ConnectInfo<SocketAddr>>()
-            .map(|c| c.0.ip());
-        let hops = p.policy.trusted_proxy_hops;
-        if hops == 0 {
-            return Ok(ClientAddr(peer));
-        }
-        let forwarded: Vec<IpAddr> = parts
-            .headers
-            .get_all("x-forwarded-for")
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .filter_map(|s| s.trim().parse().ok())
-            .collect();
+            .map(|c| c.0.ip().to_canonical());
         Ok(ClientAddr(
-            forwarded
-                .len()
-                .checked_sub(hops)
-                .and_then(|i| forwarded.get(i).copied())
-                .or(peer),
+            forwarded_client(&parts.headers, p.policy.trusted_proxy_hops).unwrap_or(peer),
         ))
     }
+}
+
+/// The client `hops` trusted proxies saw: the `hops`-th entry from the right
+/// of every `X-Forwarded-For` header taken together. Hops are counted over
+/// the raw entries, so an entry that does not parse never shifts the index:
+/// at the index it makes the address unknown (`Some(None)`). `None` when no
+/// proxy is trusted or the header has fewer entries (the request did not
+/// come through every proxy; the socket peer is the client then).
+fn forwarded_client(headers: &HeaderMap, hops: usize) -> Option<Option<IpAddr>> {
+    if hops == 0 {
+        return None;
+    }
+    let mut entries = Vec::new();
+    for value in headers.get_all("x-forwarded-for") {
+        // A value that is not even text still holds entries: unknown ones.
+        match value.to_str() {
+            Ok(v) => entries.extend(v.split(',').map(|e| Some(e.trim()))),
+            Err(_) => entries.push(None),
+        }
+    }
+    let entry = *entries.get(entries.len().checked_sub(hops)?)?;
+    Some(entry.and_then(parse_forwarded_entry))
+}
+
+/// One `X-Forwarded-For` entry: `ip`, `ip:port`, `[v6]` or `[v6]:port` (App
+/// Service's front end writes the port). IPv4-mapped IPv6 is the IPv4 address.
+fn parse_forwarded_entry(entry: &str) -> Option<IpAddr> {
+    let ip = entry
+        .parse::<IpAddr>()
+        .ok()
+        .or_else(|| entry.parse::<SocketAddr>().ok().map(|s| s.ip()))
+        .or_else(|| {
+            entry
+                .strip_prefix('[')?
+                .strip_suffix(']')?
+                .parse::<std::net::Ipv6Addr>()
+                .ok()
+                .map(IpAddr::V6)
+        })?;
+    Some(ip.to_canonical())
 }
 
 impl ClientAddr {
     pub fn key(&self) -> String {
         self.0
             .map_or_else(|| "unknown".to_string(), |ip| ip.to_string())
+    }
+}
+
+/// The `{id}` of a path, well-formed (`validation::is_id`). Anything else is
+/// 404 right here: put it first, and neither another extractor nor the
+/// store sees the request.
+pub struct IdPath(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for IdPath {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match Path::<String>::from_request_parts(parts, state).await {
+            Ok(Path(id)) if crate::domain::validation::is_id(&id) => Ok(IdPath(id)),
+            _ => Err(ApiError::NotFound),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn xff(values: &[&str]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for v in values {
+            h.append("x-forwarded-for", v.parse().unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn forwarded_entries_parse_in_every_form() {
+        for (entry, ip) in [
+            ("203.0.113.9", "203.0.113.9"),
+            ("203.0.113.9:4444", "203.0.113.9"),
+            ("2001:db8::1", "2001:db8::1"),
+            ("[2001:db8::1]", "2001:db8::1"),
+            ("[2001:db8::1]:4444", "2001:db8::1"),
+            ("::ffff:203.0.113.9", "203.0.113.9"),
+        ] {
+            assert_eq!(parse_forwarded_entry(entry), ip.parse().ok(), "{entry}");
+        }
+        for bad in ["", "unknown", "_hidden", "203.0.113.9:x", "[2001:db8::1"] {
+            assert_eq!(parse_forwarded_entry(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn hops_count_raw_entries() {
+        let ip = |s: &str| Some(Some(s.parse().unwrap()));
+        let h = xff(&["198.51.100.1, 203.0.113.9:4444"]);
+        assert_eq!(forwarded_client(&h, 1), ip("203.0.113.9"));
+        assert_eq!(forwarded_client(&h, 2), ip("198.51.100.1"));
+        assert_eq!(forwarded_client(&h, 3), None);
+        assert_eq!(forwarded_client(&h, 0), None);
+        // An unparseable entry is unknown and does not shift the index.
+        let h = xff(&["198.51.100.1, garbage"]);
+        assert_eq!(forwarded_client(&h, 1), Some(None));
+        let h = xff(&["198.51.100.1, garbage", "[2001:db8::1]:443"]);
+        assert_eq!(forwarded_client(&h, 1), ip("2001:db8::1"));
+        assert_eq!(forwarded_client(&h, 2), Some(None));
+        assert_eq!(forwarded_client(&h, 3), ip("198.51.100.1"));
     }
 }

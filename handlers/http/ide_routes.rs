@@ -4,14 +4,14 @@
 //! with the environment's current agent token).
 
 use super::error::{ApiError, ApiResult};
-use super::extract::{AppState, Caller, ClientAddr};
+use super::extract::{AppState, Caller, ClientAddr, IdPath};
 use crate::audit::{self, Action, Entry};
 use crate::auth::tokens::{TokenKind, claims};
 use crate::domain::{DesiredState, Environment, Status};
 use crate::lifecycle::{self, ActivityOutcome};
 use crate::platform::Platform;
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Duration, Utc};
@@ -64,9 +64,9 @@ fn see_other(location: &str) -> Response {
 /// a notice; running -> 303 to the agent with a one-time ticket.
 pub async fn ide(
     State(p): State<AppState>,
+    IdPath(id): IdPath,
     addr: ClientAddr,
     caller: Result<Caller, ApiError>,
-    Path(id): Path<String>,
 ) -> ApiResult<Response> {
     let caller = match caller {
         Ok(c) => c,
@@ -94,9 +94,9 @@ async fn record_open(p: &Platform, caller: &Caller, env: &Environment, addr: Cli
 /// `POST /api/environments/{id}/open`: `{url, expiresAt}` for API clients.
 pub async fn open(
     State(p): State<AppState>,
+    IdPath(id): IdPath,
     addr: ClientAddr,
     caller: Caller,
-    Path(id): Path<String>,
 ) -> ApiResult<Json<serde_json::Value>> {
     let env = super::env_routes::owned(&p, &caller, &id).await?;
     let (url, expires_at) = ticket_url(&p, &env)
@@ -111,8 +111,8 @@ pub async fn open(
 /// a conditional write, and only while the environment is meant to run.
 pub async fn activity(
     State(p): State<AppState>,
+    IdPath(id): IdPath,
     headers: HeaderMap,
-    Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
     const REJECTED: ApiError =
         ApiError::Unauthorized("an agent token for this environment is required");

@@ -31,15 +31,20 @@ pub async fn templates(State(p): State<AppState>) -> Json<Value> {
 
 /// What the sign-in page needs to know before anyone signs in.
 pub async fn auth_config(State(p): State<AppState>) -> Result<Json<Value>, super::error::ApiError> {
-    let signup_open = match p.policy.signup {
-        SignupPolicy::Open => true,
-        SignupPolicy::Closed => false,
-        SignupPolicy::First => p
-            .store
+    let first_pending = if p.policy.first_account_only() || p.policy.setup_code.is_some() {
+        p.store
             .document(super::auth_routes::FIRST_USER_MARKER)
             .await?
-            .is_none(),
+            .is_none()
+    } else {
+        false
     };
+    let signup_open = match p.policy.signup {
+        SignupPolicy::Closed => false,
+        _ if p.policy.first_account_only() => first_pending,
+        _ => true,
+    };
+    let setup_code_required = signup_open && first_pending && p.policy.setup_code.is_some();
     let providers: Vec<Value> = p
         .providers
         .all()
@@ -47,7 +52,8 @@ pub async fn auth_config(State(p): State<AppState>) -> Result<Json<Value>, super
         .map(|pr| json!({"id": pr.id(), "name": pr.name()}))
         .collect();
     Ok(Json(
-        json!({"signupOpen": signup_open, "providers": providers}),
+        json!({"signupOpen": signup_open, "setupCodeRequired": setup_code_required,
+               "providers": providers}),
     ))
 }
 

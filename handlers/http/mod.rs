@@ -11,6 +11,7 @@ pub mod ide_routes;
 mod meta;
 pub mod metrics_route;
 pub mod oauth_routes;
+pub mod signin_limits;
 pub mod views;
 
 use axum::Router;

@@ -12,7 +12,7 @@ use super::auth_routes::{
     claim_first_signup, limit, session_cookie, signup_allowed, start_session, time_duration,
 };
 use super::error::{ApiError, ApiResult};
-use super::extract::{AppState, Caller, ClientAddr};
+use super::extract::{AppState, Caller, ClientAddr, IdPath};
 use crate::audit::{self, Action, Entry};
 use crate::auth::oauth::{
     AuthRequest, ExternalIdentity, Provider, ProviderError, pkce_challenge, random_token, same,
@@ -159,7 +159,7 @@ pub async fn start(
         &p,
         "oauth-start-addr",
         &addr.key(),
-        p.policy.signin_limit_per_address,
+        super::signin_limits::per_address(&p.policy, &addr),
     )
     .await?;
     match begin(&p, &provider, None).await {
@@ -250,7 +250,7 @@ pub async fn callback(
         &p,
         "signin-addr",
         &addr.key(),
-        p.policy.signin_limit_per_address,
+        super::signin_limits::per_address(&p.policy, &addr),
     )
     .await?;
     let flow = take_flow(&p, &headers, provider.id(), q.get("state")).await?;
@@ -411,8 +411,8 @@ async fn find_or_create(
     if !p.policy.signup_domains.is_empty() && !ext.email_verified {
         return Ok(Err("signup_closed"));
     }
-    match signup_allowed(p, &email).await {
-        Ok(()) => {}
+    match signup_allowed(p, &email, None).await {
+        Ok(_) => {}
         Err(ApiError::Forbidden(_)) => return Ok(Err("signup_closed")),
         Err(e) => return Err(e),
     }
@@ -530,7 +530,7 @@ pub async fn identities(
 /// `DELETE /api/auth/identities/{id}`: unlink, but never the last way to sign in.
 pub async fn unlink(
     State(p): State<AppState>,
-    Path(id): Path<String>,
+    IdPath(id): IdPath,
     addr: ClientAddr,
     caller: Caller,
 ) -> ApiResult<Response> {

@@ -6,6 +6,8 @@ param controlPrincipalId string
 @secure()
 param signingKeys string
 @secure()
+param setupCode string
+@secure()
 param githubClientSecret string
 @secure()
 param oidcClientSecret string
@@ -27,6 +29,12 @@ resource signing 'Microsoft.KeyVault/vaults/secrets@2023-07-01' = if (!empty(sig
   parent: vault
   name: 'dev8-signing-keys'
   properties: { value: signingKeys }
+}
+
+resource setup 'Microsoft.KeyVault/vaults/secrets@2023-07-01' = if (!empty(setupCode)) {
+  parent: vault
+  name: 'dev8-setup-code'
+  properties: { value: setupCode }
 }
 
 resource github 'Microsoft.KeyVault/vaults/secrets@2023-07-01' = if (!empty(githubClientSecret)) {

@@ -326,7 +326,7 @@ async fn open_ide_through_the_agent_with_one_time_tickets() {
     c.jti = record.agent_token_id.clone().unwrap();
     let current = p.keys.sign(&c);
     assert_eq!(post_activity(Auth::Bearer(&current)).await, 204);
-    let other = "/api/environments/01hotherenvironment0000000/activity";
+    let other = "/api/environments/01hzzzzzzzzzzzzzzzzzzzzzzz/activity";
     assert_eq!(
         app.send(Method::POST, other, None, Auth::Bearer(&current))
             .await
@@ -338,7 +338,7 @@ async fn open_ide_through_the_agent_with_one_time_tickets() {
         TokenKind::Agent,
         &iss,
         &record.user_id,
-        "01hotherenvironment0000000",
+        "01hzzzzzzzzzzzzzzzzzzzzzzz",
         now,
         chrono::Duration::hours(1),
     );

@@ -132,6 +132,41 @@ async fn sign_up_policy_first_closes_after_one_account() {
     assert_eq!(cfg.body["signupOpen"], false);
 }
 
+/// With local compute every IDE runs as one OS user: even with sign-up
+/// `open`, a second account is refused unless `DEV8_LOCAL_SHARED_USER`.
+#[tokio::test]
+async fn local_compute_takes_one_account_unless_shared() {
+    let app = TestApp::builder()
+        .settings(|s| {
+            s.compute = dev8::config::ComputeKind::Local;
+            s.local_shared_user = false;
+        })
+        .spawn()
+        .await;
+    assert_eq!(
+        app.sign_up("first@x.io", "correct-horse-battery")
+            .await
+            .status,
+        201
+    );
+    let second = app.sign_up("second@x.io", "correct-horse-battery").await;
+    second.problem(403);
+    let detail = second.body["detail"].as_str().unwrap_or_default();
+    assert!(detail.contains("DEV8_LOCAL_SHARED_USER"), "{detail}");
+    let cfg = app
+        .send(Method::GET, "/api/auth/config", None, Auth::None)
+        .await;
+    assert_eq!(cfg.body["signupOpen"], false);
+    assert!(
+        app.platform
+            .store
+            .user_by_email("second@x.io")
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
 #[tokio::test]
 async fn sign_up_policy_first_admits_one_of_many_racing() {
     let app = TestApp::builder()
@@ -177,12 +212,44 @@ async fn sign_up_policy_closed_and_domain_allowlist() {
     app.sign_up("a@other.io", "correct-horse-battery")
         .await
         .problem(403);
-    assert_eq!(
-        app.sign_up("a@example.com", "correct-horse-battery")
+    // Typing an allowed address proves nothing: no account from it (a
+    // provider that verifies the email is the way in, see oauth_github).
+    app.sign_up("a@example.com", "correct-horse-battery")
+        .await
+        .problem(403);
+    assert!(
+        app.platform
+            .store
+            .user_by_email("a@example.com")
             .await
-            .status,
-        201
+            .unwrap()
+            .is_none()
     );
+
+    // The operator's first account, proven by the setup code, may use a
+    // password even under an allowlist.
+    let first = TestApp::builder()
+        .settings(|s| {
+            s.signup_domains = vec!["example.com".into()];
+            s.setup_code = Some("s3tup-c0de".to_string().into());
+        })
+        .spawn()
+        .await;
+    let body = json!({"email": "op@example.com", "password": "correct-horse-battery",
+                      "setupCode": "s3tup-c0de"});
+    let op = first
+        .send(
+            Method::POST,
+            "/api/auth/signup",
+            Some(body),
+            Auth::Origin(first.origin()),
+        )
+        .await;
+    assert_eq!(op.status, 201, "{}", op.body);
+    first
+        .sign_up("b@example.com", "correct-horse-battery")
+        .await
+        .problem(403);
 }
 
 #[tokio::test]
@@ -643,4 +710,35 @@ async fn a_deleted_account_stops_working_at_once_here_and_within_the_delay_elsew
     app.platform.store.delete_user(&b.id).await.unwrap();
     app.clock.advance(REVOCATION_DELAY);
     app.get("/api/environments", &b).await.problem(401);
+}
+
+/// With `DEV8_SETUP_CODE`, the first account's sign-up needs the code (the
+/// dashboard is told to ask for it), and once an account exists nothing
+/// changes for later sign-ups.
+#[tokio::test]
+async fn the_first_account_needs_the_setup_code() {
+    let app = TestApp::builder()
+        .settings(|s| s.setup_code = Some("s3tup-c0de".to_string().into()))
+        .spawn()
+        .await;
+    let config = || app.send(Method::GET, "/api/auth/config", None, Auth::None);
+    assert_eq!(config().await.body["setupCodeRequired"], true);
+    let signup = |code: Option<&str>, email: &str| {
+        let mut body = json!({"email": email, "password": "correct-horse-battery"});
+        if let Some(c) = code {
+            body["setupCode"] = json!(c);
+        }
+        app.send(
+            Method::POST,
+            "/api/auth/signup",
+            Some(body),
+            Auth::Origin(app.origin()),
+        )
+    };
+    signup(None, "fast@x.io").await.problem(403);
+    signup(Some("guess"), "fast@x.io").await.problem(403);
+    assert_eq!(signup(Some("s3tup-c0de"), "op@x.io").await.status, 201);
+    assert_eq!(config().await.body["setupCodeRequired"], false);
+    // Sign-up is open in these tests: later accounts need no code.
+    assert_eq!(signup(None, "later@x.io").await.status, 201);
 }

@@ -481,6 +481,48 @@ async fn parallel_creates_never_exceed_the_quotas() {
     );
 }
 
+/// Anything in an `{id}` that is not a well-formed id is 404 problem+json at
+/// the edge: before the caller is even looked at (so without credentials
+/// too, and without a store call), on every route of the table.
+#[tokio::test]
+async fn malformed_ids_are_404_at_the_edge() {
+    let app = spawn_app().await;
+    let ada = app.user("ada@x.io").await;
+    let long = "a".repeat(300);
+    let upper = "01J0000000000000000000000A";
+    let malformed = [
+        "does-not-exist",
+        "x",
+        long.as_str(),
+        upper,
+        "01j00000000000000000000000%00",
+        "81j0000000000000000000000a",
+        "01j000000000000000000000u",
+        "%E2%80%AE01j0000000000000000000000",
+    ];
+    for route in ROUTES.iter().filter(|r| r.path.contains("{id}")) {
+        let method = Method::from_bytes(route.method.as_bytes()).unwrap();
+        for id in malformed {
+            let path = route.path.replace("{id}", id);
+            for auth in [Auth::None, Auth::Bearer(&ada.token)] {
+                let a = app.send(method.clone(), &path, None, auth).await;
+                assert_eq!(a.status, 404, "{} {path}: {}", route.method, a.body);
+                assert_eq!(
+                    a.headers["content-type"], "application/problem+json",
+                    "{} {path}",
+                    route.method
+                );
+            }
+        }
+    }
+    // A well-formed id still needs a caller.
+    let unknown = "/api/environments/01j0000000000000000000000a";
+    app.send(Method::GET, unknown, None, Auth::None)
+        .await
+        .problem(401);
+    app.get(unknown, &ada).await.problem(404);
+}
+
 #[tokio::test]
 async fn the_platform_wide_running_limit_holds_across_users() {
     let app = TestApp::builder()

@@ -203,7 +203,7 @@ async fn the_handler_serves_every_function_with_its_method() {
     for spec in ROUTES {
         let path = spec
             .path
-            .replace("{id}", "01J0000000000000000000000")
+            .replace("{id}", "01j0000000000000000000000a")
             .replace("{provider}", "github");
         let status = call(spec.method, path.clone()).await;
         assert!(

@@ -13,6 +13,10 @@ pub(crate) const NOT_SET_IN_AZURE: &[(&str, &str)] = &[
         "local compute only; ACI images carry code-server",
     ),
     (
+        "DEV8_LOCAL_SHARED_USER",
+        "local compute only; ACI runs each environment in its own container",
+    ),
+    (
         "DEV8_STATIC_DIR",
         "serve only; the Static Web App serves the dashboard",
     ),
@@ -75,6 +79,7 @@ fn secrets_come_from_key_vault() {
     .unwrap();
     for secret in [
         "DEV8_SIGNING_KEYS",
+        "DEV8_SETUP_CODE",
         "DEV8_GITHUB_CLIENT_SECRET",
         "DEV8_OIDC_CLIENT_SECRET",
     ] {

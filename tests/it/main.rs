@@ -39,6 +39,7 @@ mod oauth_oidc;
 mod queue_contract;
 mod schemastore;
 mod shutdown;
+mod signin_limits;
 mod store_behaviour;
 mod swa;
 mod tiers;

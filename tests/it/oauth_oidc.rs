@@ -384,6 +384,46 @@ async fn id_tokens_failing_a_check_are_refused() {
     );
 }
 
+/// A provider that follows §5.4 strictly puts `email` and `name` only in
+/// the UserInfo response: Dev8 reads them there, for the ID token's `sub`
+/// only, and asks UserInfo nothing when the ID token has them.
+#[tokio::test]
+async fn claims_left_out_of_the_id_token_are_read_from_userinfo() {
+    let (app, idp, key) = with_test_idp().await;
+    let bare = |n: &str| {
+        let mut c = claims(&idp, n);
+        for k in ["email", "email_verified", "name"] {
+            c.as_object_mut().unwrap().remove(k);
+        }
+        key.sign(&c)
+    };
+    // UserInfo speaking for someone else is not used.
+    idp.answer_userinfo(json!({"sub": "subject-2", "email": "grace@hopper.example",
+                               "email_verified": true, "name": "Grace"}));
+    let r = attempt(&app, &idp, bare).await;
+    assert_eq!(dashboard_error(&app, &r), "invalid_token");
+    assert_eq!(idp.userinfo_calls(), 1);
+
+    idp.answer_userinfo(json!({"sub": "subject-1", "email": "Grace@Hopper.example",
+                               "email_verified": true, "name": "Grace"}));
+    let r = attempt(&app, &idp, bare).await;
+    assert!(session(&r).is_some(), "{:?}", r.location);
+    let user = app
+        .platform
+        .store
+        .user_by_email("grace@hopper.example")
+        .await
+        .unwrap()
+        .expect("the account from UserInfo's claims");
+    assert_eq!(user.name, "Grace");
+    assert_eq!(idp.userinfo_calls(), 2);
+
+    // An ID token with the claims needs no UserInfo call.
+    let r = attempt(&app, &idp, |n| key.sign(&claims(&idp, n))).await;
+    assert!(session(&r).is_some(), "{:?}", r.location);
+    assert_eq!(idp.userinfo_calls(), 2);
+}
+
 #[tokio::test]
 async fn the_jwks_is_cached_and_fetched_again_for_an_unknown_kid() {
     let (app, idp, key) = with_test_idp().await;

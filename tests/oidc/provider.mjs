@@ -47,8 +47,9 @@ const provider = new Provider(issuer, {
     email: ['email', 'email_verified'],
     profile: ['name'],
   },
-  // Put the requested claims in the ID token (Dev8 does not call userinfo).
-  conformIdTokenClaims: false,
+  // As the spec says (OpenID Connect Core 5.4) and the library's default:
+  // with an access token issued, scope claims are only in UserInfo.
+  conformIdTokenClaims: true,
   pkce: { required: () => true },
   features: { devInteractions: { enabled: true } },
   cookies: { keys: ['dev8-tests-only-cookie-key'] },

@@ -39,18 +39,23 @@ export function createAuthView({ mode, config, notice, onSignedIn }) {
     autocomplete: signup ? 'new-password' : 'current-password',
   });
   const name = signup ? h('input', { type: 'text', name: 'name', autocomplete: 'name' }) : null;
+  // A new deployment's first account needs the server's setup code.
+  const setupCode = signup && config.setupCodeRequired
+    ? h('input', { type: 'text', name: 'setupCode', required: true, autocomplete: 'off', spellcheck: false })
+    : null;
   const fields = [
     name && field('Name (optional)', name, { id: 'auth-name' }).wrap,
     field('Email', email, { id: 'auth-email' }).wrap,
     field('Password', password, { id: 'auth-password', hint: signup ? 'At least 8 characters. Use a long password you don’t use anywhere else.' : undefined }).wrap,
+    setupCode && field('Setup code', setupCode, { id: 'auth-setup-code', hint: 'This server has no account yet: the operator reads its setup code from Key Vault (docs/deploy.md).' }).wrap,
   ];
   const submitLabel = signup ? 'Sign up' : 'Sign in';
   const submit = h('button', { type: 'submit', class: 'btn btn-primary btn-block' },
     h('span', { class: 'spinner spinner-inline', attrs: { 'aria-hidden': 'true' } }),
     h('span', { text: submitLabel }));
   const form = h('form', { class: 'auth-form', noValidate: true }, formAlert(), fields, submit);
-  const controls = { email, password, name };
-  for (const control of [email, password, name].filter(Boolean)) {
+  const controls = { email, password, name, setupCode };
+  for (const control of [email, password, name, setupCode].filter(Boolean)) {
     control.addEventListener('input', () => setFieldError(control, ''));
   }
 
@@ -95,6 +100,7 @@ export function createAuthView({ mode, config, notice, onSignedIn }) {
     if (!email.value.trim()) problems.email = 'is required';
     else if (!email.validity.valid) problems.email = 'must be a valid email address';
     if (!password.value) problems.password = 'is required';
+    if (setupCode && !setupCode.value.trim()) problems.setupCode = 'is required';
     if (Object.keys(problems).length) {
       showFieldErrors(form, problems, controls);
       return;
@@ -103,7 +109,12 @@ export function createAuthView({ mode, config, notice, onSignedIn }) {
     submit.classList.add('is-busy');
     try {
       const body = signup
-        ? await api.signUp({ email: email.value.trim(), password: password.value, ...(name.value.trim() ? { name: name.value.trim() } : {}) })
+        ? await api.signUp({
+          email: email.value.trim(),
+          password: password.value,
+          ...(name.value.trim() ? { name: name.value.trim() } : {}),
+          ...(setupCode ? { setupCode: setupCode.value.trim() } : {}),
+        })
         : await api.signIn(email.value.trim(), password.value);
       onSignedIn(body.user);
     } catch (error) {

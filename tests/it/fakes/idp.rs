@@ -1,6 +1,8 @@
-//! `TestIdp`: a tiny in-test OpenID provider (discovery, JWKS and a token
-//! endpoint) whose keys and ID tokens the test controls, to check Dev8's
-//! ID-token validation. The real provider the sign-in flow runs against is
+//! `TestIdp`: a tiny in-test OpenID provider (discovery, JWKS, a token
+//! endpoint and a UserInfo endpoint) whose keys, ID tokens and UserInfo
+//! claims the test controls, to check Dev8's ID-token validation and its
+//! reading of claims a provider returns only from UserInfo (OpenID Connect
+//! Core §5.3 and §5.4). The real provider the sign-in flow runs against is
 //! `peers::oidc_provider`.
 
 use axum::extract::{Form, State};
@@ -92,7 +94,12 @@ struct IdpState {
     next_id_token: Option<String>,
     jwks_fetches: u32,
     token_forms: Vec<HashMap<String, String>>,
+    userinfo: Option<Value>,
+    userinfo_calls: u32,
 }
+
+/// The access token the token endpoint issues and UserInfo requires.
+const ACCESS_TOKEN: &str = "at-for-userinfo";
 
 /// The in-test OpenID provider: discovery, JWKS and a token endpoint that
 /// answers the ID token the test set (checking client authentication).
@@ -111,6 +118,7 @@ async fn discovery(State((iss, _)): State<S>) -> Json<Value> {
         "authorization_endpoint": format!("{iss}/authorize"),
         "token_endpoint": format!("{iss}/token"),
         "jwks_uri": format!("{iss}/jwks"),
+        "userinfo_endpoint": format!("{iss}/userinfo"),
         "response_types_supported": ["code"],
         "id_token_signing_alg_values_supported": ["EdDSA", "RS256", "ES256"],
         "token_endpoint_auth_methods_supported": ["client_secret_basic"],
@@ -152,12 +160,30 @@ async fn token(
     }
     match st.next_id_token.take() {
         Some(t) => Json(
-            json!({"access_token": "at", "token_type": "Bearer", "expires_in": 60, "id_token": t}),
+            json!({"access_token": ACCESS_TOKEN, "token_type": "Bearer", "expires_in": 60, "id_token": t}),
         )
         .into_response(),
         None => (
             StatusCode::BAD_REQUEST,
             Json(json!({"error": "invalid_grant"})),
+        )
+            .into_response(),
+    }
+}
+
+/// §5.3: a Bearer access token from the token endpoint, or 401 with
+/// `WWW-Authenticate`; the claims as JSON, `sub` always among them.
+async fn userinfo(State((_, s)): State<S>, headers: HeaderMap) -> Response {
+    let bearer = format!("Bearer {ACCESS_TOKEN}");
+    let mut st = s.lock().unwrap();
+    st.userinfo_calls += 1;
+    match (&st.userinfo, headers.get("authorization")) {
+        (Some(claims), Some(v)) if v.as_bytes() == bearer.as_bytes() => {
+            Json(claims.clone()).into_response()
+        }
+        _ => (
+            StatusCode::UNAUTHORIZED,
+            [("www-authenticate", "Bearer error=\"invalid_token\"")],
         )
             .into_response(),
     }
@@ -172,6 +198,7 @@ impl TestIdp {
             .route("/.well-known/openid-configuration", get(discovery))
             .route("/jwks", get(jwks))
             .route("/token", post(token))
+            .route("/userinfo", get(userinfo))
             .with_state((issuer.clone(), state.clone()));
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         tokio::spawn(async move {
@@ -196,6 +223,16 @@ impl TestIdp {
     /// The ID token the next code exchange answers.
     pub fn answer_next(&self, id_token: String) {
         self.state.lock().unwrap().next_id_token = Some(id_token);
+    }
+
+    /// What UserInfo answers (as a strict provider does, with the `email`
+    /// and `profile` claims the ID token leaves out).
+    pub fn answer_userinfo(&self, claims: Value) {
+        self.state.lock().unwrap().userinfo = Some(claims);
+    }
+
+    pub fn userinfo_calls(&self) -> u32 {
+        self.state.lock().unwrap().userinfo_calls
     }
 
     pub fn jwks_fetches(&self) -> u32 {

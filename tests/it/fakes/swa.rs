@@ -5,13 +5,16 @@
 //! like the real one it sets its own `Authorization` header on every
 //! request, whether or not the client sent one: it replaces the client's
 //! value (Azure/static-web-apps#34, #158, #275; also with custom handlers).
-//! Redirects are passed back, not followed. Loopback only.
+//! Like App Service's front end behind it, it appends the address it was
+//! connected from, with its port, to `X-Forwarded-For` (so an app behind it
+//! trusts one hop). Redirects are passed back, not followed. Loopback only.
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{Request, State};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderName, StatusCode, header};
 use axum::response::Response;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
@@ -21,6 +24,8 @@ use tokio::task::JoinHandle;
 pub const SWA_AUTHORIZATION: &str = "Bearer eyJhbGciOiJSUzI1NiIsInR5cCI6IkpXVCJ9.\
 eyJpc3MiOiJodHRwczovL3N0YXRpY3dlYmFwcHMuZXhhbXBsZSIsImF1ZCI6ImxpbmtlZC1iYWNrZW5kIn0.\
 c3dhLXNpZ25hdHVyZQ";
+
+const FORWARDED_FOR: &str = "x-forwarded-for";
 
 /// Headers that belong to one connection, not to the request.
 const HOP_BY_HOP: [HeaderName; 5] = [
@@ -76,7 +81,8 @@ impl Pending {
         });
         let router = Router::new().fallback(forward).with_state(state);
         let task = tokio::spawn(async move {
-            let _ = axum::serve(self.listener, router).await;
+            let service = router.into_make_service_with_connect_info::<SocketAddr>();
+            let _ = axum::serve(self.listener, service).await;
         });
         SwaProxy {
             url: self.url,
@@ -85,7 +91,11 @@ impl Pending {
     }
 }
 
-async fn forward(State(up): State<Arc<Upstream>>, req: Request) -> Response {
+async fn forward(
+    State(up): State<Arc<Upstream>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    req: Request,
+) -> Response {
     let (parts, body) = req.into_parts();
     let body = axum::body::to_bytes(body, 1 << 20)
         .await
@@ -95,11 +105,21 @@ async fn forward(State(up): State<Arc<Upstream>>, req: Request) -> Response {
         .client
         .request(parts.method.clone(), format!("{}{path}", up.base));
     for (name, value) in &parts.headers {
-        if HOP_BY_HOP.contains(name) || name == header::AUTHORIZATION {
+        if HOP_BY_HOP.contains(name) || name == header::AUTHORIZATION || name == FORWARDED_FOR {
             continue;
         }
         out = out.header(name, value);
     }
+    // The client's entries as they came, then the peer as `ip:port`.
+    let mut forwarded: Vec<&str> = parts
+        .headers
+        .get_all(FORWARDED_FOR)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    let seen = peer.to_string();
+    forwarded.push(&seen);
+    out = out.header(FORWARDED_FOR, forwarded.join(", "));
     // The platform's own token, on every request.
     out = out.header(header::AUTHORIZATION, SWA_AUTHORIZATION);
     let answer = match out.body(body).send().await {

@@ -78,6 +78,8 @@ type Configure = Box<dyn FnOnce(&mut Settings)>;
 fn test_settings() -> Settings {
     let mut s = Settings::from_env().expect("default settings parse");
     s.signup = SignupPolicy::Open;
+    // Tests make many accounts on one machine (and mostly fake compute).
+    s.local_shared_user = true;
     s.signing_keys = None;
     s.public_url = None;
     s
