@@ -29,7 +29,9 @@ export async function startServe(env = {}) {
   const bin = join(resolve(ROOT, process.env.CARGO_TARGET_DIR ?? 'target'), 'debug', 'handler');
   const child = spawn(bin, ['serve', '--port', String(port), '--data-dir', dataDir], {
     cwd: ROOT,
-    env: { ...process.env, DEV8_LOG: 'info', DEV8_SIGNUP: 'open', ...env },
+    // Two accounts on one machine: the test says that every account's IDE
+    // runs as the same OS user (serve refuses a second account otherwise).
+    env: { ...process.env, DEV8_LOG: 'info', DEV8_SIGNUP: 'open', DEV8_LOCAL_SHARED_USER: '1', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let log = '';
