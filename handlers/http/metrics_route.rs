@@ -24,10 +24,8 @@ use subtle::ConstantTimeEq;
 /// The path `serve` exposes metrics on.
 pub const PATH: &str = "/metrics";
 
-/// The header that carries a bearer token where `Authorization` is taken
-/// (the Functions host's and Static Web Apps' own auth use it).
-const DEV8_AUTHORIZATION: &str = "x-dev8-authorization";
-
+/// `GET /metrics`: the Prometheus text format, for a direct loopback peer or
+/// a request carrying `DEV8_METRICS_TOKEN` (the module doc says when which).
 pub async fn metrics(State(p): State<AppState>, req: Request) -> Response {
     let headers = req.headers();
     let peer = req
@@ -59,24 +57,18 @@ pub async fn metrics(State(p): State<AppState>, req: Request) -> Response {
         .into_response()
 }
 
-/// Whether either header carries `Bearer <token>`. Both sides are hashed
+/// Whether the request's bearer token (`extract::bearer`: `X-Dev8-Authorization`
+/// first, then `Authorization`) is the metrics token. Both sides are hashed
 /// first, so the comparison is constant-time and length-blind.
 fn bearer_matches(headers: &HeaderMap, token: Option<&SecretString>) -> bool {
     let Some(token) = token.map(|t| t.expose_secret()).filter(|t| !t.is_empty()) else {
         return false;
     };
+    let Some(given) = super::extract::bearer(headers) else {
+        return false;
+    };
     let want = Sha256::digest(token.as_bytes());
-    [header::AUTHORIZATION.as_str(), DEV8_AUTHORIZATION]
-        .into_iter()
-        .flat_map(|name| headers.get_all(name))
-        .filter_map(|v| v.to_str().ok())
-        .filter_map(|v| {
-            let (scheme, rest) = v.trim().split_once(' ')?;
-            scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
-        })
-        .fold(false, |found, given| {
-            found | bool::from(Sha256::digest(given.as_bytes()).ct_eq(&want))
-        })
+    bool::from(Sha256::digest(given.token.as_bytes()).ct_eq(&want))
 }
 
 /// The layer each `ROUTES` entry (and the `/api` fallback) gets: counts and
