@@ -1,6 +1,7 @@
 //! The one way to ask for a reconcile. The lifecycle service, the jobs and
 //! the compute backends hold an `Arc<dyn Reconciles>`, never the raw queue;
-//! `QueueReconciles` is the only code that builds a reconcile message.
+//! `QueueReconciles` is the only code that sends a reconcile message (built by
+//! `queue::Job::reconcile_chained`, the wire format's one constructor).
 //!
 //! It is a leaf module (it knows the queue's wire format and nothing else) so
 //! that `lifecycle`, `jobs` and `compute` can all use it without import loops.
@@ -62,12 +63,7 @@ impl QueueReconciles {
 #[async_trait]
 impl Reconciles for QueueReconciles {
     async fn request(&self, r: ReconcileRequest) -> anyhow::Result<()> {
-        let job = Job::Reconcile {
-            v: 1,
-            user_id: r.user_id,
-            environment_id: r.environment_id,
-            chain: r.chain,
-        };
+        let job = Job::reconcile_chained(&r.user_id, &r.environment_id, r.chain);
         self.queue.send(&job.to_body(), r.after).await?;
         Ok(())
     }

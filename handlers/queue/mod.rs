@@ -86,13 +86,20 @@ pub enum Job {
 }
 
 impl Job {
-    pub fn reconcile(user_id: &str, environment_id: &str) -> Self {
+    /// A reconcile message (version 1); `chain` only on a reconcile job's own
+    /// follow-up. Code asks for reconciles through `reconciles::Reconciles`;
+    /// tests use this to put a message on a queue directly.
+    pub fn reconcile_chained(user_id: &str, environment_id: &str, chain: Option<String>) -> Self {
         Job::Reconcile {
             v: 1,
             user_id: user_id.into(),
             environment_id: environment_id.into(),
-            chain: None,
+            chain,
         }
+    }
+
+    pub fn reconcile(user_id: &str, environment_id: &str) -> Self {
+        Job::reconcile_chained(user_id, environment_id, None)
     }
 
     pub fn to_body(&self) -> String {
