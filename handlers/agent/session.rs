@@ -38,7 +38,7 @@ struct Live {
     /// When the control plane last vouched for `sid` (the ticket, or a check).
     confirmed: Instant,
     /// Dropped when the session ends, which ends every WebSocket it opened.
-    _open: watch::Sender<()>,
+    open: watch::Sender<()>,
 }
 
 /// Resolves when the session it came from has ended.
@@ -113,7 +113,7 @@ impl Sessions {
                 sid,
                 until: now + SESSION_TTL,
                 confirmed: now,
-                _open: watch::channel(()).0,
+                open: watch::channel(()).0,
             },
         );
         Ok(id)
@@ -124,7 +124,7 @@ impl Sessions {
         let live = self.live.lock().expect("session lock");
         live.get(id)
             .filter(|s| self.serves(s, Instant::now()))
-            .map(|s| Ended(s._open.subscribe()))
+            .map(|s| Ended(s.open.subscribe()))
     }
 
     fn serves(&self, s: &Live, now: Instant) -> bool {
@@ -156,6 +156,7 @@ impl Sessions {
     /// sessions of `live` sign-in sessions are confirmed, those of the other
     /// asked ones end. Sessions opened meanwhile (not asked about) stay.
     pub fn confirm(&self, asked: &[String], live_sids: &HashSet<String>, at: Instant) {
+        let asked: HashSet<&String> = asked.iter().collect();
         let mut live = self.live.lock().expect("session lock");
         live.retain(|_, s| {
             if live_sids.contains(&s.sid) {
