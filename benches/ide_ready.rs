@@ -69,6 +69,7 @@ impl Serve {
             node: local::find_node().expect("node on PATH"),
             activity_interval: Duration::from_secs(60),
             cpu_sample: Duration::from_secs(15),
+            session_check: dev8::agent_env::DEFAULT_SESSION_CHECK,
         };
         let reconciles = Arc::new(QueueReconciles::new(queue.clone()));
         let compute = Arc::new(LocalCompute::new(options, reconciles).expect("local compute"));

@@ -31,6 +31,13 @@ pub const NODE: &str = "DEV8_NODE";
 pub const ACTIVITY_INTERVAL_MS: &str = "DEV8_AGENT_ACTIVITY_INTERVAL_MS";
 /// How often user processes are sampled for CPU use (milliseconds).
 pub const CPU_SAMPLE_MS: &str = "DEV8_AGENT_CPU_SAMPLE_MS";
+/// How often the agent checks the sign-in sessions behind its IDE sessions
+/// with the control plane (milliseconds); unconfirmed for two intervals, a
+/// session ends.
+pub const SESSION_CHECK_MS: &str = "DEV8_AGENT_SESSION_CHECK_MS";
+/// The default session check interval: a sign-out is felt within it (plus
+/// one request), well inside a minute.
+pub const DEFAULT_SESSION_CHECK: std::time::Duration = std::time::Duration::from_secs(30);
 /// Stop when standard input closes (the local backend holds the other end).
 pub const STDIN_LIFELINE: &str = "DEV8_AGENT_STDIN_LIFELINE";
 

@@ -91,6 +91,15 @@ pub struct AgentArgs {
         hide = true
     )]
     pub cpu_sample_ms: u64,
+    /// How often the sign-in sessions behind the IDE sessions are checked
+    /// with the control plane (milliseconds); a sign-out is felt within it.
+    #[arg(
+        long,
+        env = agent_env::SESSION_CHECK_MS,
+        default_value_t = agent_env::DEFAULT_SESSION_CHECK.as_millis() as u64,
+        hide = true
+    )]
+    pub session_check_ms: u64,
     /// Stop when standard input closes (set by the local compute backend).
     #[arg(
         long,

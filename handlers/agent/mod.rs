@@ -67,6 +67,8 @@ pub struct AgentConfig {
     pub activity_interval: Duration,
     /// How often the environment's processes are sampled for CPU use.
     pub cpu_sample: Duration,
+    /// How often the sign-in sessions behind the IDE sessions are checked.
+    pub session_check: Duration,
     /// Shut down when standard input closes (the local backend's lifeline).
     pub stdin_lifeline: bool,
 }
@@ -87,7 +89,7 @@ struct Agent {
     origin: Option<String>,
     ide_url: String,
     secure: bool,
-    sessions: Sessions,
+    sessions: Arc<Sessions>,
     upstream: proxy::Upstream,
     activity: Arc<Activity>,
 }
@@ -108,10 +110,10 @@ impl Agent {
         expected_origin(self.origin.as_deref(), host)
     }
 
-    fn session_of(&self, headers: &HeaderMap) -> bool {
+    /// The request's live session, as its end (for a WebSocket to close on).
+    fn session_of(&self, headers: &HeaderMap) -> Option<session::Ended> {
         let jar = axum_extra::extract::CookieJar::from_headers(headers);
-        jar.get(self.cookie_name())
-            .is_some_and(|c| self.sessions.check(c.value()))
+        self.sessions.check(jar.get(self.cookie_name())?.value())
     }
 }
 
@@ -169,7 +171,12 @@ pub async fn run(
         // Behind the TLS sidecar (no configured origin) browsers always use https.
         secure: origin.as_deref().is_none_or(|o| o.starts_with("https://")),
         origin,
-        sessions: Sessions::new(keys, &config.environment_id, &config.issuer),
+        sessions: Arc::new(Sessions::new(
+            keys,
+            &config.environment_id,
+            &config.issuer,
+            config.session_check,
+        )),
         upstream: proxy::Upstream::new(cs.socket.clone()),
         activity: Arc::new(Activity::default()),
     });
@@ -194,12 +201,25 @@ pub async fn run(
             "{control}/api/environments/{}/activity",
             config.environment_id
         ),
-        token: config.token,
+        token: config.token.clone(),
         every: config.activity_interval,
+    };
+    let checker = session::Checker {
+        url: format!(
+            "{control}/api/environments/{}/sessions",
+            config.environment_id
+        ),
+        token: config.token.clone(),
+        every: config.session_check,
     };
     let pusher = tokio::spawn(activity::push_loop(
         agent.activity.clone(),
         reporter,
+        stop_rx.clone(),
+    ));
+    let session_checks = tokio::spawn(session::check_loop(
+        agent.sessions.clone(),
+        checker,
         stop_rx.clone(),
     ));
 
@@ -236,7 +256,7 @@ pub async fn run(
     }
     let _ = stop_tx.send(true);
     let _ = supervisor.await;
-    let _ = tokio::join!(cpu, pusher);
+    let _ = tokio::join!(cpu, pusher, session_checks);
     // Whatever the IDE started (terminals, background jobs) ends with the environment.
     let killed = crate::procs::kill_marked(&agent.environment_id, &[]);
     if killed > 0 {
@@ -377,6 +397,7 @@ fn strip_private_cookies(headers: &mut HeaderMap) {
 
 async fn proxy_request(State(agent): State<Arc<Agent>>, mut req: Request) -> Response {
     let ws = is_websocket(req.headers());
+    let ended;
     if ws {
         let origin = req
             .headers()
@@ -386,10 +407,13 @@ async fn proxy_request(State(agent): State<Arc<Agent>>, mut req: Request) -> Res
             tracing::info!("WebSocket from a foreign origin refused");
             return (StatusCode::FORBIDDEN, "cross-origin WebSocket refused").into_response();
         }
-        if !agent.session_of(req.headers()) {
+        let Some(end) = agent.session_of(req.headers()) else {
             return (StatusCode::UNAUTHORIZED, "no IDE session").into_response();
-        }
-    } else if !agent.session_of(req.headers()) {
+        };
+        ended = Some(end);
+    } else if agent.session_of(req.headers()).is_some() {
+        ended = None;
+    } else {
         return no_store(
             (
                 StatusCode::SEE_OTHER,
@@ -404,8 +428,11 @@ async fn proxy_request(State(agent): State<Arc<Agent>>, mut req: Request) -> Res
     }
     strip_private_cookies(req.headers_mut());
     tracing::debug!(method = %req.method(), path = %req.uri().path(), "proxy");
-    if ws {
-        agent.upstream.tunnel(req, agent.activity.clone()).await
+    if let Some(ended) = ended {
+        agent
+            .upstream
+            .tunnel(req, agent.activity.clone(), ended)
+            .await
     } else {
         agent.upstream.forward(req.map(Body::new)).await
     }
@@ -427,6 +454,7 @@ impl From<crate::config::AgentArgs> for AgentConfig {
             node: a.node,
             activity_interval: std::time::Duration::from_millis(a.activity_interval_ms.max(10)),
             cpu_sample: std::time::Duration::from_millis(a.cpu_sample_ms.max(10)),
+            session_check: std::time::Duration::from_millis(a.session_check_ms.max(10)),
             stdin_lifeline: a.stdin_lifeline,
         }
     }

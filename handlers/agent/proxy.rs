@@ -3,6 +3,7 @@
 //! the activity observer on the way through.
 
 use super::activity::{Activity, Kind, WsObserver};
+use super::session::Ended;
 use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, HeaderName, Request, Response, StatusCode, Uri, header};
 
@@ -107,8 +108,14 @@ impl Upstream {
         }
     }
 
-    /// Open a WebSocket to code-server and tunnel the client's connection to it.
-    pub async fn tunnel(&self, mut req: Request<Body>, activity: Arc<Activity>) -> Response<Body> {
+    /// Open a WebSocket to code-server and tunnel the client's connection to
+    /// it until either side closes or the session `ended`.
+    pub async fn tunnel(
+        &self,
+        mut req: Request<Body>,
+        activity: Arc<Activity>,
+        ended: Ended,
+    ) -> Response<Body> {
         let vscode = req
             .uri()
             .query()
@@ -158,13 +165,17 @@ impl Upstream {
         tokio::spawn(async move {
             match tokio::try_join!(client_side, upstream_side) {
                 Ok((client, upstream)) => {
-                    pump(
-                        TokioIo::new(client),
-                        TokioIo::new(upstream),
-                        WsObserver::new(vscode),
-                        activity,
-                    )
-                    .await
+                    tokio::select! {
+                        _ = pump(
+                            TokioIo::new(client),
+                            TokioIo::new(upstream),
+                            WsObserver::new(vscode),
+                            activity,
+                        ) => {}
+                        _ = ended.wait() => {
+                            tracing::info!("IDE session ended; WebSocket closed");
+                        }
+                    }
                 }
                 Err(e) => tracing::debug!(error = %e, "WebSocket upgrade failed"),
             }

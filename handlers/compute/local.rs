@@ -56,6 +56,8 @@ pub struct LocalOptions {
     pub activity_interval: Duration,
     /// How often user processes are sampled for CPU use.
     pub cpu_sample: Duration,
+    /// How often agents check the sign-in sessions behind IDE sessions.
+    pub session_check: Duration,
 }
 
 impl LocalOptions {
@@ -69,6 +71,7 @@ impl LocalOptions {
             node: find_node()?,
             activity_interval: Duration::from_secs(60),
             cpu_sample: Duration::from_secs(15),
+            session_check: agent_env::DEFAULT_SESSION_CHECK,
         })
     }
 }
@@ -240,6 +243,10 @@ impl LocalCompute {
             .env(
                 agent_env::CPU_SAMPLE_MS,
                 self.opts.cpu_sample.as_millis().to_string(),
+            )
+            .env(
+                agent_env::SESSION_CHECK_MS,
+                self.opts.session_check.as_millis().to_string(),
             )
             .env(agent_env::STDIN_LIFELINE, "true")
             .current_dir(&home)

@@ -1,12 +1,14 @@
 //! Opening the IDE and hearing from agents: `GET .../ide` (a page
 //! navigation: a one-time ticket and a 303 to the agent), `POST .../open`
-//! (the same URL for API clients), and `POST .../activity` (agents only,
-//! with the environment's current agent token).
+//! (the same URL for API clients), and, for agents only with the
+//! environment's current agent token, `POST .../activity` and
+//! `POST .../sessions` (which of the sign-in sessions the agent serves are
+//! still live).
 
 use super::error::{ApiError, ApiResult};
-use super::extract::{AppState, Caller, ClientAddr, IdPath};
+use super::extract::{AppState, Caller, ClientAddr, IdPath, JsonObject};
 use crate::audit::{self, Action, Entry};
-use crate::auth::tokens::{TokenKind, claims};
+use crate::auth::tokens::{Claims, TokenKind, claims};
 use crate::domain::{DesiredState, Environment, Status};
 use crate::lifecycle::{self, ActivityOutcome};
 use crate::platform::Platform;
@@ -20,14 +22,23 @@ use serde_json::json;
 /// How long an IDE ticket is valid.
 pub const TICKET_TTL: Duration = Duration::seconds(60);
 
-/// The agent URL that redeems a fresh ticket, if the environment runs.
-fn ticket_url(p: &Platform, env: &Environment) -> Option<(String, DateTime<Utc>)> {
+/// The most session ids one check may name.
+pub const MAX_CHECKED_SESSIONS: usize = 1000;
+
+/// The agent URL that redeems a fresh ticket, if the environment runs. The
+/// ticket names the caller's sign-in session (`sid`), which the agent checks
+/// with `POST .../sessions` for as long as it serves the browser.
+fn ticket_url(
+    p: &Platform,
+    env: &Environment,
+    session_id: &str,
+) -> Option<(String, DateTime<Utc>)> {
     let ide = env
         .ide_url
         .as_deref()
         .filter(|_| env.status == Status::Running && env.desired_state == DesiredState::Running)?;
     let now = p.clock.now();
-    let c = claims(
+    let mut c = claims(
         TokenKind::IdeTicket,
         p.policy.issuer(),
         &env.user_id,
@@ -35,6 +46,7 @@ fn ticket_url(p: &Platform, env: &Environment) -> Option<(String, DateTime<Utc>)
         now,
         TICKET_TTL,
     );
+    c.sid = Some(session_id.to_string());
     let ticket = p.keys.sign(&c);
     Some((
         format!(
@@ -74,7 +86,7 @@ pub async fn ide(
         Err(e) => return Err(e),
     };
     let env = super::env_routes::owned(&p, &caller, &id).await?;
-    Ok(match ticket_url(&p, &env) {
+    Ok(match ticket_url(&p, &env, &caller.session_id) {
         Some((url, _)) => {
             record_open(&p, &caller, &env, addr).await;
             see_other(&url)
@@ -99,7 +111,7 @@ pub async fn open(
     caller: Caller,
 ) -> ApiResult<Json<serde_json::Value>> {
     let env = super::env_routes::owned(&p, &caller, &id).await?;
-    let (url, expires_at) = ticket_url(&p, &env)
+    let (url, expires_at) = ticket_url(&p, &env, &caller.session_id)
         .ok_or_else(|| ApiError::Conflict("the environment is not running".into(), None))?;
     record_open(&p, &caller, &env, addr).await;
     Ok(Json(json!({"url": url, "expiresAt": expires_at})))
@@ -114,20 +126,106 @@ pub async fn activity(
     IdPath(id): IdPath,
     headers: HeaderMap,
 ) -> ApiResult<StatusCode> {
-    const REJECTED: ApiError =
-        ApiError::Unauthorized("an agent token for this environment is required");
-    let token = super::extract::bearer(&headers).ok_or(REJECTED)?.token;
-    let c = p
-        .keys
+    let c = agent_claims(&p, &id, &headers)?;
+    match lifecycle::record_activity(&p, &c.sub, &id, &c.jti).await? {
+        ActivityOutcome::Recorded => Ok(StatusCode::NO_CONTENT),
+        ActivityOutcome::NotCurrentAgent => Err(NOT_THE_AGENT),
+    }
+}
+
+const NOT_THE_AGENT: ApiError =
+    ApiError::Unauthorized("an agent token for this environment is required");
+
+/// The claims of a valid agent token for environment `id` (not yet checked
+/// against the record's current `agentTokenId`).
+fn agent_claims(p: &Platform, id: &str, headers: &HeaderMap) -> ApiResult<Claims> {
+    let token = super::extract::bearer(headers).ok_or(NOT_THE_AGENT)?.token;
+    p.keys
         .verify(
             token,
             TokenKind::Agent,
-            &TokenKind::Agent.audience(&id),
+            &TokenKind::Agent.audience(id),
             p.policy.issuer(),
         )
-        .map_err(|_| REJECTED)?;
-    match lifecycle::record_activity(&p, &c.sub, &id, &c.jti).await? {
-        ActivityOutcome::Recorded => Ok(StatusCode::NO_CONTENT),
-        ActivityOutcome::NotCurrentAgent => Err(REJECTED),
+        .map_err(|_| NOT_THE_AGENT)
+}
+
+/// `POST /api/environments/{id}/sessions` with `{"sessions": [sid, ...]}`:
+/// an agent asks which of the sign-in sessions it serves are still live. It
+/// answers `{"live": [...]}`, the subset that exists, is neither revoked nor
+/// expired, and belongs to the environment's owner, whose account still
+/// exists. Any other id (another user's, unknown, revoked) is simply not in
+/// the answer, so nothing is revealed about it. Only the environment's
+/// current agent token is accepted; a read, it changes nothing.
+pub async fn sessions(
+    State(p): State<AppState>,
+    IdPath(id): IdPath,
+    headers: HeaderMap,
+    body: Result<JsonObject, ApiError>,
+) -> ApiResult<Json<serde_json::Value>> {
+    let c = agent_claims(&p, &id, &headers)?;
+    let JsonObject(body) = body?;
+    let asked = checked_session_ids(&body)?;
+    let env = p
+        .store
+        .environment(&c.sub, &id)
+        .await?
+        .ok_or(ApiError::NotFound)?
+        .value;
+    if env.agent_token_id.as_deref() != Some(c.jti.as_str()) {
+        return Err(NOT_THE_AGENT);
     }
+    let mut live = Vec::new();
+    if p.store.user(&env.user_id).await?.is_some() {
+        let now = p.clock.now();
+        for sid in asked {
+            let Some(s) = p.store.session(&sid).await? else {
+                continue;
+            };
+            if !s.revoked && s.expires_at > now && s.user_id == env.user_id {
+                live.push(sid);
+            }
+        }
+    }
+    Ok(Json(json!({ "live": live })))
+}
+
+/// The `sessions` field: at most `MAX_CHECKED_SESSIONS` session ids
+/// (base64url, as sign-in makes them), duplicates dropped.
+fn checked_session_ids(
+    body: &serde_json::Map<String, serde_json::Value>,
+) -> ApiResult<Vec<String>> {
+    const FIELD: &str = "sessions";
+    let invalid = || {
+        ApiError::field(
+            FIELD,
+            format!("a list of at most {MAX_CHECKED_SESSIONS} session ids"),
+        )
+    };
+    if let Some(other) = body.keys().find(|k| *k != FIELD) {
+        return Err(ApiError::field(other, "unknown field"));
+    }
+    let list = body
+        .get(FIELD)
+        .and_then(|v| v.as_array())
+        .ok_or_else(invalid)?;
+    if list.len() > MAX_CHECKED_SESSIONS {
+        return Err(invalid());
+    }
+    let mut seen = std::collections::HashSet::new();
+    let mut ids = Vec::with_capacity(list.len());
+    for v in list {
+        let sid = v
+            .as_str()
+            .filter(|s| {
+                (1..=128).contains(&s.len())
+                    && s.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            })
+            .ok_or_else(invalid)?;
+        if seen.insert(sid) {
+            ids.push(sid.to_string());
+        }
+    }
+    Ok(ids)
 }

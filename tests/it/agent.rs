@@ -393,3 +393,244 @@ async fn open_ide_through_the_agent_with_one_time_tickets() {
     );
     app.shutdown().await;
 }
+
+/// How often the agents of the sign-out tests check their sessions.
+const CHECK: Duration = Duration::from_secs(1);
+
+fn checking_agents() -> Compute {
+    Compute::Local(LocalOpts {
+        session_check: CHECK,
+        ..LocalOpts::default()
+    })
+}
+
+/// An open IDE: the agent's session cookie and a same-origin WebSocket
+/// through it to code-server.
+struct OpenIde {
+    ide_url: String,
+    agent: reqwest::Client,
+    cookie: String,
+    ws: tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>,
+}
+
+impl OpenIde {
+    async fn open(ide_url: &str, ticket_url: &str) -> Self {
+        let agent = agent_client(ide_url);
+        let cookie = redeem(&agent, ticket_url).await;
+        let ws = websocket(ide_url, &origin_of(ide_url), &cookie)
+            .await
+            .expect("WebSocket through the agent");
+        OpenIde {
+            ide_url: ide_url.to_string(),
+            agent,
+            cookie,
+            ws,
+        }
+    }
+
+    /// The agent's answer to a page request with the session cookie.
+    async fn page(&self) -> reqwest::Response {
+        self.agent
+            .get(&self.ide_url)
+            .header("cookie", &self.cookie)
+            .header("sec-fetch-dest", "document")
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Still served: pages come from code-server and the WebSocket stays
+    /// open, over several check intervals (so checks do confirm the session).
+    async fn still_served(&mut self) {
+        use futures::StreamExt;
+        // code-server may send (its keep-alives); the socket must not close.
+        let ended = tokio::time::timeout(CHECK * 4, async {
+            loop {
+                match self.ws.next().await {
+                    Some(Ok(m)) if !m.is_close() => {}
+                    other => return other,
+                }
+            }
+        })
+        .await;
+        assert!(
+            ended.is_err(),
+            "the WebSocket ended while the session was live: {ended:?}"
+        );
+        let r = self.page().await;
+        assert!(
+            r.status() == 200
+                || r.headers()
+                    .get("location")
+                    .is_some_and(|l| !l.to_str().unwrap().contains("/api/")),
+            "a live session was refused: {} {:?}",
+            r.status(),
+            r.headers().get("location")
+        );
+    }
+
+    /// Wait (real time, at most `within`) until the agent refuses the
+    /// session: the WebSocket is closed and a page request is sent to the
+    /// control plane's `/ide` route (which signs the browser in again).
+    async fn refused_within(mut self, app_url: &str, id: &str, within: Duration) {
+        use futures::StreamExt;
+        let deadline = Instant::now() + within;
+        let closed = tokio::time::timeout(within, async {
+            loop {
+                match self.ws.next().await {
+                    None
+                    | Some(Err(_))
+                    | Some(Ok(tokio_tungstenite::tungstenite::Message::Close(_))) => break,
+                    Some(Ok(_)) => {}
+                }
+            }
+        })
+        .await;
+        assert!(closed.is_ok(), "the WebSocket stayed open after {within:?}");
+        let ide = format!("{app_url}/api/environments/{id}/ide");
+        loop {
+            let r = self.page().await;
+            let location = r
+                .headers()
+                .get("location")
+                .map(|l| l.to_str().unwrap().to_string());
+            if r.status() == 303 && location.as_deref() == Some(ide.as_str()) {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the agent still serves the session: {} {location:?}",
+                r.status()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        // A new WebSocket is refused too.
+        assert_eq!(
+            ws_status(
+                websocket(&self.ide_url, &origin_of(&self.ide_url), &self.cookie)
+                    .await
+                    .unwrap_err()
+            ),
+            401
+        );
+    }
+}
+
+/// The bound these tests wait for: fail closed after two intervals, a
+/// revocation within one, plus room for a loaded machine.
+fn bound() -> Duration {
+    CHECK * 2 + Duration::from_secs(5)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "full tier: needs code-server"]
+async fn signing_out_closes_the_ide_within_the_check_interval() {
+    let app = TestApp::builder().compute(checking_agents()).spawn().await;
+    let alice = app.user("alice@example.com").await;
+    let id = app.new_env_from(&alice, "web", "node").await;
+    let env = app
+        .wait_status(&alice, &id, "running", Duration::from_secs(30))
+        .await;
+    let ide_url = env["ideUrl"].as_str().unwrap();
+    // The browser opens the IDE from the dashboard (its cookie session).
+    let ide = format!("/api/environments/{id}/ide");
+    let r = app
+        .send(Method::GET, &ide, None, app.as_browser(&alice))
+        .await;
+    assert_eq!(r.status, 303);
+    let mut open = OpenIde::open(ide_url, r.headers["location"].to_str().unwrap()).await;
+    // An API client's session of the same user is separate.
+    let mut other = OpenIde::open(ide_url, &app.open_url(&alice, &id).await).await;
+    open.still_served().await;
+
+    let out = app
+        .send(
+            Method::POST,
+            "/api/auth/signout",
+            None,
+            app.as_browser(&alice),
+        )
+        .await;
+    assert_eq!(out.status, 204);
+    open.refused_within(&app.url, &id, bound()).await;
+    // Where the agent sends the browser, a signed-out cookie gets the sign-in page.
+    let r = app
+        .send(Method::GET, &ide, None, app.as_browser(&alice))
+        .await;
+    assert_eq!(r.status, 303);
+    assert_eq!(r.headers["location"], "/#/signin");
+    // The bearer session was not signed out: its IDE session stays.
+    other.still_served().await;
+    app.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "full tier: needs code-server"]
+async fn deleting_the_account_closes_the_ide_even_while_the_environment_still_runs() {
+    // No background worker: the environment's deletion is not carried out,
+    // so its agent keeps running and must refuse by itself.
+    let app = TestApp::builder()
+        .compute(checking_agents())
+        .background(false)
+        .spawn()
+        .await;
+    let alice = app.user("alice@example.com").await;
+    let id = app.new_env_from(&alice, "web", "node").await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while app.status_of(&alice, &id).await != "running" {
+        assert!(Instant::now() < deadline, "not running within 30 s");
+        // Jobs by hand, on real time (tickets must not come from the future).
+        dev8::jobs::worker::drain(&app.platform, 100)
+            .await
+            .expect("drain");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let ide_url = app.environment(&alice, &id).await["ideUrl"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut open = OpenIde::open(&ide_url, &app.open_url(&alice, &id).await).await;
+    open.still_served().await;
+
+    let del = app
+        .send(
+            Method::DELETE,
+            "/api/auth/me",
+            None,
+            Auth::Bearer(&alice.token),
+        )
+        .await;
+    assert_eq!(del.status, 204, "{}", del.body);
+    assert!(app.local().agent_pid(&id).is_some(), "the agent runs on");
+    open.refused_within(&app.url, &id, bound()).await;
+    assert!(app.local().agent_pid(&id).is_some(), "the agent ran on");
+    app.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "full tier: needs code-server"]
+async fn an_agent_that_cannot_reach_the_control_plane_closes_the_ide_after_the_interval() {
+    // The agent reaches the control plane through the Static Web App
+    // stand-in, which can be taken down.
+    let app = TestApp::builder()
+        .compute(checking_agents())
+        .behind_swa()
+        .spawn()
+        .await;
+    let alice = app.user("alice@example.com").await;
+    let id = app.new_env_from(&alice, "web", "node").await;
+    let env = app
+        .wait_status(&alice, &id, "running", Duration::from_secs(30))
+        .await;
+    let mut open = OpenIde::open(
+        env["ideUrl"].as_str().unwrap(),
+        &app.open_url(&alice, &id).await,
+    )
+    .await;
+    open.still_served().await;
+
+    app.swa().set_down(true);
+    open.refused_within(&app.url, &id, bound()).await;
+    app.swa().set_down(false);
+    app.shutdown().await;
+}

@@ -311,7 +311,7 @@ async fn start_and_stop_are_idempotent_and_refused_once_deleting() {
 }
 
 /// Routes authenticated by an environment's agent token instead of a session.
-const AGENT_ROUTES: &[&str] = &["EnvironmentActivity"];
+const AGENT_ROUTES: &[&str] = &["EnvironmentActivity", "EnvironmentSessions"];
 
 /// Every route with an `{id}` answers 404 for another user's environment and
 /// changes nothing. Driven by the route table: a new route is covered (and
@@ -658,4 +658,131 @@ async fn concurrent_writes_and_reads_lose_nothing() {
         assert_eq!(e["name"], format!("renamed-{i}"));
         assert_eq!(e["idleTimeoutMinutes"], 60 + i);
     }
+}
+
+/// The sign-in session (`sid`) behind a user's bearer token or cookie value.
+fn sid_of(app: &TestApp, token: &str) -> String {
+    let p = &app.platform;
+    let token = token.rsplit('=').next().unwrap();
+    p.keys
+        .verify(
+            token,
+            dev8::auth::tokens::TokenKind::Session,
+            dev8::auth::tokens::SESSION_AUDIENCE,
+            p.policy.issuer(),
+        )
+        .unwrap()
+        .sid
+        .unwrap()
+}
+
+/// `POST .../sessions`: the agent's check of the sign-in sessions behind its
+/// IDE sessions. Only the environment's current agent token may ask; only
+/// live sessions of the environment's owner are named in the answer, so
+/// another user's (or an unknown) session id says nothing; sign-out and
+/// account deletion show at once; bad input is a problem naming the field.
+#[tokio::test]
+async fn the_session_check_answers_about_the_owners_live_sessions_only() {
+    let app = spawn_app().await;
+    let ada = app.user("ada@x.io").await;
+    let bob = app.user("bob@x.io").await;
+    let id = app.new_env(&ada, "mine").await;
+    let bobs = app.new_env(&bob, "his").await;
+    app.settle(20).await;
+    let agent = app.fake().agent_token(&id).expect("the agent got a token");
+    let bobs_agent = app.fake().agent_token(&bobs).unwrap();
+    let (ada_token, ada_cookie, bob_sid) = (
+        sid_of(&app, &ada.token),
+        sid_of(&app, &ada.cookie),
+        sid_of(&app, &bob.token),
+    );
+    assert_ne!(ada_token, ada_cookie);
+    let path = format!("/api/environments/{id}/sessions");
+    let ask = async |path: &str, token: &str, body: Value| {
+        app.send(Method::POST, path, Some(body), Auth::Bearer(token))
+            .await
+    };
+    let all =
+        json!({"sessions": [ada_token, ada_cookie, bob_sid, "bm90LWEtc2Vzc2lvbg", ada_token]});
+
+    let a = ask(&path, &agent, all.clone()).await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert_eq!(a.body, json!({"live": [ada_token, ada_cookie]}));
+    // Bob's agent learns nothing about Ada's sessions, and a user's own token is no agent's.
+    let a = ask(
+        &format!("/api/environments/{bobs}/sessions"),
+        &bobs_agent,
+        all.clone(),
+    )
+    .await;
+    assert_eq!(a.body, json!({"live": [bob_sid]}));
+    assert_eq!(ask(&path, &bobs_agent, all.clone()).await.status, 401);
+    assert_eq!(ask(&path, &ada.token, all.clone()).await.status, 401);
+    let a = app
+        .send(Method::POST, &path, Some(all.clone()), Auth::None)
+        .await;
+    a.problem(401);
+
+    // Bad input names the field.
+    for (body, field) in [
+        (json!({}), "sessions"),
+        (json!({"sessions": "x"}), "sessions"),
+        (json!({"sessions": [1]}), "sessions"),
+        (json!({"sessions": ["has space"]}), "sessions"),
+        (json!({"sessions": vec!["a"; 1001]}), "sessions"),
+        (json!({"sessions": [], "extra": 1}), "extra"),
+    ] {
+        let a = ask(&path, &agent, body.clone()).await;
+        assert!(a.problem(400).get(field).is_some(), "{body}: {}", a.body);
+    }
+
+    // Sign-out ends the cookie's session at once.
+    let out = app
+        .send(
+            Method::POST,
+            "/api/auth/signout",
+            None,
+            app.as_browser(&ada),
+        )
+        .await;
+    assert_eq!(out.status, 204);
+    let a = ask(&path, &agent, all.clone()).await;
+    assert_eq!(a.body, json!({"live": [ada_token]}));
+
+    // A rotated agent token (stop, start) is refused; the new one answers.
+    assert_eq!(app.action(&ada, &id, "stop").await.status, 202);
+    app.settle(20).await;
+    assert_eq!(ask(&path, &agent, all.clone()).await.status, 401);
+    assert_eq!(app.action(&ada, &id, "start").await.status, 202);
+    app.settle(20).await;
+    let agent = app.fake().agent_token(&id).unwrap();
+    assert_eq!(
+        ask(&path, &agent, all.clone()).await.body,
+        json!({"live": [ada_token]})
+    );
+
+    // Account deletion: nothing of Ada's is live any more.
+    let del = app
+        .send(
+            Method::DELETE,
+            "/api/auth/me",
+            None,
+            Auth::Bearer(&ada.token),
+        )
+        .await;
+    assert_eq!(del.status, 204, "{}", del.body);
+    let a = ask(&path, &agent, all.clone()).await;
+    assert!(
+        [401, 404].contains(&a.status.as_u16()) || a.body == json!({"live": []}),
+        "{} {}",
+        a.status,
+        a.body
+    );
+    let a = ask(
+        &format!("/api/environments/{bobs}/sessions"),
+        &bobs_agent,
+        all,
+    )
+    .await;
+    assert_eq!(a.body, json!({"live": [bob_sid]}));
 }

@@ -8,6 +8,8 @@
 //! Like App Service's front end behind it, it appends the address it was
 //! connected from, with its port, to `X-Forwarded-For` (so an app behind it
 //! trusts one hop). Redirects are passed back, not followed. Loopback only.
+//! `set_down(true)` makes it answer every request 502 without forwarding,
+//! as the front end does while the Function App behind it cannot be reached.
 
 use axum::Router;
 use axum::body::Body;
@@ -16,6 +18,7 @@ use axum::http::{HeaderName, StatusCode, header};
 use axum::response::Response;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
@@ -46,7 +49,15 @@ pub struct Pending {
 /// The running proxy; stops when dropped.
 pub struct SwaProxy {
     pub url: String,
+    down: Arc<AtomicBool>,
     task: JoinHandle<()>,
+}
+
+impl SwaProxy {
+    /// While down, every request gets 502 and nothing reaches the app.
+    pub fn set_down(&self, down: bool) {
+        self.down.store(down, Ordering::SeqCst);
+    }
 }
 
 impl Drop for SwaProxy {
@@ -57,6 +68,7 @@ impl Drop for SwaProxy {
 
 struct Upstream {
     base: String,
+    down: Arc<AtomicBool>,
     client: reqwest::Client,
 }
 
@@ -71,8 +83,10 @@ pub async fn bind() -> Pending {
 impl Pending {
     /// Forward everything to `upstream` (`http://127.0.0.1:<port>`).
     pub fn forward_to(self, upstream: &str) -> SwaProxy {
+        let down = Arc::new(AtomicBool::new(false));
         let state = Arc::new(Upstream {
             base: upstream.trim_end_matches('/').to_string(),
+            down: down.clone(),
             client: reqwest::Client::builder()
                 .redirect(reqwest::redirect::Policy::none())
                 .no_proxy()
@@ -86,6 +100,7 @@ impl Pending {
         });
         SwaProxy {
             url: self.url,
+            down,
             task,
         }
     }
@@ -96,6 +111,9 @@ async fn forward(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     req: Request,
 ) -> Response {
+    if up.down.load(Ordering::SeqCst) {
+        return bad_gateway();
+    }
     let (parts, body) = req.into_parts();
     let body = axum::body::to_bytes(body, 1 << 20)
         .await
@@ -124,12 +142,7 @@ async fn forward(
     out = out.header(header::AUTHORIZATION, SWA_AUTHORIZATION);
     let answer = match out.body(body).send().await {
         Ok(a) => a,
-        Err(_) => {
-            return Response::builder()
-                .status(StatusCode::BAD_GATEWAY)
-                .body(Body::empty())
-                .unwrap();
-        }
+        Err(_) => return bad_gateway(),
     };
     let mut back = Response::builder().status(answer.status());
     for (name, value) in answer.headers() {
@@ -139,4 +152,11 @@ async fn forward(
     }
     let bytes = answer.bytes().await.unwrap_or_default();
     back.body(Body::from(bytes)).unwrap()
+}
+
+fn bad_gateway() -> Response {
+    Response::builder()
+        .status(StatusCode::BAD_GATEWAY)
+        .body(Body::empty())
+        .unwrap()
 }

@@ -37,6 +37,8 @@ pub enum Compute {
 pub struct LocalOpts {
     pub activity_interval: Duration,
     pub cpu_sample: Duration,
+    /// How often agents check the sign-in sessions behind IDE sessions.
+    pub session_check: Duration,
 }
 
 impl Default for LocalOpts {
@@ -44,6 +46,7 @@ impl Default for LocalOpts {
         LocalOpts {
             activity_interval: Duration::from_secs(60),
             cpu_sample: Duration::from_secs(15),
+            session_check: dev8::agent_env::DEFAULT_SESSION_CHECK,
         }
     }
 }
@@ -224,6 +227,7 @@ impl Builder {
                         node: peers::node(),
                         activity_interval: opts.activity_interval,
                         cpu_sample: opts.cpu_sample,
+                        session_check: opts.session_check,
                     };
                     let queue = queue
                         .clone()
@@ -281,7 +285,7 @@ impl Builder {
         TestApp {
             url,
             bearer_header,
-            _swa: swa,
+            swa,
             platform,
             clock,
             client: reqwest::Client::builder()
@@ -310,7 +314,7 @@ pub struct TestApp {
     /// The header `Auth::Bearer` sends its token in.
     pub bearer_header: &'static str,
     /// The Static Web App stand-in, when `behind_swa`; stops with the app.
-    _swa: Option<crate::fakes::swa::SwaProxy>,
+    swa: Option<crate::fakes::swa::SwaProxy>,
     pub platform: Arc<JobContext>,
     pub clock: TestClock,
     /// Follows no redirects.
@@ -357,6 +361,12 @@ impl TestApp {
             ComputeHandle::Local(l) => l,
             _ => panic!("this app does not run on local compute"),
         }
+    }
+
+    /// The Static Web App stand-in in front of the app (`behind_swa`).
+    #[track_caller]
+    pub fn swa(&self) -> &crate::fakes::swa::SwaProxy {
+        self.swa.as_ref().expect("this app is not behind_swa")
     }
 
     /// The ARM fake behind the ACI backend (`Compute::Aci`).
