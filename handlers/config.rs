@@ -289,6 +289,38 @@ pub struct CosmosSettings {
 }
 
 impl Settings {
+    /// Every secret value these settings hold, and every long piece of one
+    /// (a connection string's key, one signing key's seed), for keeping them
+    /// out of text that is shown (`host`'s not-ready answer).
+    pub fn secret_values(&self) -> Vec<String> {
+        use secrecy::ExposeSecret;
+        let all = [
+            &self.signing_keys,
+            &self.setup_code,
+            &self.cosmos.key,
+            &self.metrics_token,
+            &self.appinsights_connection_string,
+            &self.storage.connection_string,
+            &self.oauth.github_client_secret,
+            &self.oauth.oidc_client_secret,
+        ];
+        let mut out = Vec::new();
+        for s in all.into_iter().flatten() {
+            let s = s.expose_secret();
+            out.extend(
+                s.split([';', ',', '=', ':'])
+                    .filter(|piece| piece.len() >= 12)
+                    .map(str::to_string),
+            );
+            if !s.is_empty() {
+                out.push(s.to_string());
+            }
+        }
+        // Longest first, so a whole value is replaced before its pieces.
+        out.sort_by_key(|s| std::cmp::Reverse(s.len()));
+        out
+    }
+
     /// Settings from the environment alone (no flags), as the Functions host gives them.
     pub fn from_env() -> Result<Self, clap::Error> {
         #[derive(Parser)]
