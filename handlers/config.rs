@@ -26,6 +26,9 @@ pub enum Command {
     Functions(FunctionsArgs),
     /// Lay out the deployable Functions app in a folder and zip it.
     Package(PackageArgs),
+    /// Check an Azure deployment with your own Azure CLI sign-in (`az login`):
+    /// one line per check with its fix; exit status 1 when any fails.
+    Doctor(DoctorArgs),
     /// The environment agent: code-server behind an authenticating proxy.
     /// Configured by environment variables only (it holds secrets).
     Agent(AgentArgs),
@@ -111,6 +114,22 @@ pub struct FunctionsArgs {
     pub data_dir: PathBuf,
     #[command(flatten)]
     pub settings: Settings,
+}
+
+/// `handler doctor`: what to check. The deployment's settings are the
+/// Function App's app settings: from `--settings`, else the environment.
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// The app settings as `az functionapp config appsettings list -g <group>
+    /// -n <app> -o json` prints them (a JSON array of `{"name", "value"}`);
+    /// unset: the environment (the same names).
+    #[arg(long)]
+    pub settings: Option<PathBuf>,
+    /// Key Vault's URL; default `https://<VaultName>.vault.azure.net`, the
+    /// vault that `DEV8_SIGNING_KEYS`'s Key Vault reference names (give it
+    /// for a sovereign cloud).
+    #[arg(long)]
+    pub vault_url: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -330,6 +349,30 @@ impl Settings {
         }
         Only::try_parse_from(["handler"]).map(|o| o.s)
     }
+}
+
+/// Settings from a map of app settings (name -> value, as the Functions
+/// app has them): each named setting is given as its flag, so the map wins
+/// over the environment; unknown names are ignored.
+pub fn settings_from_map(
+    map: &std::collections::BTreeMap<String, String>,
+) -> Result<Settings, clap::Error> {
+    use clap::CommandFactory;
+    #[derive(Parser)]
+    struct Only {
+        #[command(flatten)]
+        s: Settings,
+    }
+    let mut args = vec!["handler".to_string()];
+    for a in Only::command().get_arguments() {
+        let (Some(env), Some(long)) = (a.get_env(), a.get_long()) else {
+            continue;
+        };
+        if let Some(v) = map.get(env.to_string_lossy().as_ref()) {
+            args.push(format!("--{long}={v}"));
+        }
+    }
+    Only::try_parse_from(args).map(|o| o.s)
 }
 
 /// The environment variables the control plane reads (infra must set them;
