@@ -330,3 +330,114 @@ async fn doctor_names_the_settings_it_misses() {
         "{text}"
     );
 }
+
+/// Every ARM exchange of a doctor run (a passing one, and one that meets
+/// missing resources, so 404 answers are checked too) against the published
+/// specs: what the binary asks and what the fake answers.
+#[tokio::test]
+#[ignore = "full tier: needs tools/specs-venv (scripts/ci-deps.sh)"]
+async fn every_arm_exchange_of_doctor_follows_the_published_specs() {
+    let s = setup().await;
+    let (ok, out) = doctor(&s).await;
+    assert!(ok, "{out}");
+    s.fake.with(|st| {
+        st.deployment.queues.clear();
+        st.deployment.database = None;
+        st.deployment.identities.remove("dev8-env-pull");
+    });
+    let (ok, out) = doctor(&s).await;
+    assert!(!ok, "{out}");
+    let exchanges = s.fake.with(|st| st.exchanges.clone());
+    for (suffix, status) in [
+        ("/providers/Microsoft.ContainerInstance", 200),
+        ("/usages", 200),
+        ("/capabilities", 200),
+        ("/roleAssignments", 200),
+        ("/roleDefinitions/", 200),
+        ("/userAssignedIdentities", 200),
+        ("/userAssignedIdentities/dev8-env-pull", 404),
+        ("/containers", 200),
+        ("/containers", 404),
+        ("/sqlRoleAssignments", 200),
+        ("/sqlRoleDefinitions/", 200),
+        ("/queues/env-jobs", 200),
+        ("/queues/env-jobs", 404),
+    ] {
+        assert!(
+            exchanges.iter().any(|x| x.status == status
+                && (x.path.ends_with(suffix)
+                    || (suffix.ends_with('/') && x.path.contains(suffix)))),
+            "no {status} answer to …{suffix}"
+        );
+    }
+    let problems = crate::aci::spec_problems(&exchanges);
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+/// The same check refuses what these specs do not allow.
+#[tokio::test]
+#[ignore = "full tier: needs tools/specs-venv (scripts/ci-deps.sh)"]
+async fn the_spec_check_rejects_deployment_answers_the_specs_do_not_allow() {
+    let case = |label: &str, package: &str, model: &str, body: Value| json!({"label": label, "package": package, "model": model, "direction": "response", "body": body});
+    let cases = json!([
+        case(
+            "provider state as a number",
+            "resource",
+            "Provider",
+            json!({"namespace": "Microsoft.ContainerInstance", "registrationState": 1})
+        ),
+        case(
+            "assignment principal type",
+            "authorization",
+            "RoleAssignmentListResult",
+            json!({"value": [{"properties": {"roleDefinitionId": "r", "principalId": "p", "principalType": "Robot"}}]})
+        ),
+        case(
+            "assignment unknown property",
+            "authorization",
+            "RoleAssignmentListResult",
+            json!({"value": [{"properties": {"roleDefinitionId": "r", "principalId": "p", "grantedTo": "x"}}]})
+        ),
+        case(
+            "container without its id",
+            "cosmosdb",
+            "SqlContainerListResult",
+            json!({"value": [{"name": "users", "properties": {"resource": {"partitionKey": {"paths": ["/id"]}}}}]})
+        ),
+        case(
+            "usage limit as text",
+            "containerinstance",
+            "UsageListResult",
+            json!({"value": [{"unit": "Count", "currentValue": 1, "limit": "100", "name": {"value": "StandardCores"}}]})
+        ),
+    ]);
+    let answer = crate::specs::run("arm_spec.py", &cases);
+    for (label, expected) in [
+        (
+            "provider state as a number",
+            "registrationState: expected a string",
+        ),
+        (
+            "assignment principal type",
+            "'Robot' is not one of PrincipalType",
+        ),
+        (
+            "assignment unknown property",
+            "grantedTo: property unknown to the spec",
+        ),
+        ("container without its id", "missing required property id"),
+        ("usage limit as text", "limit: expected a number"),
+    ] {
+        let found: Vec<String> = answer
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["label"] == label)
+            .map(|r| serde_json::from_value(r["errors"].clone()).unwrap())
+            .unwrap();
+        assert!(
+            found.iter().any(|e| e.contains(expected)),
+            "{label}: expected an error containing {expected:?}, got {found:?}"
+        );
+    }
+}

@@ -448,11 +448,21 @@ pub fn respond(
     Some(answer)
 }
 
+/// Cosmos DB's resource provider answers errors flat, `{"code", "message"}`
+/// (the spec's `ErrorResponse`), not in ARM's `{"error": …}` envelope.
+fn cosmos_error(status: StatusCode, code: &str, message: &str) -> Response {
+    (
+        status,
+        axum::Json(json!({"code": code, "message": message})),
+    )
+        .into_response()
+}
+
 fn cosmos(d: &Deployment, more: &[&str]) -> Response {
     match more {
         ["sqlDatabases", db, "containers"] => {
             if d.database.as_deref() != Some(*db) {
-                return arm::error(StatusCode::NOT_FOUND, "NotFound", "no such database");
+                return cosmos_error(StatusCode::NOT_FOUND, "NotFound", "no such database");
             }
             let items: Vec<Value> = d
                 .containers
@@ -486,10 +496,10 @@ fn cosmos(d: &Deployment, more: &[&str]) -> Response {
                                    "permissions": [{"dataActions": ["Microsoft.DocumentDB/databaseAccounts/readMetadata"]}]}
                 }))
                 .into_response(),
-                None => arm::error(StatusCode::NOT_FOUND, "NotFound", "no such role definition"),
+                None => cosmos_error(StatusCode::NOT_FOUND, "NotFound", "no such role definition"),
             }
         }
-        _ => arm::error(StatusCode::NOT_FOUND, "ResourceNotFound", "unknown path"),
+        _ => cosmos_error(StatusCode::NOT_FOUND, "ResourceNotFound", "unknown path"),
     }
 }
 
