@@ -326,13 +326,20 @@ impl Settings {
         let mut out = Vec::new();
         for s in all.into_iter().flatten() {
             let s = s.expose_secret();
-            out.extend(
-                s.split([';', ',', '=', ':'])
-                    .filter(|piece| piece.len() >= 12)
-                    .map(str::to_string),
-            );
             if !s.is_empty() {
                 out.push(s.to_string());
+            }
+            // The values of `k=v;…` (connection strings) and `kid:seed,…`
+            // (signing keys); not their names, and not endpoint URLs.
+            for part in s.split([';', ',']) {
+                let value = part.split_once('=').map_or(part, |(_, v)| v);
+                let value = match value.split_once(':') {
+                    Some((_, rest)) if !rest.starts_with("//") => rest,
+                    _ => value,
+                };
+                if value.len() >= 12 && !value.contains("://") {
+                    out.push(value.to_string());
+                }
             }
         }
         // Longest first, so a whole value is replaced before its pieces.
@@ -353,7 +360,7 @@ impl Settings {
 
 /// Settings from a map of app settings (name -> value, as the Functions
 /// app has them): each named setting is given as its flag, so the map wins
-/// over the environment; unknown names are ignored.
+/// over the environment; unknown names and empty values are ignored.
 pub fn settings_from_map(
     map: &std::collections::BTreeMap<String, String>,
 ) -> Result<Settings, clap::Error> {
@@ -368,7 +375,11 @@ pub fn settings_from_map(
         let (Some(env), Some(long)) = (a.get_env(), a.get_long()) else {
             continue;
         };
-        if let Some(v) = map.get(env.to_string_lossy().as_ref()) {
+        // An empty app setting is an unset one (infra sets optional ones empty).
+        if let Some(v) = map
+            .get(env.to_string_lossy().as_ref())
+            .filter(|v| !v.is_empty())
+        {
             args.push(format!("--{long}={v}"));
         }
     }

@@ -511,12 +511,13 @@ mod tests {
         settings.signing_keys = Some("k1:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8".into());
         let secrets = settings.secret_values();
         let cause = format!(
-            "connecting to the Storage queue: bad key {key} in AccountKey={key}; seed AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8"
+            "connecting to the Storage queue: DefaultEndpointsProtocol=https, bad key {key} in AccountKey={key}; seed AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8 of k1"
         );
         let shown = redact(&cause, &secrets);
+        // The values go; setting names and key ids stay readable.
         assert_eq!(
             shown,
-            "connecting to the Storage queue: bad key [redacted] in AccountKey=[redacted]; seed [redacted]"
+            "connecting to the Storage queue: DefaultEndpointsProtocol=https, bad key [redacted] in AccountKey=[redacted]; seed [redacted] of k1"
         );
     }
 }

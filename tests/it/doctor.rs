@@ -304,8 +304,13 @@ async fn doctor_names_the_settings_it_misses() {
     let file = s.dir.path().join("partial.json");
     std::fs::write(
         &file,
-        json!([{"name": "AZURE_SUBSCRIPTION_ID", "value": SUBSCRIPTION, "slotSetting": false}])
-            .to_string(),
+        // Empty values (infra sets optional settings empty) count as unset.
+        json!([
+            {"name": "AZURE_SUBSCRIPTION_ID", "value": SUBSCRIPTION, "slotSetting": false},
+            {"name": "DEV8_MAX_RUNNING_TOTAL", "value": "", "slotSetting": false},
+            {"name": "AZURE_REGION", "value": "", "slotSetting": false}
+        ])
+        .to_string(),
     )
     .unwrap();
     let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_handler"))
