@@ -26,6 +26,9 @@ pub enum Command {
     Functions(FunctionsArgs),
     /// Lay out the deployable Functions app in a folder and zip it.
     Package(PackageArgs),
+    /// Check an Azure deployment with your own Azure CLI sign-in (`az login`):
+    /// one line per check with its fix; exit status 1 when any fails.
+    Doctor(DoctorArgs),
     /// The environment agent: code-server behind an authenticating proxy.
     /// Configured by environment variables only (it holds secrets).
     Agent(AgentArgs),
@@ -120,6 +123,22 @@ pub struct FunctionsArgs {
     pub data_dir: PathBuf,
     #[command(flatten)]
     pub settings: Settings,
+}
+
+/// `handler doctor`: what to check. The deployment's settings are the
+/// Function App's app settings: from `--settings`, else the environment.
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// The app settings as `az functionapp config appsettings list -g <group>
+    /// -n <app> -o json` prints them (a JSON array of `{"name", "value"}`);
+    /// unset: the environment (the same names).
+    #[arg(long)]
+    pub settings: Option<PathBuf>,
+    /// Key Vault's URL; default `https://<VaultName>.vault.azure.net`, the
+    /// vault that `DEV8_SIGNING_KEYS`'s Key Vault reference names (give it
+    /// for a sovereign cloud).
+    #[arg(long)]
+    pub vault_url: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -298,6 +317,45 @@ pub struct CosmosSettings {
 }
 
 impl Settings {
+    /// Every secret value these settings hold, and every long piece of one
+    /// (a connection string's key, one signing key's seed), for keeping them
+    /// out of text that is shown (`host`'s not-ready answer).
+    pub fn secret_values(&self) -> Vec<String> {
+        use secrecy::ExposeSecret;
+        let all = [
+            &self.signing_keys,
+            &self.setup_code,
+            &self.cosmos.key,
+            &self.metrics_token,
+            &self.appinsights_connection_string,
+            &self.storage.connection_string,
+            &self.oauth.github_client_secret,
+            &self.oauth.oidc_client_secret,
+        ];
+        let mut out = Vec::new();
+        for s in all.into_iter().flatten() {
+            let s = s.expose_secret();
+            if !s.is_empty() {
+                out.push(s.to_string());
+            }
+            // The values of `k=v;…` (connection strings) and `kid:seed,…`
+            // (signing keys); not their names, and not endpoint URLs.
+            for part in s.split([';', ',']) {
+                let value = part.split_once('=').map_or(part, |(_, v)| v);
+                let value = match value.split_once(':') {
+                    Some((_, rest)) if !rest.starts_with("//") => rest,
+                    _ => value,
+                };
+                if value.len() >= 12 && !value.contains("://") {
+                    out.push(value.to_string());
+                }
+            }
+        }
+        // Longest first, so a whole value is replaced before its pieces.
+        out.sort_by_key(|s| std::cmp::Reverse(s.len()));
+        out
+    }
+
     /// Settings from the environment alone (no flags), as the Functions host gives them.
     pub fn from_env() -> Result<Self, clap::Error> {
         #[derive(Parser)]
@@ -307,6 +365,34 @@ impl Settings {
         }
         Only::try_parse_from(["handler"]).map(|o| o.s)
     }
+}
+
+/// Settings from a map of app settings (name -> value, as the Functions
+/// app has them): each named setting is given as its flag, so the map wins
+/// over the environment; unknown names and empty values are ignored.
+pub fn settings_from_map(
+    map: &std::collections::BTreeMap<String, String>,
+) -> Result<Settings, clap::Error> {
+    use clap::CommandFactory;
+    #[derive(Parser)]
+    struct Only {
+        #[command(flatten)]
+        s: Settings,
+    }
+    let mut args = vec!["handler".to_string()];
+    for a in Only::command().get_arguments() {
+        let (Some(env), Some(long)) = (a.get_env(), a.get_long()) else {
+            continue;
+        };
+        // An empty app setting is an unset one (infra sets optional ones empty).
+        if let Some(v) = map
+            .get(env.to_string_lossy().as_ref())
+            .filter(|v| !v.is_empty())
+        {
+            args.push(format!("--{long}={v}"));
+        }
+    }
+    Only::try_parse_from(args).map(|o| o.s)
 }
 
 /// The environment variables the control plane reads (infra must set them;

@@ -10,6 +10,7 @@ pub mod clock;
 pub mod compute;
 pub mod config;
 pub mod db;
+pub mod doctor;
 pub mod domain;
 pub mod host;
 pub mod http;

@@ -38,6 +38,12 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Functions(args) => dev8::host::run(args, shutdown_signal()).await,
         Command::Agent(args) => dev8::agent::run(args.into(), shutdown_signal()).await,
+        Command::Doctor(args) => {
+            if !dev8::doctor::run(args).await? {
+                std::process::exit(1);
+            }
+            Ok(())
+        }
         Command::Package(args) => {
             let zip = dev8::host::package::package(&args.root, args.binary.as_deref(), &args.out)?;
             println!(

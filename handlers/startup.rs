@@ -119,86 +119,20 @@ impl Application {
         data_dir: &Path,
         overrides: Overrides,
     ) -> anyhow::Result<Self> {
-        prepare_data_dir(data_dir)?;
         let listener = TcpListener::bind(("127.0.0.1", port))
             .await
             .with_context(|| format!("binding 127.0.0.1:{port}"))?;
         let port = listener.local_addr()?.port();
-        let public_url = settings
-            .public_url
-            .clone()
-            .unwrap_or_else(|| format!("http://127.0.0.1:{port}"));
-        let clock = overrides.clock.unwrap_or_else(|| Arc::new(SystemClock));
-        let keys = match &settings.signing_keys {
-            Some(s) => KeySet::parse(s.expose_secret()).context("DEV8_SIGNING_KEYS")?,
-            None => KeySet::load_or_generate(data_dir)?,
-        };
-        // Every Azure credential names this one identity.
-        let identity = Identity::resolve(
-            settings.identity.client_id.as_deref(),
-            settings.storage.client_id.as_deref(),
-        )?;
-        let store: Arc<dyn Store> = match overrides.store {
-            Some(s) => s,
-            None => match settings.store {
-                StoreKind::Sqlite => Arc::new(SqliteStore::open(&data_dir.join("dev8.db"))?),
-                StoreKind::Cosmos => Arc::new(cosmos_store(&settings, &identity).await?),
-            },
-        };
-        let queue: Arc<dyn JobQueue> = match overrides.queue {
-            Some(q) => q,
-            None => match settings.queue_backend {
-                QueueKind::Embedded => Arc::new(EmbeddedQueue::open(
-                    &data_dir.join("queue.db"),
-                    &settings.queue_name,
-                    clock.clone(),
-                )?),
-                QueueKind::Storage => Arc::new(
-                    StorageQueue::connect(&settings.storage, &settings.queue_name, &identity)
-                        .await
-                        .context("connecting to the Storage queue")?,
-                ),
-            },
-        };
-        let reconciles: Arc<dyn Reconciles> = Arc::new(QueueReconciles::new(queue.clone()));
-        let compute: Arc<dyn Compute> = match overrides.compute {
-            Some(c) => c,
-            None => match settings.compute {
-                ComputeKind::Local => {
-                    let opts = LocalOptions::new(data_dir, settings.code_server.as_deref())?;
-                    Arc::new(LocalCompute::new(opts, reconciles.clone())?)
-                }
-                ComputeKind::Aci => Arc::new(
-                    crate::compute::aci::AciCompute::from_settings(&settings.aci, &identity)
-                        .context("setting up DEV8_COMPUTE=aci")?,
-                ),
-            },
-        };
-        let exporter = match &settings.appinsights_connection_string {
-            Some(cs) => Some(crate::metrics::appinsights::Exporter::from_connection_string(cs)?),
-            None => None,
-        };
-        let platform = Arc::new(Platform {
-            store,
-            reconciles,
-            clock,
-            keys: Arc::new(keys),
-            policy: policy(&settings, public_url),
-            providers: Arc::new(Providers::from_settings(&settings.oauth)?),
-            metrics: Arc::new(Metrics::new(exporter)),
-            sessions: Default::default(),
-        });
-        let jobs = Arc::new(JobContext {
-            platform,
-            compute,
-            queue,
-        });
+        let static_dir = settings.static_dir.clone();
+        let sweep_interval = Duration::from_secs(settings.sweep_interval_seconds.max(1));
+        let background = overrides.background.unwrap_or(true);
+        let jobs = wire(settings, port, data_dir, overrides).await?;
         Ok(Application {
             listener,
             jobs,
-            static_dir: settings.static_dir.clone(),
-            background: overrides.background.unwrap_or(true),
-            sweep_interval: Duration::from_secs(settings.sweep_interval_seconds.max(1)),
+            static_dir,
+            background,
+            sweep_interval,
         })
     }
 
@@ -269,6 +203,88 @@ impl Application {
         served??;
         Ok(())
     }
+}
+
+/// Choose and connect the adapters from `settings` (the platform as seen on
+/// `port`): what `Application::build` does once its listener is bound, and
+/// what `handler functions` retries until it succeeds (`host::serve_when_ready`).
+pub async fn wire(
+    settings: Settings,
+    port: u16,
+    data_dir: &Path,
+    overrides: Overrides,
+) -> anyhow::Result<Arc<JobContext>> {
+    prepare_data_dir(data_dir)?;
+    let public_url = settings
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("http://127.0.0.1:{port}"));
+    let clock = overrides.clock.unwrap_or_else(|| Arc::new(SystemClock));
+    let keys = match &settings.signing_keys {
+        Some(s) => KeySet::parse(s.expose_secret()).context("DEV8_SIGNING_KEYS")?,
+        None => KeySet::load_or_generate(data_dir)?,
+    };
+    // Every Azure credential names this one identity.
+    let identity = Identity::resolve(
+        settings.identity.client_id.as_deref(),
+        settings.storage.client_id.as_deref(),
+    )?;
+    let store: Arc<dyn Store> = match overrides.store {
+        Some(s) => s,
+        None => match settings.store {
+            StoreKind::Sqlite => Arc::new(SqliteStore::open(&data_dir.join("dev8.db"))?),
+            StoreKind::Cosmos => Arc::new(cosmos_store(&settings, &identity).await?),
+        },
+    };
+    let queue: Arc<dyn JobQueue> = match overrides.queue {
+        Some(q) => q,
+        None => match settings.queue_backend {
+            QueueKind::Embedded => Arc::new(EmbeddedQueue::open(
+                &data_dir.join("queue.db"),
+                &settings.queue_name,
+                clock.clone(),
+            )?),
+            QueueKind::Storage => Arc::new(
+                StorageQueue::connect(&settings.storage, &settings.queue_name, &identity)
+                    .await
+                    .context("connecting to the Storage queue")?,
+            ),
+        },
+    };
+    let reconciles: Arc<dyn Reconciles> = Arc::new(QueueReconciles::new(queue.clone()));
+    let compute: Arc<dyn Compute> = match overrides.compute {
+        Some(c) => c,
+        None => match settings.compute {
+            ComputeKind::Local => {
+                let opts = LocalOptions::new(data_dir, settings.code_server.as_deref())?;
+                Arc::new(LocalCompute::new(opts, reconciles.clone())?)
+            }
+            ComputeKind::Aci => Arc::new(
+                crate::compute::aci::AciCompute::from_settings(&settings.aci, &identity)
+                    .context("setting up DEV8_COMPUTE=aci")?,
+            ),
+        },
+    };
+    let exporter = match &settings.appinsights_connection_string {
+        Some(cs) => Some(crate::metrics::appinsights::Exporter::from_connection_string(cs)?),
+        None => None,
+    };
+    let platform = Arc::new(Platform {
+        store,
+        reconciles,
+        clock,
+        keys: Arc::new(keys),
+        policy: policy(&settings, public_url),
+        providers: Arc::new(Providers::from_settings(&settings.oauth)?),
+        metrics: Arc::new(Metrics::new(exporter)),
+        sessions: Default::default(),
+    });
+    let jobs = Arc::new(JobContext {
+        platform,
+        compute,
+        queue,
+    });
+    Ok(jobs)
 }
 
 /// One sweep and the jobs that are visible right away (bounded).

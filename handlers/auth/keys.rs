@@ -111,6 +111,11 @@ impl KeySet {
         }
     }
 
+    /// The key ids, signing key first.
+    pub fn kids(&self) -> Vec<&str> {
+        self.keys.iter().map(|k| k.kid.as_str()).collect()
+    }
+
     pub fn signing(&self) -> &Key {
         &self.keys[0]
     }

@@ -2,6 +2,10 @@
 //! the Functions host talks to on `127.0.0.1:$FUNCTIONS_CUSTOMHANDLER_PORT`.
 //!
 //! * `GET /` answers when the handler is ready;
+//! * until it is (a token or store failure at start), the handler listens
+//!   anyway: every function and `GET /` answer 503 `application/problem+json`
+//!   naming the cause (secrets taken out), and initialisation is retried
+//!   with backoff until it succeeds (`serve_when_ready`) — no crash loop;
 //! * forwarded HTTP functions (`enableForwardingHttpRequest`) arrive with
 //!   their original `/api/...` path and go to the same `api_router` as `serve`;
 //! * the queue function (`POST /ReconcileJob`) and the timer function
@@ -20,19 +24,23 @@ pub mod manifest;
 pub mod package;
 
 use crate::config::{FunctionsArgs, QueueKind, StoreKind};
+use crate::http::error::ApiError;
 use crate::jobs::{sweep, worker};
 use crate::platform::JobContext;
-use crate::startup::{Application, Overrides};
+use crate::startup::{self, Overrides};
+use anyhow::Context;
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::{Map, Value, json};
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
 use tokio::net::TcpListener;
+use tower::ServiceExt;
 use tracing::Instrument;
 
 /// The queue-triggered function that runs the reconcile job.
@@ -51,8 +59,8 @@ pub const OUTCOME_OUTPUT: &str = "outcome";
 /// The header the host sends with each invocation's id.
 pub const INVOCATION_HEADER: &str = "x-azure-functions-invocationid";
 
-/// Start `handler functions`: wire the platform from settings, bind the
-/// host's port, serve until `shutdown`.
+/// Start `handler functions`: bind the host's port, then wire the platform
+/// from settings (retried until it succeeds) and serve until `shutdown`.
 pub async fn run(
     args: FunctionsArgs,
     shutdown: impl Future<Output = ()> + Send + 'static,
@@ -67,21 +75,142 @@ pub async fn run(
             "handler functions needs DEV8_SIGNING_KEYS (shared by every instance of the app)"
         );
     }
-    let overrides = Overrides {
-        background: Some(false),
-        ..Default::default()
+    let listener = TcpListener::bind(("127.0.0.1", args.port))
+        .await
+        .with_context(|| format!("binding 127.0.0.1:{}", args.port))?;
+    let port = listener.local_addr()?.port();
+    tracing::info!(port, "Functions custom handler listening");
+    let secrets = args.settings.secret_values();
+    let (settings, data_dir) = (args.settings, args.data_dir);
+    let attempt = move || {
+        let (settings, data_dir) = (settings.clone(), data_dir.clone());
+        async move {
+            let overrides = Overrides {
+                background: Some(false),
+                ..Default::default()
+            };
+            startup::wire(settings, port, &data_dir, overrides).await
+        }
     };
-    let app = Application::build(args.settings, args.port, &args.data_dir, overrides).await?;
-    let (listener, jobs) = app.into_parts();
-    tracing::info!(
-        port = listener.local_addr()?.port(),
-        "Functions custom handler listening"
-    );
-    let metrics = jobs.metrics.clone();
-    let served = serve(listener, jobs, shutdown).await;
-    // Whatever Application Insights has not been sent yet goes now.
-    metrics.shutdown().await;
-    served
+    serve_when_ready(listener, attempt, secrets, Backoff::default(), shutdown).await
+}
+
+/// How `serve_when_ready` paces its attempts: `first`, doubled each time, at most `max`.
+#[derive(Debug, Clone, Copy)]
+pub struct Backoff {
+    pub first: Duration,
+    pub max: Duration,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff {
+            first: Duration::from_secs(1),
+            max: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Where the handler is: still starting (why), or ready.
+enum Readiness {
+    Starting(String),
+    Ready {
+        router: Router,
+        jobs: Arc<JobContext>,
+    },
+}
+
+type SharedReadiness = Arc<RwLock<Readiness>>;
+
+/// Serve on `listener` at once; wire the platform with `attempt`, again
+/// after each failure (with `backoff`), until it succeeds. Meanwhile every
+/// request is answered 503 `application/problem+json` naming the last
+/// failure, with every value of `secrets` taken out.
+pub async fn serve_when_ready<F, Fut>(
+    listener: TcpListener,
+    attempt: F,
+    secrets: Vec<String>,
+    backoff: Backoff,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()>
+where
+    F: FnMut() -> Fut + Send + 'static,
+    Fut: Future<Output = anyhow::Result<Arc<JobContext>>> + Send + 'static,
+{
+    let state: SharedReadiness = Arc::new(RwLock::new(Readiness::Starting(
+        "initialisation has not finished".into(),
+    )));
+    let init = tokio::spawn(initialise(state.clone(), attempt, secrets, backoff));
+    let app = Router::new().fallback(dispatch).with_state(state.clone());
+    let served = axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await;
+    init.abort();
+    let jobs = match &*state.read().unwrap_or_else(|e| e.into_inner()) {
+        Readiness::Ready { jobs, .. } => Some(jobs.clone()),
+        Readiness::Starting(_) => None,
+    };
+    if let Some(jobs) = jobs {
+        // Whatever Application Insights has not been sent yet goes now.
+        jobs.metrics.shutdown().await;
+    }
+    served?;
+    Ok(())
+}
+
+async fn initialise<F, Fut>(
+    state: SharedReadiness,
+    mut attempt: F,
+    secrets: Vec<String>,
+    backoff: Backoff,
+) where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = anyhow::Result<Arc<JobContext>>>,
+{
+    let mut wait = backoff.first;
+    for n in 1u32.. {
+        match attempt().await {
+            Ok(jobs) => {
+                let router = router(jobs.clone());
+                *state.write().unwrap_or_else(|e| e.into_inner()) =
+                    Readiness::Ready { router, jobs };
+                tracing::info!(attempts = n, "Functions custom handler ready");
+                return;
+            }
+            Err(e) => {
+                let cause = redact(&format!("{e:#}"), &secrets);
+                tracing::error!(attempt = n, retry_in = ?wait, %cause, "not ready: initialisation failed");
+                *state.write().unwrap_or_else(|e| e.into_inner()) = Readiness::Starting(cause);
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(backoff.max);
+            }
+        }
+    }
+}
+
+/// `text` with every value of `secrets` replaced by `[redacted]`.
+pub fn redact(text: &str, secrets: &[String]) -> String {
+    secrets
+        .iter()
+        .filter(|s| !s.is_empty())
+        .fold(text.to_string(), |t, s| t.replace(s.as_str(), "[redacted]"))
+}
+
+async fn dispatch(State(state): State<SharedReadiness>, req: Request) -> Response {
+    let ready = match &*state.read().unwrap_or_else(|e| e.into_inner()) {
+        Readiness::Ready { router, .. } => Ok(router.clone()),
+        Readiness::Starting(cause) => Err(cause.clone()),
+    };
+    match ready {
+        Ok(router) => match router.oneshot(req).await {
+            Ok(r) => r,
+            Err(never) => match never {},
+        },
+        Err(cause) => ApiError::NotReady(cause).into_response(),
+    }
 }
 
 /// Serve the envelope on `listener` (tests call this with their own jobs context).
@@ -370,5 +499,25 @@ mod tests {
         ] {
             assert!(queue_message(&payload(v.clone())).is_err(), "{v}");
         }
+    }
+
+    #[test]
+    fn a_not_ready_cause_keeps_no_secret_or_piece_of_one() {
+        let mut settings = crate::config::Settings::from_env().unwrap();
+        let key = "c2VjcmV0LWtleS1kby1ub3QtbG9n";
+        settings.storage.connection_string = Some(
+            format!("DefaultEndpointsProtocol=https;AccountName=acct;AccountKey={key}").into(),
+        );
+        settings.signing_keys = Some("k1:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8".into());
+        let secrets = settings.secret_values();
+        let cause = format!(
+            "connecting to the Storage queue: DefaultEndpointsProtocol=https, bad key {key} in AccountKey={key}; seed AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8 of k1"
+        );
+        let shown = redact(&cause, &secrets);
+        // The values go; setting names and key ids stay readable.
+        assert_eq!(
+            shown,
+            "connecting to the Storage queue: DefaultEndpointsProtocol=https, bad key [redacted] in AccountKey=[redacted]; seed [redacted] of k1"
+        );
     }
 }

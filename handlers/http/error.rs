@@ -32,6 +32,10 @@ pub enum ApiError {
     TooManyRequests { retry_after_secs: u64 },
     #[error("service unavailable")]
     Unavailable(#[source] anyhow::Error),
+    /// The handler has not finished starting (`handler functions` retries
+    /// its initialisation); the cause is named, with secrets taken out.
+    #[error("not ready: {0}")]
+    NotReady(String),
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
 }
@@ -86,6 +90,11 @@ impl ApiError {
                 "Service unavailable",
                 "a backing service is unavailable; try again shortly".into(),
             ),
+            ApiError::NotReady(cause) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Not ready",
+                format!("the handler is not ready: {cause}"),
+            ),
             ApiError::Internal(_) => (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "Internal error",
@@ -131,7 +140,8 @@ impl From<anyhow::Error> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, title, detail) = self.parts();
-        if status.is_server_error() {
+        // A not-ready answer's cause is logged once per attempt by `host`.
+        if status.is_server_error() && !matches!(self, ApiError::NotReady(_)) {
             let cause = match &self {
                 ApiError::Unavailable(e) | ApiError::Internal(e) => format!("{e:#}"),
                 other => other.to_string(),
@@ -151,8 +161,14 @@ impl IntoResponse for ApiError {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/problem+json"),
         );
-        if let ApiError::TooManyRequests { retry_after_secs } = self {
-            headers.insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
+        match self {
+            ApiError::TooManyRequests { retry_after_secs } => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
+            }
+            ApiError::NotReady(_) => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+            }
+            _ => {}
         }
         if status == StatusCode::UNAUTHORIZED {
             headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));

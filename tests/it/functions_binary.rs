@@ -206,42 +206,97 @@ fn the_binary_refuses_settings_the_functions_host_cannot_work_with() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("--port"));
 }
 
-#[test]
-fn an_unreachable_storage_account_fails_the_start_quickly_without_leaking_the_key() {
-    // A closed loopback port stands for an unreachable account.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+/// In Azure a store or token failure at start must not become a crash loop:
+/// the real binary, its Storage account unreachable, keeps listening; the
+/// host's readiness (`GET /`), the forwarded API and the queue function
+/// answer 503 `application/problem+json` naming the cause (no key), and it
+/// tries again with backoff (fast tier: a closed loopback port stands for
+/// the account).
+#[tokio::test]
+async fn an_unreachable_storage_account_makes_readiness_fail_with_its_cause_not_a_crash() {
+    let port = |_: ()| {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    };
+    let (closed, handler_port) = (port(()), port(()));
     let key = "c2VjcmV0LWtleS1kby1ub3QtbG9n";
     let cs = format!(
-        "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey={key};QueueEndpoint=http://127.0.0.1:{port}/devstoreaccount1"
+        "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey={key};QueueEndpoint=http://127.0.0.1:{closed}/devstoreaccount1"
     );
-    let started = std::time::Instant::now();
-    let (status, out) = run_to_exit(&[
-        ("DEV8_QUEUE_BACKEND", "storage"),
-        ("AzureWebJobsStorage", &cs),
-    ]);
-    assert!(!status.success(), "{out}");
-    assert!(out.contains("connecting to the Storage queue"), "{out}");
-    assert!(
-        started.elapsed() < Duration::from_secs(20),
-        "short retries: {:?}",
-        started.elapsed()
+    let tmp = tempfile::tempdir().unwrap();
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_handler"))
+        .arg("functions")
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("FUNCTIONS_CUSTOMHANDLER_PORT", handler_port.to_string())
+        .env("FUNCTIONS_WORKER_RUNTIME", "Custom")
+        .env("DEV8_DATA_DIR", tmp.path())
+        .env("DEV8_QUEUE_BACKEND", "storage")
+        .env("AzureWebJobsStorage", &cs)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let url = format!("http://127.0.0.1:{handler_port}");
+    let client = reqwest::Client::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    // Until the first attempt has failed, the cause is "not finished".
+    let answer = loop {
+        if let Ok(r) = client.get(format!("{url}/")).send().await {
+            assert_eq!(r.status(), 503);
+            let body: serde_json::Value = r.json().await.unwrap();
+            if body["detail"]
+                .as_str()
+                .unwrap()
+                .contains("connecting to the Storage queue")
+            {
+                break body;
+            }
+        }
+        assert!(std::time::Instant::now() < deadline, "no named cause");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(answer["status"], 503);
+    for (method, path) in [
+        (reqwest::Method::GET, "/api/health"),
+        (reqwest::Method::POST, "/ReconcileJob"),
+    ] {
+        let r = client
+            .request(method, format!("{url}{path}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 503, "{path}");
+        assert_eq!(r.headers()["content-type"], "application/problem+json");
+        let text = r.text().await.unwrap();
+        assert!(text.contains("connecting to the Storage queue"), "{text}");
+        assert!(!text.contains(key), "{text}");
+    }
+    // Still running (no exit); the failed attempt is logged without a backtrace.
+    assert!(child.try_wait().unwrap().is_none(), "the handler exited");
+    child.start_kill().unwrap();
+    let out = child.wait_with_output().await.unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
     );
+    assert!(text.contains("not ready: initialisation failed"), "{text}");
+    assert!(!text.contains(key), "no key in the output:\n{text}");
     assert!(
-        !out.contains(key),
-        "no key in the output:
-{out}"
+        !text.contains("panicked") && !text.contains("stack backtrace"),
+        "{text}"
     );
     // The SDK logs failed requests with the SAS signature redacted.
     assert!(
-        out.split("sig=")
+        text.split("sig=")
             .skip(1)
             .all(|rest| rest.starts_with("REDACTED")),
-        "no SAS signature in the output:
-{out}"
+        "no SAS signature in the output:\n{text}"
     );
 }
 

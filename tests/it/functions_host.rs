@@ -381,3 +381,116 @@ async fn queue_and_timer_answers_give_the_host_nothing_to_warn_about() {
         }
     }
 }
+
+/// A store that cannot open at start (the SQLite file's path is taken by a
+/// folder) does not stop the handler: it listens at once, `GET /` and every
+/// function answer 503 `application/problem+json` naming the cause, and
+/// the real wiring (`startup::wire`) is retried with backoff; once the path
+/// is free, the next attempt succeeds and the same port serves the API.
+/// Fast tier: SQLite and the in-memory queue.
+#[tokio::test]
+async fn a_store_failure_at_start_answers_not_ready_with_its_cause_until_a_retry_succeeds() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU32, Ordering};
+    bounded(async {
+        let dir = tempfile::tempdir().unwrap();
+        let blocked = dir.path().join("dev8.db");
+        std::fs::create_dir_all(blocked.join("in-the-way")).unwrap();
+        let keys = "k1:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8";
+        let mut settings = crate::harness::test_settings();
+        settings.signing_keys = Some(keys.to_string().into());
+        let secrets = settings.secret_values();
+        assert!(secrets.iter().any(|s| s == keys));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let url = format!("http://127.0.0.1:{port}");
+        let attempts = Arc::new(AtomicU32::new(0));
+        let (counter, data) = (attempts.clone(), dir.path().to_path_buf());
+        let attempt = move || {
+            counter.fetch_add(1, Ordering::SeqCst);
+            let (settings, data) = (settings.clone(), data.clone());
+            async move {
+                let overrides = dev8::startup::Overrides {
+                    background: Some(false),
+                    ..Default::default()
+                };
+                dev8::startup::wire(settings, port, &data, overrides).await
+            }
+        };
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(host::serve_when_ready(
+            listener,
+            attempt,
+            secrets,
+            host::Backoff {
+                first: Duration::from_millis(20),
+                max: Duration::from_millis(200),
+            },
+            async {
+                let _ = stopped.await;
+            },
+        ));
+        while attempts.load(Ordering::SeqCst) < 3 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let client = reqwest::Client::new();
+        for (method, path) in [
+            (reqwest::Method::GET, "/"),
+            (reqwest::Method::GET, "/api/health"),
+            (reqwest::Method::POST, "/api/auth/signup"),
+            (reqwest::Method::POST, "/ReconcileJob"),
+            (reqwest::Method::POST, "/IdleSweep"),
+        ] {
+            let r = client
+                .request(method.clone(), format!("{url}{path}"))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 503, "{method} {path}");
+            assert_eq!(
+                r.headers()["content-type"],
+                "application/problem+json",
+                "{method} {path}"
+            );
+            let body: serde_json::Value = r.json().await.unwrap();
+            let detail = body["detail"].as_str().unwrap();
+            assert!(
+                detail.starts_with("the handler is not ready: opening ")
+                    && detail.contains("dev8.db"),
+                "{method} {path}: {body}"
+            );
+            assert!(!body.to_string().contains("AAECAwQFBgcICQ"), "{body}");
+        }
+        // The store becomes available: a later attempt wires the platform.
+        std::fs::remove_dir_all(&blocked).unwrap();
+        // (The host's readiness wait, as `HostSim::wait_ready` does it; the
+        // simulator itself needs Azurite for its queue.)
+        while client.get(format!("{url}/")).send().await.unwrap().status() != 200 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let settled = attempts.load(Ordering::SeqCst);
+        let health = client
+            .get(format!("{url}/api/health"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(health.status(), 200);
+        let signup = client
+            .post(format!("{url}/api/auth/signup"))
+            .header("origin", &url)
+            .json(&json!({"email": "ada@x.io", "password": "correct-horse-battery"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(signup.status(), 201);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(
+            attempts.load(Ordering::SeqCst),
+            settled,
+            "no attempt after success"
+        );
+        stop.send(()).unwrap();
+        server.await.unwrap().unwrap();
+    })
+    .await;
+}

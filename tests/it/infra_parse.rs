@@ -620,26 +620,13 @@ fn grants(parses: &BTreeMap<String, Value>) -> (BTreeSet<Grant>, Vec<String>) {
     (out, problems)
 }
 
-/// The permission matrix's rows in docs/deploy.md as (identity, role, scope).
+/// The permission matrix's rows in docs/deploy.md as (identity, role, scope),
+/// read by the parser `handler doctor` uses (one reading of the one table).
 fn matrix(doc: &str) -> BTreeSet<Grant> {
-    let section = doc
-        .split("### Permission matrix")
-        .nth(1)
-        .expect("docs/deploy.md has a Permission matrix section");
-    section
-        .lines()
-        .skip_while(|l| !l.starts_with("| operation |"))
-        .skip(2)
-        .take_while(|l| l.starts_with('|'))
-        .map(|l| {
-            let cells: Vec<&str> = l.trim_matches('|').split('|').map(str::trim).collect();
-            assert_eq!(cells.len(), 4, "{l}");
-            (
-                cells[1].trim_matches('`').to_string(),
-                cells[2].to_string(),
-                cells[3].to_string(),
-            )
-        })
+    dev8::doctor::matrix::parse(doc)
+        .expect("docs/deploy.md's permission matrix")
+        .into_iter()
+        .map(|r| (r.identity, r.role, r.scope))
         .collect()
 }
 

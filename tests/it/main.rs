@@ -21,6 +21,7 @@ mod api_environments;
 mod audit;
 mod cosmos_lifecycle;
 mod cosmos_retries;
+mod doctor;
 mod functions_binary;
 mod functions_host;
 mod functions_package;

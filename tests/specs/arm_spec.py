@@ -9,7 +9,19 @@ tests/specs/requirements.txt):
   Microsoft.ContainerInstance/stable/2023-05-01/containerInstance.json);
 * azure-mgmt-storage 21.2.1, its v2023_05_01 models: Microsoft.Storage
   api-version 2023-05-01 (specification/storage/resource-manager/
-  Microsoft.Storage/stable/2023-05-01/{storage,file}.json).
+  Microsoft.Storage/stable/2023-05-01/{storage,file}.json);
+
+and, for what `handler doctor` reads:
+
+* azure-mgmt-resource 23.1.1, its resources v2021_04_01 models:
+  Microsoft.Resources 2021-04-01 (providers);
+* azure-mgmt-authorization 4.0.0, its v2022_04_01 models:
+  Microsoft.Authorization 2022-04-01 (role assignments and definitions);
+* azure-mgmt-msi 7.0.0, its v2023_01_31 models: Microsoft.ManagedIdentity
+  2023-01-31 (user-assigned identities);
+* azure-mgmt-cosmosdb 9.7.0 (api-version 2024-11-15, the package's
+  default): Microsoft.DocumentDB (SQL containers, SQL role assignments and
+  definitions).
 
 Each model class carries the spec's facts: `_attribute_map` (every wire
 property, its JSON path with flattening, its type), `_validation` (required,
@@ -19,7 +31,7 @@ reports every property the spec does not know, every wrong type, every
 missing required property, every value outside its enum or bounds, and (in
 a request) every read-only property sent.
 
-stdin: a JSON array of {"label", "package": "containerinstance" | "storage",
+stdin: a JSON array of {"label", "package": one of PACKAGES' keys,
 "model": class name, "direction": "request" | "response", "body"}.
 stdout: a JSON array of {"label", "errors": [..]}, in the same order.
 """
@@ -34,10 +46,18 @@ import sys
 PACKAGES = {
     "containerinstance": "azure.mgmt.containerinstance.models",
     "storage": "azure.mgmt.storage.v2023_05_01.models",
+    "resource": "azure.mgmt.resource.resources.v2021_04_01.models",
+    "authorization": "azure.mgmt.authorization.v2022_04_01.models",
+    "msi": "azure.mgmt.msi.v2023_01_31.models",
+    "cosmosdb": "azure.mgmt.cosmosdb.models",
 }
 API_VERSIONS = {
     "containerinstance": "2023-05-01",
     "storage": "2023-05-01",
+    "resource": "2021-04-01",
+    "authorization": "2022-04-01",
+    "msi": "2023-01-31",
+    "cosmosdb": "2024-11-15",
 }
 
 

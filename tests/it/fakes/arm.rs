@@ -12,6 +12,9 @@
 //! * file shares (PUT/GET/DELETE; deleting a share a live group mounts is
 //!   409) and `POST .../listKeys`;
 //! * region capabilities;
+//! * the rest of a deployment as its operator sees it (identities, role
+//!   assignments, Cosmos DB containers, queues, the provider, usages, Key
+//!   Vault secrets: `fakes::deployment`, what `handler doctor` reads);
 //! * injected faults (429 with `Retry-After`, 500s) for any request;
 //! * the agent's readiness URL (`/_dev8/healthz` on a group's FQDN, chosen by
 //!   the `Host` header), answering only for a running group.
@@ -122,6 +125,10 @@ pub struct FakeState {
     pub capability_requests: u32,
     /// The region's limit for Linux groups with a public IP.
     pub max_cpu: f64,
+    /// Tokens issued for Key Vault's audience.
+    pub vault_tokens: Vec<String>,
+    /// The rest of the deployment (`fakes::deployment`): what `handler doctor` reads.
+    pub deployment: crate::fakes::deployment::Deployment,
 }
 
 #[derive(Clone)]
@@ -193,6 +200,19 @@ impl ArmFake {
         })
     }
 
+    /// An operator signs in with the Azure CLI (`az login`): the tokens `az
+    /// account get-access-token` then prints for ARM and for Key Vault are
+    /// ones Entra ID issued. Returns (ARM token, Key Vault token).
+    pub fn operator_signs_in(&self) -> (String, String) {
+        self.with(|s| {
+            let arm = format!("operator-arm-token-{}", s.tokens.len() + 1);
+            let vault = format!("operator-vault-token-{}", s.vault_tokens.len() + 1);
+            s.tokens.push(arm.clone());
+            s.vault_tokens.push(vault.clone());
+            (arm, vault)
+        })
+    }
+
     /// Someone deletes the group in the portal.
     pub fn delete_group_outside(&self, name: &str) {
         self.with(|s| s.groups.remove(name));
@@ -239,7 +259,7 @@ pub fn fqdn_for(label: &str) -> String {
     format!("{label}.{hash}.{REGION}.azurecontainer.io")
 }
 
-fn error(status: StatusCode, code: &str, message: &str) -> Response {
+pub fn error(status: StatusCode, code: &str, message: &str) -> Response {
     (
         status,
         axum::Json(json!({"error": {"code": code, "message": message}})),
@@ -451,6 +471,11 @@ fn respond(
         return axum::Json(json!({"token_type":"Bearer","expires_in":3600,"ext_expires_in":3600,"access_token":token})).into_response();
     }
 
+    // Key Vault's data plane (`fakes::deployment`).
+    if method == Method::GET && path.starts_with("/secrets/") {
+        return crate::fakes::deployment::secret(&s, headers, &path, &query(uri));
+    }
+
     // ARM: a token issued above, and an api-version.
     let bearer = headers
         .get("authorization")
@@ -493,6 +518,9 @@ fn respond(
     }
 
     let seg: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    if let Some(answer) = crate::fakes::deployment::respond(&mut s, &method, &seg, &q) {
+        return answer;
+    }
     let rg_prefix = [
         "subscriptions",
         SUBSCRIPTION,
@@ -582,7 +610,7 @@ fn url_form(body: &[u8]) -> HashMap<String, String> {
         .collect()
 }
 
-fn decode(s: &str) -> String {
+pub fn decode(s: &str) -> String {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;

@@ -5,6 +5,7 @@
 pub mod appinsights;
 pub mod arm;
 pub mod compute;
+pub mod deployment;
 pub mod github;
 pub mod host_sim;
 pub mod identity;

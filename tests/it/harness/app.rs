@@ -78,7 +78,7 @@ type Configure = Box<dyn FnOnce(&mut Settings)>;
 /// Settings as `serve` would have them from the environment, with sign-up
 /// open (tests make several users), generated signing keys and the public
 /// URL taken from the bound port.
-fn test_settings() -> Settings {
+pub fn test_settings() -> Settings {
     let mut s = Settings::from_env().expect("default settings parse");
     s.signup = SignupPolicy::Open;
     // Tests make many accounts on one machine (and mostly fake compute).

@@ -25,7 +25,7 @@ pub mod ide;
 pub mod logs;
 mod requests;
 
-pub use app::{Compute, LocalOpts, Mode, Queue, TestApp};
+pub use app::{Compute, LocalOpts, Mode, Queue, TestApp, test_settings};
 pub use clock::Clock;
 pub use requests::{Answer, Auth, User};
 
