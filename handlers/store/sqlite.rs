@@ -660,3 +660,58 @@ impl Store for SqliteStore {
         .await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::AuditOutcome;
+
+    /// A database written before environment histories existed: opening it
+    /// fills the new column from the records already there, so their
+    /// environment's history includes them.
+    #[tokio::test]
+    async fn the_history_migration_fills_in_existing_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("dev8.db");
+        drop(Db::open(&path, &MIGRATIONS[..2]).unwrap());
+        let record = AuditRecord {
+            id: "r1".into(),
+            user_id: "u1".into(),
+            at: Utc::now(),
+            action: "environment.start".into(),
+            outcome: AuditOutcome::Success,
+            environment_id: Some("e1".into()),
+            client_address: None,
+            detail: None,
+            idle_timeout_minutes: None,
+            reason: None,
+            desired_state: None,
+        };
+        let old = Connection::open(&path).unwrap();
+        old.execute(
+            "INSERT INTO audit (id, user_id, at, doc) VALUES (?1, ?2, ?3, ?4)",
+            params![
+                record.id,
+                record.user_id,
+                ts(record.at),
+                to_json(&record).unwrap()
+            ],
+        )
+        .unwrap();
+        drop(old);
+
+        let store = SqliteStore::open(&path).unwrap();
+        let history = store
+            .audit_records("u1", Some("e1"), None, 10)
+            .await
+            .unwrap();
+        assert_eq!(history, vec![record]);
+        assert!(
+            store
+                .audit_records("u1", Some("e2"), None, 10)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+    }
+}
