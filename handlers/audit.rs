@@ -4,7 +4,7 @@
 //! token that is stable across redeliveries, so a repeated job never writes
 //! a second record. Records hold no secrets: no passwords, codes or tokens.
 
-use crate::domain::{AuditOutcome, AuditRecord, new_id};
+use crate::domain::{AuditOutcome, AuditRecord, DesiredState, new_id};
 use crate::platform::Platform;
 use sha2::{Digest, Sha256};
 use std::net::IpAddr;
@@ -58,6 +58,9 @@ pub struct Entry<'a> {
     pub environment_id: Option<&'a str>,
     pub client: Option<IpAddr>,
     pub detail: Option<String>,
+    pub idle_timeout_minutes: Option<u16>,
+    pub reason: Option<String>,
+    pub desired_state: Option<DesiredState>,
 }
 
 impl<'a> Entry<'a> {
@@ -70,6 +73,9 @@ impl<'a> Entry<'a> {
             environment_id: None,
             client: None,
             detail: None,
+            idle_timeout_minutes: None,
+            reason: None,
+            desired_state: None,
         }
     }
 
@@ -93,6 +99,20 @@ impl<'a> Entry<'a> {
         self
     }
 
+    /// An idle stop: the timeout it honoured.
+    pub fn idle_timeout(mut self, minutes: u16) -> Self {
+        self.idle_timeout_minutes = Some(minutes);
+        self
+    }
+
+    /// A failed job: its cause (the environment's `statusReason`) and what
+    /// it was heading for, so the history can say what failed and what to do.
+    pub fn cause(mut self, reason: impl Into<String>, toward: DesiredState) -> Self {
+        self.reason = Some(reason.into());
+        self.desired_state = Some(toward);
+        self
+    }
+
     fn into_record(self, id: String, p: &Platform) -> AuditRecord {
         AuditRecord {
             id,
@@ -103,6 +123,9 @@ impl<'a> Entry<'a> {
             environment_id: self.environment_id.map(str::to_string),
             client_address: self.client.map(|a| a.to_string()),
             detail: self.detail,
+            idle_timeout_minutes: self.idle_timeout_minutes,
+            reason: self.reason,
+            desired_state: self.desired_state,
         }
     }
 }

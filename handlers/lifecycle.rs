@@ -238,7 +238,8 @@ pub async fn idle_stop(p: &Platform, seen: Versioned<Environment>) -> anyhow::Re
         p,
         Entry::ok(&env.user_id, Action::IdleStop)
             .env(&env.id)
-            .detail(format!("idle for {} minutes", env.idle_timeout_minutes)),
+            .detail(format!("idle for {} minutes", env.idle_timeout_minutes))
+            .idle_timeout(env.idle_timeout_minutes),
         &seen.etag,
     )
     .await?;

@@ -110,4 +110,14 @@ pub struct AuditRecord {
     /// A short, secret-free note (sign-in method, failure reason).
     #[serde(default)]
     pub detail: Option<String>,
+    /// `environment.idle_stop`: the idle timeout (minutes) the stop honoured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle_timeout_minutes: Option<u16>,
+    /// `job.failure`: the cause, as the environment's `statusReason` shows it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// `job.failure`: what the failed work was heading for (`running` for a
+    /// create or start, `stopped`, `deleted`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub desired_state: Option<DesiredState>,
 }

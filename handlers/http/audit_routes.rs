@@ -1,9 +1,12 @@
 //! `GET /api/audit`: the caller's own audit records, newest first, paged
-//! with an opaque cursor (`?before=<next>&limit=`).
+//! with an opaque cursor (`?before=<next>&limit=`); `?environmentId=` narrows
+//! them to one of the caller's environments (its history). The history of an
+//! environment that is not the caller's, or no longer exists (forgotten after
+//! deletion), is 404: its records stay in the account's log.
 
 use super::error::{ApiError, ApiResult};
 use super::extract::{AppState, Caller};
-use crate::domain::AuditRecord;
+use crate::domain::{AuditRecord, validation};
 use crate::store::AuditCursor;
 use axum::Json;
 use axum::extract::{Query, State};
@@ -52,10 +55,24 @@ pub async fn list(
                 .ok_or_else(|| ApiError::field("before", "is not a cursor from this API"))?,
         ),
     };
+    let environment_id = match q.get("environmentId") {
+        None => None,
+        Some(id) if validation::is_id(id) => Some(id.as_str()),
+        Some(_) => {
+            return Err(ApiError::field("environmentId", "is not an environment id"));
+        }
+    };
+    if let Some(id) = environment_id {
+        // Another user's environment is simply not found in this partition.
+        p.store
+            .environment(&caller.user.id, id)
+            .await?
+            .ok_or(ApiError::NotFound)?;
+    }
     // One more than asked tells whether another page exists.
     let mut records = p
         .store
-        .audit_records(&caller.user.id, before.as_ref(), limit + 1)
+        .audit_records(&caller.user.id, environment_id, before.as_ref(), limit + 1)
         .await?;
     let more = records.len() > limit;
     records.truncate(limit);
@@ -83,6 +100,9 @@ mod tests {
             environment_id: None,
             client_address: None,
             detail: None,
+            idle_timeout_minutes: None,
+            reason: None,
+            desired_state: None,
         };
         let c = decode_cursor(&encode_cursor(&r)).unwrap();
         assert_eq!(c.id, "abc");

@@ -103,7 +103,7 @@ fn see_other(location: &str, cookies: &[Cookie<'static>]) -> Response {
 
 /// Where a failed sign-in (or link) ends: the dashboard, with a code it explains.
 fn to_dashboard_error(p: &Platform, code: &str, linking: bool) -> Response {
-    let page = if linking { "/#/" } else { "/#/signin" };
+    let page = if linking { "/#/account" } else { "/#/signin" };
     see_other(
         &format!("{page}?error={code}"),
         &[flow_cookie(p, String::new(), 0)],
@@ -303,7 +303,7 @@ pub async fn callback(
         return Ok(
             match link_identity(&p, user_id, &provider, &ext, addr).await? {
                 Ok(()) => see_other(
-                    &format!("/#/?linked={}", provider.id()),
+                    &format!("/#/account?linked={}", provider.id()),
                     &[flow_cookie(&p, String::new(), 0)],
                 ),
                 Err(code) => fail(code).await,

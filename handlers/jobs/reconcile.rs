@@ -115,7 +115,7 @@ async fn attempt(
                 Ok(None) => {}
                 Err(ComputeError::Permanent(reason)) => {
                     tracing::warn!(%reason, "compute refused the step");
-                    env.fail(reason, now);
+                    env.fail(reason.clone(), now);
                     env.release_lease();
                     if let Attempt::Raced = raced(j.store.replace_environment(&env, &etag).await)? {
                         return Ok(Attempt::Raced);
@@ -126,7 +126,8 @@ async fn attempt(
                         Entry::ok(&env.user_id, Action::JobFailure)
                             .failed()
                             .env(&env.id)
-                            .detail(format!("{step:?} refused")),
+                            .detail(format!("{step:?} refused"))
+                            .cause(reason, env.desired_state),
                         owner,
                     )
                     .await?;
@@ -213,14 +214,15 @@ pub fn agent_params(p: &Platform, env: &Environment) -> AgentParams {
 
 /// Record that a delivery failed for the last time (`Environment::fail_finally`:
 /// an error with the reason, or for deletion a back-off), giving back any
-/// lease this delivery held.
+/// lease this delivery held. Returns the record as written (`None` when it
+/// is gone), whose `statusReason` is the cause the audit record repeats.
 pub async fn record_final_failure(
     p: &Platform,
     user_id: &str,
     environment_id: &str,
     error: &anyhow::Error,
     attempts: u32,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Option<Environment>> {
     let now = p.clock.now();
     let cause = format!("{error:#}");
     let written = update_environment(p.store.as_ref(), user_id, environment_id, |env| {
@@ -229,7 +231,8 @@ pub async fn record_final_failure(
     })
     .await;
     match written {
-        Ok(_) | Err(StoreError::NotFound) => Ok(()),
+        Ok(u) => Ok(Some(u.env)),
+        Err(StoreError::NotFound) => Ok(None),
         Err(e) => Err(e.into()),
     }
 }

@@ -5,6 +5,7 @@
 //! status past their deadline as `error` with a reason. It also removes
 //! orphans: provider resources marked as Dev8's whose record is gone.
 
+use crate::audit::{self, Action, Entry};
 use crate::domain::Status;
 use crate::lifecycle;
 use crate::platform::JobContext;
@@ -78,9 +79,27 @@ async fn scan(j: &JobContext) -> anyhow::Result<SweepReport> {
                 env.status.as_str(),
                 (now - env.status_changed_at).num_minutes()
             );
-            env.fail(reason, now);
+            env.fail(reason.clone(), now);
             match j.store.replace_environment(&env, &current.etag).await {
-                Ok(_) => report.timed_out += 1,
+                Ok(_) => {
+                    report.timed_out += 1;
+                    // The ETag the failure was written over names it: a
+                    // repeated sweep never writes a second record. (A
+                    // deletion is retried, not failed: nothing to record.)
+                    if env.status != Status::Error {
+                        continue;
+                    }
+                    audit::record_job(
+                        j,
+                        Entry::ok(&env.user_id, Action::JobFailure)
+                            .failed()
+                            .env(&env.id)
+                            .detail("timed out")
+                            .cause(reason, env.desired_state),
+                        &current.etag,
+                    )
+                    .await?;
+                }
                 // Changed meanwhile: look again next sweep.
                 Err(StoreError::PreconditionFailed | StoreError::NotFound) => {}
                 Err(e) => return Err(e.into()),

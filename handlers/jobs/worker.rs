@@ -79,17 +79,18 @@ async fn deliver(
         Err(e) => {
             tracing::warn!(environment = %environment_id, attempt = dequeue_count, error = %format!("{e:#}"), "reconcile failed");
             if dequeue_count >= MAX_DELIVERIES {
-                record_final_failure(j, &user_id, &environment_id, &e, dequeue_count).await?;
+                let failed =
+                    record_final_failure(j, &user_id, &environment_id, &e, dequeue_count).await?;
+                let mut entry = Entry::ok(&user_id, Action::JobFailure)
+                    .failed()
+                    .env(&environment_id)
+                    .detail(format!("failed after {dequeue_count} attempts"));
+                if let Some(env) = failed {
+                    let reason = env.status_reason.unwrap_or_default();
+                    entry = entry.cause(reason, env.desired_state);
+                }
                 // The message id is stable across redeliveries: one record.
-                audit::record_job(
-                    j,
-                    Entry::ok(&user_id, Action::JobFailure)
-                        .failed()
-                        .env(&environment_id)
-                        .detail(format!("failed after {dequeue_count} attempts")),
-                    message_id,
-                )
-                .await?;
+                audit::record_job(j, entry, message_id).await?;
             }
             Err(e)
         }

@@ -766,24 +766,26 @@ impl Store for CosmosStore {
     async fn audit_records(
         &self,
         user_id: &str,
+        environment_id: Option<&str>,
         before: Option<&AuditCursor>,
         limit: usize,
     ) -> StoreResult<Vec<AuditRecord>> {
-        let (sql, at, id) = match before {
-            Some(b) => (
-                "SELECT * FROM c WHERE c.userId = @u AND (c.atKey < @at OR (c.atKey = @at AND c.id < @id))",
-                ts(b.at),
-                b.id.clone(),
-            ),
-            None => (
-                "SELECT * FROM c WHERE c.userId = @u",
-                String::new(),
-                String::new(),
-            ),
-        };
-        let mut q = param(Query::from(sql), "@u", user_id)?;
+        // One partition (`/userId`); an environment's history adds an
+        // equality filter on `environmentId`, served by the default
+        // (consistent, all paths) indexing policy.
+        let mut sql = String::from("SELECT * FROM c WHERE c.userId = @u");
+        if environment_id.is_some() {
+            sql.push_str(" AND c.environmentId = @e");
+        }
         if before.is_some() {
-            q = param(param(q, "@at", at)?, "@id", id)?;
+            sql.push_str(" AND (c.atKey < @at OR (c.atKey = @at AND c.id < @id))");
+        }
+        let mut q = param(Query::from(sql), "@u", user_id)?;
+        if let Some(e) = environment_id {
+            q = param(q, "@e", e)?;
+        }
+        if let Some(b) = before {
+            q = param(param(q, "@at", ts(b.at))?, "@id", b.id.clone())?;
         }
         // One partition; ordered here rather than by ORDER BY, which the
         // Cosmos-compatible test server does not implement for two keys.

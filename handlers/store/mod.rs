@@ -9,7 +9,7 @@ mod sqlite;
 pub mod update;
 
 pub use cosmos::{CosmosConfig, CosmosStore};
-pub use sqlite::{ACTIVE_ENVIRONMENTS_SQL, SqliteStore};
+pub use sqlite::{ACTIVE_ENVIRONMENTS_SQL, ENVIRONMENT_AUDIT_SQL, SqliteStore};
 
 use crate::domain::{AuditRecord, Environment, Identity, Session, Status, User};
 use async_trait::async_trait;
@@ -134,10 +134,13 @@ pub trait Store: Send + Sync + 'static {
     /// success (jobs write deterministic ids and may be delivered twice).
     async fn insert_audit(&self, record: &AuditRecord) -> StoreResult<()>;
     /// The user's records, newest first (`at` then `id`, both descending),
-    /// strictly before `before` when given, at most `limit`.
+    /// only those about `environment_id` when given, strictly before
+    /// `before` when given, at most `limit`. SQLite answers from the
+    /// `audit_by_environment_recent` index; Cosmos from one partition.
     async fn audit_records(
         &self,
         user_id: &str,
+        environment_id: Option<&str>,
         before: Option<&AuditCursor>,
         limit: usize,
     ) -> StoreResult<Vec<AuditRecord>>;

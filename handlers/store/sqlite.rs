@@ -68,7 +68,22 @@ CREATE TABLE audit (
 );
 CREATE INDEX audit_by_user_recent ON audit (user_id, at DESC, id DESC);
 "#,
+    // An environment's history (`GET /api/audit?environmentId=`): the id in
+    // its own column (filled from the documents already written) and an
+    // index on (environment, time).
+    r#"
+ALTER TABLE audit ADD COLUMN environment_id TEXT;
+UPDATE audit SET environment_id = json_extract(doc, '$.environmentId');
+CREATE INDEX audit_by_environment_recent ON audit (environment_id, at DESC, id DESC)
+    WHERE environment_id IS NOT NULL;
+"#,
 ];
+
+/// An environment's audit records, newest first (see `audit_records`).
+pub const ENVIRONMENT_AUDIT_SQL: &str = "SELECT doc FROM audit
+     WHERE environment_id = ?1 AND user_id = ?2
+     AND (?3 IS NULL OR at < ?3 OR (at = ?3 AND id < ?4))
+     ORDER BY at DESC, id DESC LIMIT ?5";
 
 /// The sweep's scan: the active environments, found through
 /// `environments_by_status` (O(active) rows, not O(all)).
@@ -600,8 +615,8 @@ impl Store for SqliteStore {
         let r = record.clone();
         self.with(move |c| {
             c.execute(
-                "INSERT INTO audit (id, user_id, at, doc) VALUES (?1, ?2, ?3, ?4) ON CONFLICT (id) DO NOTHING",
-                params![r.id, r.user_id, ts(r.at), doc],
+                "INSERT INTO audit (id, user_id, at, doc, environment_id) VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (id) DO NOTHING",
+                params![r.id, r.user_id, ts(r.at), doc, r.environment_id],
             )
             .map_err(unavailable)?;
             Ok(())
@@ -612,25 +627,91 @@ impl Store for SqliteStore {
     async fn audit_records(
         &self,
         user_id: &str,
+        environment_id: Option<&str>,
         before: Option<&AuditCursor>,
         limit: usize,
     ) -> StoreResult<Vec<AuditRecord>> {
         let user_id = user_id.to_string();
+        let environment_id = environment_id.map(str::to_string);
         let (at, id) = before.map_or((None, None), |b| (Some(ts(b.at)), Some(b.id.clone())));
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         self.read(move |c| {
-            let mut stmt = c
-                .prepare_cached(
-                    "SELECT doc FROM audit WHERE user_id = ?1
-                     AND (?2 IS NULL OR at < ?2 OR (at = ?2 AND id < ?3))
-                     ORDER BY at DESC, id DESC LIMIT ?4",
-                )
-                .map_err(unavailable)?;
-            let rows = stmt
-                .query_map(params![user_id, at, id, limit], |r| r.get::<_, String>(0))
-                .map_err(unavailable)?;
-            rows.map(|r| from_json(&r.map_err(unavailable)?)).collect()
+            let docs: Vec<String> = match environment_id {
+                Some(env) => c
+                    .prepare_cached(ENVIRONMENT_AUDIT_SQL)
+                    .map_err(unavailable)?
+                    .query_map(params![env, user_id, at, id, limit], |r| r.get(0))
+                    .map_err(unavailable)?
+                    .collect::<Result<_, _>>(),
+                None => c
+                    .prepare_cached(
+                        "SELECT doc FROM audit WHERE user_id = ?1
+                         AND (?2 IS NULL OR at < ?2 OR (at = ?2 AND id < ?3))
+                         ORDER BY at DESC, id DESC LIMIT ?4",
+                    )
+                    .map_err(unavailable)?
+                    .query_map(params![user_id, at, id, limit], |r| r.get(0))
+                    .map_err(unavailable)?
+                    .collect::<Result<_, _>>(),
+            }
+            .map_err(unavailable)?;
+            docs.iter().map(|d| from_json(d)).collect()
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::AuditOutcome;
+
+    /// A database written before environment histories existed: opening it
+    /// fills the new column from the records already there, so their
+    /// environment's history includes them.
+    #[tokio::test]
+    async fn the_history_migration_fills_in_existing_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("dev8.db");
+        drop(Db::open(&path, &MIGRATIONS[..2]).unwrap());
+        let record = AuditRecord {
+            id: "r1".into(),
+            user_id: "u1".into(),
+            at: Utc::now(),
+            action: "environment.start".into(),
+            outcome: AuditOutcome::Success,
+            environment_id: Some("e1".into()),
+            client_address: None,
+            detail: None,
+            idle_timeout_minutes: None,
+            reason: None,
+            desired_state: None,
+        };
+        let old = Connection::open(&path).unwrap();
+        old.execute(
+            "INSERT INTO audit (id, user_id, at, doc) VALUES (?1, ?2, ?3, ?4)",
+            params![
+                record.id,
+                record.user_id,
+                ts(record.at),
+                to_json(&record).unwrap()
+            ],
+        )
+        .unwrap();
+        drop(old);
+
+        let store = SqliteStore::open(&path).unwrap();
+        let history = store
+            .audit_records("u1", Some("e1"), None, 10)
+            .await
+            .unwrap();
+        assert_eq!(history, vec![record]);
+        assert!(
+            store
+                .audit_records("u1", Some("e2"), None, 10)
+                .await
+                .unwrap()
+                .is_empty()
+        );
     }
 }

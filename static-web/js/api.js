@@ -90,7 +90,23 @@ export const api = {
   start: (id) => request(`/environments/${encodeURIComponent(id)}/start`, { method: 'POST' }).then((r) => r.environment),
   stop: (id) => request(`/environments/${encodeURIComponent(id)}/stop`, { method: 'POST' }).then((r) => r.environment),
   remove: (id) => request(`/environments/${encodeURIComponent(id)}`, { method: 'DELETE' }).then((r) => r.environment),
+  /** A page of audit records: `{records, next}`; `environmentId` narrows it to one environment. */
+  audit: ({ environmentId, before, limit } = {}) => request(`/audit?${auditQuery({ environmentId, before, limit })}`),
+  identities: () => request('/auth/identities'),
+  unlink: (id) => request(`/auth/identities/${encodeURIComponent(id)}`, { method: 'DELETE' }),
+  /** Starts linking a provider: resolves to the URL to navigate to. */
+  link: (providerId) => request(`/auth/${encodeURIComponent(providerId)}/link`, { method: 'POST' }).then((r) => r.redirect),
+  deleteAccount: () => request('/auth/me', { method: 'DELETE' }),
 };
+
+/** The query string of an audit page request (only the parameters given). */
+export function auditQuery({ environmentId, before, limit }) {
+  const q = new URLSearchParams();
+  if (environmentId) q.set('environmentId', environmentId);
+  if (before) q.set('before', before);
+  if (limit) q.set('limit', String(limit));
+  return q.toString();
+}
 
 /** The page navigation that opens the IDE (a real link; the server 303s to the IDE). */
 export function ideHref(id) {

@@ -11,6 +11,7 @@ import { diffTransitions } from './transitions.js';
 import { createAuthView, providerErrorMessage } from './views/auth.js';
 import { createListView } from './views/env-list.js';
 import { createDetailView } from './views/env-detail.js';
+import { createAccountView } from './views/account.js';
 import { refreshTimes } from './views/env-parts.js';
 import { openCreateDialog } from './views/create-dialog.js';
 import { confirmDelete } from './views/delete-dialog.js';
@@ -30,6 +31,7 @@ const account = document.getElementById('account');
 const accountName = document.getElementById('account-name');
 const accountAvatar = document.getElementById('account-avatar');
 const signOutButton = document.getElementById('sign-out');
+const accountLink = document.getElementById('account-link');
 
 let route = parseRoute(location.hash) ?? { name: 'list' };
 let view = null;
@@ -201,6 +203,18 @@ function mount(focus) {
   } else if (route.name === 'detail') {
     view = createDetailView(route.id, ctx);
     document.title = 'Environment · Dev8';
+  } else if (route.name === 'account') {
+    view = createAccountView({
+      user: state.user,
+      providers: state.config?.providers ?? [],
+      environments: () => state.environments,
+      toast: showToast,
+      onDeleted() {
+        signedOut('Your account and its environments were deleted.');
+        returnTo = null;
+      },
+    });
+    document.title = 'Account · Dev8';
   } else if (route.name === 'notFound') {
     view = notFoundView();
     document.title = 'Not found · Dev8';
@@ -214,6 +228,10 @@ function mount(focus) {
 }
 
 function render() {
+  if (accountLink) {
+    if (route.name === 'account') accountLink.setAttribute('aria-current', 'page');
+    else accountLink.removeAttribute('aria-current');
+  }
   if (!view) return;
   // Leave a detail page whose environment was just deleted.
   if (state.user && route.name === 'detail' && state.environments) {
@@ -281,7 +299,7 @@ async function boot() {
     ]);
     state.config = config;
     if (me?.user) {
-      // Back from linking a provider (`#/?linked=<id>` or `#/?error=<code>`).
+      // Back from linking a provider (`#/account?linked=<id>` or `#/account?error=<code>`).
       const result = hashQuery(location.hash);
       if (result.has('linked')) showToast({ message: 'Sign-in method linked.', tone: 'success' });
       if (result.has('error')) showToast({ message: providerErrorMessage(result.get('error')), tone: 'error' });

@@ -1,4 +1,4 @@
-// Hash routes: #/ (environments), #/environments/<id>, #/signin, #/signup.
+// Hash routes: #/ (environments), #/environments/<id>, #/account, #/signin, #/signup.
 
 /** Parses a location hash into a route. Hashes not starting with "#/" return null (in-page anchors). */
 export function parseRoute(hash) {
@@ -8,6 +8,7 @@ export function parseRoute(hash) {
   if (path === '' || path === 'environments') return { name: 'list' };
   if (path === 'signin') return { name: 'signin' };
   if (path === 'signup') return { name: 'signup' };
+  if (path === 'account') return { name: 'account' };
   const match = /^environments\/([^/]+)$/.exec(path);
   if (match) return { name: 'detail', id: decodeURIComponent(match[1]) };
   return { name: 'notFound' };
@@ -19,6 +20,7 @@ export function hrefFor(route) {
     case 'detail': return `#/environments/${encodeURIComponent(route.id)}`;
     case 'signin': return '#/signin';
     case 'signup': return '#/signup';
+    case 'account': return '#/account';
     default: return '#/';
   }
 }

@@ -264,11 +264,14 @@ async fn the_store_treats_a_duplicate_audit_id_as_success_and_identities_as_uniq
         environment_id: Some("e1".into()),
         client_address: None,
         detail: None,
+        idle_timeout_minutes: None,
+        reason: None,
+        desired_state: None,
     };
     store.insert_audit(&rec).await.unwrap();
     store.insert_audit(&rec).await.unwrap();
     assert_eq!(
-        store.audit_records("u1", None, 10).await.unwrap(),
+        store.audit_records("u1", None, None, 10).await.unwrap(),
         vec![rec.clone()]
     );
     let older = AuditCursor {
@@ -277,14 +280,14 @@ async fn the_store_treats_a_duplicate_audit_id_as_success_and_identities_as_uniq
     };
     assert!(
         store
-            .audit_records("u1", Some(&older), 10)
+            .audit_records("u1", None, Some(&older), 10)
             .await
             .unwrap()
             .is_empty()
     );
     assert!(
         store
-            .audit_records("u2", None, 10)
+            .audit_records("u2", None, None, 10)
             .await
             .unwrap()
             .is_empty()
@@ -358,5 +361,176 @@ async fn opening_the_ide_writes_one_record_per_open() {
         assert_eq!(r["outcome"], "success");
         let text = r.to_string();
         assert!(!text.contains("ticket"), "no ticket in the record: {text}");
+    }
+}
+
+/// `GET /api/audit?environmentId=` as the dashboard reads it.
+async fn history(app: &TestApp, u: &User, id: &str) -> Vec<Value> {
+    let a = app
+        .get(&format!("/api/audit?environmentId={id}&limit=200"), u)
+        .await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    a.body["records"].as_array().unwrap().clone()
+}
+
+#[tokio::test]
+async fn an_environments_history_is_its_own_records_newest_first_in_pages() {
+    let app = spawn_app().await;
+    let ada = app.user("ada@x.io").await;
+    let bob = app.user("bob@x.io").await;
+    let id = app.new_env(&ada, "a").await;
+    let other = app.new_env(&ada, "b").await;
+    app.settle(10).await;
+    for action in ["stop", "start", "stop", "start"] {
+        tick(&app);
+        assert_eq!(app.action(&ada, &id, action).await.status, 202);
+        app.settle(10).await;
+    }
+    tick(&app);
+    assert_eq!(app.action(&ada, &other, "stop").await.status, 202);
+
+    let all = history(&app, &ada, &id).await;
+    let actions: Vec<&str> = all.iter().map(|r| r["action"].as_str().unwrap()).collect();
+    assert_eq!(
+        actions,
+        [
+            "environment.start",
+            "environment.stop",
+            "environment.start",
+            "environment.stop",
+            "environment.create",
+        ],
+        "this environment's records only, newest first"
+    );
+    assert!(all.iter().all(|r| r["environmentId"] == id.as_str()));
+
+    // Paged exactly like the account's log.
+    let mut seen = Vec::new();
+    let mut path = format!("/api/audit?environmentId={id}&limit=2");
+    for _ in 0..5 {
+        let page = app.get(&path, &ada).await;
+        assert_eq!(page.status, 200, "{}", page.body);
+        let records = page.body["records"].as_array().unwrap();
+        assert!(records.len() <= 2);
+        seen.extend(records.iter().map(|r| r["id"].clone()));
+        match page.body["next"].as_str() {
+            Some(next) => path = format!("/api/audit?environmentId={id}&limit=2&before={next}"),
+            None => break,
+        }
+    }
+    let ids: Vec<Value> = all.iter().map(|r| r["id"].clone()).collect();
+    assert_eq!(seen, ids, "the pages join up to the whole history");
+
+    // Another user's environment and an unknown one are not found, and a
+    // malformed id is bad input naming the field.
+    app.get(&format!("/api/audit?environmentId={id}"), &bob)
+        .await
+        .problem(404);
+    app.get("/api/audit?environmentId=01jzzzzzzzzzzzzzzzzzzzzzzz", &ada)
+        .await
+        .problem(404);
+    let bad = app.get("/api/audit?environmentId=..%2Fx", &ada).await;
+    assert!(
+        bad.problem(400)["environmentId"].is_string(),
+        "{}",
+        bad.body
+    );
+    app.get(&format!("/api/audit?environmentId={id}&limit=0"), &ada)
+        .await
+        .problem(400);
+}
+
+#[tokio::test]
+async fn a_forgotten_environments_history_is_gone_but_the_account_keeps_it() {
+    let app = spawn_app().await;
+    let u = app.user("ada@x.io").await;
+    let id = app.new_env(&u, "a").await;
+    app.settle(10).await;
+    assert_eq!(app.action(&u, &id, "delete").await.status, 202);
+    // While deleting, the history is still there.
+    assert_eq!(history(&app, &u, &id).await.len(), 2);
+    app.settle(20).await;
+    assert_eq!(app.env(&u, &id).await.status, 404, "forgotten");
+    app.get(&format!("/api/audit?environmentId={id}"), &u)
+        .await
+        .problem(404);
+    let all = records(&app, &u).await;
+    assert_eq!(
+        all.iter()
+            .filter(|r| r["environmentId"] == id.as_str())
+            .count(),
+        2,
+        "create and delete stay in the account's log"
+    );
+}
+
+#[tokio::test]
+async fn history_records_carry_what_their_sentences_need() {
+    let app = spawn_app().await;
+    let u = app.user("ada@x.io").await;
+    // An idle stop names the timeout it honoured.
+    let idle = app
+        .post(
+            "/api/environments",
+            json!({"name": "idle", "baseImage": "node", "preset": "small", "idleTimeoutMinutes": 45}),
+            &u,
+        )
+        .await;
+    assert_eq!(idle.status, 202, "{}", idle.body);
+    let idle = idle.body["environment"]["id"].as_str().unwrap().to_string();
+    app.settle(10).await;
+    app.clock.advance(Duration::minutes(46));
+    assert_eq!(app.sweep().await.idle_stopped, 1);
+    let h = history(&app, &u, &idle).await;
+    assert_eq!(h[0]["action"], "environment.idle_stop");
+    assert_eq!(h[0]["idleTimeoutMinutes"], 45);
+
+    // A refused start carries its cause and what it was heading for.
+    app.fake().refuse_starts(Some("image not allowed"));
+    let refused = app.new_env(&u, "refused").await;
+    app.settle(10).await;
+    let h = history(&app, &u, &refused).await;
+    assert_eq!(h[0]["action"], "job.failure");
+    assert_eq!(h[0]["outcome"], "failure");
+    assert_eq!(h[0]["reason"], "image not allowed");
+    assert_eq!(h[0]["desiredState"], "running");
+    app.fake().refuse_starts(None);
+
+    // The last failed delivery: the cause as the environment shows it.
+    let broken = app.new_env(&u, "broken").await;
+    app.fake().set_down(true);
+    let body = Job::reconcile(&u.id, &broken).to_body();
+    assert!(
+        handle_delivery(&app.platform, &body, "message-9", MAX_DELIVERIES)
+            .await
+            .is_err()
+    );
+    let env = app.environment(&u, &broken).await;
+    let h = history(&app, &u, &broken).await;
+    assert_eq!(h[0]["action"], "job.failure");
+    assert_eq!(h[0]["reason"], env["statusReason"]);
+    assert!(h[0]["reason"].as_str().unwrap().starts_with("Failed after"));
+    assert_eq!(h[0]["desiredState"], "running");
+    app.fake().set_down(false);
+
+    // A status past its deadline: one failure record, however many sweeps.
+    app.fake().set_boot_polls(u32::MAX);
+    let stuck = app.new_env(&u, "stuck").await;
+    app.settle(5).await;
+    app.clock.advance(Duration::minutes(16));
+    assert_eq!(app.sweep().await.timed_out, 1);
+    app.sweep().await;
+    let h = history(&app, &u, &stuck).await;
+    let failures = of(&h, "job.failure");
+    assert_eq!(failures.len(), 1, "{h:#?}");
+    assert_eq!(failures[0]["desiredState"], "running");
+    assert_eq!(
+        failures[0]["reason"],
+        app.environment(&u, &stuck).await["statusReason"]
+    );
+    // Ordinary records carry none of these fields.
+    let create = of(&h, "environment.create")[0];
+    for field in ["idleTimeoutMinutes", "reason", "desiredState"] {
+        assert!(create.get(field).is_none(), "{field}: {create}");
     }
 }

@@ -190,6 +190,34 @@ async fn two_instances_share_users_sessions_and_environments() {
     })
     .await;
 
+    // Its history, from the one partition, newest first, on either instance.
+    let history = format!("/api/audit?environmentId={id}");
+    let h = a.send(M::GET, &history, None, session).await;
+    assert_eq!(h.status, StatusCode::OK, "{}", h.body);
+    let actions: Vec<&str> = h.body["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            "environment.start",
+            "environment.stop",
+            "environment.create"
+        ]
+    );
+    let unknown = b
+        .send(
+            M::GET,
+            "/api/audit?environmentId=01jzzzzzzzzzzzzzzzzzzzzzzz",
+            None,
+            session,
+        )
+        .await;
+    assert_eq!(unknown.status, StatusCode::NOT_FOUND);
+
     // Delete through A: gone everywhere, resources included.
     let delete = a.send(M::DELETE, &env_path, None, session).await;
     assert_eq!(delete.status, StatusCode::ACCEPTED);
@@ -200,6 +228,13 @@ async fn two_instances_share_users_sessions_and_environments() {
     assert!(
         compute.resource_count() == 0,
         "delete removes the resources"
+    );
+    let forgotten = b.send(M::GET, &history, None, session).await;
+    assert_eq!(
+        forgotten.status,
+        StatusCode::NOT_FOUND,
+        "{}",
+        forgotten.body
     );
 
     // Sign in on B by email; sign out on A revokes that session on B too.

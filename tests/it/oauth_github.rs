@@ -292,24 +292,34 @@ async fn a_password_account_is_never_taken_over_but_can_link_explicitly() {
         )
         .await;
     no_origin.problem(403);
-    let started = b
-        .post_json(
-            &format!("{}/api/auth/github/link", app.url),
-            &app.url,
-            json!({}),
-        )
-        .await;
-    assert_eq!(started.status, 200, "{}", started.text);
-    let url = serde_json::from_str::<Value>(&started.text).unwrap()["redirect"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let at_github = b.get(&url).await;
-    let (_, cb) = b.follow_until(at_github, &app.url).await;
-    let linked = b.get(&cb.unwrap()).await;
+    // A link declined at the provider, then one granted: both end on the
+    // dashboard's account page, which explains the outcome.
+    gh.deny_next();
+    let mut ends = Vec::new();
+    for _ in 0..2 {
+        let started = b
+            .post_json(
+                &format!("{}/api/auth/github/link", app.url),
+                &app.url,
+                json!({}),
+            )
+            .await;
+        assert_eq!(started.status, 200, "{}", started.text);
+        let url = serde_json::from_str::<Value>(&started.text).unwrap()["redirect"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let at_github = b.get(&url).await;
+        let (_, cb) = b.follow_until(at_github, &app.url).await;
+        ends.push(b.get(&cb.unwrap()).await.location);
+        gh.sign_in_as("ada"); // the person tries again and grants it
+    }
     assert_eq!(
-        linked.location.as_deref(),
-        Some(format!("{}/#/?linked=github", app.url).as_str())
+        ends,
+        [
+            Some(format!("{}/#/account?error=access_denied", app.url)),
+            Some(format!("{}/#/account?linked=github", app.url)),
+        ]
     );
     let ids = identities(&app, &pw_cookie).await;
     assert_eq!(ids["identities"].as_array().unwrap().len(), 1);
@@ -353,7 +363,15 @@ async fn a_password_account_is_never_taken_over_but_can_link_explicitly() {
         .iter()
         .map(|r| r["action"].as_str().unwrap())
         .collect();
-    assert_eq!(actions.iter().filter(|a| **a == "identity.link").count(), 1);
+    let links: Vec<&Value> = records
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["action"] == "identity.link")
+        .collect();
+    assert_eq!(links.len(), 2, "{links:?}");
+    assert_eq!(links[0]["outcome"], "success");
+    assert_eq!(links[1]["outcome"], "failure", "the declined one");
     assert_eq!(
         actions.iter().filter(|a| **a == "identity.unlink").count(),
         1

@@ -63,6 +63,7 @@ behaviours!(
     rate_limit_counters,
     identities_are_unique_by_issuer_and_subject,
     audit_records_are_idempotent_per_user_and_paged,
+    audit_records_of_one_environment_are_paged_newest_first,
 );
 
 fn user(email: &str) -> User {
@@ -692,6 +693,9 @@ async fn audit_records_are_idempotent_per_user_and_paged(s: S) {
         environment_id: Some("e1".into()),
         client_address: Some("127.0.0.1".into()),
         detail: None,
+        idle_timeout_minutes: None,
+        reason: None,
+        desired_state: None,
     };
     for n in 0..5 {
         s.insert_audit(&record(&a, n)).await.unwrap();
@@ -699,7 +703,7 @@ async fn audit_records_are_idempotent_per_user_and_paged(s: S) {
     // A redelivered job writes the same id again: success, and no second record.
     s.insert_audit(&record(&a, 4)).await.unwrap();
     s.insert_audit(&record(&b, 9)).await.unwrap();
-    let page1 = s.audit_records(&a, None, 3).await.unwrap();
+    let page1 = s.audit_records(&a, None, None, 3).await.unwrap();
     let ids: Vec<&str> = page1.iter().map(|r| r.id.as_str()).collect();
     let (r4, r3, r2) = (
         format!("rec-{a}-4"),
@@ -716,11 +720,99 @@ async fn audit_records_are_idempotent_per_user_and_paged(s: S) {
         at: last.at,
         id: last.id.clone(),
     };
-    let page2 = s.audit_records(&a, Some(&cursor), 3).await.unwrap();
+    let page2 = s.audit_records(&a, None, Some(&cursor), 3).await.unwrap();
     assert_eq!(page2.len(), 2);
     assert!(
         page2.iter().all(|r| r.user_id == a),
         "only the caller's records"
     );
-    assert_eq!(s.audit_records(&b, None, 10).await.unwrap().len(), 1);
+    assert_eq!(s.audit_records(&b, None, None, 10).await.unwrap().len(), 1);
+}
+
+async fn audit_records_of_one_environment_are_paged_newest_first(s: S) {
+    let (a, b) = (new_id(), new_id());
+    let (e1, e2) = (new_id(), new_id());
+    let t0 = Utc::now();
+    let record = |user: &str, env: Option<&str>, n: i64| AuditRecord {
+        id: format!("rec-{n:02}"),
+        user_id: user.into(),
+        at: t0 + Duration::seconds(n),
+        action: "environment.start".into(),
+        outcome: AuditOutcome::Success,
+        environment_id: env.map(str::to_string),
+        client_address: None,
+        detail: None,
+        idle_timeout_minutes: (n == 4).then_some(45),
+        reason: None,
+        desired_state: None,
+    };
+    // e1 gets 0, 2, 4, 6; e2 and the account itself the odd ones; another
+    // user's records name e1 too (ids are only unique per partition).
+    for n in 0..8 {
+        let env = match n {
+            n if n % 2 == 0 => Some(e1.as_str()),
+            1 | 5 => Some(e2.as_str()),
+            _ => None,
+        };
+        s.insert_audit(&record(&a, env, n)).await.unwrap();
+    }
+    s.insert_audit(&record(&a, Some(&e1), 6)).await.unwrap();
+    s.insert_audit(&AuditRecord {
+        id: "rec-other".into(),
+        ..record(&b, Some(&e1), 9)
+    })
+    .await
+    .unwrap();
+    let ids = |rs: &[AuditRecord]| rs.iter().map(|r| r.id.clone()).collect::<Vec<_>>();
+    let page1 = s.audit_records(&a, Some(&e1), None, 3).await.unwrap();
+    assert_eq!(ids(&page1), ["rec-06", "rec-04", "rec-02"], "newest first");
+    assert_eq!(page1[1].idle_timeout_minutes, Some(45), "fields survive");
+    let last = page1.last().unwrap();
+    let cursor = AuditCursor {
+        at: last.at,
+        id: last.id.clone(),
+    };
+    let page2 = s
+        .audit_records(&a, Some(&e1), Some(&cursor), 3)
+        .await
+        .unwrap();
+    assert_eq!(ids(&page2), ["rec-00"]);
+    let other = s.audit_records(&a, Some(&e2), None, 10).await.unwrap();
+    assert_eq!(ids(&other), ["rec-05", "rec-01"]);
+    assert_eq!(s.audit_records(&a, None, None, 10).await.unwrap().len(), 8);
+    let bs = s.audit_records(&b, Some(&e1), None, 10).await.unwrap();
+    assert_eq!(ids(&bs), ["rec-other"], "only the user's own partition");
+    assert!(
+        s.audit_records(&a, Some(&new_id()), None, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+/// The SQLite history query is answered from the (environment, time) index,
+/// not by scanning the user's whole log.
+#[test]
+fn sqlite_reads_an_environment_history_through_its_index() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("dev8.db");
+    drop(SqliteStore::open(&path).expect("opening SQLite"));
+    let c = rusqlite::Connection::open(&path).unwrap();
+    let mut plan = c
+        .prepare(&format!(
+            "EXPLAIN QUERY PLAN {}",
+            dev8::store::ENVIRONMENT_AUDIT_SQL
+        ))
+        .unwrap();
+    let rows: Vec<String> = plan
+        .query_map(rusqlite::params!["e", "u", "t", "i", 10], |r| r.get(3))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let plan = rows.join("; ");
+    assert!(
+        plan.contains("USING INDEX audit_by_environment_recent"),
+        "{plan}"
+    );
+    assert!(!plan.contains("TEMP B-TREE"), "no sort step: {plan}");
 }

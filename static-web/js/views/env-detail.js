@@ -1,5 +1,5 @@
 // The detail page for one environment: status, reason, resources, times,
-// the same actions as the card, and the editable idle timeout.
+// the same actions as the card, the editable idle timeout, and its history.
 
 import { h, setText, keepFocus } from '../dom.js';
 import { icon } from '../icons.js';
@@ -10,6 +10,7 @@ import {
   actionBar, progressLine, statusBadge, templateTile, timeEl,
   updateActionBar, updateProgressLine, updateStatusBadge, updateTime,
 } from './env-parts.js';
+import { createAuditLog } from './audit-log.js';
 
 /** Creates the detail view for environment `id`. */
 export function createDetailView(id, ctx) {
@@ -84,6 +85,12 @@ export function createDetailView(id, ctx) {
         h('h2', { id: 'settings-title', text: 'Settings' }),
         settings)));
 
+  const history = createAuditLog({ environmentId: id, label: 'History, newest first', empty: 'Nothing has happened yet.', pageSize: 10 });
+  body.append(h('section', { class: 'panel history', attrs: { 'aria-labelledby': 'history-title' } },
+    h('h2', { id: 'history-title', text: 'History' }),
+    history.el));
+  let historySeen = null;
+
   const loading = h('p', { class: 'muted', text: 'Loading…' });
   const el = h('section', { class: 'page' },
     h('a', { class: 'back-link', href: '#/' }, icon('back'), h('span', { text: 'All environments' })),
@@ -125,6 +132,12 @@ export function createDetailView(id, ctx) {
     body.hidden = !env;
     if (!env) return;
     current = env;
+    // Read the history when the page opens and whenever the status moves.
+    const historyKey = `${env.status}/${env.stopCause}`;
+    if (historyKey !== historySeen) {
+      historySeen = historyKey;
+      history.reload();
+    }
     keepFocus(body, () => {
       document.title = `${env.name} · Dev8`;
       setText(title, env.name);
