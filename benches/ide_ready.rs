@@ -69,6 +69,7 @@ impl Serve {
             node: local::find_node().expect("node on PATH"),
             activity_interval: Duration::from_secs(60),
             cpu_sample: Duration::from_secs(15),
+            report_interval: Duration::from_secs(60),
         };
         let reconciles = Arc::new(QueueReconciles::new(queue.clone()));
         let compute = Arc::new(LocalCompute::new(options, reconciles).expect("local compute"));

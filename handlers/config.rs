@@ -91,6 +91,32 @@ pub struct AgentArgs {
         hide = true
     )]
     pub cpu_sample_ms: u64,
+    /// The periodic report (usage) is sent this often (milliseconds).
+    #[arg(
+        long,
+        env = agent_env::REPORT_INTERVAL_MS,
+        default_value_t = 60_000,
+        hide = true
+    )]
+    pub report_interval_ms: u64,
+    /// Where usage is measured: `processes` (local compute) or `cgroup` (ACI).
+    #[arg(
+        long,
+        env = agent_env::USAGE_SOURCE,
+        default_value = "processes",
+        value_parser = ["processes", "cgroup"],
+        hide = true
+    )]
+    pub usage_source: String,
+    /// The environment's size in CPUs (usage is a share of it).
+    #[arg(long, env = agent_env::SIZE_CPUS, default_value_t = 1, hide = true)]
+    pub size_cpus: u8,
+    /// The environment's memory in GB (the nominal limit locally).
+    #[arg(long, env = agent_env::SIZE_MEMORY_GB, default_value_t = 2, hide = true)]
+    pub size_memory_gb: u8,
+    /// The environment's workspace storage in GB (the nominal size locally).
+    #[arg(long, env = agent_env::SIZE_STORAGE_GB, default_value_t = 10, hide = true)]
+    pub size_storage_gb: u16,
     /// Stop when standard input closes (set by the local compute backend).
     #[arg(
         long,

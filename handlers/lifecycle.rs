@@ -1,6 +1,6 @@
 //! The environments service: ONE function per lifecycle operation — create,
 //! start, stop, idle-stop, delete, account deletion, settings change,
-//! activity, and forgetting a deleted record. Each does the domain
+//! activity, usage reports, and forgetting a deleted record. Each does the domain
 //! transition (a conditional write through `store::update`), the quota
 //! effect, the request for a reconcile and the audit record. HTTP routes,
 //! the sweep, the reconcile job and account deletion call these; none of
@@ -9,7 +9,7 @@
 
 use crate::audit::{self, Action, Entry};
 use crate::domain::{
-    DesiredState, Environment, NewEnvironment, StopCause, TransitionError, new_id,
+    DesiredState, Environment, NewEnvironment, StopCause, TransitionError, Usage, new_id,
 };
 use crate::platform::Platform;
 use crate::quota::{QuotaError, Slot};
@@ -322,6 +322,41 @@ pub async fn record_activity(
         }
         outcome = ActivityOutcome::Recorded;
         Ok(env.touch(now).into())
+    })
+    .await?;
+    Ok(outcome)
+}
+
+/// What became of an agent's periodic report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReportOutcome {
+    /// Accepted; `usage_kept` says whether the usage is now on the record
+    /// (only while the environment runs and is meant to).
+    Accepted { usage_kept: bool },
+    /// The token is not the environment's current agent token.
+    NotCurrentAgent,
+}
+
+/// An agent's periodic report: the usage it measured is kept on the record
+/// (one conditional write, only while the environment runs and is meant to).
+/// Never moves `lastActivityAt`: usage is not use. Only the environment's
+/// current agent token counts.
+pub async fn record_report(
+    p: &Platform,
+    user_id: &str,
+    id: &str,
+    agent_token_id: &str,
+    usage: Option<Usage>,
+) -> LifecycleResult<ReportOutcome> {
+    let mut outcome = ReportOutcome::NotCurrentAgent;
+    update_environment(p.store.as_ref(), user_id, id, |env| {
+        if env.agent_token_id.as_deref() != Some(agent_token_id) {
+            outcome = ReportOutcome::NotCurrentAgent;
+            return Ok::<_, LifecycleError>(Change::Unchanged);
+        }
+        let usage_kept = usage.clone().is_some_and(|u| env.record_usage(u));
+        outcome = ReportOutcome::Accepted { usage_kept };
+        Ok(usage_kept.into())
     })
     .await?;
     Ok(outcome)

@@ -18,7 +18,7 @@
 
 use super::{AgentParams, Compute, ComputeError, ComputeResult, starter};
 use crate::agent_env::{self, PASSED_TO_IDE};
-use crate::domain::{Environment, Observed};
+use crate::domain::{Environment, Observed, StepNote, steps};
 use crate::procs;
 use crate::reconciles::{ReconcileRequest, Reconciles};
 use anyhow::{Context, anyhow};
@@ -56,6 +56,8 @@ pub struct LocalOptions {
     pub activity_interval: Duration,
     /// How often user processes are sampled for CPU use.
     pub cpu_sample: Duration,
+    /// How often agents send their periodic report (usage).
+    pub report_interval: Duration,
 }
 
 impl LocalOptions {
@@ -69,6 +71,7 @@ impl LocalOptions {
             node: find_node()?,
             activity_interval: Duration::from_secs(60),
             cpu_sample: Duration::from_secs(15),
+            report_interval: Duration::from_secs(60),
         })
     }
 }
@@ -227,7 +230,8 @@ impl LocalCompute {
             }
         }
         let listen = format!("127.0.0.1:{port}");
-        for v in agent_env::variables(&env.id, &listen, &home.to_string_lossy(), agent) {
+        let home_str = home.to_string_lossy();
+        for v in agent_env::variables(&env.id, &listen, &home_str, super::agent_size(env), agent) {
             cmd.env(v.name, v.value);
         }
         cmd.env(agent_env::AGENT_ORIGIN, Self::ide_origin(&env.id, port))
@@ -240,6 +244,10 @@ impl LocalCompute {
             .env(
                 agent_env::CPU_SAMPLE_MS,
                 self.opts.cpu_sample.as_millis().to_string(),
+            )
+            .env(
+                agent_env::REPORT_INTERVAL_MS,
+                self.opts.report_interval.as_millis().to_string(),
             )
             .env(agent_env::STDIN_LIFELINE, "true")
             .current_dir(&home)
@@ -364,16 +372,19 @@ impl Compute for LocalCompute {
                 Observed::Absent
             });
         };
-        let ready = matches!(
-            self.http.get(format!("http://127.0.0.1:{port}/_dev8/healthz")).send().await,
-            Ok(r) if r.status().is_success()
-        );
-        Ok(if ready {
-            Observed::Running {
+        let health = self
+            .http
+            .get(format!("http://127.0.0.1:{port}/_dev8/healthz"))
+            .send()
+            .await;
+        Ok(match health {
+            Ok(r) if r.status().is_success() => Observed::Running {
                 ide_url: format!("{}/", Self::ide_origin(&env.id, port)),
-            }
-        } else {
-            Observed::Starting
+            },
+            // The agent answers: code-server is up but not answering yet.
+            Ok(_) => Observed::Starting(Some(StepNote::new(steps::WAITING_FOR_IDE))),
+            // The agent is not listening yet: it is still launching code-server.
+            Err(_) => Observed::Starting(Some(StepNote::new(steps::STARTING_IDE))),
         })
     }
 

@@ -88,6 +88,7 @@ pub const ROUTES: &[RouteSpec] = &[
     route!(EnvironmentIde, GET, "/api/environments/{id}/ide", ide_routes::ide),
     route!(EnvironmentOpen, POST, "/api/environments/{id}/open", ide_routes::open),
     route!(EnvironmentActivity, POST, "/api/environments/{id}/activity", ide_routes::activity),
+    route!(EnvironmentReport, POST, "/api/environments/{id}/report", ide_routes::report),
 ];
 
 /// The `/api` router (what the Functions host forwards to).

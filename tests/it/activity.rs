@@ -21,6 +21,7 @@ async fn fast_app() -> TestApp {
         .compute(Compute::Local(LocalOpts {
             activity_interval: PUSH,
             cpu_sample: Duration::from_millis(300),
+            ..LocalOpts::default()
         }))
         .clock(Clock::Offset)
         .spawn()

@@ -43,3 +43,4 @@ mod signin_limits;
 mod store_behaviour;
 mod swa;
 mod tiers;
+mod usage;

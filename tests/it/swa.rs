@@ -291,6 +291,7 @@ async fn the_lifecycle_runs_behind_the_static_web_app() {
         .compute(Compute::Local(LocalOpts {
             activity_interval: Duration::from_millis(300),
             cpu_sample: Duration::from_millis(300),
+            ..LocalOpts::default()
         }))
         .clock(Clock::Offset)
         .behind_swa()

@@ -37,6 +37,8 @@ pub enum Compute {
 pub struct LocalOpts {
     pub activity_interval: Duration,
     pub cpu_sample: Duration,
+    /// How often agents send their periodic report (usage).
+    pub report_interval: Duration,
 }
 
 impl Default for LocalOpts {
@@ -44,6 +46,7 @@ impl Default for LocalOpts {
         LocalOpts {
             activity_interval: Duration::from_secs(60),
             cpu_sample: Duration::from_secs(15),
+            report_interval: Duration::from_secs(60),
         }
     }
 }
@@ -224,6 +227,7 @@ impl Builder {
                         node: peers::node(),
                         activity_interval: opts.activity_interval,
                         cpu_sample: opts.cpu_sample,
+                        report_interval: opts.report_interval,
                     };
                     let queue = queue
                         .clone()
