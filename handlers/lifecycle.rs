@@ -215,31 +215,42 @@ where
     Ok(updated.env)
 }
 
-/// The sweep found `seen` idle past its timeout: stop it, written over the
-/// ETag the sweep read, so any change meanwhile (activity, a user action)
-/// wins and the sweep looks again next time. Returns whether it stopped.
+/// The sweep found `seen` idle past its timeout: stop it. The record is read
+/// again and judged again (`store::update`), so activity meanwhile (which
+/// moves `lastActivityAt`) or a user action wins and the sweep looks again
+/// next time, while a write that is not use (a usage report) cannot keep an
+/// idle environment running. Returns whether it stopped.
 #[tracing::instrument(skip_all, fields(environment = %seen.value.id))]
 pub async fn idle_stop(p: &Platform, seen: Versioned<Environment>) -> anyhow::Result<bool> {
     let now = p.clock.now();
-    let mut env = seen.value;
-    if !env.is_idle(now) || !env.request_stop(StopCause::Idle, now)? {
+    if !seen.value.is_idle(now) {
         return Ok(false);
     }
-    match p.store.replace_environment(&env, &seen.etag).await {
-        // Written: the stop happened (exactly once per ETag, so counted once).
-        Ok(_) => p.metrics.idle_stop(),
-        Err(StoreError::PreconditionFailed | StoreError::NotFound) => return Ok(false),
+    let (user_id, id) = (&seen.value.user_id, &seen.value.id);
+    let updated = update_environment(p.store.as_ref(), user_id, id, |env| {
+        if !env.is_idle(now) {
+            return Ok::<_, LifecycleError>(Change::Unchanged);
+        }
+        Ok(env.request_stop(StopCause::Idle, now)?.into())
+    })
+    .await;
+    let updated = match updated {
+        Ok(u) if u.written => u,
+        Ok(_) | Err(LifecycleError::NotFound) => return Ok(false),
         Err(e) => return Err(e.into()),
-    }
+    };
+    // Written: the stop happened (exactly once per ETag, so counted once).
+    p.metrics.idle_stop();
+    let env = updated.env;
     wind_down(p, &env).await?;
-    // The ETag the stop was written over names this stop uniquely, so a
-    // repeated sweep never writes a second record.
+    // The ETag the stop produced names this stop uniquely, so a repeated
+    // sweep never writes a second record.
     audit::record_job(
         p,
         Entry::ok(&env.user_id, Action::IdleStop)
             .env(&env.id)
             .detail(format!("idle for {} minutes", env.idle_timeout_minutes)),
-        &seen.etag,
+        &updated.etag,
     )
     .await?;
     tracing::info!(minutes = env.idle_timeout_minutes, "stopped for inactivity");

@@ -44,3 +44,4 @@ mod store_behaviour;
 mod swa;
 mod tiers;
 mod usage;
+mod usage_local;

@@ -235,3 +235,31 @@ async fn progress_names_the_steps_of_a_create_and_is_null_once_running() {
     assert_eq!(app.status_of(&ada, &id).await, "running");
     assert_eq!(steps, ["starting VS Code", "waiting for VS Code to answer"]);
 }
+
+#[tokio::test]
+async fn a_report_between_the_sweeps_read_and_its_write_does_not_keep_it_running() {
+    let app = spawn_app().await;
+    let ada = app.user("ada@x.io").await;
+    let id = running(&app, &ada, "a").await;
+    let token = current_token(&app, &ada, &id).await;
+    app.clock.advance(chrono::Duration::minutes(31));
+    // What the sweep read...
+    let seen = app
+        .platform
+        .store
+        .environment(&ada.id, &id)
+        .await
+        .unwrap()
+        .unwrap();
+    // ...then a report changes the record (and its ETag) before the sweep writes.
+    let r = report(&app, &id, usage_body(), Auth::Bearer(&token)).await;
+    assert_eq!(r.body, json!({"usageRecorded": true}));
+    assert!(
+        dev8::lifecycle::idle_stop(&app.platform, seen)
+            .await
+            .unwrap()
+    );
+    let env = app.environment(&ada, &id).await;
+    assert_eq!(env["stopCause"], "idle");
+    assert_eq!(env["usage"], Value::Null);
+}
