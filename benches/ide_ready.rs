@@ -53,7 +53,7 @@ impl Serve {
         // serve's default reconcile interval, measured as users get it.
         settings.reconcile_interval_ms = 1000;
         settings.sweep_interval_seconds = 3600;
-        settings.static_dir = data.path().join("no-static");
+        settings.static_dir = Some(data.path().join("no-static"));
         let queue: Arc<dyn JobQueue> = Arc::new(
             EmbeddedQueue::open(
                 &data.path().join("queue.db"),

@@ -280,9 +280,10 @@ pub struct Settings {
     /// Milliseconds a reconcile in progress waits before looking again.
     #[arg(long, env = "DEV8_RECONCILE_INTERVAL_MS", default_value_t = 1000)]
     pub reconcile_interval_ms: u64,
-    /// Folder holding the dashboard.
-    #[arg(long, env = "DEV8_STATIC_DIR", default_value = "static-web")]
-    pub static_dir: PathBuf,
+    /// Serve the dashboard from this folder (development); unset: the copy
+    /// of static-web/ embedded in the binary.
+    #[arg(long, env = "DEV8_STATIC_DIR")]
+    pub static_dir: Option<PathBuf>,
     /// The Storage account for queues (DEV8_QUEUE_BACKEND=storage).
     #[command(flatten)]
     pub storage: crate::queue::StorageSettings,

@@ -38,6 +38,7 @@ mod oauth_github;
 mod oauth_oidc;
 mod queue_contract;
 mod schemastore;
+mod serve_binary;
 mod shutdown;
 mod signin_limits;
 mod store_behaviour;

@@ -177,7 +177,7 @@ impl Builder {
             // and no dashboard is served.
             settings.reconcile_interval_ms = 200;
             settings.sweep_interval_seconds = 3600;
-            settings.static_dir = data.path().join("no-static");
+            settings.static_dir = Some(data.path().join("no-static"));
         }
         let queue_kind = self
             .queue
