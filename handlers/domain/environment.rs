@@ -1,7 +1,7 @@
 //! The environment record and its lifecycle. Every status change the API or
 //! the reconcile job makes goes through a function in this file.
 
-use super::{Progress, StepNote, Template, Usage, new_id};
+use super::{Progress, StepNote, Template, Usage, new_id, steps};
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -233,7 +233,11 @@ impl Environment {
             agent_token_id: None,
             compute: serde_json::Value::Null,
             usage: None,
-            progress: None,
+            progress: Some(Progress {
+                step: steps::QUEUED.to_string(),
+                detail: None,
+                at: now,
+            }),
         }
     }
 
@@ -329,6 +333,7 @@ impl Environment {
             Status::Creating | Status::Starting | Status::Running
         ) {
             self.set_status(next, now);
+            self.note_progress(StepNote::new(steps::QUEUED), now);
         }
         // A fresh start is activity: an environment must not be idle-stopped
         // the moment it comes up.
@@ -632,7 +637,6 @@ impl Environment {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::steps;
 
     fn env(now: DateTime<Utc>) -> Environment {
         Environment::new(
@@ -1022,6 +1026,7 @@ mod tests {
         let t0 = Utc::now();
         let t1 = t0 + Duration::seconds(3);
         let mut e = env(t0);
+        assert_eq!(e.progress.as_ref().unwrap().step, steps::QUEUED);
         assert!(e.note_progress(StepNote::new(steps::STARTING_IDE), t0));
         // The same step again keeps its time.
         assert!(!e.note_progress(StepNote::new(steps::STARTING_IDE), t1));

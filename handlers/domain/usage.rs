@@ -58,6 +58,8 @@ impl StepNote {
 /// The steps a person may see, in the words the dashboard shows. Adding a
 /// step is one line here and a `StepNote::new(steps::X)` where it happens.
 pub mod steps {
+    /// Asked for; the reconcile job has not picked it up yet.
+    pub const QUEUED: &str = "waiting to start";
     /// The reconcile job is about to create or attach the workspace storage.
     pub const PREPARING_STORAGE: &str = "preparing storage";
     /// Compute accepted the start: the agent is launching code-server.

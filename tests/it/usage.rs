@@ -196,8 +196,13 @@ async fn usage_is_null_after_stop_and_not_kept_while_stopped() {
     report(&app, &id, usage_body(), Auth::Bearer(&token))
         .await
         .problem(401);
-    // Started again: still null until the new agent reports.
-    assert_eq!(app.action(&ada, &id, "start").await.status, 202);
+    // Started again: waiting to start, and no usage until the new agent reports.
+    let started = app.action(&ada, &id, "start").await;
+    assert_eq!(started.status, 202);
+    assert_eq!(
+        started.body["environment"]["progress"]["step"],
+        "waiting to start"
+    );
     app.settle(10).await;
     assert_eq!(app.status_of(&ada, &id).await, "running");
     assert_eq!(app.environment(&ada, &id).await["usage"], Value::Null);
@@ -209,7 +214,7 @@ async fn progress_names_the_steps_of_a_create_and_is_null_once_running() {
     app.fake().set_boot_polls(2);
     let ada = app.user("ada@x.io").await;
     let created = app.create_env(&ada, "a").await;
-    assert_eq!(created["progress"], Value::Null, "nothing done yet");
+    assert_eq!(created["progress"]["step"], "waiting to start");
     let id = created["id"].as_str().unwrap().to_string();
     let mut steps = Vec::new();
     for _ in 0..10 {
@@ -233,7 +238,14 @@ async fn progress_names_the_steps_of_a_create_and_is_null_once_running() {
         app.clock.advance(chrono::Duration::seconds(1));
     }
     assert_eq!(app.status_of(&ada, &id).await, "running");
-    assert_eq!(steps, ["starting VS Code", "waiting for VS Code to answer"]);
+    assert_eq!(
+        steps,
+        [
+            "waiting to start",
+            "starting VS Code",
+            "waiting for VS Code to answer"
+        ]
+    );
 }
 
 #[tokio::test]
