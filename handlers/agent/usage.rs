@@ -22,7 +22,8 @@ use std::time::Instant;
 
 /// At most this many directory entries are visited when measuring the home
 /// by walking it; beyond, the figure is a lower bound. A walk of 100,000
-/// entries took about 0.2 s here (docs/agent.md).
+/// files took 0.65-1.1 s here (warm cache, 2 cores shared with builds;
+/// docs/agent.md): at most that, on a blocking thread, once per report.
 pub const WALK_MAX_ENTRIES: usize = 100_000;
 
 /// Where the numbers come from.

@@ -499,11 +499,20 @@ async fn observe_maps_provider_states() {
         issuer: "https://dev8.example".into(),
     };
     compute.start(&env, &params).await.unwrap();
-    // Creating: not answering yet.
-    assert!(matches!(
-        compute.observe(&env).await.unwrap(),
-        Observed::Starting(Some(_))
-    ));
+    // Creating: not answering yet; the step is the agent container's latest event.
+    match compute.observe(&env).await.unwrap() {
+        Observed::Starting(Some(note)) => {
+            assert_eq!(note.step, dev8::domain::steps::PULLING_IMAGE);
+            assert!(
+                note.detail
+                    .as_deref()
+                    .unwrap_or("")
+                    .starts_with("pulling image \""),
+                "{note:?}"
+            );
+        }
+        other => panic!("expected a starting step, got {other:?}"),
+    }
     // Provisioned, but the agent does not answer: still starting.
     fake.with(|s| s.agent_ready = false);
     assert!(matches!(
