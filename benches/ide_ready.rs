@@ -53,7 +53,7 @@ impl Serve {
         // serve's default reconcile interval, measured as users get it.
         settings.reconcile_interval_ms = 1000;
         settings.sweep_interval_seconds = 3600;
-        settings.static_dir = data.path().join("no-static");
+        settings.static_dir = Some(data.path().join("no-static"));
         let queue: Arc<dyn JobQueue> = Arc::new(
             EmbeddedQueue::open(
                 &data.path().join("queue.db"),
@@ -70,6 +70,7 @@ impl Serve {
             activity_interval: Duration::from_secs(60),
             cpu_sample: Duration::from_secs(15),
             session_check: dev8::agent_env::DEFAULT_SESSION_CHECK,
+            report_interval: Duration::from_secs(60),
         };
         let reconciles = Arc::new(QueueReconciles::new(queue.clone()));
         let compute = Arc::new(LocalCompute::new(options, reconciles).expect("local compute"));

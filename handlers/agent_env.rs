@@ -40,6 +40,22 @@ pub const SESSION_CHECK_MS: &str = "DEV8_AGENT_SESSION_CHECK_MS";
 pub const DEFAULT_SESSION_CHECK: std::time::Duration = std::time::Duration::from_secs(30);
 /// Stop when standard input closes (the local backend holds the other end).
 pub const STDIN_LIFELINE: &str = "DEV8_AGENT_STDIN_LIFELINE";
+/// The periodic report's interval (milliseconds).
+pub const REPORT_INTERVAL_MS: &str = "DEV8_AGENT_REPORT_INTERVAL_MS";
+/// Where usage is measured: `processes` (local) or `cgroup` (ACI).
+pub const USAGE_SOURCE: &str = "DEV8_AGENT_USAGE_SOURCE";
+/// The environment's size: CPUs, memory (GB), workspace storage (GB).
+pub const SIZE_CPUS: &str = "DEV8_AGENT_SIZE_CPUS";
+pub const SIZE_MEMORY_GB: &str = "DEV8_AGENT_SIZE_MEMORY_GB";
+pub const SIZE_STORAGE_GB: &str = "DEV8_AGENT_SIZE_STORAGE_GB";
+
+/// An environment's size as the user chose it (the agent's usage limits).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Size {
+    pub cpus: u8,
+    pub memory_gb: u8,
+    pub storage_gb: u16,
+}
 
 /// Variables code-server (and so every IDE terminal) inherits from the
 /// agent; everything else is dropped.
@@ -102,11 +118,12 @@ impl std::fmt::Debug for Variable {
 }
 
 /// The variables every backend sets: the environment's id, where the agent
-/// listens, its home, and the control plane's secrets.
+/// listens, its home, its size, and the control plane's secrets.
 pub fn variables(
     environment_id: &str,
     listen: &str,
     home: &str,
+    size: Size,
     params: &AgentParams,
 ) -> Vec<Variable> {
     let plain = |name, value: &str| Variable {
@@ -123,6 +140,9 @@ pub fn variables(
         plain(ENVIRONMENT_ID, environment_id),
         plain(AGENT_LISTEN, listen),
         plain(AGENT_HOME, home),
+        plain(SIZE_CPUS, &size.cpus.to_string()),
+        plain(SIZE_MEMORY_GB, &size.memory_gb.to_string()),
+        plain(SIZE_STORAGE_GB, &size.storage_gb.to_string()),
         secret(CONTROL_PLANE_URL, &params.control_plane_url),
         secret(AGENT_ISSUER, &params.issuer),
         secret(AGENT_JWKS, &params.jwks),
@@ -142,7 +162,12 @@ mod tests {
             control_plane_url: "https://dev8.example".into(),
             issuer: "https://dev8.example".into(),
         };
-        let vars = variables("e1", "0.0.0.0:8080", "/home/dev8", &params);
+        let size = Size {
+            cpus: 2,
+            memory_gb: 4,
+            storage_gb: 20,
+        };
+        let vars = variables("e1", "0.0.0.0:8080", "/home/dev8", size, &params);
         let token = vars.iter().find(|v| v.name == AGENT_TOKEN).unwrap();
         assert!(token.secret);
         assert!(!format!("{vars:?}").contains("tok-123"));

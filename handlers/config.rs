@@ -103,6 +103,32 @@ pub struct AgentArgs {
         hide = true
     )]
     pub session_check_ms: u64,
+    /// The periodic report (usage) is sent this often (milliseconds).
+    #[arg(
+        long,
+        env = agent_env::REPORT_INTERVAL_MS,
+        default_value_t = 60_000,
+        hide = true
+    )]
+    pub report_interval_ms: u64,
+    /// Where usage is measured: `processes` (local compute) or `cgroup` (ACI).
+    #[arg(
+        long,
+        env = agent_env::USAGE_SOURCE,
+        default_value = "processes",
+        value_parser = ["processes", "cgroup"],
+        hide = true
+    )]
+    pub usage_source: String,
+    /// The environment's size in CPUs (usage is a share of it).
+    #[arg(long, env = agent_env::SIZE_CPUS, default_value_t = 1, hide = true)]
+    pub size_cpus: u8,
+    /// The environment's memory in GB (the nominal limit locally).
+    #[arg(long, env = agent_env::SIZE_MEMORY_GB, default_value_t = 2, hide = true)]
+    pub size_memory_gb: u8,
+    /// The environment's workspace storage in GB (the nominal size locally).
+    #[arg(long, env = agent_env::SIZE_STORAGE_GB, default_value_t = 10, hide = true)]
+    pub size_storage_gb: u16,
     /// Stop when standard input closes (set by the local compute backend).
     #[arg(
         long,
@@ -282,9 +308,10 @@ pub struct Settings {
     /// Milliseconds a reconcile in progress waits before looking again.
     #[arg(long, env = "DEV8_RECONCILE_INTERVAL_MS", default_value_t = 1000)]
     pub reconcile_interval_ms: u64,
-    /// Folder holding the dashboard.
-    #[arg(long, env = "DEV8_STATIC_DIR", default_value = "static-web")]
-    pub static_dir: PathBuf,
+    /// Serve the dashboard from this folder (development); unset: the copy
+    /// of static-web/ embedded in the binary.
+    #[arg(long, env = "DEV8_STATIC_DIR")]
+    pub static_dir: Option<PathBuf>,
     /// The Storage account for queues (DEV8_QUEUE_BACKEND=storage).
     #[command(flatten)]
     pub storage: crate::queue::StorageSettings,

@@ -1,6 +1,6 @@
 //! The environments service: ONE function per lifecycle operation — create,
 //! start, stop, idle-stop, delete, account deletion, settings change,
-//! activity, and forgetting a deleted record. Each does the domain
+//! activity, usage reports, and forgetting a deleted record. Each does the domain
 //! transition (a conditional write through `store::update`), the quota
 //! effect, the request for a reconcile and the audit record. HTTP routes,
 //! the sweep, the reconcile job and account deletion call these; none of
@@ -9,7 +9,7 @@
 
 use crate::audit::{self, Action, Entry};
 use crate::domain::{
-    DesiredState, Environment, NewEnvironment, StopCause, TransitionError, new_id,
+    DesiredState, Environment, NewEnvironment, StopCause, TransitionError, Usage, new_id,
 };
 use crate::platform::Platform;
 use crate::quota::{QuotaError, Slot};
@@ -215,32 +215,43 @@ where
     Ok(updated.env)
 }
 
-/// The sweep found `seen` idle past its timeout: stop it, written over the
-/// ETag the sweep read, so any change meanwhile (activity, a user action)
-/// wins and the sweep looks again next time. Returns whether it stopped.
+/// The sweep found `seen` idle past its timeout: stop it. The record is read
+/// again and judged again (`store::update`), so activity meanwhile (which
+/// moves `lastActivityAt`) or a user action wins and the sweep looks again
+/// next time, while a write that is not use (a usage report) cannot keep an
+/// idle environment running. Returns whether it stopped.
 #[tracing::instrument(skip_all, fields(environment = %seen.value.id))]
 pub async fn idle_stop(p: &Platform, seen: Versioned<Environment>) -> anyhow::Result<bool> {
     let now = p.clock.now();
-    let mut env = seen.value;
-    if !env.is_idle(now) || !env.request_stop(StopCause::Idle, now)? {
+    if !seen.value.is_idle(now) {
         return Ok(false);
     }
-    match p.store.replace_environment(&env, &seen.etag).await {
-        // Written: the stop happened (exactly once per ETag, so counted once).
-        Ok(_) => p.metrics.idle_stop(),
-        Err(StoreError::PreconditionFailed | StoreError::NotFound) => return Ok(false),
+    let (user_id, id) = (&seen.value.user_id, &seen.value.id);
+    let updated = update_environment(p.store.as_ref(), user_id, id, |env| {
+        if !env.is_idle(now) {
+            return Ok::<_, LifecycleError>(Change::Unchanged);
+        }
+        Ok(env.request_stop(StopCause::Idle, now)?.into())
+    })
+    .await;
+    let updated = match updated {
+        Ok(u) if u.written => u,
+        Ok(_) | Err(LifecycleError::NotFound) => return Ok(false),
         Err(e) => return Err(e.into()),
-    }
+    };
+    // Written: the stop happened (exactly once per ETag, so counted once).
+    p.metrics.idle_stop();
+    let env = updated.env;
     wind_down(p, &env).await?;
-    // The ETag the stop was written over names this stop uniquely, so a
-    // repeated sweep never writes a second record.
+    // The ETag the stop produced names this stop uniquely, so a repeated
+    // sweep never writes a second record.
     audit::record_job(
         p,
         Entry::ok(&env.user_id, Action::IdleStop)
             .env(&env.id)
             .detail(format!("idle for {} minutes", env.idle_timeout_minutes))
             .idle_timeout(env.idle_timeout_minutes),
-        &seen.etag,
+        &updated.etag,
     )
     .await?;
     tracing::info!(minutes = env.idle_timeout_minutes, "stopped for inactivity");
@@ -323,6 +334,41 @@ pub async fn record_activity(
         }
         outcome = ActivityOutcome::Recorded;
         Ok(env.touch(now).into())
+    })
+    .await?;
+    Ok(outcome)
+}
+
+/// What became of an agent's periodic report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReportOutcome {
+    /// Accepted; `usage_kept` says whether the usage is now on the record
+    /// (only while the environment runs and is meant to).
+    Accepted { usage_kept: bool },
+    /// The token is not the environment's current agent token.
+    NotCurrentAgent,
+}
+
+/// An agent's periodic report: the usage it measured is kept on the record
+/// (one conditional write, only while the environment runs and is meant to).
+/// Never moves `lastActivityAt`: usage is not use. Only the environment's
+/// current agent token counts.
+pub async fn record_report(
+    p: &Platform,
+    user_id: &str,
+    id: &str,
+    agent_token_id: &str,
+    usage: Option<Usage>,
+) -> LifecycleResult<ReportOutcome> {
+    let mut outcome = ReportOutcome::NotCurrentAgent;
+    update_environment(p.store.as_ref(), user_id, id, |env| {
+        if env.agent_token_id.as_deref() != Some(agent_token_id) {
+            outcome = ReportOutcome::NotCurrentAgent;
+            return Ok::<_, LifecycleError>(Change::Unchanged);
+        }
+        let usage_kept = usage.clone().is_some_and(|u| env.record_usage(u));
+        outcome = ReportOutcome::Accepted { usage_kept };
+        Ok(usage_kept.into())
     })
     .await?;
     Ok(outcome)

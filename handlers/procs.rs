@@ -1,5 +1,5 @@
 //! A small view of `/proc`: which processes belong to an environment, how
-//! much CPU they used, and how to end them. An environment's processes carry
+//! much CPU and memory they use, and how to end them. An environment's processes carry
 //! the non-secret marker `DEV8_ENVIRONMENT_ID=<id>` in their environment: the
 //! agent sets it for code-server, and everything started from the IDE (a
 //! terminal, a build, a test run) inherits it.
@@ -20,6 +20,8 @@ pub struct Stat {
     /// utime + stime + cutime + cstime, in clock ticks: its own CPU time plus
     /// that of children it has reaped.
     pub cpu_ticks: u64,
+    /// Resident set size, in pages.
+    pub rss_pages: u64,
 }
 
 /// Every pid currently in `/proc`.
@@ -43,6 +45,7 @@ pub fn parse_stat(pid: i32, text: &str) -> Option<Stat> {
         ppid: f.get(1)?.parse().ok()?,
         start_time: num(22)?,
         cpu_ticks: num(14)? + num(15)? + num(16)? + num(17)?,
+        rss_pages: num(24)?,
     })
 }
 
@@ -166,7 +169,8 @@ mod tests {
                 pid: 4242,
                 ppid: 17,
                 start_time: 987654,
-                cpu_ticks: 250 + 50 + 7 + 3
+                cpu_ticks: 250 + 50 + 7 + 3,
+                rss_pages: 200,
             }
         );
     }
@@ -188,6 +192,7 @@ mod tests {
             ppid: 0,
             start_time,
             cpu_ticks,
+            rss_pages: 0,
         };
         assert_eq!(s.sample(&[st(1, 10, 100)]), 0);
         // pid 1 used 30 ticks; pid 2 is new and not counted yet.

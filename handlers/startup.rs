@@ -39,7 +39,7 @@ pub struct Overrides {
 pub struct Application {
     listener: TcpListener,
     jobs: Arc<JobContext>,
-    static_dir: PathBuf,
+    static_dir: Option<PathBuf>,
     background: bool,
     sweep_interval: Duration,
 }
@@ -181,7 +181,8 @@ impl Application {
                 stop_rx.clone(),
             )));
         }
-        let router = crate::http::app_router(self.jobs.platform.clone(), &self.static_dir);
+        let router =
+            crate::http::app_router(self.jobs.platform.clone(), self.static_dir.as_deref());
         let mut http_stop = stop_rx.clone();
         let server = axum::serve(
             self.listener,

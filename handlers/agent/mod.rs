@@ -2,14 +2,17 @@
 //! environment and is the only way in. It starts and supervises code-server
 //! on a Unix socket with `--auth none`, redeems IDE tickets for its own
 //! session cookie, proxies HTTP and WebSocket traffic, answers readiness at
-//! `/_dev8/healthz`, and pushes activity that means use to the control plane.
+//! `/_dev8/healthz`, pushes activity that means use to the control plane,
+//! and sends the periodic report (usage, `report`).
 //! It depends on no store, queue or compute module: everything it knows
 //! comes from its settings (environment variables, never arguments).
 
 pub mod activity;
 pub mod code_server;
 pub mod proxy;
+pub mod report;
 pub mod session;
+pub mod usage;
 
 use crate::auth::KeySet;
 use activity::{Activity, Kind, Reporter};
@@ -71,6 +74,12 @@ pub struct AgentConfig {
     pub session_check: Duration,
     /// Shut down when standard input closes (the local backend's lifeline).
     pub stdin_lifeline: bool,
+    /// The periodic report is sent this often.
+    pub report_interval: Duration,
+    /// Where usage is measured.
+    pub usage_source: usage::Source,
+    /// The environment's size (usage limits where nothing enforces one).
+    pub size: usage::Size,
 }
 
 impl std::fmt::Debug for AgentConfig {
@@ -196,6 +205,7 @@ pub async fn run(
         config.cpu_sample,
         stop_rx.clone(),
     ));
+    let report_token = config.token.clone();
     let reporter = Reporter {
         url: format!(
             "{control}/api/environments/{}/activity",
@@ -220,6 +230,26 @@ pub async fn run(
     let session_checks = tokio::spawn(session::check_loop(
         agent.sessions.clone(),
         checker,
+        stop_rx.clone(),
+    ));
+    let meter = usage::Meter::new(
+        config.usage_source.clone(),
+        &config.environment_id,
+        &config.home,
+        config.size,
+    );
+    let report_target = report::ReportTarget {
+        url: format!(
+            "{control}/api/environments/{}/report",
+            config.environment_id
+        ),
+        token: report_token,
+        every: config.report_interval,
+    };
+    let reporter_task = tokio::spawn(report::report_loop(
+        meter,
+        proxy::Upstream::new(cs.socket.clone()),
+        report_target,
         stop_rx.clone(),
     ));
 
@@ -256,7 +286,7 @@ pub async fn run(
     }
     let _ = stop_tx.send(true);
     let _ = supervisor.await;
-    let _ = tokio::join!(cpu, pusher, session_checks);
+    let _ = tokio::join!(cpu, pusher, session_checks, reporter_task);
     // Whatever the IDE started (terminals, background jobs) ends with the environment.
     let killed = crate::procs::kill_marked(&agent.environment_id, &[]);
     if killed > 0 {
@@ -456,6 +486,13 @@ impl From<crate::config::AgentArgs> for AgentConfig {
             cpu_sample: std::time::Duration::from_millis(a.cpu_sample_ms.max(10)),
             session_check: std::time::Duration::from_millis(a.session_check_ms.max(10)),
             stdin_lifeline: a.stdin_lifeline,
+            report_interval: std::time::Duration::from_millis(a.report_interval_ms.max(10)),
+            usage_source: usage::Source::parse(&a.usage_source).unwrap_or(usage::Source::Processes),
+            size: usage::Size {
+                cpus: f64::from(a.size_cpus.max(1)),
+                memory_bytes: u64::from(a.size_memory_gb) << 30,
+                disk_bytes: u64::from(a.size_storage_gb) << 30,
+            },
         }
     }
 }

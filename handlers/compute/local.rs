@@ -18,7 +18,7 @@
 
 use super::{AgentParams, Compute, ComputeError, ComputeResult, starter};
 use crate::agent_env::{self, PASSED_TO_IDE};
-use crate::domain::{Environment, Observed};
+use crate::domain::{Environment, Observed, StepNote, steps};
 use crate::procs;
 use crate::reconciles::{ReconcileRequest, Reconciles};
 use anyhow::{Context, anyhow};
@@ -58,34 +58,54 @@ pub struct LocalOptions {
     pub cpu_sample: Duration,
     /// How often agents check the sign-in sessions behind IDE sessions.
     pub session_check: Duration,
+    /// How often agents send their periodic report (usage).
+    pub report_interval: Duration,
 }
 
 impl LocalOptions {
-    /// Defaults for `serve`: code-server from `explicit` (DEV8_CODE_SERVER) or
-    /// the project's tools folder, this executable as the agent.
+    /// Defaults for `serve`: code-server from `explicit` (DEV8_CODE_SERVER)
+    /// or found by `find_code_server`, this executable as the agent.
     pub fn new(data_dir: &Path, explicit: Option<&Path>) -> anyhow::Result<Self> {
+        let code_server = find_code_server(explicit, data_dir)?;
+        tracing::info!(code_server = %code_server.display(), "code-server");
         Ok(LocalOptions {
             data_dir: data_dir.to_path_buf(),
-            code_server: find_code_server(explicit)?,
+            code_server,
             agent_exe: std::env::current_exe().context("locating the handler executable")?,
             node: find_node()?,
             activity_interval: Duration::from_secs(60),
             cpu_sample: Duration::from_secs(15),
             session_check: agent_env::DEFAULT_SESSION_CHECK,
+            report_interval: Duration::from_secs(60),
         })
     }
 }
 
-/// code-server's entry relative to a project root.
+/// code-server's entry below a folder that holds `tools/` (as
+/// `scripts/setup.sh` lays it out).
 pub fn tools_entry(root: &Path) -> PathBuf {
     root.join(format!(
         "tools/code-server-{CODE_SERVER_VERSION}/node_modules/code-server/out/node/entry.js"
     ))
 }
 
-/// Find code-server: the explicit setting, else the tools folder of the
-/// current directory or of the project the executable was built in.
-pub fn find_code_server(explicit: Option<&Path>) -> anyhow::Result<PathBuf> {
+/// Where code-server may be, in order, never relative to the current
+/// folder: the data dir's `tools/`; next to the executable (`tools/` beside
+/// it, or the project root of a `target/<profile>/handler` that
+/// `scripts/setup.sh` built); the checkout this binary was built from.
+pub fn code_server_candidates(data_dir: &Path, exe: Option<&Path>) -> Vec<PathBuf> {
+    let mut roots = vec![data_dir.to_path_buf()];
+    if let Some(exe) = exe {
+        roots.extend(exe.parent().map(Path::to_path_buf));
+        // target/<profile>/handler -> the project root
+        roots.extend(exe.ancestors().nth(3).map(Path::to_path_buf));
+    }
+    roots.push(PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+    roots.iter().map(|r| tools_entry(r)).collect()
+}
+
+/// Find code-server: the explicit setting, else the first candidate that exists.
+pub fn find_code_server(explicit: Option<&Path>, data_dir: &Path) -> anyhow::Result<PathBuf> {
     if let Some(p) = explicit {
         anyhow::ensure!(
             p.is_file(),
@@ -94,20 +114,17 @@ pub fn find_code_server(explicit: Option<&Path>) -> anyhow::Result<PathBuf> {
         );
         return Ok(p.to_path_buf());
     }
-    let mut roots = vec![
-        std::env::current_dir().unwrap_or_default(),
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")),
-    ];
-    if let Ok(exe) = std::env::current_exe() {
-        // target/<profile>/handler -> the project root
-        roots.extend(exe.ancestors().nth(3).map(Path::to_path_buf));
-    }
-    let tried: Vec<PathBuf> = roots.iter().map(|r| tools_entry(r)).collect();
+    let exe = std::env::current_exe().ok();
+    let tried = code_server_candidates(data_dir, exe.as_deref());
     tried.iter().find(|p| p.is_file()).cloned().ok_or_else(|| {
         anyhow!(
             "code-server {CODE_SERVER_VERSION} is not installed (looked for {}). Run `scripts/setup.sh` once \
              (or `scripts/setup.sh --no-build`), or set DEV8_CODE_SERVER to code-server's out/node/entry.js",
-            tried.first().map(|p| p.display().to_string()).unwrap_or_default()
+            tried
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
         )
     })
 }
@@ -230,7 +247,8 @@ impl LocalCompute {
             }
         }
         let listen = format!("127.0.0.1:{port}");
-        for v in agent_env::variables(&env.id, &listen, &home.to_string_lossy(), agent) {
+        let home_str = home.to_string_lossy();
+        for v in agent_env::variables(&env.id, &listen, &home_str, super::agent_size(env), agent) {
             cmd.env(v.name, v.value);
         }
         cmd.env(agent_env::AGENT_ORIGIN, Self::ide_origin(&env.id, port))
@@ -247,6 +265,10 @@ impl LocalCompute {
             .env(
                 agent_env::SESSION_CHECK_MS,
                 self.opts.session_check.as_millis().to_string(),
+            )
+            .env(
+                agent_env::REPORT_INTERVAL_MS,
+                self.opts.report_interval.as_millis().to_string(),
             )
             .env(agent_env::STDIN_LIFELINE, "true")
             .current_dir(&home)
@@ -371,16 +393,19 @@ impl Compute for LocalCompute {
                 Observed::Absent
             });
         };
-        let ready = matches!(
-            self.http.get(format!("http://127.0.0.1:{port}/_dev8/healthz")).send().await,
-            Ok(r) if r.status().is_success()
-        );
-        Ok(if ready {
-            Observed::Running {
+        let health = self
+            .http
+            .get(format!("http://127.0.0.1:{port}/_dev8/healthz"))
+            .send()
+            .await;
+        Ok(match health {
+            Ok(r) if r.status().is_success() => Observed::Running {
                 ide_url: format!("{}/", Self::ide_origin(&env.id, port)),
-            }
-        } else {
-            Observed::Starting
+            },
+            // The agent answers: code-server is up but not answering yet.
+            Ok(_) => Observed::Starting(Some(StepNote::new(steps::WAITING_FOR_IDE))),
+            // The agent is not listening yet: it is still launching code-server.
+            Err(_) => Observed::Starting(Some(StepNote::new(steps::STARTING_IDE))),
         })
     }
 
@@ -473,5 +498,25 @@ impl Drop for LocalCompute {
             procs::signal_group(a.pid, Signal::KILL);
             procs::kill_marked(&id, &[]);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn code_server_is_looked_for_by_install_location_never_the_current_folder() {
+        let data = Path::new("/srv/dev8-data");
+        let exe = Path::new("/opt/dev8/target/release/handler");
+        let got = code_server_candidates(data, Some(exe));
+        assert_eq!(got[0], tools_entry(data));
+        assert_eq!(got[1], tools_entry(Path::new("/opt/dev8/target/release")));
+        assert_eq!(got[2], tools_entry(Path::new("/opt/dev8")));
+        let cwd = std::env::current_dir().unwrap();
+        assert!(
+            !got.contains(&tools_entry(&cwd)) || cwd == Path::new(env!("CARGO_MANIFEST_DIR")),
+            "the current folder is a candidate"
+        );
     }
 }

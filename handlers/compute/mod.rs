@@ -28,6 +28,15 @@ pub enum ComputeError {
 
 pub type ComputeResult<T> = Result<T, ComputeError>;
 
+/// The size the agent measures usage against.
+pub(crate) fn agent_size(env: &Environment) -> crate::agent_env::Size {
+    crate::agent_env::Size {
+        cpus: env.cpu_cores,
+        memory_gb: env.memory_gb,
+        storage_gb: env.storage_gb,
+    }
+}
+
 /// An environment some provider resources carry Dev8's mark for (orphan collection).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ManagedEnvironment {

@@ -1,7 +1,7 @@
 //! The environment record and its lifecycle. Every status change the API or
 //! the reconcile job makes goes through a function in this file.
 
-use super::{Template, new_id};
+use super::{Progress, StepNote, Template, Usage, new_id, steps};
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -135,6 +135,12 @@ pub struct Environment {
     /// Provider references owned by the compute backend (opaque here).
     #[serde(default)]
     pub compute: serde_json::Value,
+    /// The latest usage the agent reported; only while running.
+    #[serde(default)]
+    pub usage: Option<Usage>,
+    /// The step a create or start is at; only while creating or starting.
+    #[serde(default)]
+    pub progress: Option<Progress>,
 }
 
 /// Parameters for a new environment, already validated.
@@ -170,8 +176,9 @@ pub enum TransitionError {
 pub enum Observed {
     /// Nothing exists (never created, or fully deleted).
     Absent,
-    /// Resources are being created or started; not answering yet.
-    Starting,
+    /// Resources are being created or started; not answering yet. Compute
+    /// names the step it sees when it can.
+    Starting(Option<StepNote>),
     /// The IDE answers at this URL.
     Running { ide_url: String },
     /// Being stopped.
@@ -225,6 +232,12 @@ impl Environment {
             failures: 0,
             agent_token_id: None,
             compute: serde_json::Value::Null,
+            usage: None,
+            progress: Some(Progress {
+                step: steps::QUEUED.to_string(),
+                detail: None,
+                at: now,
+            }),
         }
     }
 
@@ -259,6 +272,42 @@ impl Environment {
             self.status_changed_at = now;
             self.updated_at = now;
         }
+        if status != Status::Running {
+            self.usage = None;
+        }
+        if !matches!(status, Status::Creating | Status::Starting) {
+            self.progress = None;
+        }
+    }
+
+    /// The agent measured usage: kept while the environment runs and is
+    /// meant to. Never touches `last_activity_at` (usage is not use).
+    pub fn record_usage(&mut self, usage: Usage) -> bool {
+        if self.status != Status::Running || self.desired_state != DesiredState::Running {
+            return false;
+        }
+        self.usage = Some(usage);
+        true
+    }
+
+    /// A create or start reached `note`'s step. Only while creating or
+    /// starting; the same step again changes nothing (not even its time).
+    pub fn note_progress(&mut self, note: StepNote, now: DateTime<Utc>) -> bool {
+        if !matches!(self.status, Status::Creating | Status::Starting) {
+            return false;
+        }
+        if let Some(p) = &self.progress
+            && p.step == note.step
+            && p.detail == note.detail
+        {
+            return false;
+        }
+        self.progress = Some(Progress {
+            step: note.step.to_string(),
+            detail: note.detail,
+            at: now,
+        });
+        true
     }
 
     /// The user (or the API on their behalf) asks for the environment to run.
@@ -284,6 +333,7 @@ impl Environment {
             Status::Creating | Status::Starting | Status::Running
         ) {
             self.set_status(next, now);
+            self.note_progress(StepNote::new(steps::QUEUED), now);
         }
         // A fresh start is activity: an environment must not be idle-stopped
         // the moment it comes up.
@@ -357,7 +407,7 @@ impl Environment {
                     self.fail(reason.clone(), now);
                     Step::Done
                 }
-                Observed::Starting => {
+                Observed::Starting(note) => {
                     self.ide_url = None;
                     if self.status != Status::Error {
                         let s = if self.provisioned {
@@ -367,6 +417,9 @@ impl Environment {
                         };
                         if !matches!(self.status, Status::Creating | Status::Starting) {
                             self.set_status(s, now);
+                        }
+                        if let Some(note) = note {
+                            self.note_progress(note.clone(), now);
                         }
                     }
                     Step::Wait
@@ -394,7 +447,7 @@ impl Environment {
                         self.failures = 0;
                         Step::Done
                     }
-                    Observed::Running { .. } | Observed::Starting => {
+                    Observed::Running { .. } | Observed::Starting(_) => {
                         self.set_status(Status::Stopping, now);
                         Step::Stop
                     }
@@ -619,7 +672,7 @@ mod tests {
         assert_eq!(e.status, Status::Creating);
         assert_eq!(e.plan(&Observed::Absent, now), Step::Start);
         assert_eq!(e.status, Status::Creating);
-        assert_eq!(e.plan(&Observed::Starting, now), Step::Wait);
+        assert_eq!(e.plan(&Observed::Starting(None), now), Step::Wait);
         assert_eq!(e.status, Status::Creating);
         assert_eq!(
             e.plan(
@@ -763,7 +816,7 @@ mod tests {
         let t0 = Utc::now();
         let mut e = env(t0);
         let t1 = t0 + Duration::seconds(5);
-        e.plan(&Observed::Starting, t1);
+        e.plan(&Observed::Starting(None), t1);
         assert_eq!(e.status_changed_at, t0);
         e.plan(
             &Observed::Running {
@@ -938,5 +991,62 @@ mod tests {
             e.change_settings(Some("x"), None, t0),
             Err(TransitionError::Deleting)
         );
+    }
+
+    #[test]
+    fn usage_is_kept_only_while_running_and_cleared_when_it_stops() {
+        let t0 = Utc::now();
+        let mut e = env(t0);
+        let u = Usage {
+            cpu_percent: 5.0,
+            memory_bytes: 1,
+            memory_limit_bytes: 2,
+            disk_bytes: 3,
+            disk_limit_bytes: 4,
+            at: t0,
+        };
+        assert!(!e.record_usage(u.clone()), "creating: not kept");
+        e.plan(
+            &Observed::Running {
+                ide_url: "http://x/".into(),
+            },
+            t0,
+        );
+        let activity = e.last_activity_at;
+        assert!(e.record_usage(u.clone()));
+        assert_eq!(e.usage.as_ref(), Some(&u));
+        assert_eq!(e.last_activity_at, activity, "usage is not use");
+        e.request_stop(StopCause::User, t0).unwrap();
+        assert_eq!(e.usage, None);
+        assert!(!e.record_usage(u), "stopping: not kept");
+    }
+
+    #[test]
+    fn progress_is_noted_while_creating_or_starting_and_cleared_after() {
+        let t0 = Utc::now();
+        let t1 = t0 + Duration::seconds(3);
+        let mut e = env(t0);
+        assert_eq!(e.progress.as_ref().unwrap().step, steps::QUEUED);
+        assert!(e.note_progress(StepNote::new(steps::STARTING_IDE), t0));
+        // The same step again keeps its time.
+        assert!(!e.note_progress(StepNote::new(steps::STARTING_IDE), t1));
+        assert_eq!(e.progress.as_ref().unwrap().at, t0);
+        e.plan(
+            &Observed::Starting(Some(StepNote::with_detail(steps::PULLING_IMAGE, "node:1"))),
+            t1,
+        );
+        let p = e.progress.clone().unwrap();
+        assert_eq!(
+            (p.step.as_str(), p.detail.as_deref(), p.at),
+            ("pulling the image", Some("node:1"), t1)
+        );
+        e.plan(
+            &Observed::Running {
+                ide_url: "http://x/".into(),
+            },
+            t1,
+        );
+        assert_eq!(e.progress, None);
+        assert!(!e.note_progress(StepNote::new(steps::STARTING_IDE), t1));
     }
 }

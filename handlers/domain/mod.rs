@@ -3,10 +3,12 @@
 
 mod environment;
 mod templates;
+mod usage;
 pub mod validation;
 
 pub use environment::*;
 pub use templates::*;
+pub use usage::*;
 
 /// A fresh, sortable, URL-safe id (lower-case ULID). Monotonic within this
 /// process: an id made later sorts after one made earlier, even within the

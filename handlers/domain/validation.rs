@@ -2,7 +2,7 @@
 //! unknown fields, fields a user may not set, and bad values are all reported
 //! at once, and nothing is stored unless every field is valid.
 
-use super::{NewEnvironment, Template, preset};
+use super::{NewEnvironment, Template, Usage, preset};
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 
@@ -252,6 +252,66 @@ pub fn environment_patch(body: &Map<String, Value>) -> Result<EnvironmentPatch, 
         f.error("body", "give at least one of name, idleTimeoutMinutes");
     }
     f.finish(Some(patch))
+}
+
+/// Highest `cpuPercent` an agent may report (local limits are nominal, so
+/// a busy machine can show more than 100%).
+pub const CPU_PERCENT_MAX: f64 = 10_000.0;
+
+/// An agent's periodic report (`POST /api/environments/{id}/report`).
+/// Unknown top-level sections are ignored (a newer agent may send more);
+/// `usage`, when present, is checked field by field (errors named
+/// `usage.<field>`), and `at` is the time it was received.
+pub fn agent_report(
+    body: &Map<String, Value>,
+    at: chrono::DateTime<chrono::Utc>,
+) -> Result<Option<Usage>, FieldErrors> {
+    let usage = match body.get("usage") {
+        None | Some(Value::Null) => return Ok(None),
+        Some(Value::Object(u)) => u,
+        Some(_) => {
+            return Err(FieldErrors::from([(
+                "usage".to_string(),
+                "must be an object".to_string(),
+            )]));
+        }
+    };
+    let mut errors = FieldErrors::new();
+    let mut bytes = |field: &str, min: u64| match usage.get(field).and_then(Value::as_u64) {
+        Some(v) if v >= min => v,
+        _ => {
+            errors.insert(
+                format!("usage.{field}"),
+                format!("must be a whole number of bytes, at least {min}"),
+            );
+            0
+        }
+    };
+    let memory_bytes = bytes("memoryBytes", 0);
+    let memory_limit_bytes = bytes("memoryLimitBytes", 1);
+    let disk_bytes = bytes("diskBytes", 0);
+    let disk_limit_bytes = bytes("diskLimitBytes", 1);
+    let cpu_percent = match usage.get("cpuPercent").and_then(Value::as_f64) {
+        Some(v) if (0.0..=CPU_PERCENT_MAX).contains(&v) => v,
+        _ => {
+            errors.insert(
+                "usage.cpuPercent".into(),
+                format!("must be a number from 0 to {CPU_PERCENT_MAX}"),
+            );
+            0.0
+        }
+    };
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    Ok(Some(Usage {
+        cpu_percent,
+        memory_bytes,
+        memory_limit_bytes,
+        disk_bytes,
+        disk_limit_bytes,
+        at,
+    }))
 }
 
 /// Sign-up input, normalised.

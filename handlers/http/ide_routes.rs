@@ -1,16 +1,16 @@
 //! Opening the IDE and hearing from agents: `GET .../ide` (a page
 //! navigation: a one-time ticket and a 303 to the agent), `POST .../open`
-//! (the same URL for API clients), and, for agents only with the
-//! environment's current agent token, `POST .../activity` and
-//! `POST .../sessions` (which of the sign-in sessions the agent serves are
-//! still live).
+//! (the same URL for API clients), and from agents only, with the
+//! environment's current agent token: `POST .../activity` (use),
+//! `POST .../report` (the periodic report: usage) and `POST .../sessions`
+//! (which of the sign-in sessions the agent serves are still live).
 
 use super::error::{ApiError, ApiResult};
 use super::extract::{AppState, Caller, ClientAddr, IdPath, JsonObject};
 use crate::audit::{self, Action, Entry};
 use crate::auth::tokens::{Claims, TokenKind, claims};
-use crate::domain::{DesiredState, Environment, Status};
-use crate::lifecycle::{self, ActivityOutcome};
+use crate::domain::{DesiredState, Environment, Status, validation};
+use crate::lifecycle::{self, ActivityOutcome, ReportOutcome};
 use crate::platform::Platform;
 use axum::Json;
 use axum::extract::State;
@@ -117,6 +117,24 @@ pub async fn open(
     Ok(Json(json!({"url": url, "expiresAt": expires_at})))
 }
 
+const AGENT_REJECTED: ApiError =
+    ApiError::Unauthorized("an agent token for this environment is required");
+
+/// The agent token of a request from an environment's agent: `aud=agent:<id>`
+/// for this id. Whether it is the *current* one (its `jti` the record's
+/// `agentTokenId`) the lifecycle function decides against the record.
+fn agent_claims(p: &Platform, id: &str, headers: &HeaderMap) -> ApiResult<Claims> {
+    let token = super::extract::bearer(headers).ok_or(AGENT_REJECTED)?.token;
+    p.keys
+        .verify(
+            token,
+            TokenKind::Agent,
+            &TokenKind::Agent.audience(id),
+            p.policy.issuer(),
+        )
+        .map_err(|_| AGENT_REJECTED)
+}
+
 /// `POST /api/environments/{id}/activity`: an agent reports use. Only the
 /// environment's current agent token is accepted (`aud=agent:<id>`, `jti` =
 /// the record's `agentTokenId`); `lastActivityAt` moves forward to now, with
@@ -129,25 +147,8 @@ pub async fn activity(
     let c = agent_claims(&p, &id, &headers)?;
     match lifecycle::record_activity(&p, &c.sub, &id, &c.jti).await? {
         ActivityOutcome::Recorded => Ok(StatusCode::NO_CONTENT),
-        ActivityOutcome::NotCurrentAgent => Err(NOT_THE_AGENT),
+        ActivityOutcome::NotCurrentAgent => Err(AGENT_REJECTED),
     }
-}
-
-const NOT_THE_AGENT: ApiError =
-    ApiError::Unauthorized("an agent token for this environment is required");
-
-/// The claims of a valid agent token for environment `id` (not yet checked
-/// against the record's current `agentTokenId`).
-fn agent_claims(p: &Platform, id: &str, headers: &HeaderMap) -> ApiResult<Claims> {
-    let token = super::extract::bearer(headers).ok_or(NOT_THE_AGENT)?.token;
-    p.keys
-        .verify(
-            token,
-            TokenKind::Agent,
-            &TokenKind::Agent.audience(id),
-            p.policy.issuer(),
-        )
-        .map_err(|_| NOT_THE_AGENT)
 }
 
 /// `POST /api/environments/{id}/sessions` with `{"sessions": [sid, ...]}`:
@@ -173,7 +174,7 @@ pub async fn sessions(
         .ok_or(ApiError::NotFound)?
         .value;
     if env.agent_token_id.as_deref() != Some(c.jti.as_str()) {
-        return Err(NOT_THE_AGENT);
+        return Err(AGENT_REJECTED);
     }
     let mut live = Vec::new();
     if p.store.user(&env.user_id).await?.is_some() {
@@ -228,4 +229,24 @@ fn checked_session_ids(
         }
     }
     Ok(ids)
+}
+
+/// `POST /api/environments/{id}/report`: the agent's periodic report
+/// (`{"usage": {...}}`, see docs/agent.md), authorised exactly as
+/// `activity`. The usage is kept while the environment runs; the idle clock
+/// is not touched. The answer is a JSON object the agent reads leniently:
+/// later fields carry instructions.
+pub async fn report(
+    State(p): State<AppState>,
+    IdPath(id): IdPath,
+    headers: HeaderMap,
+    body: Result<JsonObject, ApiError>,
+) -> ApiResult<Json<serde_json::Value>> {
+    let c = agent_claims(&p, &id, &headers)?;
+    let JsonObject(body) = body?;
+    let usage = validation::agent_report(&body, p.clock.now()).map_err(ApiError::Validation)?;
+    match lifecycle::record_report(&p, &c.sub, &id, &c.jti, usage).await? {
+        ReportOutcome::Accepted { usage_kept } => Ok(Json(json!({ "usageRecorded": usage_kept }))),
+        ReportOutcome::NotCurrentAgent => Err(AGENT_REJECTED),
+    }
 }

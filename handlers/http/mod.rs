@@ -4,6 +4,7 @@
 
 pub mod audit_routes;
 pub mod auth_routes;
+mod dashboard;
 pub mod env_routes;
 pub mod error;
 pub mod extract;
@@ -22,7 +23,6 @@ use axum::routing::{MethodFilter, MethodRouter};
 use error::ApiError;
 use extract::AppState;
 use std::path::Path;
-use tower_http::services::{ServeDir, ServeFile};
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
 
@@ -89,6 +89,7 @@ pub const ROUTES: &[RouteSpec] = &[
     route!(EnvironmentOpen, POST, "/api/environments/{id}/open", ide_routes::open),
     route!(EnvironmentActivity, POST, "/api/environments/{id}/activity", ide_routes::activity),
     route!(EnvironmentSessions, POST, "/api/environments/{id}/sessions", ide_routes::sessions),
+    route!(EnvironmentReport, POST, "/api/environments/{id}/report", ide_routes::report),
 ];
 
 /// The `/api` router (what the Functions host forwards to).
@@ -132,12 +133,10 @@ pub fn api_router(state: AppState) -> Router {
 const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
 connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
 
-/// The API plus the dashboard from `static_dir` (unknown paths fall back to
-/// `index.html` so client-side routes work).
-pub fn app_router(state: AppState, static_dir: &Path) -> Router {
-    let files = ServeDir::new(static_dir).fallback(ServeFile::new(static_dir.join("index.html")));
-    let static_app = Router::new()
-        .fallback_service(files)
+/// The API plus the dashboard: embedded, or from `static_dir` when given
+/// (unknown paths fall back to `index.html` so client-side routes work).
+pub fn app_router(state: AppState, static_dir: Option<&Path>) -> Router {
+    let static_app = dashboard::router(static_dir)
         .layer(SetResponseHeaderLayer::overriding(
             header::CONTENT_SECURITY_POLICY,
             HeaderValue::from_static(CSP),

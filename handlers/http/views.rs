@@ -1,6 +1,6 @@
 //! What the API shows of domain records (internal fields stay inside).
 
-use crate::domain::{Action, DesiredState, Environment, Status, StopCause, User};
+use crate::domain::{Action, DesiredState, Environment, Progress, Status, StopCause, Usage, User};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
@@ -45,6 +45,10 @@ pub struct EnvironmentView<'a> {
     pub updated_at: DateTime<Utc>,
     pub last_activity_at: DateTime<Utc>,
     pub actions: Vec<Action>,
+    /// The agent's latest measurement; null unless running and reported.
+    pub usage: Option<&'a Usage>,
+    /// The step a create or start is at; null otherwise.
+    pub progress: Option<&'a Progress>,
 }
 
 impl<'a> From<&'a Environment> for EnvironmentView<'a> {
@@ -66,6 +70,11 @@ impl<'a> From<&'a Environment> for EnvironmentView<'a> {
             updated_at: e.updated_at,
             last_activity_at: e.last_activity_at,
             actions: e.actions(),
+            usage: e.usage.as_ref().filter(|_| e.status == Status::Running),
+            progress: e
+                .progress
+                .as_ref()
+                .filter(|_| matches!(e.status, Status::Creating | Status::Starting)),
         }
     }
 }
@@ -78,6 +87,7 @@ pub struct StatusView<'a> {
     pub status_reason: Option<&'a str>,
     pub ide_url: Option<&'a str>,
     pub actions: Vec<Action>,
+    pub progress: Option<&'a Progress>,
 }
 
 impl<'a> From<&'a Environment> for StatusView<'a> {
@@ -88,6 +98,10 @@ impl<'a> From<&'a Environment> for StatusView<'a> {
             status_reason: e.status_reason.as_deref(),
             ide_url: e.ide_url.as_deref(),
             actions: e.actions(),
+            progress: e
+                .progress
+                .as_ref()
+                .filter(|_| matches!(e.status, Status::Creating | Status::Starting)),
         }
     }
 }

@@ -11,7 +11,7 @@
 use crate::audit::{self, Action, Entry};
 use crate::auth::tokens::{TokenKind, claims};
 use crate::compute::{AgentParams, ComputeError};
-use crate::domain::{Environment, Step, new_id};
+use crate::domain::{Environment, Step, StepNote, new_id, steps};
 use crate::lifecycle;
 use crate::platform::{JobContext, Platform};
 use crate::reconciles::ReconcileRequest;
@@ -105,13 +105,21 @@ async fn attempt(
             });
         }
         Step::Start | Step::Stop | Step::Delete => {
+            if step == Step::Start {
+                // Progress rides on the job's own writes: it never adds one
+                // that could race or fail the job.
+                env.note_progress(StepNote::new(steps::PREPARING_STORAGE), now);
+            }
             env.take_lease(owner, step, now);
             match raced(j.store.replace_environment(&env, &etag).await)? {
                 Attempt::Done(e) => etag = e,
                 Attempt::Raced => return Ok(Attempt::Raced),
             }
             match act(j, &env, step).await {
-                Ok(Some(refs)) => env.compute = refs,
+                Ok(Some(refs)) => {
+                    env.compute = refs;
+                    env.note_progress(StepNote::new(steps::STARTING_IDE), now);
+                }
                 Ok(None) => {}
                 Err(ComputeError::Permanent(reason)) => {
                     tracing::warn!(%reason, "compute refused the step");

@@ -52,6 +52,11 @@ const ctx = {
 
 const poller = createPoller({
   fetchList: api.environments,
+  // Quick while something is being created or started (its progress shows
+  // each step), slow while something runs (its usage is reported every minute).
+  intervalMs: 1500,
+  slowIntervalMs: 30000,
+  shouldPollSlowly: (list) => list.some((e) => e.status === 'running'),
   onUpdate: setEnvironments,
   onError(error, { fatal, delayMs }) {
     if (fatal) return;

@@ -22,6 +22,9 @@ const realClock = Object.freeze({
  * - `maxBackoffMs` cap for the error backoff (30000);
  * - `isFatal(error)` stops polling altogether (default: a 401);
  * - `shouldPoll(list)` whether to keep polling (default: anything transitional);
+ * - `slowIntervalMs` and `shouldPollSlowly(list)`: when nothing is
+ *   transitional but `shouldPollSlowly` says so (e.g. something runs and its
+ *   usage changes), poll every `slowIntervalMs` (default: never);
  * - `refreshAfterHiddenMs`: coming back to a page hidden at least this long
  *   refreshes once even when nothing was transitional (60000).
  *
@@ -38,6 +41,8 @@ export function createPoller({
   maxBackoffMs = 30000,
   isFatal = (error) => error?.status === 401,
   shouldPoll = anyTransitional,
+  slowIntervalMs = null,
+  shouldPollSlowly = () => false,
   refreshAfterHiddenMs = 60000,
 }) {
   let timer = null;
@@ -64,6 +69,14 @@ export function createPoller({
       nextDelay = null;
       tick();
     }, delayMs);
+  }
+
+  /** Polls at `intervalMs` or `slowIntervalMs` for `list`; false: not at all. */
+  function follow(list) {
+    if (shouldPoll(list)) schedule(intervalMs);
+    else if (slowIntervalMs && shouldPollSlowly(list)) schedule(slowIntervalMs);
+    else return false;
+    return true;
   }
 
   function backoff(count) {
@@ -96,8 +109,7 @@ export function createPoller({
     }
     if (mine !== seq) return;
     failures = 0;
-    active = shouldPoll(list);
-    if (active) schedule(intervalMs);
+    active = follow(list);
     onUpdate(list);
   }
 
@@ -114,9 +126,8 @@ export function createPoller({
     sync(list) {
       seq += 1;
       failures = 0;
-      active = shouldPoll(list);
-      if (active) schedule(intervalMs);
-      else clearTimer();
+      active = follow(list);
+      if (!active) clearTimer();
     },
 
     /** Pauses while hidden; on return polls at once if it was polling. */

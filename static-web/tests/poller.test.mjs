@@ -189,3 +189,20 @@ test('stop() cancels the timer and ignores answers in flight', async () => {
   assert.equal(fetchList.calls, 1);
   assert.equal(updates.length, 1);
 });
+
+test('polls slowly while something runs, when asked to', async () => {
+  const clock = manualClock();
+  const lists = [[env('a', 'running')], [env('a', 'stopped')]];
+  let calls = 0;
+  const poller = createPoller({
+    fetchList: async () => lists[Math.min(calls++, lists.length - 1)],
+    clock,
+    intervalMs: 1000,
+    slowIntervalMs: 30000,
+    shouldPollSlowly: (list) => list.some((e) => e.status === 'running'),
+  });
+  await poller.refresh();
+  assert.equal(poller.state.nextDelay, 30000, 'running: the slow interval');
+  await poller.refresh();
+  assert.equal(poller.state.scheduled, false, 'nothing runs: no polling');
+});

@@ -224,7 +224,16 @@ async fn container_group_body_follows_the_documented_schema() {
         json!({"name": "DEV8_AGENT_HOME", "value": "/home/dev"}),
         "the agent's home is the mounted share"
     );
-    assert_eq!(vars.len(), 7);
+    // The size the agent measures usage against, and its source: the cgroup.
+    for (name, value) in [
+        ("DEV8_AGENT_SIZE_CPUS", "2"),
+        ("DEV8_AGENT_SIZE_MEMORY_GB", "4"),
+        ("DEV8_AGENT_SIZE_STORAGE_GB", "50"),
+        ("DEV8_AGENT_USAGE_SOURCE", "cgroup"),
+    ] {
+        assert_eq!(var(name), json!({"name": name, "value": value}));
+    }
+    assert_eq!(vars.len(), 11);
     // The agent token is a real agent token for this environment.
     let token = var("DEV8_AGENT_TOKEN")["secureValue"]
         .as_str()
@@ -490,11 +499,26 @@ async fn observe_maps_provider_states() {
         issuer: "https://dev8.example".into(),
     };
     compute.start(&env, &params).await.unwrap();
-    // Creating: not answering yet.
-    assert_eq!(compute.observe(&env).await.unwrap(), Observed::Starting);
+    // Creating: not answering yet; the step is the agent container's latest event.
+    match compute.observe(&env).await.unwrap() {
+        Observed::Starting(Some(note)) => {
+            assert_eq!(note.step, dev8::domain::steps::PULLING_IMAGE);
+            assert!(
+                note.detail
+                    .as_deref()
+                    .unwrap_or("")
+                    .starts_with("pulling image \""),
+                "{note:?}"
+            );
+        }
+        other => panic!("expected a starting step, got {other:?}"),
+    }
     // Provisioned, but the agent does not answer: still starting.
     fake.with(|s| s.agent_ready = false);
-    assert_eq!(compute.observe(&env).await.unwrap(), Observed::Starting);
+    assert!(matches!(
+        compute.observe(&env).await.unwrap(),
+        Observed::Starting(Some(_))
+    ));
     fake.with(|s| s.agent_ready = true);
     assert!(matches!(
         compute.observe(&env).await.unwrap(),

@@ -55,7 +55,7 @@ async fn create_answers_202_with_location_and_runs_to_running() {
     let st = app.get(&format!("/api/environments/{id}/status"), &u).await;
     assert_eq!(
         st.body,
-        json!({"status":"running","desiredState":"running","statusReason":null,"ideUrl":format!("http://e-{id}.localhost/"),"actions":["open","stop","delete"]})
+        json!({"status":"running","desiredState":"running","statusReason":null,"ideUrl":format!("http://e-{id}.localhost/"),"actions":["open","stop","delete"],"progress":null})
     );
 }
 
@@ -311,7 +311,7 @@ async fn start_and_stop_are_idempotent_and_refused_once_deleting() {
 }
 
 /// Routes authenticated by an environment's agent token instead of a session.
-const AGENT_ROUTES: &[&str] = &["EnvironmentActivity", "EnvironmentSessions"];
+const AGENT_ROUTES: &[&str] = &["EnvironmentActivity", "EnvironmentSessions", "EnvironmentReport"];
 
 /// Every route with an `{id}` answers 404 for another user's environment and
 /// changes nothing. Driven by the route table: a new route is covered (and

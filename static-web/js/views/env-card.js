@@ -4,8 +4,8 @@ import { h, setText, keepFocus } from '../dom.js';
 import { sizeLabel, templateName } from '../format.js';
 import { hrefFor } from '../router.js';
 import {
-  actionBar, progressLine, statusBadge, templateTile, timeEl,
-  updateActionBar, updateProgressLine, updateStatusBadge, updateTime,
+  actionBar, progressLine, statusBadge, templateTile, timeEl, usageBlock,
+  updateActionBar, updateProgressLine, updateStatusBadge, updateTime, updateUsage,
 } from './env-parts.js';
 
 /** Builds a card for `env` (call `updateCard` for later snapshots). */
@@ -29,6 +29,7 @@ export function createCard(env, ctx) {
     h('div', {}, h('dt', { text: 'Size' }), h('dd', { class: 'fact-size' })),
     h('div', {}, h('dt', { text: 'Created' }), h('dd', {}, timeEl(null))),
     h('div', {}, h('dt', { text: 'Last used' }), h('dd', {}, timeEl(null)))),
+  usageBlock(`env-usage-${env.id}`),
   actionBar(ctx));
   updateCard(card, env, ctx);
   return card;
@@ -47,7 +48,8 @@ export function updateCard(card, env, ctx) {
     setText(card.querySelector('.card-link'), env.name);
     setText(card.querySelector('.card-subtitle'), templateName(ctx.templates, env.baseImage));
     updateStatusBadge(card.querySelector('.badge'), env.status);
-    updateProgressLine(card.querySelector('.progress-line'), env.status);
+    updateProgressLine(card.querySelector('.progress-line'), env);
+    updateUsage(card.querySelector('.usage-block'), env);
     const reason = card.querySelector('.env-reason');
     reason.hidden = !(env.status === 'error' && env.statusReason);
     setText(reason, env.status === 'error' ? env.statusReason ?? '' : '');

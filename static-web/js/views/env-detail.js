@@ -7,8 +7,8 @@ import { api, describeError } from '../api.js';
 import { templateName } from '../format.js';
 import { field, formAlert, clearErrors, setFieldError, showFieldErrors, setFormAlert } from '../forms.js';
 import {
-  actionBar, progressLine, statusBadge, templateTile, timeEl,
-  updateActionBar, updateProgressLine, updateStatusBadge, updateTime,
+  actionBar, progressLine, statusBadge, templateTile, timeEl, usageBlock,
+  updateActionBar, updateProgressLine, updateStatusBadge, updateTime, updateUsage,
 } from './env-parts.js';
 import { createAuditLog } from './audit-log.js';
 
@@ -20,6 +20,9 @@ export function createDetailView(id, ctx) {
   const subtitle = h('p', { class: 'page-subtitle' });
   const bar = actionBar(ctx);
   const progress = progressLine();
+  const usage = usageBlock('detail-usage');
+  const usagePanel = h('section', { class: 'panel usage-panel', hidden: true, attrs: { 'aria-labelledby': 'usage-title' } },
+    h('h2', { id: 'usage-title', text: 'Usage' }), usage);
   const reason = h('div', { class: 'callout callout-error', hidden: true, attrs: { role: 'note' } },
     icon('alert'), h('div', {}, h('p', { class: 'callout-title', text: 'This environment failed' }), h('p', { class: 'callout-body' })));
 
@@ -67,6 +70,7 @@ export function createDetailView(id, ctx) {
     progress,
     reason,
     bar,
+    usagePanel,
     h('div', { class: 'detail-grid' },
       h('section', { class: 'panel', attrs: { 'aria-labelledby': 'overview-title' } },
         h('h2', { id: 'overview-title', text: 'Overview' }),
@@ -148,7 +152,9 @@ export function createDetailView(id, ctx) {
       const template = templateName(ctx.templates, env.baseImage);
       setText(subtitle, template);
       updateStatusBadge(badge, env.status);
-      updateProgressLine(progress, env.status);
+      updateProgressLine(progress, env);
+      updateUsage(usage, env);
+      usagePanel.hidden = usage.hidden;
       reason.hidden = env.status !== 'error';
       setText(reason.querySelector('.callout-body'), env.statusReason || 'No reason was given. Try starting it again, or delete it.');
       updateActionBar(bar, env, ctx);

@@ -1,11 +1,13 @@
 // Pieces shared by the environment card and the detail view: status badge,
-// progress line, template tile, times and the action bar.
+// progress line (with the step a create or start is at), usage, template
+// tile, times and the action bar.
 
 import { h, setText } from '../dom.js';
 import { icon } from '../icons.js';
 import { ideHref } from '../api.js';
 import { exactTime, relativeTime, statusLabel, statusTone } from '../format.js';
 import { isTransitional } from '../transitions.js';
+import { progressText, usageFigures } from '../usage.js';
 
 const PROGRESS_TEXT = {
   creating: 'Setting up your environment — this can take a minute.',
@@ -38,13 +40,59 @@ export function updateStatusBadge(badge, status) {
 export function progressLine() {
   return h('div', { class: 'progress-line', hidden: true },
     h('div', { class: 'progress-bar', attrs: { 'aria-hidden': 'true' } }, h('span')),
-    h('p', { class: 'progress-text' }));
+    h('p', { class: 'progress-text', attrs: { 'aria-live': 'polite' } }));
 }
 
-export function updateProgressLine(line, status) {
-  const busy = isTransitional(status);
+/** Shows the step the server names (`env.progress`), else a sentence for the status. */
+export function updateProgressLine(line, env) {
+  const busy = isTransitional(env.status);
   line.hidden = !busy;
-  if (busy) setText(line.querySelector('.progress-text'), PROGRESS_TEXT[status] ?? statusLabel(status));
+  if (busy) {
+    const text = progressText(env.progress) ?? PROGRESS_TEXT[env.status] ?? statusLabel(env.status);
+    setText(line.querySelector('.progress-text'), text);
+  }
+}
+
+const USAGE_ROWS = [
+  ['cpu', 'CPU'],
+  ['memory', 'Memory'],
+  ['disk', 'Disk'],
+];
+
+/** CPU, memory and disk with a meter each, and a warning when the disk is nearly full. */
+export function usageBlock(idPrefix) {
+  const rows = USAGE_ROWS.map(([key, label]) => {
+    const id = `${idPrefix}-${key}`;
+    return h('div', { class: 'usage-row', dataset: { usage: key } },
+      h('dt', { id, text: label }),
+      h('dd', {},
+        h('span', { class: 'usage-value' }),
+        h('meter', { min: 0, max: 1, low: 0.7, high: 0.9, optimum: 0, attrs: { 'aria-labelledby': id } })));
+  });
+  return h('div', { class: 'usage-block', hidden: true },
+    h('dl', { class: 'usage' }, ...rows),
+    h('p', { class: 'usage-warning', hidden: true, attrs: { role: 'status' } },
+      icon('alert'), h('span', { class: 'usage-warning-text' })),
+    h('p', { class: 'usage-at' }, h('span', { text: 'Measured ' }), timeEl(null)));
+}
+
+/** Shows `env.usage` (hidden while there is none: not running, or not reported yet). */
+export function updateUsage(block, env) {
+  const figures = env.status === 'running' ? usageFigures(env.usage) : null;
+  block.hidden = !figures;
+  if (!figures) return;
+  for (const [key] of USAGE_ROWS) {
+    const row = block.querySelector(`[data-usage="${key}"]`);
+    setText(row.querySelector('.usage-value'), figures[key]);
+    const meter = row.querySelector('meter');
+    const value = String(figures[`${key}Share`]);
+    if (meter.getAttribute('value') !== value) meter.setAttribute('value', value);
+  }
+  const warning = block.querySelector('.usage-warning');
+  warning.hidden = !figures.diskWarning;
+  setText(warning.querySelector('.usage-warning-text'),
+    figures.diskWarning ? `The workspace disk is ${figures.diskPercent}% full: free some space or files may fail to save.` : '');
+  updateTime(block.querySelector('.usage-at time'), env.usage.at);
 }
 
 /** A small coloured tile standing for the template (decorative). */

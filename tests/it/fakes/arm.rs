@@ -321,28 +321,50 @@ fn view(name: &str, g: &Group) -> Value {
     v["properties"]["ipAddress"]["fqdn"] = json!(g.fqdn);
     if let Some(state) = &g.state {
         v["properties"]["instanceView"] = json!({"state": state, "events": []});
-        // Each container's own view, as the spec's ContainerGroupsList example
-        // shows it (specification/containerinstance/resource-manager/
-        // Microsoft.ContainerInstance/stable/2023-05-01/examples/ContainerGroupsList.json
-        // at 40b12593b8f2c03cf8b8a6d8098b1f333a04a70f).
-        let current = match state.as_str() {
-            "Running" => "Running",
-            "Stopped" => "Terminated",
-            _ => "Waiting",
-        };
-        if let Some(cs) = v
-            .pointer_mut("/properties/containers")
-            .and_then(Value::as_array_mut)
-        {
-            for c in cs {
-                if c.pointer("/properties/instanceView").is_none()
-                    && let Some(p) = c.get_mut("properties").and_then(Value::as_object_mut)
-                {
-                    p.insert(
-                        "instanceView".into(),
-                        json!({"restartCount": 0, "currentState": {"state": current, "detailStatus": ""}, "events": []}),
-                    );
-                }
+    }
+    // Each container's own view, as the spec's ContainerGroupsList example
+    // shows it (specification/containerinstance/resource-manager/
+    // Microsoft.ContainerInstance/stable/2023-05-01/examples/ContainerGroupsList.json
+    // at 40b12593b8f2c03cf8b8a6d8098b1f333a04a70f), with the events a start
+    // produces (`ContainerEvent`: count, first/lastTimestamp, name, message,
+    // type): `Pulling` while the group is being created, then `Pulled` and
+    // `Started` once it runs.
+    let current = match g.state.as_deref() {
+        Some("Running") => "Running",
+        Some("Stopped") => "Terminated",
+        _ => "Waiting",
+    };
+    if let Some(cs) = v
+        .pointer_mut("/properties/containers")
+        .and_then(Value::as_array_mut)
+    {
+        for c in cs {
+            let image = c
+                .pointer("/properties/image")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string();
+            let event = |name: &str, second: u32, message: String| {
+                let at = format!("2026-11-28T10:00:{second:02}Z");
+                json!({"count": 1, "firstTimestamp": at, "lastTimestamp": at,
+                       "name": name, "message": message, "type": "Normal"})
+            };
+            let mut events = vec![event("Pulling", 1, format!("pulling image \"{image}\""))];
+            if g.state.is_some() {
+                events.push(event(
+                    "Pulled",
+                    5,
+                    format!("Successfully pulled image \"{image}\""),
+                ));
+                events.push(event("Started", 7, "Started container".into()));
+            }
+            if c.pointer("/properties/instanceView").is_none()
+                && let Some(p) = c.get_mut("properties").and_then(Value::as_object_mut)
+            {
+                p.insert(
+                    "instanceView".into(),
+                    json!({"restartCount": 0, "currentState": {"state": current, "detailStatus": ""}, "events": events}),
+                );
             }
         }
     }

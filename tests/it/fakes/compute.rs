@@ -5,7 +5,7 @@
 
 use async_trait::async_trait;
 use dev8::compute::{AgentParams, Compute, ComputeError, ComputeResult};
-use dev8::domain::{Environment, Observed};
+use dev8::domain::{Environment, Observed, StepNote, steps};
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -114,7 +114,8 @@ impl Compute for FakeCompute {
                     }
                     *n -= 1;
                 }
-                Observed::Starting
+                // Up but not answering yet, as a real backend names it.
+                Observed::Starting(Some(StepNote::new(steps::WAITING_FOR_IDE)))
             }
         };
         Ok(observed)

@@ -39,6 +39,8 @@ pub struct LocalOpts {
     pub cpu_sample: Duration,
     /// How often agents check the sign-in sessions behind IDE sessions.
     pub session_check: Duration,
+    /// How often agents send their periodic report (usage).
+    pub report_interval: Duration,
 }
 
 impl Default for LocalOpts {
@@ -47,6 +49,7 @@ impl Default for LocalOpts {
             activity_interval: Duration::from_secs(60),
             cpu_sample: Duration::from_secs(15),
             session_check: dev8::agent_env::DEFAULT_SESSION_CHECK,
+            report_interval: Duration::from_secs(60),
         }
     }
 }
@@ -177,7 +180,7 @@ impl Builder {
             // and no dashboard is served.
             settings.reconcile_interval_ms = 200;
             settings.sweep_interval_seconds = 3600;
-            settings.static_dir = data.path().join("no-static");
+            settings.static_dir = Some(data.path().join("no-static"));
         }
         let queue_kind = self
             .queue
@@ -228,6 +231,7 @@ impl Builder {
                         activity_interval: opts.activity_interval,
                         cpu_sample: opts.cpu_sample,
                         session_check: opts.session_check,
+                        report_interval: opts.report_interval,
                     };
                     let queue = queue
                         .clone()

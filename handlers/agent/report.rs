@@ -1,0 +1,123 @@
+//! The agent's periodic report: the one channel from an environment's agent
+//! to the control plane for its state. `POST /api/environments/{id}/report`
+//! with the agent token, body `{"usage": {...}}` (see `usage`), the first
+//! `FIRST_AFTER` after code-server answers, then every report interval. The
+//! control plane answers with a JSON object, read leniently (unknown fields
+//! are ignored): later fields carry instructions. A report is not activity.
+
+use super::proxy::Upstream;
+use super::usage::Meter;
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// How long after code-server first answers the first report goes out.
+pub const FIRST_AFTER: Duration = Duration::from_secs(5);
+
+/// Where and how often to report.
+pub struct ReportTarget {
+    pub url: String,
+    pub token: SecretString,
+    pub every: Duration,
+}
+
+/// The control plane's answer. Every field is optional and unknown ones are
+/// ignored, so a newer control plane can add instructions.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Answer {
+    /// Was the usage kept? `false` while the control plane does not yet
+    /// count the environment as running: the agent reports again soon.
+    #[serde(default)]
+    pub usage_recorded: Option<bool>,
+}
+
+/// Parse an answer body leniently: anything unreadable is an empty answer.
+pub fn parse_answer(body: &[u8]) -> Answer {
+    serde_json::from_slice(body).unwrap_or_default()
+}
+
+/// Measure and report until `stop`.
+pub async fn report_loop(
+    mut meter: Meter,
+    upstream: Upstream,
+    target: ReportTarget,
+    mut stop: watch::Receiver<bool>,
+) {
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("HTTP client builds");
+    let soon = FIRST_AFTER.min(target.every);
+    // Wait for code-server to answer: usage before that says nothing.
+    while !upstream.healthy().await {
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+    }
+    // The first measurement starts the CPU window.
+    let mut meter = tokio::task::spawn_blocking(move || {
+        meter.measure();
+        meter
+    })
+    .await
+    .expect("measuring does not panic");
+    let mut wait = soon;
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        let (m, measured) = tokio::task::spawn_blocking(move || {
+            let measured = meter.measure();
+            (meter, measured)
+        })
+        .await
+        .expect("measuring does not panic");
+        meter = m;
+        let sent = client
+            .post(&target.url)
+            // Not `Authorization`: a proxy in front of the API (the Static
+            // Web App) replaces that header with its own.
+            .header(
+                crate::auth::tokens::DEV8_AUTHORIZATION,
+                format!("Bearer {}", target.token.expose_secret()),
+            )
+            .json(&serde_json::json!({ "usage": measured.json() }))
+            .send()
+            .await;
+        wait = target.every;
+        match sent {
+            Ok(r) if r.status().is_success() => {
+                let answer = parse_answer(&r.bytes().await.unwrap_or_default());
+                tracing::debug!(?answer, "usage reported");
+                if answer.usage_recorded == Some(false) {
+                    wait = soon;
+                }
+            }
+            Ok(r) => tracing::warn!(
+                status = r.status().as_u16(),
+                "the control plane refused the report"
+            ),
+            Err(e) => tracing::warn!(error = %e.without_url(), "could not report"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn answers_are_read_leniently() {
+        assert_eq!(parse_answer(b"{}").usage_recorded, None);
+        assert_eq!(
+            parse_answer(br#"{"usageRecorded":false,"idleStopAt":"2026-12-02T03:00:00Z","x":[1]}"#)
+                .usage_recorded,
+            Some(false)
+        );
+        assert_eq!(parse_answer(b"not json").usage_recorded, None);
+    }
+}

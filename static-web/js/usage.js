@@ -1,0 +1,52 @@
+// Pure helpers for what an environment uses and the step it is at: the
+// human-readable figures the card and the detail view show.
+
+/** Disk use above this share of the workspace's size gets a warning. */
+export const DISK_WARNING_SHARE = 0.9;
+
+/** "512 B", "340 MB", "1.2 GB" (powers of 1024, one decimal below 10). */
+export function bytesLabel(bytes) {
+  if (!Number.isFinite(bytes) || bytes < 0) return '—';
+  const units = ['B', 'KB', 'MB', 'GB', 'TB'];
+  let value = bytes;
+  let unit = 0;
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024;
+    unit += 1;
+  }
+  const shown = unit === 0 || value >= 10 ? Math.round(value) : Math.round(value * 10) / 10;
+  return `${shown} ${units[unit]}`;
+}
+
+/** The share `used / limit` in 0..1 (0 for a missing limit). */
+export function share(used, limit) {
+  if (!Number.isFinite(used) || !Number.isFinite(limit) || limit <= 0) return 0;
+  return Math.min(1, Math.max(0, used / limit));
+}
+
+/**
+ * The figures for `env.usage` (null when there is nothing to show):
+ * cpu "12%", memory "340 MB of 2 GB", disk "1.2 GB of 20 GB", the disk
+ * share and whether it deserves a warning.
+ */
+export function usageFigures(usage) {
+  if (!usage) return null;
+  const diskShare = share(usage.diskBytes, usage.diskLimitBytes);
+  return {
+    cpu: `${Math.round(usage.cpuPercent ?? 0)}%`,
+    cpuShare: share(usage.cpuPercent ?? 0, 100),
+    memory: `${bytesLabel(usage.memoryBytes)} of ${bytesLabel(usage.memoryLimitBytes)}`,
+    memoryShare: share(usage.memoryBytes, usage.memoryLimitBytes),
+    disk: `${bytesLabel(usage.diskBytes)} of ${bytesLabel(usage.diskLimitBytes)}`,
+    diskShare,
+    diskWarning: diskShare > DISK_WARNING_SHARE,
+    diskPercent: Math.round(diskShare * 100),
+  };
+}
+
+/** "Pulling the image (node:1)…" for `env.progress`, or null. */
+export function progressText(progress) {
+  if (!progress?.step) return null;
+  const step = progress.step.charAt(0).toUpperCase() + progress.step.slice(1);
+  return progress.detail ? `${step} (${progress.detail})…` : `${step}…`;
+}

@@ -1,0 +1,40 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { bytesLabel, progressText, share, usageFigures } from '../js/usage.js';
+
+test('byte labels', () => {
+  assert.equal(bytesLabel(0), '0 B');
+  assert.equal(bytesLabel(512), '512 B');
+  assert.equal(bytesLabel(1536), '1.5 KB');
+  assert.equal(bytesLabel(340 * 1024 * 1024), '340 MB');
+  assert.equal(bytesLabel(2 * 1024 ** 3), '2 GB');
+  assert.equal(bytesLabel(1.25 * 1024 ** 3), '1.3 GB');
+  assert.equal(bytesLabel(-1), '—');
+  assert.equal(bytesLabel(undefined), '—');
+});
+
+test('shares are clamped and safe without a limit', () => {
+  assert.equal(share(5, 10), 0.5);
+  assert.equal(share(20, 10), 1);
+  assert.equal(share(5, 0), 0);
+});
+
+test('usage figures and the disk warning above 90%', () => {
+  assert.equal(usageFigures(null), null);
+  const gb = 1024 ** 3;
+  const ok = usageFigures({ cpuPercent: 12.4, memoryBytes: 340 * 1024 ** 2, memoryLimitBytes: 2 * gb, diskBytes: 1.2 * gb, diskLimitBytes: 20 * gb });
+  assert.equal(ok.cpu, '12%');
+  assert.equal(ok.memory, '340 MB of 2 GB');
+  assert.equal(ok.disk, '1.2 GB of 20 GB');
+  assert.equal(ok.diskWarning, false);
+  const full = usageFigures({ cpuPercent: 0, memoryBytes: 0, memoryLimitBytes: gb, diskBytes: 18.5 * gb, diskLimitBytes: 20 * gb });
+  assert.equal(full.diskWarning, true);
+  assert.equal(full.diskPercent, 93);
+  assert.equal(usageFigures({ cpuPercent: 0, memoryBytes: 0, memoryLimitBytes: gb, diskBytes: 18 * gb, diskLimitBytes: 20 * gb }).diskWarning, false, 'exactly 90% is no warning');
+});
+
+test('progress text names the step', () => {
+  assert.equal(progressText(null), null);
+  assert.equal(progressText({ step: 'starting VS Code', at: 'x' }), 'Starting VS Code…');
+  assert.equal(progressText({ step: 'pulling the image', detail: 'node:1' }), 'Pulling the image (node:1)…');
+});

@@ -1,0 +1,277 @@
+//! Usage and progress: the agent's periodic report (`POST .../report`), its
+//! authorisation, what it may change (usage, never `lastActivityAt`), usage
+//! cleared on stop, and progress during a create. Fast tier with
+//! `FakeCompute` and a manual clock; the real agent measuring real
+//! processes is in `usage_local` (full tier).
+
+use crate::harness::{Answer, Auth, TestApp, User, spawn_app};
+use dev8::auth::tokens::{TokenKind, claims};
+use reqwest::Method;
+use serde_json::{Value, json};
+
+/// A usage report as an agent sends it.
+fn usage_body() -> Value {
+    json!({"usage": {
+        "cpuPercent": 12.5,
+        "memoryBytes": 300_000_000u64,
+        "memoryLimitBytes": 2_147_483_648u64,
+        "diskBytes": 50_000_000u64,
+        "diskLimitBytes": 10_737_418_240u64
+    }})
+}
+
+/// An agent token for `env_id` with this `jti` (the record's `agentTokenId`
+/// makes it the current one).
+fn agent_token(app: &TestApp, user_id: &str, env_id: &str, jti: &str) -> String {
+    let p = &app.platform;
+    let mut c = claims(
+        TokenKind::Agent,
+        p.policy.issuer(),
+        user_id,
+        env_id,
+        app.now(),
+        chrono::Duration::hours(1),
+    );
+    c.jti = jti.to_string();
+    p.keys.sign(&c)
+}
+
+/// The current agent token of a running environment.
+async fn current_token(app: &TestApp, u: &User, id: &str) -> String {
+    let record = app
+        .platform
+        .store
+        .environment(&u.id, id)
+        .await
+        .unwrap()
+        .unwrap()
+        .value;
+    agent_token(app, &u.id, id, record.agent_token_id.as_deref().unwrap())
+}
+
+async fn running(app: &TestApp, u: &User, name: &str) -> String {
+    let id = app.new_env(u, name).await;
+    app.settle(10).await;
+    assert_eq!(app.status_of(u, &id).await, "running");
+    id
+}
+
+async fn report(app: &TestApp, id: &str, body: Value, auth: Auth<'_>) -> Answer {
+    app.send(
+        Method::POST,
+        &format!("/api/environments/{id}/report"),
+        Some(body),
+        auth,
+    )
+    .await
+}
+
+#[tokio::test]
+async fn only_the_environments_current_agent_token_may_report() {
+    let app = spawn_app().await;
+    let ada = app.user("ada@x.io").await;
+    let bob = app.user("bob@x.io").await;
+    let id = running(&app, &ada, "a").await;
+    let other = running(&app, &bob, "b").await;
+    let before = app.environment(&ada, &id).await;
+
+    // No token, a user's session (bearer or browser), a stale agent token,
+    // another environment's current agent token: all refused.
+    report(&app, &id, usage_body(), Auth::None)
+        .await
+        .problem(401);
+    report(&app, &id, usage_body(), Auth::Bearer(&ada.token))
+        .await
+        .problem(401);
+    report(&app, &id, usage_body(), app.as_browser(&ada))
+        .await
+        .problem(401);
+    let stale = agent_token(&app, &ada.id, &id, "not-the-current-one");
+    report(&app, &id, usage_body(), Auth::Bearer(&stale))
+        .await
+        .problem(401);
+    let bobs = current_token(&app, &bob, &other).await;
+    report(&app, &id, usage_body(), Auth::Bearer(&bobs))
+        .await
+        .problem(401);
+    // Nothing changed.
+    assert_eq!(app.environment(&ada, &id).await, before);
+    assert_eq!(before["usage"], Value::Null);
+
+    // The current token is accepted and its answer is a JSON object.
+    let token = current_token(&app, &ada, &id).await;
+    let r = report(&app, &id, usage_body(), Auth::Bearer(&token)).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body, json!({"usageRecorded": true}));
+    // Bob's environment got nothing from any of this.
+    assert_eq!(app.environment(&bob, &other).await["usage"], Value::Null);
+}
+
+#[tokio::test]
+async fn a_report_keeps_usage_and_never_moves_last_activity() {
+    let app = spawn_app().await;
+    let ada = app.user("ada@x.io").await;
+    let id = running(&app, &ada, "a").await;
+    let token = current_token(&app, &ada, &id).await;
+    let before = app.environment(&ada, &id).await;
+    app.clock.advance(chrono::Duration::minutes(7));
+    let r = report(&app, &id, usage_body(), Auth::Bearer(&token)).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let after = app.environment(&ada, &id).await;
+    assert_eq!(after["lastActivityAt"], before["lastActivityAt"]);
+    assert_eq!(after["updatedAt"], before["updatedAt"]);
+    let usage = &after["usage"];
+    assert_eq!(usage["cpuPercent"], 12.5);
+    assert_eq!(usage["memoryBytes"], 300_000_000u64);
+    assert_eq!(usage["memoryLimitBytes"], 2_147_483_648u64);
+    assert_eq!(usage["diskBytes"], 50_000_000u64);
+    assert_eq!(usage["diskLimitBytes"], 10_737_418_240u64);
+    assert_eq!(
+        usage["at"]
+            .as_str()
+            .unwrap()
+            .parse::<chrono::DateTime<chrono::Utc>>()
+            .unwrap(),
+        app.now()
+    );
+    // A report without usage (a newer agent's other sections) changes nothing.
+    let r = report(
+        &app,
+        &id,
+        json!({"somethingNew": {"x": 1}}),
+        Auth::Bearer(&token),
+    )
+    .await;
+    assert_eq!(r.body, json!({"usageRecorded": false}));
+    assert_eq!(app.environment(&ada, &id).await, after);
+}
+
+#[tokio::test]
+async fn bad_usage_is_refused_by_field_and_changes_nothing() {
+    let app = spawn_app().await;
+    let ada = app.user("ada@x.io").await;
+    let id = running(&app, &ada, "a").await;
+    let token = current_token(&app, &ada, &id).await;
+    let before = app.environment(&ada, &id).await;
+    let r = report(
+        &app,
+        &id,
+        json!({"usage": {"cpuPercent": -1, "memoryBytes": "lots", "memoryLimitBytes": 0,
+                         "diskBytes": 1, "diskLimitBytes": 1.5}}),
+        Auth::Bearer(&token),
+    )
+    .await;
+    let errors = r.problem(400);
+    for field in [
+        "usage.cpuPercent",
+        "usage.memoryBytes",
+        "usage.memoryLimitBytes",
+        "usage.diskLimitBytes",
+    ] {
+        assert!(errors.get(field).is_some(), "{field} not named: {errors}");
+    }
+    assert!(errors.get("usage.diskBytes").is_none());
+    let r = report(&app, &id, json!({"usage": [1]}), Auth::Bearer(&token)).await;
+    assert!(r.problem(400).get("usage").is_some());
+    assert_eq!(app.environment(&ada, &id).await, before);
+}
+
+#[tokio::test]
+async fn usage_is_null_after_stop_and_not_kept_while_stopped() {
+    let app = spawn_app().await;
+    let ada = app.user("ada@x.io").await;
+    let id = running(&app, &ada, "a").await;
+    let token = current_token(&app, &ada, &id).await;
+    report(&app, &id, usage_body(), Auth::Bearer(&token)).await;
+    assert!(app.environment(&ada, &id).await["usage"].is_object());
+
+    assert_eq!(app.action(&ada, &id, "stop").await.status, 202);
+    // Stopping already: no usage shown.
+    assert_eq!(app.environment(&ada, &id).await["usage"], Value::Null);
+    app.settle(10).await;
+    assert_eq!(app.status_of(&ada, &id).await, "stopped");
+    let stopped = app.environment(&ada, &id).await;
+    assert_eq!(stopped["usage"], Value::Null);
+    // The stopped environment's agent token no longer counts.
+    report(&app, &id, usage_body(), Auth::Bearer(&token))
+        .await
+        .problem(401);
+    // Started again: waiting to start, and no usage until the new agent reports.
+    let started = app.action(&ada, &id, "start").await;
+    assert_eq!(started.status, 202);
+    assert_eq!(
+        started.body["environment"]["progress"]["step"],
+        "waiting to start"
+    );
+    app.settle(10).await;
+    assert_eq!(app.status_of(&ada, &id).await, "running");
+    assert_eq!(app.environment(&ada, &id).await["usage"], Value::Null);
+}
+
+#[tokio::test]
+async fn progress_names_the_steps_of_a_create_and_is_null_once_running() {
+    let app = spawn_app().await;
+    app.fake().set_boot_polls(2);
+    let ada = app.user("ada@x.io").await;
+    let created = app.create_env(&ada, "a").await;
+    assert_eq!(created["progress"]["step"], "waiting to start");
+    let id = created["id"].as_str().unwrap().to_string();
+    let mut steps = Vec::new();
+    for _ in 0..10 {
+        let env = app.environment(&ada, &id).await;
+        let status = app
+            .get(&format!("/api/environments/{id}/status"), &ada)
+            .await
+            .body;
+        assert_eq!(status["progress"], env["progress"]);
+        if env["status"] == "running" {
+            assert_eq!(env["progress"], Value::Null);
+            break;
+        }
+        if let Some(step) = env["progress"]["step"].as_str()
+            && steps.last().map(String::as_str) != Some(step)
+        {
+            assert!(env["progress"]["at"].is_string());
+            steps.push(step.to_string());
+        }
+        dev8::jobs::worker::drain(&app.platform, 1).await.unwrap();
+        app.clock.advance(chrono::Duration::seconds(1));
+    }
+    assert_eq!(app.status_of(&ada, &id).await, "running");
+    assert_eq!(
+        steps,
+        [
+            "waiting to start",
+            "starting VS Code",
+            "waiting for VS Code to answer"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_report_between_the_sweeps_read_and_its_write_does_not_keep_it_running() {
+    let app = spawn_app().await;
+    let ada = app.user("ada@x.io").await;
+    let id = running(&app, &ada, "a").await;
+    let token = current_token(&app, &ada, &id).await;
+    app.clock.advance(chrono::Duration::minutes(31));
+    // What the sweep read...
+    let seen = app
+        .platform
+        .store
+        .environment(&ada.id, &id)
+        .await
+        .unwrap()
+        .unwrap();
+    // ...then a report changes the record (and its ETag) before the sweep writes.
+    let r = report(&app, &id, usage_body(), Auth::Bearer(&token)).await;
+    assert_eq!(r.body, json!({"usageRecorded": true}));
+    assert!(
+        dev8::lifecycle::idle_stop(&app.platform, seen)
+            .await
+            .unwrap()
+    );
+    let env = app.environment(&ada, &id).await;
+    assert_eq!(env["stopCause"], "idle");
+    assert_eq!(env["usage"], Value::Null);
+}
