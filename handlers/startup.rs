@@ -273,7 +273,7 @@ impl Application {
 
 /// One sweep and the jobs that are visible right away (bounded).
 async fn catch_up(p: &JobContext) {
-    if let Err(e) = sweep::sweep(p).await {
+    if let Err(e) = sweep::start_up_sweep(p).await {
         tracing::error!(error = %format!("{e:#}"), "start-up sweep failed");
         return;
     }
