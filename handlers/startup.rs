@@ -290,7 +290,7 @@ pub async fn wire(
 
 /// One sweep and the jobs that are visible right away (bounded).
 async fn catch_up(p: &JobContext) {
-    if let Err(e) = sweep::sweep(p).await {
+    if let Err(e) = sweep::start_up_sweep(p).await {
         tracing::error!(error = %format!("{e:#}"), "start-up sweep failed");
         return;
     }

@@ -90,8 +90,7 @@ impl ChildServe {
 
     /// Sign the bench's user up and take a bearer token.
     pub async fn sign_up(&mut self) {
-        let creds =
-            json!({"email": "bench@example.com", "password": "correct horse battery staple"});
+        let creds = Self::creds();
         let r = self
             .http
             .post(format!("{}/api/auth/signup", self.base))
@@ -105,6 +104,17 @@ impl ChildServe {
         self.token = r["token"].as_str().expect("a token").to_string();
         let me = self.get("/api/auth/me").await;
         self.user_id = me["user"]["id"].as_str().expect("user id").to_string();
+    }
+
+    fn creds() -> Value {
+        json!({"email": "bench@example.com", "password": "correct horse battery staple"})
+    }
+
+    /// Sign in again with the password (one more argon2id hash); the token
+    /// it gives is dropped.
+    pub async fn sign_in(&self) {
+        let r = self.post("/api/auth/token", Self::creds()).await;
+        assert!(r["token"].is_string(), "sign-in: {r}");
     }
 
     async fn post(&self, path: &str, body: Value) -> Value {

@@ -19,7 +19,7 @@ use activity::{Activity, Kind, Reporter};
 use anyhow::Context;
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{Request, State};
+use axum::extract::{Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -338,8 +338,36 @@ fn no_store(mut r: Response) -> Response {
     r
 }
 
-async fn healthz(State(agent): State<Arc<Agent>>) -> Response {
-    let r = if agent.upstream.healthy().await {
+/// The longest `GET /_dev8/healthz?wait=<ms>` holds its answer.
+pub const MAX_READY_WAIT: Duration = Duration::from_secs(30);
+/// While a readiness request waits, code-server's socket is tried this
+/// often (on this machine: a failed connect to a missing socket is cheap).
+const READY_PROBE: Duration = Duration::from_millis(10);
+
+/// Is code-server answering? With `?wait=<ms>` (at most `MAX_READY_WAIT`)
+/// the answer is held until it does or the time is up, so the control
+/// plane learns of readiness the moment it happens without polling.
+async fn healthz(
+    State(agent): State<Arc<Agent>>,
+    Query(q): Query<std::collections::HashMap<String, String>>,
+) -> Response {
+    let wait = q
+        .get("wait")
+        .and_then(|w| w.parse::<u64>().ok())
+        .map_or(Duration::ZERO, |ms| {
+            Duration::from_millis(ms).min(MAX_READY_WAIT)
+        });
+    let deadline = tokio::time::Instant::now() + wait;
+    let ready = loop {
+        if agent.upstream.healthy().await {
+            break true;
+        }
+        if tokio::time::Instant::now() + READY_PROBE > deadline {
+            break false;
+        }
+        tokio::time::sleep(READY_PROBE).await;
+    };
+    let r = if ready {
         (
             StatusCode::OK,
             axum::Json(serde_json::json!({"status": "ready"})),

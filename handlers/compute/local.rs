@@ -14,7 +14,8 @@
 //! environment carries the `DEV8_ENVIRONMENT_ID` marker, so stop, delete,
 //! restart and shutdown can end all of them. An agent that exits without
 //! being asked asks for a reconcile at once, and so does one that becomes
-//! ready, so `running` follows readiness promptly.
+//! ready (its `/_dev8/healthz?wait=` answers the moment code-server does),
+//! so `running` follows readiness without a polling delay.
 
 use super::{AgentParams, Compute, ComputeError, ComputeResult, starter};
 use crate::agent_env::{self, PASSED_TO_IDE};
@@ -40,6 +41,11 @@ const AGENT_EXTRA_ENV: &[&str] = &["TMPDIR", "DEV8_LOG"];
 const STOP_GRACE: Duration = Duration::from_secs(8);
 /// How long after start readiness is watched for (to enqueue a prompt reconcile).
 const READY_WATCH: Duration = Duration::from_secs(120);
+/// How long one readiness request asks the agent to hold its answer (the
+/// agent holds it at most 30 s, `agent::MAX_READY_WAIT`).
+const READY_LONG_POLL: Duration = Duration::from_secs(30);
+/// How soon to ask a just-started agent again when it is not listening yet.
+const AGENT_LISTEN_RETRY: Duration = Duration::from_millis(10);
 
 /// How the local backend runs agents.
 #[derive(Debug, Clone)]
@@ -309,7 +315,8 @@ impl LocalCompute {
             }
         });
 
-        // Readiness watch: the moment the IDE answers, reconcile (no polling delay).
+        // Readiness watch: the agent holds `?wait=` until code-server
+        // answers, and the reconcile is asked for the moment it does.
         let (reconciles, request, http, mut gone) = (
             self.reconciles.clone(),
             ReconcileRequest::now(&env.user_id, &env.id),
@@ -320,12 +327,28 @@ impl LocalCompute {
         tokio::spawn(async move {
             let deadline = tokio::time::Instant::now() + READY_WATCH;
             while tokio::time::Instant::now() < deadline && !*gone.borrow() {
-                if matches!(http.get(&url).send().await, Ok(r) if r.status().is_success()) {
-                    let _ = reconciles.request(request).await;
-                    return;
-                }
+                let wait = READY_LONG_POLL;
+                let asked = http
+                    .get(&url)
+                    .query(&[("wait", wait.as_millis().to_string())])
+                    .timeout(wait + Duration::from_secs(5))
+                    .send();
+                let answer = tokio::select! {
+                    answer = asked => answer,
+                    _ = gone.wait_for(|g| *g) => return,
+                };
+                let pause = match answer {
+                    Ok(r) if r.status().is_success() => {
+                        let _ = reconciles.request(request).await;
+                        return;
+                    }
+                    // Not ready within the wait: ask again at once.
+                    Ok(_) => Duration::ZERO,
+                    // Not listening yet (just started): try again shortly.
+                    Err(_) => AGENT_LISTEN_RETRY,
+                };
                 tokio::select! {
-                    _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+                    _ = tokio::time::sleep(pause) => {}
                     _ = gone.wait_for(|g| *g) => return,
                 }
             }

@@ -9,6 +9,13 @@ use serde::{Deserialize, Serialize};
 pub const LEASE: Duration = Duration::minutes(2);
 /// A chain whose follow-up is this late is presumed lost (the sweep restarts it).
 pub const CHAIN_GRACE: Duration = Duration::seconds(90);
+/// A running environment without a follow-up gets a drift check (a
+/// reconcile that compares its compute with the record) once in every
+/// period of this length, at a moment of the period fixed by its id, so the
+/// checks of many environments are spread over the period instead of all
+/// coming in every sweep. Drift is noticed within this period plus one
+/// sweep interval.
+pub const DRIFT_CHECK_EVERY: Duration = Duration::minutes(5);
 
 /// The observed status, written by the reconcile job (and optimistically by
 /// the API when it asks for a change).
@@ -555,6 +562,35 @@ impl Environment {
         self.chain = None;
     }
 
+    /// Is this environment's drift check due in a sweep covering the time
+    /// after `since` (the previous completed sweep; `None`: none known) up
+    /// to `now`? Each environment's check falls at a fixed offset (from its
+    /// id) in every `DRIFT_CHECK_EVERY` period; a window of a whole period
+    /// or more covers everyone.
+    pub fn drift_check_due(&self, since: Option<DateTime<Utc>>, now: DateTime<Utc>) -> bool {
+        let every = DRIFT_CHECK_EVERY.num_milliseconds();
+        let Some(since) = since.filter(|s| (now - *s).num_milliseconds() < every) else {
+            return true;
+        };
+        if since >= now {
+            return false;
+        }
+        // FNV-1a: stable across processes and versions (unlike std's hasher).
+        let hash = self.id.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        });
+        let offset = i64::try_from(hash % every.unsigned_abs()).unwrap_or(0);
+        let (from, to) = (
+            since.timestamp_millis().rem_euclid(every),
+            now.timestamp_millis().rem_euclid(every),
+        );
+        if from < to {
+            from < offset && offset <= to
+        } else {
+            offset > from || offset <= to
+        }
+    }
+
     /// Is the record waiting on a follow-up that is overdue (or on none)?
     pub fn chain_is_stale(&self, now: DateTime<Utc>) -> bool {
         self.chain
@@ -663,6 +699,36 @@ mod tests {
             now,
         );
         e
+    }
+
+    #[test]
+    fn each_drift_check_falls_once_per_period_and_spreads() {
+        let t0 = DateTime::parse_from_rfc3339("2026-12-02T00:00:07Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let sweep = Duration::seconds(60);
+        let sweeps = (DRIFT_CHECK_EVERY.num_seconds() / sweep.num_seconds()) as i32;
+        let mut per_sweep = vec![0u32; sweeps as usize];
+        for i in 0..200 {
+            let mut e = env(t0);
+            e.id = format!("01KBFZ{i:05}");
+            assert!(e.drift_check_due(None, t0), "no previous sweep: due");
+            assert!(e.drift_check_due(Some(t0 - DRIFT_CHECK_EVERY), t0));
+            assert!(!e.drift_check_due(Some(t0), t0), "an empty window");
+            // Sweeps a minute apart over two periods: due exactly once in each.
+            let mut due = 0;
+            for k in 0..2 * sweeps {
+                let (since, now) = (t0 + sweep * k, t0 + sweep * (k + 1));
+                if e.drift_check_due(Some(since), now) {
+                    due += 1;
+                    per_sweep[(k % sweeps) as usize] += 1;
+                }
+            }
+            assert_eq!(due, 2, "{}", e.id);
+        }
+        // Spread: no sweep gets twice its share.
+        let share = 2 * 200 / sweeps as u32;
+        assert!(per_sweep.iter().all(|n| *n < 2 * share), "{per_sweep:?}");
     }
 
     #[test]

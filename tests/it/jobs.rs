@@ -3,7 +3,7 @@
 
 use crate::harness::{Auth, TestApp, User, spawn_app};
 use chrono::Duration;
-use dev8::domain::{DesiredState, Status};
+use dev8::domain::{DRIFT_CHECK_EVERY, DesiredState, Status};
 use dev8::jobs::reconcile::{Outcome, reconcile};
 use dev8::jobs::worker::{self, RunOutcome, handle_delivery};
 use dev8::queue::Job;
@@ -359,6 +359,50 @@ async fn drift_is_noticed_by_the_sweep_and_repaired() {
         1,
         "running environments get a drift check"
     );
+    app.settle(10).await;
+    assert_eq!(app.status_of(&u, &id).await, "running");
+    assert_eq!(
+        app.fake().counts(&id).creates,
+        2,
+        "recreated after it vanished"
+    );
+}
+
+/// A running environment gets one drift check per `DRIFT_CHECK_EVERY`, not
+/// one per sweep, and compute that vanished is still noticed (and
+/// repaired) within that period plus one sweep interval.
+#[tokio::test]
+async fn vanished_compute_is_noticed_within_the_drift_check_bound() {
+    let (app, u) = setup().await;
+    let id = app.new_env(&u, "a").await;
+    app.settle(10).await;
+    // The first sweep knows no earlier one: every running environment is checked.
+    assert_eq!(app.sweep().await.requeued, 1);
+    app.settle(5).await;
+    let sweep_every = Duration::seconds(60);
+    let per_period = DRIFT_CHECK_EVERY.num_seconds() / sweep_every.num_seconds();
+    let mut checks = 0;
+    for _ in 0..2 * per_period {
+        app.clock.advance(sweep_every);
+        checks += app.sweep().await.requeued;
+        app.settle(5).await;
+    }
+    assert_eq!(checks, 2, "one drift check per period, not one per sweep");
+    assert_eq!(app.fake().counts(&id).creates, 1);
+
+    app.fake().vanish(&id);
+    let mut waited = Duration::zero();
+    loop {
+        app.clock.advance(sweep_every);
+        waited += sweep_every;
+        if app.sweep().await.requeued == 1 {
+            break;
+        }
+        assert!(
+            waited < DRIFT_CHECK_EVERY + sweep_every,
+            "not noticed within {DRIFT_CHECK_EVERY} and a sweep"
+        );
+    }
     app.settle(10).await;
     assert_eq!(app.status_of(&u, &id).await, "running");
     assert_eq!(
