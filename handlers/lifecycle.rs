@@ -222,6 +222,7 @@ where
 pub async fn idle_stop(p: &Platform, seen: Versioned<Environment>) -> anyhow::Result<bool> {
     let now = p.clock.now();
     let mut env = seen.value;
+    let last_use = env.last_activity_at;
     if !env.is_idle(now) || !env.request_stop(StopCause::Idle, now)? {
         return Ok(false);
     }
@@ -238,12 +239,22 @@ pub async fn idle_stop(p: &Platform, seen: Versioned<Environment>) -> anyhow::Re
         p,
         Entry::ok(&env.user_id, Action::IdleStop)
             .env(&env.id)
-            .detail(format!("idle for {} minutes", env.idle_timeout_minutes)),
+            .detail(idle_detail(now - last_use, env.idle_timeout_minutes)),
         &seen.etag,
     )
     .await?;
-    tracing::info!(minutes = env.idle_timeout_minutes, "stopped for inactivity");
+    tracing::info!(
+        idle_seconds = (now - last_use).num_seconds(),
+        timeout_minutes = env.idle_timeout_minutes,
+        "stopped for inactivity"
+    );
     Ok(true)
+}
+
+/// The idle stop's audit detail: how long nothing counted as use, and the timeout.
+fn idle_detail(idle: chrono::Duration, timeout_minutes: u16) -> String {
+    let (m, s) = (idle.num_seconds() / 60, idle.num_seconds() % 60);
+    format!("no use for {m} min {s} s (idle timeout {timeout_minutes} minutes)")
 }
 
 /// Ask for deletion: allowed from every status, repeating it is a no-op.
@@ -297,10 +308,10 @@ pub async fn change_settings(
 }
 
 /// What became of an agent's activity report.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum ActivityOutcome {
-    /// The idle clock was restarted (or was already at now).
-    Recorded,
+    /// The idle clock was restarted (or was already at now); the record as written.
+    Recorded(Box<Environment>),
     /// The token is not the environment's current agent token.
     NotCurrentAgent,
 }
@@ -314,17 +325,20 @@ pub async fn record_activity(
     agent_token_id: &str,
 ) -> LifecycleResult<ActivityOutcome> {
     let now = p.clock.now();
-    let mut outcome = ActivityOutcome::Recorded;
-    update_environment(p.store.as_ref(), user_id, id, |env| {
-        if env.agent_token_id.as_deref() != Some(agent_token_id) {
-            outcome = ActivityOutcome::NotCurrentAgent;
+    let mut current = true;
+    let updated = update_environment(p.store.as_ref(), user_id, id, |env| {
+        current = env.agent_token_id.as_deref() == Some(agent_token_id);
+        if !current {
             return Ok::<_, LifecycleError>(Change::Unchanged);
         }
-        outcome = ActivityOutcome::Recorded;
         Ok(env.touch(now).into())
     })
     .await?;
-    Ok(outcome)
+    Ok(if current {
+        ActivityOutcome::Recorded(Box::new(updated.env))
+    } else {
+        ActivityOutcome::NotCurrentAgent
+    })
 }
 
 /// Deletion is complete (compute observed nothing left): remove the record,

@@ -1,27 +1,33 @@
 //! Activity that means use. The control plane stops environments that are
 //! idle past their timeout, so only signs of a person (or their long-running
-//! work) count:
+//! work) count, and whatever is not known to come from a person does not
+//! (an unknown call fails safe: it never keeps an environment running):
 //!
+//! * **input events from Dev8's VS Code extension** (`extension`): edits and
+//!   cursor moves made with the keyboard or mouse, opening an editor while
+//!   the window has focus, the window gaining focus, a terminal command
+//!   starting, a task or debug session starting. It reports them over a Unix
+//!   socket in the agent's private runtime folder.
 //! * **page requests**: a document navigation (`Sec-Fetch-Dest: document` or
 //!   `iframe`, or an `Accept: text/html` GET from a client that sends no
-//!   fetch metadata) and any request with a body-carrying method (POST, PUT,
-//!   PATCH, DELETE). Static assets, XHR/fetch GETs the workbench makes on its
-//!   own, and health probes do not count.
-//! * **client WebSocket messages that carry user work**. VS Code's remote
-//!   protocol frames every message with a 13-byte header (type u8, id u32,
-//!   ack u32, length u32, big-endian) followed by `length` bytes. An open tab
-//!   sends a `KeepAlive` (type 9, empty) every 5 s and an `Ack` (type 3,
-//!   empty) 2 s after receiving data: both are exactly 13 bytes and never
-//!   count, nor do handshake `Control` messages or the reconnection
-//!   bookkeeping (`ReplayRequest`, `Pause`, `Resume`, `Disconnect`). A
-//!   `Regular` message (type 1) with a payload is an RPC the workbench sends:
-//!   typing, saving, running a terminal command. The observer reads the
-//!   client-to-server byte stream passively (the bytes are forwarded
-//!   unchanged), unmasking frames and re-assembling VS Code messages across
-//!   frame boundaries, since one frame may hold several messages and one
-//!   message may span frames. WebSockets that are not VS Code's (a user's
-//!   dev server reached through code-server's port proxy) count any data
-//!   frame longer than 13 bytes. Ping/pong/close frames never count.
+//!   fetch metadata), and body-carrying requests (POST, PUT, PATCH, DELETE)
+//!   to the user's own apps behind code-server's port proxy (`/proxy/`,
+//!   `/absproxy/`). Static assets, the workbench's own fetches and posts,
+//!   and health probes do not count.
+//! * **terminal keystrokes**: on VS Code's management WebSocket, the
+//!   `remoteterminal` channel's `$input` call, which only typing (or pasting)
+//!   into a terminal sends. VS Code's remote protocol frames every message
+//!   with a 13-byte header (type u8, id u32, ack u32, length u32,
+//!   big-endian); the observer reads the client-to-server byte stream
+//!   passively (the bytes are forwarded unchanged), unmasking frames and
+//!   re-assembling messages across frame boundaries, since one frame may
+//!   hold several messages and one message may span frames. Nothing else on
+//!   VS Code's sockets counts: the workbench makes many calls by itself
+//!   (port detection, extension activation, file-system polling, latency
+//!   probes, output acknowledgements), and a future version may add more.
+//!   WebSockets that are not VS Code's (a user's app behind the port proxy)
+//!   count any data frame longer than 13 bytes. Ping/pong/close frames never
+//!   count.
 //! * **CPU-busy user processes**: processes marked as the environment's
 //!   (see `procs`) other than code-server's own (its server, extension host,
 //!   pty host, file watcher, language servers shipped with it) that used at
@@ -49,6 +55,8 @@ pub enum Kind {
     Page,
     WebSocket,
     Cpu,
+    /// An input event reported by Dev8's VS Code extension.
+    Ide,
 }
 
 /// Activity seen since the last push; shared by the proxy, the CPU watch and the pusher.
@@ -59,6 +67,9 @@ pub struct Activity {
     pages: AtomicU64,
     ws_messages: AtomicU64,
     cpu_windows: AtomicU64,
+    ide_signals: AtomicU64,
+    /// The control plane's last answer: `idleStopAt`, `idleWarningAt`.
+    idle: std::sync::Mutex<serde_json::Value>,
 }
 
 impl Activity {
@@ -67,6 +78,7 @@ impl Activity {
             Kind::Page => &self.pages,
             Kind::WebSocket => &self.ws_messages,
             Kind::Cpu => &self.cpu_windows,
+            Kind::Ide => &self.ide_signals,
         };
         counter.fetch_add(1, Ordering::Relaxed);
         if !self.dirty.swap(true, Ordering::AcqRel) {
@@ -74,13 +86,30 @@ impl Activity {
         }
     }
 
-    /// Counts of (pages, WebSocket messages, busy CPU windows) since start.
-    pub fn counts(&self) -> (u64, u64, u64) {
+    /// Counts of (pages, WebSocket messages, busy CPU windows, extension signals) since start.
+    pub fn counts(&self) -> (u64, u64, u64, u64) {
         (
             self.pages.load(Ordering::Relaxed),
             self.ws_messages.load(Ordering::Relaxed),
             self.cpu_windows.load(Ordering::Relaxed),
+            self.ide_signals.load(Ordering::Relaxed),
         )
+    }
+
+    /// When the control plane last said the environment stops for inactivity
+    /// (`{"idleStopAt", "idleWarningAt"}`; `null` before its first answer).
+    pub fn idle(&self) -> serde_json::Value {
+        self.idle.lock().map(|v| v.clone()).unwrap_or_default()
+    }
+
+    fn learn_idle(&self, answer: &serde_json::Value) {
+        let idle = serde_json::json!({
+            "idleStopAt": answer.get("idleStopAt"),
+            "idleWarningAt": answer.get("idleWarningAt"),
+        });
+        if let Ok(mut v) = self.idle.lock() {
+            *v = idle;
+        }
     }
 
     /// Wait until there is unpushed activity, then take it.
@@ -108,7 +137,9 @@ pub fn is_use(method: &http::Method, path: &str, headers: &http::HeaderMap) -> b
         *method,
         http::Method::POST | http::Method::PUT | http::Method::PATCH | http::Method::DELETE
     ) {
-        return true;
+        // The workbench posts on its own (`/mint-key` at every load); the
+        // user's apps behind the port proxy are posted to by their pages.
+        return path.starts_with("/proxy/") || path.starts_with("/absproxy/");
     }
     if *method != http::Method::GET {
         return false;
@@ -178,12 +209,10 @@ enum Connection {
 /// How much of a message's payload is kept for classifying it.
 const BODY_PREFIX: usize = 256;
 
-/// IPC calls the workbench makes on its own: the latency probe (five pings
-/// two seconds apart, about once a minute).
-const BACKGROUND_IPC: &[(&str, &str)] = &[("telemetry", "ping")];
-/// Extension-host calls the workbench makes without the user: file-watcher
-/// events and the window going inactive.
-const BACKGROUND_RPC: &[&str] = &["$onFileEvent", "$onDidChangeWindowActive"];
+/// The only IPC calls that count: those that only a person causes. Typing or
+/// pasting into a terminal sends `remoteterminal.$input`; a program's output
+/// is acknowledged with `$acknowledgeDataEvent`, which does not count.
+const USER_IPC: &[(&str, &str)] = &[("remoteterminal", "$input")];
 
 impl WsObserver {
     /// `vscode`: the socket is one of VS Code's (its URL carries `reconnectionToken`).
@@ -247,7 +276,8 @@ impl WsObserver {
     }
 
     fn end_frame(&mut self, data: bool) -> u32 {
-        if data && (!self.vscode || self.lost) && self.frame_len > vscode::HEADER as u64 {
+        // A VS Code socket whose stream stopped parsing counts nothing (fail safe).
+        if data && !self.vscode && self.frame_len > vscode::HEADER as u64 {
             return 1;
         }
         0
@@ -319,35 +349,31 @@ impl WsObserver {
     fn regular_is_use(&self, p: &[u8]) -> bool {
         match self.connection {
             Connection::Management => match ipc_request(p) {
-                // Only calls (not event subscriptions or cancellations), and not the workbench's own probes.
+                // Only calls (not event subscriptions or cancellations) a person makes.
                 Some((100, channel, command)) => {
-                    let used = !BACKGROUND_IPC.contains(&(channel.as_str(), command.as_str()));
-                    tracing::trace!(%channel, %command, used, "IPC call");
+                    let used = USER_IPC.contains(&(channel.as_str(), command.as_str()));
+                    if used {
+                        tracing::debug!(%channel, %command, "IPC call counted as use");
+                    } else {
+                        tracing::trace!(%channel, %command, "IPC call, not use");
+                    }
                     used
                 }
-                Some(_) => false,
-                None => true,
-            },
-            Connection::ExtensionHost => match p[0] {
-                // Requests from the workbench to extensions: typing, opening, saving...
-                1..=4 => {
-                    let used = match rpc_method(p) {
-                        // The window becoming active again follows the user's input; going inactive does not.
-                        Some("$onDidChangeWindowActive") => p.windows(4).any(|w| w == b"true"),
-                        Some(m) => !BACKGROUND_RPC.contains(&m),
-                        None => true,
-                    };
-                    tracing::trace!(
-                        method = rpc_method(p).unwrap_or("?"),
-                        used,
-                        "extension host call"
-                    );
-                    used
-                }
-                // Acknowledgements, cancellations and replies to the extension host.
                 _ => false,
             },
-            Connection::Unknown => true,
+            // The extension host's traffic is the workbench talking to
+            // extensions, much of it by itself; Dev8's extension reports
+            // what the person does instead.
+            Connection::ExtensionHost => {
+                if matches!(p[0], 1..=4) {
+                    tracing::trace!(
+                        method = rpc_method(p).unwrap_or("?"),
+                        "extension host call, not use"
+                    );
+                }
+                false
+            }
+            Connection::Unknown => false,
         }
     }
 }
@@ -513,6 +539,9 @@ pub async fn push_loop(
         .build()
         .expect("HTTP client builds");
     let mut last_push: Option<Instant> = None;
+    // The first report goes out at start, with or without use: its answer
+    // tells the agent (and through it the extension) when the idle stop is due.
+    activity.put_back();
     loop {
         tokio::select! {
             _ = activity.take() => {}
@@ -526,7 +555,7 @@ pub async fn push_loop(
             }
         }
         last_push = Some(Instant::now());
-        let (pages, ws, cpu) = activity.counts();
+        let (pages, ws, cpu, ide) = activity.counts();
         let sent = client
             .post(&reporter.url)
             // Not `Authorization`: a proxy in front of the API (the Static
@@ -535,11 +564,15 @@ pub async fn push_loop(
                 crate::auth::tokens::DEV8_AUTHORIZATION,
                 format!("Bearer {}", reporter.token.expose_secret()),
             )
-            .json(&serde_json::json!({"pages": pages, "webSocketMessages": ws, "busyCpuWindows": cpu}))
+            .json(&serde_json::json!({"pages": pages, "webSocketMessages": ws, "busyCpuWindows": cpu, "ideSignals": ide}))
             .send()
             .await;
         match sent {
-            Ok(r) if r.status().is_success() => tracing::debug!("activity reported"),
+            Ok(r) if r.status().is_success() => {
+                let answer: serde_json::Value = r.json().await.unwrap_or_default();
+                activity.learn_idle(&answer);
+                tracing::debug!(idle_stop_at = %answer["idleStopAt"], "activity reported");
+            }
             Ok(r) => {
                 tracing::warn!(
                     status = r.status().as_u16(),
@@ -611,16 +644,18 @@ mod tests {
     }
 
     #[test]
-    fn regular_messages_are_use_even_when_batched_or_split() {
+    fn terminal_input_is_use_even_when_batched_or_split() {
         let mut o = WsObserver::new(true);
-        assert_eq!(o.feed(&frame(2, true, &msg(1, 7, 3, b"typing a line"))), 1);
+        assert_eq!(handshake(&mut o, 1), 0);
+        let input = |arg: &[u8]| ipc(9, "remoteterminal", "$input", arg);
+        assert_eq!(o.feed(&frame(2, true, &msg(1, 7, 3, &input(b"ls\r")))), 1);
         // Two messages plus a keep-alive in one frame.
-        let mut batch = msg(1, 8, 3, &[1; 40]);
+        let mut batch = msg(1, 8, 3, &input(&[1; 40]));
         batch.extend(msg(9, 0, 3, &[]));
-        batch.extend(msg(1, 9, 3, &[2; 300]));
+        batch.extend(msg(1, 9, 3, &input(&[2; 300])));
         assert_eq!(o.feed(&frame(2, true, &batch)), 2);
-        // One large message spread over a fragmented frame, fed byte by byte.
-        let big = msg(1, 10, 4, &[3; 70_000]);
+        // One large message (a paste) spread over a fragmented frame, fed byte by byte.
+        let big = msg(1, 10, 4, &input(&[3; 70_000]));
         let (a, b) = big.split_at(5);
         let mut bytes = frame(2, false, a);
         bytes.extend(frame(0, true, b));
@@ -631,7 +666,10 @@ mod tests {
         assert_eq!(n, 1);
         // And the stream is still in step afterwards.
         assert_eq!(o.feed(&frame(2, true, &msg(9, 0, 10, &[]))), 0);
-        assert_eq!(o.feed(&frame(2, true, &msg(1, 11, 10, b"x"))), 1);
+        assert_eq!(o.feed(&frame(2, true, &msg(1, 11, 10, &input(b"x")))), 1);
+        // Before the handshake names the connection, nothing counts (fail safe).
+        let mut o = WsObserver::new(true);
+        assert_eq!(o.feed(&frame(2, true, &msg(1, 7, 3, &input(b"ls\r")))), 0);
     }
 
     /// An IPC request as VS Code serialises it: [100, id, channel, command] then the argument.
@@ -677,15 +715,32 @@ mod tests {
         let mut o = WsObserver::new(true);
         assert_eq!(handshake(&mut o, 1), 0);
         assert_eq!(o.feed(&frame(2, true, &msg(1, 1, 0, &captured_ping))), 0);
-        // Subscribing to events (102) is not use; a file write is.
+        // Subscribing to events (102) is not use, nor is any call a person
+        // does not make by hand: file-system calls (an open file changed on
+        // disk is re-read), acknowledging a terminal's output, a call no one
+        // has seen yet.
         let mut listen = ipc(5, "logger", "onDidChangeLogLevel", &[0]);
         listen[3] = 102;
         assert_eq!(o.feed(&frame(2, true, &msg(1, 2, 0, &listen))), 0);
+        for (channel, command) in [
+            ("remoteFilesystem", "writeFile"),
+            ("remoteFilesystem", "stat"),
+            ("remoteterminal", "$acknowledgeDataEvent"),
+            ("someFutureChannel", "$somethingNew"),
+        ] {
+            let call = ipc(6, channel, command, &[0]);
+            assert_eq!(
+                o.feed(&frame(2, true, &msg(1, 3, 0, &call))),
+                0,
+                "{channel}.{command}"
+            );
+        }
+        // Typing into a terminal is.
         assert_eq!(
             o.feed(&frame(
                 2,
                 true,
-                &msg(1, 3, 0, &ipc(6, "remoteFilesystem", "writeFile", &[0]))
+                &msg(1, 4, 0, &ipc(7, "remoteterminal", "$input", &[1, 1, b'a']))
             )),
             1
         );
@@ -721,7 +776,9 @@ mod tests {
             o.feed(&frame(2, true, &msg(1, 4, 0, &[5, 0, 0, 1, 145]))),
             0
         );
-        // Typing in an editor, and coming back to the window, are use.
+        // Nothing on this connection counts, not even what typing causes:
+        // the same calls come from changes on disk and from extensions.
+        // Dev8's extension reports the person's input instead.
         assert_eq!(
             o.feed(&frame(
                 2,
@@ -733,7 +790,7 @@ mod tests {
                     &rpc(71, "$acceptModelChanged", r#"[{"changes":[]}]"#)
                 )
             )),
-            1
+            0
         );
         assert_eq!(
             o.feed(&frame(
@@ -741,7 +798,7 @@ mod tests {
                 true,
                 &msg(1, 6, 0, &rpc(72, "$onDidChangeWindowActive", "[true]"))
             )),
-            1
+            0
         );
     }
 
@@ -758,11 +815,11 @@ mod tests {
             1
         );
         assert_eq!(o.feed(&frame(9, true, b"a ping that is long enough")), 0);
-        // A stream that is not VS Code's after all falls back to sizes.
+        // A VS Code socket whose stream stops parsing counts nothing (fail safe).
         let mut o = WsObserver::new(true);
         assert_eq!(
             o.feed(&frame(1, true, b"hello, this is not a vscode header")),
-            1
+            0
         );
         assert_eq!(o.feed(&frame(1, true, b"short")), 0);
     }
@@ -788,6 +845,9 @@ mod tests {
             &h(&[("accept", "text/html,application/xhtml+xml")])
         ));
         assert!(is_use(&Method::POST, "/proxy/3000/api", &h(&[])));
+        assert!(is_use(&Method::DELETE, "/absproxy/8080/items/1", &h(&[])));
+        // The workbench's own posts (a key at every load) are not.
+        assert!(!is_use(&Method::POST, "/mint-key", &h(&[])));
         assert!(!is_use(
             &Method::GET,
             "/stable-abc/static/out/vs/loader.js",

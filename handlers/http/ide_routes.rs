@@ -5,6 +5,7 @@
 
 use super::error::{ApiError, ApiResult};
 use super::extract::{AppState, Caller, ClientAddr, IdPath};
+use super::views::IdleView;
 use crate::audit::{self, Action, Entry};
 use crate::auth::tokens::{TokenKind, claims};
 use crate::domain::{DesiredState, Environment, Status};
@@ -109,11 +110,14 @@ pub async fn open(
 /// environment's current agent token is accepted (`aud=agent:<id>`, `jti` =
 /// the record's `agentTokenId`); `lastActivityAt` moves forward to now, with
 /// a conditional write, and only while the environment is meant to run.
+/// The answer says when it will be stopped for inactivity and when the
+/// person is warned (`idleStopAt`, `idleWarningAt`): the agent learns them
+/// from its first report at start and from every later one.
 pub async fn activity(
     State(p): State<AppState>,
     IdPath(id): IdPath,
     headers: HeaderMap,
-) -> ApiResult<StatusCode> {
+) -> ApiResult<Json<IdleView>> {
     const REJECTED: ApiError =
         ApiError::Unauthorized("an agent token for this environment is required");
     let token = super::extract::bearer(&headers).ok_or(REJECTED)?.token;
@@ -127,7 +131,7 @@ pub async fn activity(
         )
         .map_err(|_| REJECTED)?;
     match lifecycle::record_activity(&p, &c.sub, &id, &c.jti).await? {
-        ActivityOutcome::Recorded => Ok(StatusCode::NO_CONTENT),
+        ActivityOutcome::Recorded(env) => Ok(Json(IdleView::new(&env, p.policy.idle_warning))),
         ActivityOutcome::NotCurrentAgent => Err(REJECTED),
     }
 }
