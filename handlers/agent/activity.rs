@@ -8,9 +8,10 @@
 //!   the window has focus, the window gaining focus, a terminal command
 //!   starting, a task or debug session starting. It reports them over a Unix
 //!   socket in the agent's private runtime folder.
-//! * **page requests**: a document navigation (`Sec-Fetch-Dest: document` or
-//!   `iframe`, or an `Accept: text/html` GET from a client that sends no
-//!   fetch metadata), and body-carrying requests (POST, PUT, PATCH, DELETE)
+//! * **page requests**: a top-level navigation (`Sec-Fetch-Dest: document`,
+//!   or an `Accept: text/html` GET from a client that sends no fetch
+//!   metadata) outside the workbench's own `/stable-<commit>/` documents
+//!   (webview and extension-host iframes load by themselves), and body-carrying requests (POST, PUT, PATCH, DELETE)
 //!   to the user's own apps behind code-server's port proxy (`/proxy/`,
 //!   `/absproxy/`). Static assets, the workbench's own fetches and posts,
 //!   and health probes do not count.
@@ -68,8 +69,8 @@ pub struct Activity {
     ws_messages: AtomicU64,
     cpu_windows: AtomicU64,
     ide_signals: AtomicU64,
-    /// The control plane's last answer: `idleStopAt`, `idleWarningAt`.
-    idle: std::sync::Mutex<serde_json::Value>,
+    /// The control plane's last answer about the idle stop, and when it came.
+    idle: std::sync::Mutex<Option<(IdleAnswer, Instant)>>,
 }
 
 impl Activity {
@@ -96,19 +97,28 @@ impl Activity {
         )
     }
 
-    /// When the control plane last said the environment stops for inactivity
-    /// (`{"idleStopAt", "idleWarningAt"}`; `null` before its first answer).
+    /// When the control plane last said the environment stops for inactivity:
+    /// `idleStopAt` and `idleWarningAt` as it gave them, and as seconds from
+    /// now (`stopInSeconds`, `warnInSeconds`: its clock, not this machine's);
+    /// all `null` before its first answer or while no stop is due.
     pub fn idle(&self) -> serde_json::Value {
-        self.idle.lock().map(|v| v.clone()).unwrap_or_default()
+        let learned = self.idle.lock().ok().and_then(|v| v.clone());
+        let Some((a, at)) = learned else {
+            return serde_json::json!({"idleStopAt": null, "idleWarningAt": null, "stopInSeconds": null, "warnInSeconds": null});
+        };
+        let now = a.now + chrono::Duration::from_std(at.elapsed()).unwrap_or_default();
+        let secs = |t: Option<chrono::DateTime<chrono::Utc>>| t.map(|t| (t - now).num_seconds());
+        serde_json::json!({
+            "idleStopAt": a.idle_stop_at,
+            "idleWarningAt": a.idle_warning_at,
+            "stopInSeconds": secs(a.idle_stop_at),
+            "warnInSeconds": secs(a.idle_warning_at),
+        })
     }
 
-    fn learn_idle(&self, answer: &serde_json::Value) {
-        let idle = serde_json::json!({
-            "idleStopAt": answer.get("idleStopAt"),
-            "idleWarningAt": answer.get("idleWarningAt"),
-        });
+    fn learn_idle(&self, answer: IdleAnswer) {
         if let Ok(mut v) = self.idle.lock() {
-            *v = idle;
+            *v = Some((answer, Instant::now()));
         }
     }
 
@@ -128,6 +138,15 @@ impl Activity {
     }
 }
 
+/// The control plane's answer to an activity report.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct IdleAnswer {
+    idle_stop_at: Option<chrono::DateTime<chrono::Utc>>,
+    idle_warning_at: Option<chrono::DateTime<chrono::Utc>>,
+    now: chrono::DateTime<chrono::Utc>,
+}
+
 /// Does this HTTP request mean a person is using the IDE?
 pub fn is_use(method: &http::Method, path: &str, headers: &http::HeaderMap) -> bool {
     if path.starts_with("/_dev8/") || path == "/healthz" {
@@ -144,9 +163,14 @@ pub fn is_use(method: &http::Method, path: &str, headers: &http::HeaderMap) -> b
     if *method != http::Method::GET {
         return false;
     }
+    // The workbench's own documents (its webview and extension-host iframes) are not.
+    if path.starts_with("/stable-") {
+        return false;
+    }
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     match header("sec-fetch-dest") {
-        Some(dest) => matches!(dest, "document" | "iframe"),
+        // Not `iframe`: the workbench opens iframes by itself (webviews such as the Welcome page).
+        Some(dest) => dest == "document",
         // No fetch metadata (old browsers, scripts): an HTML GET is a page view.
         None => header("accept").is_some_and(|a| a.contains("text/html")),
     }
@@ -568,11 +592,15 @@ pub async fn push_loop(
             .send()
             .await;
         match sent {
-            Ok(r) if r.status().is_success() => {
-                let answer: serde_json::Value = r.json().await.unwrap_or_default();
-                activity.learn_idle(&answer);
-                tracing::debug!(idle_stop_at = %answer["idleStopAt"], "activity reported");
-            }
+            Ok(r) if r.status().is_success() => match r.json::<IdleAnswer>().await {
+                Ok(answer) => {
+                    tracing::debug!(idle_stop_at = ?answer.idle_stop_at, "activity reported");
+                    activity.learn_idle(answer);
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e.without_url(), "activity reported; the answer had no idle times")
+                }
+            },
             Ok(r) => {
                 tracing::warn!(
                     status = r.status().as_u16(),
@@ -848,6 +876,23 @@ mod tests {
         assert!(is_use(&Method::DELETE, "/absproxy/8080/items/1", &h(&[])));
         // The workbench's own posts (a key at every load) are not.
         assert!(!is_use(&Method::POST, "/mint-key", &h(&[])));
+        // Nor the iframes it loads by itself (webviews, the web extension host).
+        for (path, dest) in [
+            (
+                "/stable-409c64e/static/out/vs/workbench/contrib/webview/browser/pre/index.html",
+                "iframe",
+            ),
+            (
+                "/stable-409c64e/static/out/vs/workbench/contrib/webview/browser/pre/fake.html",
+                "document",
+            ),
+            ("/proxy/3000/", "iframe"),
+        ] {
+            assert!(
+                !is_use(&Method::GET, path, &h(&[("sec-fetch-dest", dest)])),
+                "{path}"
+            );
+        }
         assert!(!is_use(
             &Method::GET,
             "/stable-abc/static/out/vs/loader.js",

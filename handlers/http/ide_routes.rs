@@ -111,13 +111,14 @@ pub async fn open(
 /// the record's `agentTokenId`); `lastActivityAt` moves forward to now, with
 /// a conditional write, and only while the environment is meant to run.
 /// The answer says when it will be stopped for inactivity and when the
-/// person is warned (`idleStopAt`, `idleWarningAt`): the agent learns them
+/// person is warned (`idleStopAt`, `idleWarningAt`), and the control plane's
+/// `now` (so the agent need not trust its own clock): the agent learns them
 /// from its first report at start and from every later one.
 pub async fn activity(
     State(p): State<AppState>,
     IdPath(id): IdPath,
     headers: HeaderMap,
-) -> ApiResult<Json<IdleView>> {
+) -> ApiResult<Json<serde_json::Value>> {
     const REJECTED: ApiError =
         ApiError::Unauthorized("an agent token for this environment is required");
     let token = super::extract::bearer(&headers).ok_or(REJECTED)?.token;
@@ -131,7 +132,11 @@ pub async fn activity(
         )
         .map_err(|_| REJECTED)?;
     match lifecycle::record_activity(&p, &c.sub, &id, &c.jti).await? {
-        ActivityOutcome::Recorded(env) => Ok(Json(IdleView::new(&env, p.policy.idle_warning))),
+        ActivityOutcome::Recorded(env) => {
+            let mut answer = json!(IdleView::new(&env, p.policy.idle_warning));
+            answer["now"] = json!(p.clock.now());
+            Ok(Json(answer))
+        }
         ActivityOutcome::NotCurrentAgent => Err(REJECTED),
     }
 }

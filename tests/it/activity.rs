@@ -270,8 +270,9 @@ async fn page_requests_and_websocket_work_keep_it_running() {
     let ide = running_ide(&app, &u, "used").await;
     let mut ws = ide.websocket(1).await;
 
-    // Three minutes on, a page view; three more, a message that carries work
-    // (say, an edit): six minutes in all, past the five-minute timeout.
+    // Three minutes on, a page view; three more, a message only a person
+    // sends (typing into a terminal): six minutes in all, past the
+    // five-minute timeout.
     for round in 0..2 {
         app.clock.advance(Minutes::minutes(3));
         let at = app.clock.now();
@@ -279,7 +280,7 @@ async fn page_requests_and_websocket_work_keep_it_running() {
             ide.page().await;
         } else {
             ws.send(Message::Binary(
-                vscode(1, 1, 0, &ipc(9, "remoteFilesystem", "writeFile")).into(),
+                vscode(1, 1, 0, &ipc(9, "remoteterminal", "$input")).into(),
             ))
             .await
             .unwrap();

@@ -25,6 +25,7 @@ mod functions_binary;
 mod functions_host;
 mod functions_package;
 mod functions_tidy;
+mod idle_workbench;
 mod infra_alerts;
 mod infra_deploy;
 mod infra_parse;

@@ -7,7 +7,7 @@ const vscode = require('vscode');
 const http = require('http');
 
 const SOCKET = process.env.DEV8_ACTIVITY_SOCKET;
-// At most one report per signal kind this often; the agent pushes once a minute anyway.
+// At most one report per kind of input this often; the agent pushes once a minute anyway.
 const REPORT_EVERY_MS = 5000;
 const POLL_EVERY_MS = 30000;
 
@@ -31,27 +31,38 @@ let warned = null;
 const lastSent = new Map();
 
 function learn(answer) {
-  if (answer && 'idleStopAt' in answer) idle = answer;
+  if (answer && 'stopInSeconds' in answer) idle = { ...answer, at: Date.now() };
   maybeWarn();
 }
 
+const pending = new Set();
+
+// Report at once, or (inside the interval) once at its end: input is never dropped.
 function use(signal) {
-  const now = Date.now();
-  if (now - (lastSent.get(signal) ?? 0) < REPORT_EVERY_MS) return;
-  lastSent.set(signal, now);
+  const wait = (lastSent.get(signal) ?? 0) + REPORT_EVERY_MS - Date.now();
+  if (wait > 0) {
+    if (!pending.has(signal)) {
+      pending.add(signal);
+      setTimeout(() => { pending.delete(signal); use(signal); }, wait);
+    }
+    return;
+  }
+  lastSent.set(signal, Date.now());
   call('POST', '/use', { signal }).then(learn);
 }
 
+// The agent gives times as seconds from now by the control plane's clock,
+// so this machine's clock does not matter.
 function maybeWarn() {
-  if (!idle || !idle.idleStopAt || !idle.idleWarningAt) return;
-  const now = Date.now();
-  const stop = Date.parse(idle.idleStopAt);
-  if (now < Date.parse(idle.idleWarningAt) || now >= stop || warned === idle.idleStopAt) return;
+  if (!idle || idle.stopInSeconds == null || idle.warnInSeconds == null) return;
+  const passed = (Date.now() - idle.at) / 1000;
+  const stopIn = idle.stopInSeconds - passed;
+  if (idle.warnInSeconds - passed > 0 || stopIn <= 0 || warned === idle.idleStopAt) return;
   warned = idle.idleStopAt;
-  const minutes = Math.max(1, Math.round((stop - now) / 60000));
+  const minutes = Math.max(1, Math.round(stopIn / 60));
   const keep = 'Keep running';
   vscode.window
-    .showWarningMessage(`Dev8: this environment stops for inactivity in about ${minutes} minute(s) (${new Date(stop).toLocaleTimeString()}). Your files are kept.`, keep)
+    .showWarningMessage(`Dev8: this environment stops for inactivity in about ${minutes} minute(s) unless you use it. Your files are kept.`, keep)
     .then((choice) => { if (choice === keep) use('keep-running'); });
 }
 
@@ -63,8 +74,12 @@ function activate(context) {
   on(vscode.window.onDidChangeTextEditorSelection, (e) => {
     if (e.kind !== undefined) use('editor-input');
   });
+  // Only a change from unfocused to focused: the event also fires when the
+  // window turns inactive after a while without input, still focused.
+  let focused = vscode.window.state.focused;
   on(vscode.window.onDidChangeWindowState, (s) => {
-    if (s.focused) use('window-focus');
+    if (s.focused && !focused) use('window-focus');
+    focused = s.focused;
   });
   on(vscode.window.onDidChangeActiveTextEditor, (e) => {
     if (e && vscode.window.state.focused) use('open-editor');
