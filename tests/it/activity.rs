@@ -61,20 +61,13 @@ fn vscode(kind: u8, id: u32, ack: u32, data: &[u8]) -> Vec<u8> {
 }
 
 async fn last_activity(app: &TestApp, u: &User, id: &str) -> DateTime<Utc> {
-    app.environment(u, id).await["lastActivityAt"]
-        .as_str()
-        .unwrap()
-        .parse()
-        .unwrap()
+    app.last_activity(u, id).await
 }
 
-/// Wait until `lastActivityAt` reaches `at` (a push arrived after it).
 async fn wait_activity_since(app: &TestApp, u: &User, id: &str, at: DateTime<Utc>) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while last_activity(app, u, id).await < at {
-        assert!(Instant::now() < deadline, "no activity reported since {at}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    app.wait_activity_since(u, id, at, Duration::from_secs(10))
+        .await
+        .unwrap();
 }
 
 struct Ide {

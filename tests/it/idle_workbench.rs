@@ -54,23 +54,15 @@ async fn running(app: &TestApp, u: &User, name: &str) -> String {
 }
 
 async fn last_activity(app: &TestApp, u: &User, id: &str) -> DateTime<Utc> {
-    app.environment(u, id).await["lastActivityAt"]
-        .as_str()
-        .unwrap()
-        .parse()
-        .unwrap()
+    app.last_activity(u, id).await
 }
 
-/// Wait until `lastActivityAt` reaches `at` (a report arrived after it).
 async fn wait_activity_since(app: &TestApp, u: &User, id: &str, at: DateTime<Utc>) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while last_activity(app, u, id).await < at {
-        assert!(
-            Instant::now() < deadline,
-            "no use reported since {at}; the agent's log:\n{}",
-            agent_log(app, id)
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
+    if let Err(e) = app
+        .wait_activity_since(u, id, at, Duration::from_secs(30))
+        .await
+    {
+        panic!("{e}; the agent's log:\n{}", agent_log(app, id));
     }
 }
 
