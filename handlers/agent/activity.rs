@@ -537,11 +537,28 @@ fn user_processes(environment_id: &str, internal: &[String], agent: i32) -> Vec<
     procs::marked(environment_id, &[agent])
         .into_iter()
         .filter(|pid| {
-            let cmd = procs::cmdline(*pid);
-            !cmd.is_empty() && !internal.iter().any(|dir| cmd.contains(dir.as_str()))
+            let args = procs::args(*pid);
+            !args.is_empty() && !is_code_servers(&args, internal)
         })
         .filter_map(procs::stat)
         .collect()
+}
+
+/// Is this command line one of code-server's own processes? Its program lies
+/// inside code-server's package, or it is `node` running a script from
+/// there (server, extension host, pty host, file watcher, bundled language
+/// servers). Not any process naming the package: a terminal's shell is
+/// started with code-server's shell-integration script as an argument
+/// (`bash --init-file <package>/...`), and it and what runs in it are the user's.
+fn is_code_servers(args: &[String], internal: &[String]) -> bool {
+    let inside = |a: &String| internal.iter().any(|dir| a.starts_with(dir.as_str()));
+    let Some(program) = args.first() else {
+        return false;
+    };
+    let node = std::path::Path::new(program)
+        .file_name()
+        .is_some_and(|n| n == "node");
+    inside(program) || (node && args[1..].iter().any(inside))
 }
 
 /// Where and how activity is reported.
@@ -850,6 +867,50 @@ mod tests {
             0
         );
         assert_eq!(o.feed(&frame(1, true, b"short")), 0);
+    }
+
+    #[test]
+    fn code_servers_processes_are_its_program_or_script_not_a_shell_it_starts() {
+        let pkg = vec!["/opt/cs/node_modules/code-server".to_string()];
+        let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert!(is_code_servers(
+            &args(&[
+                "/usr/bin/node",
+                "/opt/cs/node_modules/code-server/out/node/entry.js"
+            ]),
+            &pkg
+        ));
+        assert!(is_code_servers(
+            &args(&[
+                "/opt/cs/node_modules/code-server/lib/vscode/node_modules/@vscode/ripgrep/bin/rg",
+                "--files"
+            ]),
+            &pkg
+        ));
+        // A terminal's shell, with shell integration, is the user's.
+        assert!(!is_code_servers(
+            &args(&[
+                "/bin/bash",
+                "--init-file",
+                "/opt/cs/node_modules/code-server/lib/vscode/out/vs/workbench/contrib/terminal/common/scripts/shellIntegration-bash.sh"
+            ]),
+            &pkg
+        ));
+        assert!(!is_code_servers(&args(&["make", "-j2"]), &pkg));
+        assert!(!is_code_servers(
+            &args(&["/usr/bin/node", "build.js"]),
+            &pkg
+        ));
+        // code-server forks node with options before the script.
+        assert!(is_code_servers(
+            &args(&[
+                "/usr/bin/node",
+                "--dns-result-order=ipv4first",
+                "/opt/cs/node_modules/code-server/lib/vscode/out/bootstrap-fork",
+                "--type=extensionHost"
+            ]),
+            &pkg
+        ));
     }
 
     #[test]

@@ -15,6 +15,7 @@ mod specs;
 
 mod aci;
 mod activity;
+mod activity_replay;
 mod agent;
 mod api_auth;
 mod api_environments;

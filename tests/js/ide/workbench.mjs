@@ -7,7 +7,7 @@
 //   open <file>        click <file> in the Explorer, then into its editor -> ok
 //   type <text>        type <text> at the cursor                          -> ok
 //   terminal <command> open a new terminal and run <command> in it        -> ok
-//   notifications      the notifications shown now                        -> notifications <JSON array>
+//   notifications      the notifications (toasts and the notification center) -> notifications <JSON array>
 //
 // Usage: node workbench.mjs <ticket URL> trust|restricted [<recording.jsonl>]
 // With a recording path, every frame the page sends on its WebSockets from
@@ -82,14 +82,23 @@ async function run(line) {
       await page.keyboard.press('Enter');
       const terminal = page.locator('.terminal-wrapper.active .xterm');
       await terminal.waitFor({ timeout: 30_000 });
-      await page.waitForTimeout(1500);
+      // Type only once the shell shows its prompt (keys sent earlier can be lost).
+      const rows = page.locator('.terminal-wrapper.active .xterm-rows');
+      for (let i = 0; i < 100 && !/[$#]\s*$/m.test((await rows.allInnerTexts()).join('\n')); i++) {
+        await page.waitForTimeout(200);
+      }
       await terminal.click();
       await page.keyboard.type(arg, { delay: 20 });
       await page.keyboard.press('Enter');
       return 'ok';
     }
     case 'notifications': {
-      const texts = await page.locator('.notification-toast').allInnerTexts();
+      // Toasts hide after a while; the notification center keeps them all.
+      await page.keyboard.press('F1');
+      await page.keyboard.type('Notifications: Show Notifications', { delay: 10 });
+      await page.keyboard.press('Enter');
+      await page.locator('.notifications-center').waitFor({ timeout: 10_000 }).catch(() => {});
+      const texts = await page.locator('.notification-toast, .notifications-center .monaco-list-row').allInnerTexts();
       return `notifications ${JSON.stringify(texts)}`;
     }
     default:
