@@ -10,24 +10,15 @@
 use dev8::agent::activity::WsObserver;
 use std::collections::HashMap;
 
-/// A client frame as a browser sends it: binary, final, masked.
-fn masked_frame(payload: &[u8]) -> Vec<u8> {
-    let mask = [0x5a, 0x13, 0xc4, 0x7e];
-    let mut f = vec![0x82];
-    match payload.len() {
-        n if n < 126 => f.push(0x80 | n as u8),
-        n if n < 65536 => {
-            f.push(0x80 | 126);
-            f.extend_from_slice(&(n as u16).to_be_bytes());
-        }
-        n => {
-            f.push(0x80 | 127);
-            f.extend_from_slice(&(n as u64).to_be_bytes());
-        }
-    }
-    f.extend_from_slice(&mask);
-    f.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
-    f
+/// A client frame as a browser sends it (binary, final, masked), encoded by tungstenite.
+fn masked_frame(payload: Vec<u8>) -> Vec<u8> {
+    use tokio_tungstenite::tungstenite::protocol::frame::Frame;
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
+    let mut frame = Frame::message(payload, OpCode::Data(Data::Binary), true);
+    frame.header_mut().mask = Some([0x5a, 0x13, 0xc4, 0x7e]);
+    let mut bytes = Vec::new();
+    frame.format(&mut bytes).unwrap();
+    bytes
 }
 
 /// Replay a fixture, one observer per WebSocket: the messages counted as use.
@@ -53,7 +44,7 @@ fn replay(name: &str) -> u32 {
         }
         let ws = v["ws"].as_u64().unwrap();
         let observer = sockets.entry(ws).or_insert_with(|| WsObserver::new(true));
-        used += observer.feed(&masked_frame(&payload));
+        used += observer.feed(&masked_frame(payload));
         frames += 1;
     }
     assert!(frames > 100, "{name}: a real session, not an empty file");
