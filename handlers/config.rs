@@ -286,6 +286,11 @@ pub struct Settings {
     #[arg(long, env = "DEV8_IDLE_TIMEOUT_MINUTES", default_value_t = 30,
           value_parser = clap::value_parser!(u16).range(5..=480))]
     pub idle_timeout_minutes: u16,
+    /// Minutes before an idle stop that the person is warned (in VS Code and on
+    /// the dashboard); unset: 5 minutes or a third of the timeout, whichever is less.
+    #[arg(long, env = "DEV8_IDLE_WARNING_MINUTES",
+          value_parser = clap::value_parser!(u16).range(1..=480))]
+    pub idle_warning_minutes: Option<u16>,
     /// Seconds between idle sweeps in serve (the Functions timer uses DEV8_SWEEP_SCHEDULE).
     #[arg(long, env = "DEV8_SWEEP_INTERVAL_SECONDS", default_value_t = 60)]
     pub sweep_interval_seconds: u64,

@@ -226,11 +226,13 @@ pub async fn idle_stop(p: &Platform, seen: Versioned<Environment>) -> anyhow::Re
     if !seen.value.is_idle(now) {
         return Ok(false);
     }
+    let mut last_use = seen.value.last_activity_at;
     let (user_id, id) = (&seen.value.user_id, &seen.value.id);
     let updated = update_environment(p.store.as_ref(), user_id, id, |env| {
         if !env.is_idle(now) {
             return Ok::<_, LifecycleError>(Change::Unchanged);
         }
+        last_use = env.last_activity_at;
         Ok(env.request_stop(StopCause::Idle, now)?.into())
     })
     .await;
@@ -249,13 +251,23 @@ pub async fn idle_stop(p: &Platform, seen: Versioned<Environment>) -> anyhow::Re
         p,
         Entry::ok(&env.user_id, Action::IdleStop)
             .env(&env.id)
-            .detail(format!("idle for {} minutes", env.idle_timeout_minutes))
+            .detail(idle_detail(now - last_use, env.idle_timeout_minutes))
             .idle_timeout(env.idle_timeout_minutes),
         &updated.etag,
     )
     .await?;
-    tracing::info!(minutes = env.idle_timeout_minutes, "stopped for inactivity");
+    tracing::info!(
+        idle_seconds = (now - last_use).num_seconds(),
+        timeout_minutes = env.idle_timeout_minutes,
+        "stopped for inactivity"
+    );
     Ok(true)
+}
+
+/// The idle stop's audit detail: how long nothing counted as use, and the timeout.
+fn idle_detail(idle: chrono::Duration, timeout_minutes: u16) -> String {
+    let (m, s) = (idle.num_seconds() / 60, idle.num_seconds() % 60);
+    format!("no use for {m} min {s} s (idle timeout {timeout_minutes} minutes)")
 }
 
 /// Ask for deletion: allowed from every status, repeating it is a no-op.
@@ -309,10 +321,10 @@ pub async fn change_settings(
 }
 
 /// What became of an agent's activity report.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum ActivityOutcome {
-    /// The idle clock was restarted (or was already at now).
-    Recorded,
+    /// The idle clock was restarted (or was already at now); the record as written.
+    Recorded(Box<Environment>),
     /// The token is not the environment's current agent token.
     NotCurrentAgent,
 }
@@ -326,25 +338,32 @@ pub async fn record_activity(
     agent_token_id: &str,
 ) -> LifecycleResult<ActivityOutcome> {
     let now = p.clock.now();
-    let mut outcome = ActivityOutcome::Recorded;
-    update_environment(p.store.as_ref(), user_id, id, |env| {
-        if env.agent_token_id.as_deref() != Some(agent_token_id) {
-            outcome = ActivityOutcome::NotCurrentAgent;
+    let mut current = true;
+    let updated = update_environment(p.store.as_ref(), user_id, id, |env| {
+        current = env.agent_token_id.as_deref() == Some(agent_token_id);
+        if !current {
             return Ok::<_, LifecycleError>(Change::Unchanged);
         }
-        outcome = ActivityOutcome::Recorded;
         Ok(env.touch(now).into())
     })
     .await?;
-    Ok(outcome)
+    Ok(if current {
+        ActivityOutcome::Recorded(Box::new(updated.env))
+    } else {
+        ActivityOutcome::NotCurrentAgent
+    })
 }
 
 /// What became of an agent's periodic report.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum ReportOutcome {
     /// Accepted; `usage_kept` says whether the usage is now on the record
-    /// (only while the environment runs and is meant to).
-    Accepted { usage_kept: bool },
+    /// (only while the environment runs and is meant to); `env` is the
+    /// record as read (the answer's idle times come from it).
+    Accepted {
+        usage_kept: bool,
+        env: Box<Environment>,
+    },
     /// The token is not the environment's current agent token.
     NotCurrentAgent,
 }
@@ -367,7 +386,10 @@ pub async fn record_report(
             return Ok::<_, LifecycleError>(Change::Unchanged);
         }
         let usage_kept = usage.clone().is_some_and(|u| env.record_usage(u));
-        outcome = ReportOutcome::Accepted { usage_kept };
+        outcome = ReportOutcome::Accepted {
+            usage_kept,
+            env: Box::new(env.clone()),
+        };
         Ok(usage_kept.into())
     })
     .await?;

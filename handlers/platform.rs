@@ -64,6 +64,8 @@ pub struct Policy {
     pub signup_domains: Vec<String>,
     pub quotas: Limits,
     pub default_idle_minutes: u16,
+    /// How long before an idle stop the person is warned (`None`: the default rule).
+    pub idle_warning: Option<chrono::Duration>,
     /// How long a reconcile in progress waits before looking again.
     pub reconcile_interval: Duration,
     pub trusted_proxy_hops: usize,

@@ -73,6 +73,9 @@ fn policy(settings: &Settings, public_url: String) -> Policy {
             running_total: settings.max_running_total,
         },
         default_idle_minutes: settings.idle_timeout_minutes,
+        idle_warning: settings
+            .idle_warning_minutes
+            .map(|m| chrono::Duration::minutes(i64::from(m))),
         reconcile_interval: Duration::from_millis(settings.reconcile_interval_ms.max(50)),
         trusted_proxy_hops: settings.trusted_proxy_hops,
         metrics_token: settings.metrics_token.clone(),

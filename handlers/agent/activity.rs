@@ -1,27 +1,34 @@
 //! Activity that means use. The control plane stops environments that are
 //! idle past their timeout, so only signs of a person (or their long-running
-//! work) count:
+//! work) count, and whatever is not known to come from a person does not
+//! (an unknown call fails safe: it never keeps an environment running):
 //!
-//! * **page requests**: a document navigation (`Sec-Fetch-Dest: document` or
-//!   `iframe`, or an `Accept: text/html` GET from a client that sends no
-//!   fetch metadata) and any request with a body-carrying method (POST, PUT,
-//!   PATCH, DELETE). Static assets, XHR/fetch GETs the workbench makes on its
-//!   own, and health probes do not count.
-//! * **client WebSocket messages that carry user work**. VS Code's remote
-//!   protocol frames every message with a 13-byte header (type u8, id u32,
-//!   ack u32, length u32, big-endian) followed by `length` bytes. An open tab
-//!   sends a `KeepAlive` (type 9, empty) every 5 s and an `Ack` (type 3,
-//!   empty) 2 s after receiving data: both are exactly 13 bytes and never
-//!   count, nor do handshake `Control` messages or the reconnection
-//!   bookkeeping (`ReplayRequest`, `Pause`, `Resume`, `Disconnect`). A
-//!   `Regular` message (type 1) with a payload is an RPC the workbench sends:
-//!   typing, saving, running a terminal command. The observer reads the
-//!   client-to-server byte stream passively (the bytes are forwarded
-//!   unchanged), unmasking frames and re-assembling VS Code messages across
-//!   frame boundaries, since one frame may hold several messages and one
-//!   message may span frames. WebSockets that are not VS Code's (a user's
-//!   dev server reached through code-server's port proxy) count any data
-//!   frame longer than 13 bytes. Ping/pong/close frames never count.
+//! * **input events from Dev8's VS Code extension** (`extension`): edits and
+//!   cursor moves made with the keyboard or mouse, opening an editor while
+//!   the window has focus, the window gaining focus, a terminal command
+//!   starting, a task or debug session starting. It reports them over a Unix
+//!   socket in the agent's private runtime folder.
+//! * **page requests**: a top-level navigation (`Sec-Fetch-Dest: document`,
+//!   or an `Accept: text/html` GET from a client that sends no fetch
+//!   metadata) outside the workbench's own `/stable-<commit>/` documents
+//!   (webview and extension-host iframes load by themselves), and body-carrying requests (POST, PUT, PATCH, DELETE)
+//!   to the user's own apps behind code-server's port proxy (`/proxy/`,
+//!   `/absproxy/`). Static assets, the workbench's own fetches and posts,
+//!   and health probes do not count.
+//! * **terminal keystrokes**: on VS Code's management WebSocket, the
+//!   `remoteterminal` channel's `$input` call, which only typing (or pasting)
+//!   into a terminal sends. VS Code's remote protocol frames every message
+//!   with a 13-byte header (type u8, id u32, ack u32, length u32,
+//!   big-endian); the observer reads the client-to-server byte stream
+//!   passively (the bytes are forwarded unchanged), unmasking frames and
+//!   re-assembling messages across frame boundaries, since one frame may
+//!   hold several messages and one message may span frames. Nothing else on
+//!   VS Code's sockets counts: the workbench makes many calls by itself
+//!   (port detection, extension activation, file-system polling, latency
+//!   probes, output acknowledgements), and a future version may add more.
+//!   WebSockets that are not VS Code's (a user's app behind the port proxy)
+//!   count any data frame longer than 13 bytes. Ping/pong/close frames never
+//!   count.
 //! * **CPU-busy user processes**: processes marked as the environment's
 //!   (see `procs`) other than code-server's own (its server, extension host,
 //!   pty host, file watcher, language servers shipped with it) that used at
@@ -49,6 +56,8 @@ pub enum Kind {
     Page,
     WebSocket,
     Cpu,
+    /// An input event reported by Dev8's VS Code extension.
+    Ide,
 }
 
 /// Activity seen since the last push; shared by the proxy, the CPU watch and the pusher.
@@ -59,6 +68,9 @@ pub struct Activity {
     pages: AtomicU64,
     ws_messages: AtomicU64,
     cpu_windows: AtomicU64,
+    ide_signals: AtomicU64,
+    /// The control plane's last answer about the idle stop, and when it came.
+    idle: std::sync::Mutex<Option<(IdleAnswer, Instant)>>,
 }
 
 impl Activity {
@@ -67,6 +79,7 @@ impl Activity {
             Kind::Page => &self.pages,
             Kind::WebSocket => &self.ws_messages,
             Kind::Cpu => &self.cpu_windows,
+            Kind::Ide => &self.ide_signals,
         };
         counter.fetch_add(1, Ordering::Relaxed);
         if !self.dirty.swap(true, Ordering::AcqRel) {
@@ -74,13 +87,48 @@ impl Activity {
         }
     }
 
-    /// Counts of (pages, WebSocket messages, busy CPU windows) since start.
-    pub fn counts(&self) -> (u64, u64, u64) {
+    /// Counts of (pages, WebSocket messages, busy CPU windows, extension signals) since start.
+    pub fn counts(&self) -> (u64, u64, u64, u64) {
         (
             self.pages.load(Ordering::Relaxed),
             self.ws_messages.load(Ordering::Relaxed),
             self.cpu_windows.load(Ordering::Relaxed),
+            self.ide_signals.load(Ordering::Relaxed),
         )
+    }
+
+    /// When the control plane last said the environment stops for inactivity:
+    /// `idleStopAt` and `idleWarningAt` as it gave them, and as seconds from
+    /// now (`stopInSeconds`, `warnInSeconds`: its clock, not this machine's);
+    /// all `null` before its first answer or while no stop is due.
+    pub fn idle(&self) -> serde_json::Value {
+        let learned = self.idle.lock().ok().and_then(|v| v.clone());
+        let Some((a, at)) = learned else {
+            return serde_json::json!({"idleStopAt": null, "idleWarningAt": null, "stopInSeconds": null, "warnInSeconds": null});
+        };
+        let now = a.now + chrono::Duration::from_std(at.elapsed()).unwrap_or_default();
+        let secs = |t: Option<chrono::DateTime<chrono::Utc>>| t.map(|t| (t - now).num_seconds());
+        serde_json::json!({
+            "idleStopAt": a.idle_stop_at,
+            "idleWarningAt": a.idle_warning_at,
+            "stopInSeconds": secs(a.idle_stop_at),
+            "warnInSeconds": secs(a.idle_warning_at),
+        })
+    }
+
+    /// Learn the idle times from a body the control plane answered (to the
+    /// activity post or to the periodic report); a body without them
+    /// changes nothing.
+    pub fn learn_idle_from(&self, body: &[u8]) {
+        if let Ok(answer) = serde_json::from_slice::<IdleAnswer>(body) {
+            self.learn_idle(answer);
+        }
+    }
+
+    fn learn_idle(&self, answer: IdleAnswer) {
+        if let Ok(mut v) = self.idle.lock() {
+            *v = Some((answer, Instant::now()));
+        }
     }
 
     /// Wait until there is unpushed activity, then take it.
@@ -99,6 +147,15 @@ impl Activity {
     }
 }
 
+/// The control plane's answer to an activity report.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct IdleAnswer {
+    idle_stop_at: Option<chrono::DateTime<chrono::Utc>>,
+    idle_warning_at: Option<chrono::DateTime<chrono::Utc>>,
+    now: chrono::DateTime<chrono::Utc>,
+}
+
 /// Does this HTTP request mean a person is using the IDE?
 pub fn is_use(method: &http::Method, path: &str, headers: &http::HeaderMap) -> bool {
     if path.starts_with("/_dev8/") || path == "/healthz" {
@@ -108,14 +165,21 @@ pub fn is_use(method: &http::Method, path: &str, headers: &http::HeaderMap) -> b
         *method,
         http::Method::POST | http::Method::PUT | http::Method::PATCH | http::Method::DELETE
     ) {
-        return true;
+        // The workbench posts on its own (`/mint-key` at every load); the
+        // user's apps behind the port proxy are posted to by their pages.
+        return path.starts_with("/proxy/") || path.starts_with("/absproxy/");
     }
     if *method != http::Method::GET {
         return false;
     }
+    // The workbench's own documents (its webview and extension-host iframes) are not.
+    if path.starts_with("/stable-") {
+        return false;
+    }
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     match header("sec-fetch-dest") {
-        Some(dest) => matches!(dest, "document" | "iframe"),
+        // Not `iframe`: the workbench opens iframes by itself (webviews such as the Welcome page).
+        Some(dest) => dest == "document",
         // No fetch metadata (old browsers, scripts): an HTML GET is a page view.
         None => header("accept").is_some_and(|a| a.contains("text/html")),
     }
@@ -178,12 +242,10 @@ enum Connection {
 /// How much of a message's payload is kept for classifying it.
 const BODY_PREFIX: usize = 256;
 
-/// IPC calls the workbench makes on its own: the latency probe (five pings
-/// two seconds apart, about once a minute).
-const BACKGROUND_IPC: &[(&str, &str)] = &[("telemetry", "ping")];
-/// Extension-host calls the workbench makes without the user: file-watcher
-/// events and the window going inactive.
-const BACKGROUND_RPC: &[&str] = &["$onFileEvent", "$onDidChangeWindowActive"];
+/// The only IPC calls that count: those that only a person causes. Typing or
+/// pasting into a terminal sends `remoteterminal.$input`; a program's output
+/// is acknowledged with `$acknowledgeDataEvent`, which does not count.
+const USER_IPC: &[(&str, &str)] = &[("remoteterminal", "$input")];
 
 impl WsObserver {
     /// `vscode`: the socket is one of VS Code's (its URL carries `reconnectionToken`).
@@ -247,7 +309,8 @@ impl WsObserver {
     }
 
     fn end_frame(&mut self, data: bool) -> u32 {
-        if data && (!self.vscode || self.lost) && self.frame_len > vscode::HEADER as u64 {
+        // A VS Code socket whose stream stopped parsing counts nothing (fail safe).
+        if data && !self.vscode && self.frame_len > vscode::HEADER as u64 {
             return 1;
         }
         0
@@ -319,35 +382,31 @@ impl WsObserver {
     fn regular_is_use(&self, p: &[u8]) -> bool {
         match self.connection {
             Connection::Management => match ipc_request(p) {
-                // Only calls (not event subscriptions or cancellations), and not the workbench's own probes.
+                // Only calls (not event subscriptions or cancellations) a person makes.
                 Some((100, channel, command)) => {
-                    let used = !BACKGROUND_IPC.contains(&(channel.as_str(), command.as_str()));
-                    tracing::trace!(%channel, %command, used, "IPC call");
+                    let used = USER_IPC.contains(&(channel.as_str(), command.as_str()));
+                    if used {
+                        tracing::debug!(%channel, %command, "IPC call counted as use");
+                    } else {
+                        tracing::trace!(%channel, %command, "IPC call, not use");
+                    }
                     used
                 }
-                Some(_) => false,
-                None => true,
-            },
-            Connection::ExtensionHost => match p[0] {
-                // Requests from the workbench to extensions: typing, opening, saving...
-                1..=4 => {
-                    let used = match rpc_method(p) {
-                        // The window becoming active again follows the user's input; going inactive does not.
-                        Some("$onDidChangeWindowActive") => p.windows(4).any(|w| w == b"true"),
-                        Some(m) => !BACKGROUND_RPC.contains(&m),
-                        None => true,
-                    };
-                    tracing::trace!(
-                        method = rpc_method(p).unwrap_or("?"),
-                        used,
-                        "extension host call"
-                    );
-                    used
-                }
-                // Acknowledgements, cancellations and replies to the extension host.
                 _ => false,
             },
-            Connection::Unknown => true,
+            // The extension host's traffic is the workbench talking to
+            // extensions, much of it by itself; Dev8's extension reports
+            // what the person does instead.
+            Connection::ExtensionHost => {
+                if matches!(p[0], 1..=4) {
+                    tracing::trace!(
+                        method = rpc_method(p).unwrap_or("?"),
+                        "extension host call, not use"
+                    );
+                }
+                false
+            }
+            Connection::Unknown => false,
         }
     }
 }
@@ -487,11 +546,28 @@ fn user_processes(environment_id: &str, internal: &[String], agent: i32) -> Vec<
     procs::marked(environment_id, &[agent])
         .into_iter()
         .filter(|pid| {
-            let cmd = procs::cmdline(*pid);
-            !cmd.is_empty() && !internal.iter().any(|dir| cmd.contains(dir.as_str()))
+            let args = procs::args(*pid);
+            !args.is_empty() && !is_code_servers(&args, internal)
         })
         .filter_map(procs::stat)
         .collect()
+}
+
+/// Is this command line one of code-server's own processes? Its program lies
+/// inside code-server's package, or it is `node` running a script from
+/// there (server, extension host, pty host, file watcher, bundled language
+/// servers). Not any process naming the package: a terminal's shell is
+/// started with code-server's shell-integration script as an argument
+/// (`bash --init-file <package>/...`), and it and what runs in it are the user's.
+fn is_code_servers(args: &[String], internal: &[String]) -> bool {
+    let inside = |a: &String| internal.iter().any(|dir| a.starts_with(dir.as_str()));
+    let Some(program) = args.first() else {
+        return false;
+    };
+    let node = std::path::Path::new(program)
+        .file_name()
+        .is_some_and(|n| n == "node");
+    inside(program) || (node && args[1..].iter().any(inside))
 }
 
 /// Where and how activity is reported.
@@ -513,6 +589,9 @@ pub async fn push_loop(
         .build()
         .expect("HTTP client builds");
     let mut last_push: Option<Instant> = None;
+    // The first report goes out at start, with or without use: its answer
+    // tells the agent (and through it the extension) when the idle stop is due.
+    activity.put_back();
     loop {
         tokio::select! {
             _ = activity.take() => {}
@@ -526,7 +605,7 @@ pub async fn push_loop(
             }
         }
         last_push = Some(Instant::now());
-        let (pages, ws, cpu) = activity.counts();
+        let (pages, ws, cpu, ide) = activity.counts();
         let sent = client
             .post(&reporter.url)
             // Not `Authorization`: a proxy in front of the API (the Static
@@ -535,11 +614,19 @@ pub async fn push_loop(
                 crate::auth::tokens::DEV8_AUTHORIZATION,
                 format!("Bearer {}", reporter.token.expose_secret()),
             )
-            .json(&serde_json::json!({"pages": pages, "webSocketMessages": ws, "busyCpuWindows": cpu}))
+            .json(&serde_json::json!({"pages": pages, "webSocketMessages": ws, "busyCpuWindows": cpu, "ideSignals": ide}))
             .send()
             .await;
         match sent {
-            Ok(r) if r.status().is_success() => tracing::debug!("activity reported"),
+            Ok(r) if r.status().is_success() => match r.json::<IdleAnswer>().await {
+                Ok(answer) => {
+                    tracing::debug!(idle_stop_at = ?answer.idle_stop_at, "activity reported");
+                    activity.learn_idle(answer);
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e.without_url(), "activity reported; the answer had no idle times")
+                }
+            },
             Ok(r) => {
                 tracing::warn!(
                     status = r.status().as_u16(),
@@ -611,16 +698,18 @@ mod tests {
     }
 
     #[test]
-    fn regular_messages_are_use_even_when_batched_or_split() {
+    fn terminal_input_is_use_even_when_batched_or_split() {
         let mut o = WsObserver::new(true);
-        assert_eq!(o.feed(&frame(2, true, &msg(1, 7, 3, b"typing a line"))), 1);
+        assert_eq!(handshake(&mut o, 1), 0);
+        let input = |arg: &[u8]| ipc(9, "remoteterminal", "$input", arg);
+        assert_eq!(o.feed(&frame(2, true, &msg(1, 7, 3, &input(b"ls\r")))), 1);
         // Two messages plus a keep-alive in one frame.
-        let mut batch = msg(1, 8, 3, &[1; 40]);
+        let mut batch = msg(1, 8, 3, &input(&[1; 40]));
         batch.extend(msg(9, 0, 3, &[]));
-        batch.extend(msg(1, 9, 3, &[2; 300]));
+        batch.extend(msg(1, 9, 3, &input(&[2; 300])));
         assert_eq!(o.feed(&frame(2, true, &batch)), 2);
-        // One large message spread over a fragmented frame, fed byte by byte.
-        let big = msg(1, 10, 4, &[3; 70_000]);
+        // One large message (a paste) spread over a fragmented frame, fed byte by byte.
+        let big = msg(1, 10, 4, &input(&[3; 70_000]));
         let (a, b) = big.split_at(5);
         let mut bytes = frame(2, false, a);
         bytes.extend(frame(0, true, b));
@@ -631,7 +720,10 @@ mod tests {
         assert_eq!(n, 1);
         // And the stream is still in step afterwards.
         assert_eq!(o.feed(&frame(2, true, &msg(9, 0, 10, &[]))), 0);
-        assert_eq!(o.feed(&frame(2, true, &msg(1, 11, 10, b"x"))), 1);
+        assert_eq!(o.feed(&frame(2, true, &msg(1, 11, 10, &input(b"x")))), 1);
+        // Before the handshake names the connection, nothing counts (fail safe).
+        let mut o = WsObserver::new(true);
+        assert_eq!(o.feed(&frame(2, true, &msg(1, 7, 3, &input(b"ls\r")))), 0);
     }
 
     /// An IPC request as VS Code serialises it: [100, id, channel, command] then the argument.
@@ -677,15 +769,32 @@ mod tests {
         let mut o = WsObserver::new(true);
         assert_eq!(handshake(&mut o, 1), 0);
         assert_eq!(o.feed(&frame(2, true, &msg(1, 1, 0, &captured_ping))), 0);
-        // Subscribing to events (102) is not use; a file write is.
+        // Subscribing to events (102) is not use, nor is any call a person
+        // does not make by hand: file-system calls (an open file changed on
+        // disk is re-read), acknowledging a terminal's output, a call no one
+        // has seen yet.
         let mut listen = ipc(5, "logger", "onDidChangeLogLevel", &[0]);
         listen[3] = 102;
         assert_eq!(o.feed(&frame(2, true, &msg(1, 2, 0, &listen))), 0);
+        for (channel, command) in [
+            ("remoteFilesystem", "writeFile"),
+            ("remoteFilesystem", "stat"),
+            ("remoteterminal", "$acknowledgeDataEvent"),
+            ("someFutureChannel", "$somethingNew"),
+        ] {
+            let call = ipc(6, channel, command, &[0]);
+            assert_eq!(
+                o.feed(&frame(2, true, &msg(1, 3, 0, &call))),
+                0,
+                "{channel}.{command}"
+            );
+        }
+        // Typing into a terminal is.
         assert_eq!(
             o.feed(&frame(
                 2,
                 true,
-                &msg(1, 3, 0, &ipc(6, "remoteFilesystem", "writeFile", &[0]))
+                &msg(1, 4, 0, &ipc(7, "remoteterminal", "$input", &[1, 1, b'a']))
             )),
             1
         );
@@ -721,7 +830,9 @@ mod tests {
             o.feed(&frame(2, true, &msg(1, 4, 0, &[5, 0, 0, 1, 145]))),
             0
         );
-        // Typing in an editor, and coming back to the window, are use.
+        // Nothing on this connection counts, not even what typing causes:
+        // the same calls come from changes on disk and from extensions.
+        // Dev8's extension reports the person's input instead.
         assert_eq!(
             o.feed(&frame(
                 2,
@@ -733,7 +844,7 @@ mod tests {
                     &rpc(71, "$acceptModelChanged", r#"[{"changes":[]}]"#)
                 )
             )),
-            1
+            0
         );
         assert_eq!(
             o.feed(&frame(
@@ -741,7 +852,7 @@ mod tests {
                 true,
                 &msg(1, 6, 0, &rpc(72, "$onDidChangeWindowActive", "[true]"))
             )),
-            1
+            0
         );
     }
 
@@ -758,13 +869,57 @@ mod tests {
             1
         );
         assert_eq!(o.feed(&frame(9, true, b"a ping that is long enough")), 0);
-        // A stream that is not VS Code's after all falls back to sizes.
+        // A VS Code socket whose stream stops parsing counts nothing (fail safe).
         let mut o = WsObserver::new(true);
         assert_eq!(
             o.feed(&frame(1, true, b"hello, this is not a vscode header")),
-            1
+            0
         );
         assert_eq!(o.feed(&frame(1, true, b"short")), 0);
+    }
+
+    #[test]
+    fn code_servers_processes_are_its_program_or_script_not_a_shell_it_starts() {
+        let pkg = vec!["/opt/cs/node_modules/code-server".to_string()];
+        let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert!(is_code_servers(
+            &args(&[
+                "/usr/bin/node",
+                "/opt/cs/node_modules/code-server/out/node/entry.js"
+            ]),
+            &pkg
+        ));
+        assert!(is_code_servers(
+            &args(&[
+                "/opt/cs/node_modules/code-server/lib/vscode/node_modules/@vscode/ripgrep/bin/rg",
+                "--files"
+            ]),
+            &pkg
+        ));
+        // A terminal's shell, with shell integration, is the user's.
+        assert!(!is_code_servers(
+            &args(&[
+                "/bin/bash",
+                "--init-file",
+                "/opt/cs/node_modules/code-server/lib/vscode/out/vs/workbench/contrib/terminal/common/scripts/shellIntegration-bash.sh"
+            ]),
+            &pkg
+        ));
+        assert!(!is_code_servers(&args(&["make", "-j2"]), &pkg));
+        assert!(!is_code_servers(
+            &args(&["/usr/bin/node", "build.js"]),
+            &pkg
+        ));
+        // code-server forks node with options before the script.
+        assert!(is_code_servers(
+            &args(&[
+                "/usr/bin/node",
+                "--dns-result-order=ipv4first",
+                "/opt/cs/node_modules/code-server/lib/vscode/out/bootstrap-fork",
+                "--type=extensionHost"
+            ]),
+            &pkg
+        ));
     }
 
     #[test]
@@ -788,6 +943,26 @@ mod tests {
             &h(&[("accept", "text/html,application/xhtml+xml")])
         ));
         assert!(is_use(&Method::POST, "/proxy/3000/api", &h(&[])));
+        assert!(is_use(&Method::DELETE, "/absproxy/8080/items/1", &h(&[])));
+        // The workbench's own posts (a key at every load) are not.
+        assert!(!is_use(&Method::POST, "/mint-key", &h(&[])));
+        // Nor the iframes it loads by itself (webviews, the web extension host).
+        for (path, dest) in [
+            (
+                "/stable-409c64e/static/out/vs/workbench/contrib/webview/browser/pre/index.html",
+                "iframe",
+            ),
+            (
+                "/stable-409c64e/static/out/vs/workbench/contrib/webview/browser/pre/fake.html",
+                "document",
+            ),
+            ("/proxy/3000/", "iframe"),
+        ] {
+            assert!(
+                !is_use(&Method::GET, path, &h(&[("sec-fetch-dest", dest)])),
+                "{path}"
+            );
+        }
         assert!(!is_use(
             &Method::GET,
             "/stable-abc/static/out/vs/loader.js",

@@ -113,6 +113,12 @@ impl CodeServer {
         self.user_data_dir().join("extensions")
     }
 
+    /// Where the agent hears from Dev8's extension: beside code-server's
+    /// socket, in the agent's 0700 runtime folder.
+    pub fn activity_socket(&self) -> PathBuf {
+        self.socket.with_file_name("activity.sock")
+    }
+
     pub fn settings_file(&self) -> PathBuf {
         self.user_data_dir().join("User/settings.json")
     }
@@ -186,6 +192,7 @@ impl CodeServer {
         if let Some(run_dir) = self.socket.parent() {
             cmd.env("TMPDIR", run_dir);
         }
+        cmd.env(super::extension::SOCKET_VAR, self.activity_socket());
         cmd.env("HOME", &self.home)
             .env("XDG_CONFIG_HOME", self.home.join(".config"))
             .env("XDG_DATA_HOME", self.home.join(".local/share"))

@@ -9,6 +9,7 @@
 
 pub mod activity;
 pub mod code_server;
+pub mod extension;
 pub mod proxy;
 pub mod report;
 pub mod session;
@@ -166,6 +167,11 @@ pub async fn run(
     });
     cs.prepare()
         .with_context(|| format!("preparing {}", config.home.display()))?;
+    match extension::install(&cs.extensions_dir(), user) {
+        Ok(folder) => tracing::debug!(folder = %folder.display(), "Dev8's extension installed"),
+        // Without it the IDE still works; only editor input then goes unseen.
+        Err(e) => tracing::warn!(error = %e, "could not install Dev8's extension"),
+    }
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("binding {}", config.listen))?;
@@ -222,6 +228,18 @@ pub async fn run(
         token: config.token.clone(),
         every: config.session_check,
     };
+    let channel = tokio::spawn({
+        let (socket, activity, stop) = (
+            cs.activity_socket(),
+            agent.activity.clone(),
+            stop_rx.clone(),
+        );
+        async move {
+            if let Err(e) = extension::serve(socket, user, activity, stop).await {
+                tracing::warn!(error = %e, "the extension's channel failed");
+            }
+        }
+    });
     let pusher = tokio::spawn(activity::push_loop(
         agent.activity.clone(),
         reporter,
@@ -247,6 +265,7 @@ pub async fn run(
         every: config.report_interval,
     };
     let reporter_task = tokio::spawn(report::report_loop(
+        agent.activity.clone(),
         meter,
         proxy::Upstream::new(cs.socket.clone()),
         report_target,
@@ -286,7 +305,7 @@ pub async fn run(
     }
     let _ = stop_tx.send(true);
     let _ = supervisor.await;
-    let _ = tokio::join!(cpu, pusher, session_checks, reporter_task);
+    let _ = tokio::join!(cpu, pusher, session_checks, reporter_task, channel);
     // Whatever the IDE started (terminals, background jobs) ends with the environment.
     let killed = crate::procs::kill_marked(&agent.environment_id, &[]);
     if killed > 0 {

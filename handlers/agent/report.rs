@@ -5,10 +5,12 @@
 //! control plane answers with a JSON object, read leniently (unknown fields
 //! are ignored): later fields carry instructions. A report is not activity.
 
+use super::activity::Activity;
 use super::proxy::Upstream;
 use super::usage::Meter;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 
@@ -38,8 +40,11 @@ pub fn parse_answer(body: &[u8]) -> Answer {
     serde_json::from_slice(body).unwrap_or_default()
 }
 
-/// Measure and report until `stop`.
+/// Measure and report until `stop`. The idle times in each answer go to
+/// `activity` (as those in the activity post's answers do), so a change of
+/// the idle timeout reaches the agent within one report interval.
 pub async fn report_loop(
+    activity: Arc<Activity>,
     mut meter: Meter,
     upstream: Upstream,
     target: ReportTarget,
@@ -91,8 +96,10 @@ pub async fn report_loop(
         wait = target.every;
         match sent {
             Ok(r) if r.status().is_success() => {
-                let answer = parse_answer(&r.bytes().await.unwrap_or_default());
+                let body = r.bytes().await.unwrap_or_default();
+                let answer = parse_answer(&body);
                 tracing::debug!(?answer, "usage reported");
+                activity.learn_idle_from(&body);
                 if answer.usage_recorded == Some(false) {
                     wait = soon;
                 }

@@ -498,6 +498,30 @@ impl Environment {
                 >= Duration::minutes(i64::from(self.idle_timeout_minutes))
     }
 
+    /// When the sweep will stop this environment for inactivity unless it is
+    /// used before: `lastActivityAt` plus the idle timeout, while it is meant
+    /// to run and is coming up or running (`None` otherwise). The sweep
+    /// stops it at its first pass at or after this time (`is_idle`).
+    pub fn idle_stop_at(&self) -> Option<DateTime<Utc>> {
+        (self.desired_state == DesiredState::Running
+            && matches!(
+                self.status,
+                Status::Creating | Status::Starting | Status::Running
+            ))
+        .then(|| self.last_activity_at + Duration::minutes(i64::from(self.idle_timeout_minutes)))
+    }
+
+    /// When the person is warned of the idle stop: `lead` before
+    /// `idle_stop_at` (`DEV8_IDLE_WARNING_MINUTES`), by default 5 minutes or
+    /// a third of the timeout, whichever is less.
+    pub fn idle_warning_at(&self, lead: Option<Duration>) -> Option<DateTime<Utc>> {
+        let timeout = Duration::minutes(i64::from(self.idle_timeout_minutes));
+        let lead = lead
+            .unwrap_or_else(|| (timeout / 3).min(Duration::minutes(5)))
+            .min(timeout);
+        self.idle_stop_at().map(|at| at - lead)
+    }
+
     /// Is another delivery holding the lease right now?
     pub fn leased_by_other(&self, owner: &str, now: DateTime<Utc>) -> bool {
         matches!(&self.lease, Some(l) if l.owner != owner && l.until > now)
@@ -1041,6 +1065,32 @@ mod tests {
         assert!(!e.touch(t0), "never backwards");
         e.request_stop(StopCause::User, t1).unwrap();
         assert!(!e.touch(t1 + Duration::minutes(1)));
+    }
+
+    #[test]
+    fn the_idle_stop_time_and_its_warning_follow_activity_and_the_timeout() {
+        let t0 = Utc::now();
+        let mut e = running(t0);
+        e.idle_timeout_minutes = 30;
+        assert_eq!(e.idle_stop_at(), Some(t0 + Duration::minutes(30)));
+        // The default lead: 5 minutes, or a third of a short timeout.
+        assert_eq!(e.idle_warning_at(None), Some(t0 + Duration::minutes(25)));
+        e.idle_timeout_minutes = 6;
+        assert_eq!(e.idle_warning_at(None), Some(t0 + Duration::minutes(4)));
+        // A configured lead, never longer than the timeout itself.
+        assert_eq!(
+            e.idle_warning_at(Some(Duration::minutes(1))),
+            Some(t0 + Duration::minutes(5))
+        );
+        assert_eq!(e.idle_warning_at(Some(Duration::minutes(60))), Some(t0));
+        // Use pushes both back; the sweep's rule agrees with the time.
+        let t1 = t0 + Duration::minutes(3);
+        e.touch(t1);
+        let stop = e.idle_stop_at().unwrap();
+        assert_eq!(stop, t1 + Duration::minutes(6));
+        assert!(!e.is_idle(stop - Duration::seconds(1)) && e.is_idle(stop));
+        e.request_stop(StopCause::User, t1).unwrap();
+        assert_eq!((e.idle_stop_at(), e.idle_warning_at(None)), (None, None));
     }
 
     #[test]

@@ -15,12 +15,12 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-fn env_json(e: &Environment) -> serde_json::Value {
-    json!({"environment": EnvironmentView::from(e)})
+fn env_json(p: &Platform, e: &Environment) -> serde_json::Value {
+    json!({"environment": EnvironmentView::new(e, p.policy.idle_warning)})
 }
 
-fn accepted(e: &Environment) -> Response {
-    (StatusCode::ACCEPTED, Json(env_json(e))).into_response()
+fn accepted(p: &Platform, e: &Environment) -> Response {
+    (StatusCode::ACCEPTED, Json(env_json(p, e))).into_response()
 }
 
 impl From<LifecycleError> for ApiError {
@@ -53,7 +53,7 @@ pub async fn list(State(p): State<AppState>, caller: Caller) -> ApiResult<Json<s
     let envs = p.store.environments(&caller.user.id).await?;
     let views: Vec<_> = envs
         .iter()
-        .map(|v| EnvironmentView::from(&v.value))
+        .map(|v| EnvironmentView::new(&v.value, p.policy.idle_warning))
         .collect();
     Ok(Json(json!({"environments": views})))
 }
@@ -67,7 +67,7 @@ pub async fn create(
     let spec = validation::new_environment(&body, p.policy.default_idle_minutes)
         .map_err(ApiError::Validation)?;
     let env = lifecycle::create(&p, actor(&caller, &addr), spec).await?;
-    let mut resp = accepted(&env);
+    let mut resp = accepted(&p, &env);
     if let Ok(loc) = format!("/api/environments/{}", env.id).parse() {
         resp.headers_mut().insert(header::LOCATION, loc);
     }
@@ -85,7 +85,7 @@ pub async fn get(
     IdPath(id): IdPath,
     caller: Caller,
 ) -> ApiResult<Json<serde_json::Value>> {
-    Ok(Json(env_json(&owned(&p, &caller, &id).await?)))
+    Ok(Json(env_json(&p, &owned(&p, &caller, &id).await?)))
 }
 
 pub async fn status(
@@ -114,7 +114,7 @@ pub async fn patch(
         change.idle_timeout_minutes,
     )
     .await?;
-    Ok(Json(env_json(&env)))
+    Ok(Json(env_json(&p, &env)))
 }
 
 /// `POST .../start` (`START`), `POST .../stop` (`STOP`), `DELETE ...`
@@ -132,7 +132,7 @@ pub async fn request<const R: u8>(
         STOP => lifecycle::stop(&p, by, &id).await?,
         _ => lifecycle::delete(&p, by, &id).await?,
     };
-    Ok(accepted(&env))
+    Ok(accepted(&p, &env))
 }
 
 pub const START: u8 = 0;

@@ -7,6 +7,7 @@
 
 use super::error::{ApiError, ApiResult};
 use super::extract::{AppState, Caller, ClientAddr, IdPath, JsonObject};
+use super::views::IdleView;
 use crate::audit::{self, Action, Entry};
 use crate::auth::tokens::{Claims, TokenKind, claims};
 use crate::domain::{DesiredState, Environment, Status, validation};
@@ -139,14 +140,18 @@ fn agent_claims(p: &Platform, id: &str, headers: &HeaderMap) -> ApiResult<Claims
 /// environment's current agent token is accepted (`aud=agent:<id>`, `jti` =
 /// the record's `agentTokenId`); `lastActivityAt` moves forward to now, with
 /// a conditional write, and only while the environment is meant to run.
+/// The answer says when it will be stopped for inactivity and when the
+/// person is warned (`idleStopAt`, `idleWarningAt`), and the control plane's
+/// `now` (so the agent need not trust its own clock): the agent learns them
+/// from its first report at start and from every later one.
 pub async fn activity(
     State(p): State<AppState>,
     IdPath(id): IdPath,
     headers: HeaderMap,
-) -> ApiResult<StatusCode> {
+) -> ApiResult<Json<serde_json::Value>> {
     let c = agent_claims(&p, &id, &headers)?;
     match lifecycle::record_activity(&p, &c.sub, &id, &c.jti).await? {
-        ActivityOutcome::Recorded => Ok(StatusCode::NO_CONTENT),
+        ActivityOutcome::Recorded(env) => Ok(Json(idle_answer(&p, &env))),
         ActivityOutcome::NotCurrentAgent => Err(AGENT_REJECTED),
     }
 }
@@ -246,7 +251,21 @@ pub async fn report(
     let JsonObject(body) = body?;
     let usage = validation::agent_report(&body, p.clock.now()).map_err(ApiError::Validation)?;
     match lifecycle::record_report(&p, &c.sub, &id, &c.jti, usage).await? {
-        ReportOutcome::Accepted { usage_kept } => Ok(Json(json!({ "usageRecorded": usage_kept }))),
+        ReportOutcome::Accepted { usage_kept, env } => {
+            let mut answer = idle_answer(&p, &env);
+            answer["usageRecorded"] = json!(usage_kept);
+            Ok(Json(answer))
+        }
         ReportOutcome::NotCurrentAgent => Err(AGENT_REJECTED),
     }
+}
+
+/// What the answers to an agent's activity post and periodic report carry
+/// about the idle stop: `idleStopAt`, `idleWarningAt` and the control
+/// plane's `now` (so the agent counts in seconds from now, whatever its own
+/// clock says).
+fn idle_answer(p: &Platform, env: &Environment) -> serde_json::Value {
+    let mut answer = json!(IdleView::new(env, p.policy.idle_warning));
+    answer["now"] = json!(p.clock.now());
+    answer
 }

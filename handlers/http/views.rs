@@ -44,6 +44,8 @@ pub struct EnvironmentView<'a> {
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub last_activity_at: DateTime<Utc>,
+    #[serde(flatten)]
+    pub idle: IdleView,
     pub actions: Vec<Action>,
     /// The agent's latest measurement; null unless running and reported.
     pub usage: Option<&'a Usage>,
@@ -51,8 +53,28 @@ pub struct EnvironmentView<'a> {
     pub progress: Option<&'a Progress>,
 }
 
-impl<'a> From<&'a Environment> for EnvironmentView<'a> {
-    fn from(e: &'a Environment) -> Self {
+/// When the environment stops for inactivity unless used, and when the
+/// person is warned; both `null` unless it is meant to run. The environment
+/// JSON and the answer to an agent's activity report carry it.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct IdleView {
+    pub idle_stop_at: Option<DateTime<Utc>>,
+    pub idle_warning_at: Option<DateTime<Utc>>,
+}
+
+impl IdleView {
+    pub fn new(e: &Environment, warning: Option<chrono::Duration>) -> Self {
+        IdleView {
+            idle_stop_at: e.idle_stop_at(),
+            idle_warning_at: e.idle_warning_at(warning),
+        }
+    }
+}
+
+impl<'a> EnvironmentView<'a> {
+    /// `warning`: the configured warning lead (`Policy::idle_warning`).
+    pub fn new(e: &'a Environment, warning: Option<chrono::Duration>) -> Self {
         EnvironmentView {
             id: &e.id,
             name: &e.name,
@@ -69,6 +91,7 @@ impl<'a> From<&'a Environment> for EnvironmentView<'a> {
             created_at: e.created_at,
             updated_at: e.updated_at,
             last_activity_at: e.last_activity_at,
+            idle: IdleView::new(e, warning),
             actions: e.actions(),
             usage: e.usage.as_ref().filter(|_| e.status == Status::Running),
             progress: e

@@ -62,20 +62,13 @@ fn vscode(kind: u8, id: u32, ack: u32, data: &[u8]) -> Vec<u8> {
 }
 
 async fn last_activity(app: &TestApp, u: &User, id: &str) -> DateTime<Utc> {
-    app.environment(u, id).await["lastActivityAt"]
-        .as_str()
-        .unwrap()
-        .parse()
-        .unwrap()
+    app.last_activity(u, id).await
 }
 
-/// Wait until `lastActivityAt` reaches `at` (a push arrived after it).
 async fn wait_activity_since(app: &TestApp, u: &User, id: &str, at: DateTime<Utc>) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while last_activity(app, u, id).await < at {
-        assert!(Instant::now() < deadline, "no activity reported since {at}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    app.wait_activity_since(u, id, at, Duration::from_secs(10))
+        .await
+        .unwrap();
 }
 
 struct Ide {
@@ -271,8 +264,9 @@ async fn page_requests_and_websocket_work_keep_it_running() {
     let ide = running_ide(&app, &u, "used").await;
     let mut ws = ide.websocket(1).await;
 
-    // Three minutes on, a page view; three more, a message that carries work
-    // (say, an edit): six minutes in all, past the five-minute timeout.
+    // Three minutes on, a page view; three more, a message only a person
+    // sends (typing into a terminal): six minutes in all, past the
+    // five-minute timeout.
     for round in 0..2 {
         app.clock.advance(Minutes::minutes(3));
         let at = app.clock.now();
@@ -280,7 +274,7 @@ async fn page_requests_and_websocket_work_keep_it_running() {
             ide.page().await;
         } else {
             ws.send(Message::Binary(
-                vscode(1, 1, 0, &ipc(9, "remoteFilesystem", "writeFile")).into(),
+                vscode(1, 1, 0, &ipc(9, "remoteterminal", "$input")).into(),
             ))
             .await
             .unwrap();

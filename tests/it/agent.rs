@@ -325,7 +325,23 @@ async fn open_ide_through_the_agent_with_one_time_tickets() {
     );
     c.jti = record.agent_token_id.clone().unwrap();
     let current = p.keys.sign(&c);
-    assert_eq!(post_activity(Auth::Bearer(&current)).await, 204);
+    // The answer says when the environment stops unless used, and when the person is warned.
+    let before = app.now();
+    let answer = app
+        .send(Method::POST, &activity, None, Auth::Bearer(&current))
+        .await;
+    let after = app.now();
+    assert_eq!(answer.status, 200);
+    let stop: chrono::DateTime<chrono::Utc> =
+        answer.body["idleStopAt"].as_str().unwrap().parse().unwrap();
+    let warn: chrono::DateTime<chrono::Utc> = answer.body["idleWarningAt"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let timeout = chrono::Duration::minutes(record.idle_timeout_minutes.into());
+    assert!(before + timeout <= stop && stop <= after + timeout);
+    assert_eq!(stop - warn, (timeout / 3).min(chrono::Duration::minutes(5)));
     let other = "/api/environments/01hzzzzzzzzzzzzzzzzzzzzzzz/activity";
     assert_eq!(
         app.send(Method::POST, other, None, Auth::Bearer(&current))

@@ -311,7 +311,11 @@ async fn start_and_stop_are_idempotent_and_refused_once_deleting() {
 }
 
 /// Routes authenticated by an environment's agent token instead of a session.
-const AGENT_ROUTES: &[&str] = &["EnvironmentActivity", "EnvironmentSessions", "EnvironmentReport"];
+const AGENT_ROUTES: &[&str] = &[
+    "EnvironmentActivity",
+    "EnvironmentSessions",
+    "EnvironmentReport",
+];
 
 /// Every route with an `{id}` answers 404 for another user's environment and
 /// changes nothing. Driven by the route table: a new route is covered (and

@@ -203,6 +203,11 @@ async fn an_idle_stop_writes_one_record() {
     assert_eq!(idle.len(), 1);
     assert_eq!(idle[0]["environmentId"], id.as_str());
     assert!(idle[0]["clientAddress"].is_null());
+    // The history says after how long.
+    assert_eq!(
+        idle[0]["detail"],
+        "no use for 31 min 0 s (idle timeout 30 minutes)"
+    );
 }
 
 #[tokio::test]

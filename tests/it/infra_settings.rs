@@ -29,6 +29,10 @@ pub(crate) const NOT_SET_IN_AZURE: &[(&str, &str)] = &[
         "serve only; Functions has no /metrics (metrics go to Application Insights)",
     ),
     (
+        "DEV8_IDLE_WARNING_MINUTES",
+        "optional; unset keeps the default lead (5 minutes or a third of the idle timeout)",
+    ),
+    (
         "COSMOS_KEY",
         "emulators only; Azure uses the managed identity",
     ),

@@ -300,6 +300,13 @@ async fn idle_environments_are_stopped_for_inactivity() {
     let (app, u) = setup().await;
     let id = app.new_env(&u, "a").await;
     app.settle(10).await;
+    // The dashboard learns when it will stop, and when to warn (5 minutes before).
+    let e = app.env(&u, &id).await.body["environment"].clone();
+    let at = |k: &str| -> chrono::DateTime<chrono::Utc> { e[k].as_str().unwrap().parse().unwrap() };
+    let last: chrono::DateTime<chrono::Utc> =
+        e["lastActivityAt"].as_str().unwrap().parse().unwrap();
+    assert_eq!(at("idleStopAt"), last + Duration::minutes(30));
+    assert_eq!(at("idleWarningAt"), last + Duration::minutes(25));
     app.clock.advance(Duration::minutes(29));
     assert_eq!(app.sweep().await.idle_stopped, 0);
     app.clock.advance(Duration::minutes(2));
@@ -310,6 +317,7 @@ async fn idle_environments_are_stopped_for_inactivity() {
         (e["status"].as_str(), e["stopCause"].as_str()),
         (Some("stopped"), Some("idle"))
     );
+    assert!(e["idleStopAt"].is_null() && e["idleWarningAt"].is_null());
     assert!(e["statusReason"].as_str().unwrap().contains("30 minutes"));
     assert_eq!(app.fake().counts(&id).stops, 1);
     // The running slot went back: the user may start another.

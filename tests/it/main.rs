@@ -15,6 +15,7 @@ mod specs;
 
 mod aci;
 mod activity;
+mod activity_replay;
 mod agent;
 mod api_auth;
 mod api_environments;
@@ -26,6 +27,7 @@ mod functions_binary;
 mod functions_host;
 mod functions_package;
 mod functions_tidy;
+mod idle_workbench;
 mod infra_alerts;
 mod infra_deploy;
 mod infra_parse;

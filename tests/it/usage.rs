@@ -102,7 +102,7 @@ async fn only_the_environments_current_agent_token_may_report() {
     let token = current_token(&app, &ada, &id).await;
     let r = report(&app, &id, usage_body(), Auth::Bearer(&token)).await;
     assert_eq!(r.status, 200, "{}", r.body);
-    assert_eq!(r.body, json!({"usageRecorded": true}));
+    assert_eq!(r.body["usageRecorded"], json!(true));
     // Bob's environment got nothing from any of this.
     assert_eq!(app.environment(&bob, &other).await["usage"], Value::Null);
 }
@@ -142,7 +142,7 @@ async fn a_report_keeps_usage_and_never_moves_last_activity() {
         Auth::Bearer(&token),
     )
     .await;
-    assert_eq!(r.body, json!({"usageRecorded": false}));
+    assert_eq!(r.body["usageRecorded"], json!(false));
     assert_eq!(app.environment(&ada, &id).await, after);
 }
 
@@ -265,7 +265,7 @@ async fn a_report_between_the_sweeps_read_and_its_write_does_not_keep_it_running
         .unwrap();
     // ...then a report changes the record (and its ETag) before the sweep writes.
     let r = report(&app, &id, usage_body(), Auth::Bearer(&token)).await;
-    assert_eq!(r.body, json!({"usageRecorded": true}));
+    assert_eq!(r.body["usageRecorded"], json!(true));
     assert!(
         dev8::lifecycle::idle_stop(&app.platform, seen)
             .await

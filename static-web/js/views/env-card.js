@@ -3,6 +3,7 @@
 import { h, setText, keepFocus } from '../dom.js';
 import { sizeLabel, templateName } from '../format.js';
 import { hrefFor } from '../router.js';
+import { idleWarning } from '../idle.js';
 import {
   actionBar, progressLine, statusBadge, templateTile, timeEl, usageBlock,
   updateActionBar, updateProgressLine, updateStatusBadge, updateTime, updateUsage,
@@ -25,6 +26,7 @@ export function createCard(env, ctx) {
     statusBadge()),
   progressLine(),
   h('p', { class: 'env-reason', hidden: true }),
+  h('p', { class: 'env-idle-warning', hidden: true, attrs: { role: 'status' } }),
   h('dl', { class: 'env-facts' },
     h('div', {}, h('dt', { text: 'Size' }), h('dd', { class: 'fact-size' })),
     h('div', {}, h('dt', { text: 'Created' }), h('dd', {}, timeEl(null))),
@@ -53,6 +55,10 @@ export function updateCard(card, env, ctx) {
     const reason = card.querySelector('.env-reason');
     reason.hidden = !(env.status === 'error' && env.statusReason);
     setText(reason, env.status === 'error' ? env.statusReason ?? '' : '');
+    const warning = card.querySelector('.env-idle-warning');
+    const idle = idleWarning(env);
+    warning.hidden = !idle;
+    setText(warning, idle ?? '');
     setText(card.querySelector('.fact-size'), sizeLabel(env));
     const [created, used] = card.querySelectorAll('.env-facts time');
     updateTime(created, env.createdAt);

@@ -223,6 +223,34 @@ impl TestApp {
         a.body["environment"].clone()
     }
 
+    /// The environment's `lastActivityAt`.
+    pub async fn last_activity(&self, user: &User, id: &str) -> chrono::DateTime<chrono::Utc> {
+        self.environment(user, id).await["lastActivityAt"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap()
+    }
+
+    /// Poll (in real time) until an agent's report moved `lastActivityAt` to
+    /// `at` or later; `Err` after `within`.
+    pub async fn wait_activity_since(
+        &self,
+        user: &User,
+        id: &str,
+        at: chrono::DateTime<chrono::Utc>,
+        within: std::time::Duration,
+    ) -> Result<(), String> {
+        let deadline = Instant::now() + within;
+        while self.last_activity(user, id).await < at {
+            if Instant::now() >= deadline {
+                return Err(format!("no use reported since {at}"));
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        Ok(())
+    }
+
     pub async fn status_of(&self, user: &User, id: &str) -> String {
         let a = self.env(user, id).await;
         a.body["environment"]["status"]

@@ -1,0 +1,117 @@
+// A person at a real VS Code workbench, for the Rust full-tier tests
+// (tests/it/idle_workbench.rs): Debian's Chromium driven by playwright-core
+// opens an IDE ticket URL, answers the Workspace Trust question, then does
+// what it is told on standard input, one command a line, answering each
+// with one line on standard output:
+//
+//   open <file>        click <file> in the Explorer, then into its editor -> ok
+//   type <text>        type <text> at the cursor                          -> ok
+//   terminal <command> open a new terminal and run <command> in it        -> ok
+//   notifications      the notifications (toasts and the notification center) -> notifications <JSON array>
+//
+// Usage: node workbench.mjs <ticket URL> trust|restricted [<recording.jsonl>]
+// With a recording path, every frame the page sends on its WebSockets from
+// the start is written there, one JSON line each (see below).
+// It prints `ready` once the workbench is up and the trust question is
+// answered, and closes the browser when standard input ends.
+import { chromium } from 'playwright-core';
+import { createInterface } from 'node:readline';
+import { appendFileSync, writeFileSync } from 'node:fs';
+
+const [url, trust, recordTo] = process.argv.slice(2);
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
+  args: [
+    '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+    '--disable-background-networking', '--disable-component-update', '--disable-sync',
+  ],
+});
+const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
+
+// Frames the page sends: one JSON line each with the time (ms since the
+// start), the socket's number, whether it is one of VS Code's (its URL has
+// a reconnectionToken), and the payload (base64 for binary, text otherwise).
+let recording = null;
+if (recordTo) {
+  writeFileSync(recordTo, '');
+  recording = { path: recordTo, start: Date.now() };
+}
+let sockets = 0;
+page.on('websocket', (ws) => {
+  const n = sockets++;
+  const path = new URL(ws.url()).search.includes('reconnectionToken') ? 'vscode' : 'other';
+  ws.on('framesent', (f) => {
+    if (!recording) return;
+    const binary = typeof f.payload !== 'string';
+    const line = {
+      t: Date.now() - recording.start,
+      ws: n,
+      kind: path,
+      binary,
+      data: binary ? Buffer.from(f.payload).toString('base64') : f.payload,
+    };
+    appendFileSync(recording.path, JSON.stringify(line) + '\n');
+  });
+});
+
+await page.goto(url);
+await page.locator('.monaco-workbench').waitFor({ timeout: 120_000 });
+// Workspace Trust asks once per folder; "No" opens it in Restricted Mode.
+const answer = trust === 'restricted' ? "No, I don't trust the authors" : 'Yes, I trust the authors';
+const button = page.getByRole('button', { name: answer });
+await button.waitFor({ timeout: 30_000 }).then(() => button.click(), () => {});
+console.log('ready');
+
+async function run(line) {
+  const [command, ...rest] = line.split(' ');
+  const arg = rest.join(' ');
+  switch (command) {
+    case 'open': {
+      await page.getByRole('treeitem', { name: arg }).first().click();
+      const editor = page.locator('.editor-instance .monaco-editor .view-lines').first();
+      await editor.waitFor({ timeout: 30_000 });
+      await editor.click();
+      return 'ok';
+    }
+    case 'type':
+      await page.keyboard.type(arg, { delay: 30 });
+      return 'ok';
+    case 'terminal': {
+      await page.keyboard.press('F1');
+      await page.keyboard.type('Terminal: Create New Terminal', { delay: 10 });
+      await page.keyboard.press('Enter');
+      const terminal = page.locator('.terminal-wrapper.active .xterm');
+      await terminal.waitFor({ timeout: 30_000 });
+      // Type only once the shell shows its prompt (keys sent earlier can be lost).
+      const rows = page.locator('.terminal-wrapper.active .xterm-rows');
+      for (let i = 0; i < 100 && !/[$#]\s*$/m.test((await rows.allInnerTexts()).join('\n')); i++) {
+        await page.waitForTimeout(200);
+      }
+      await terminal.click();
+      await page.keyboard.type(arg, { delay: 20 });
+      await page.keyboard.press('Enter');
+      return 'ok';
+    }
+    case 'notifications': {
+      // Toasts hide after a while; the notification center keeps them all.
+      await page.keyboard.press('F1');
+      await page.keyboard.type('Notifications: Show Notifications', { delay: 10 });
+      await page.keyboard.press('Enter');
+      await page.locator('.notifications-center').waitFor({ timeout: 10_000 }).catch(() => {});
+      const texts = await page.locator('.notification-toast, .notifications-center .monaco-list-row').allInnerTexts();
+      return `notifications ${JSON.stringify(texts)}`;
+    }
+    default:
+      return `error unknown command ${command}`;
+  }
+}
+
+const lines = createInterface({ input: process.stdin });
+for await (const line of lines) {
+  try {
+    console.log(await run(line.trim()));
+  } catch (e) {
+    console.log(`error ${String(e.message).split('\n')[0]}`);
+  }
+}
+await browser.close();
