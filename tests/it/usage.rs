@@ -120,6 +120,11 @@ async fn a_report_keeps_usage_and_never_moves_last_activity() {
     let after = app.environment(&ada, &id).await;
     assert_eq!(after["lastActivityAt"], before["lastActivityAt"]);
     assert_eq!(after["updatedAt"], before["updatedAt"]);
+    // The answer carries the idle times, as the activity post's does: a
+    // changed idle timeout reaches the agent within one report interval.
+    assert_eq!(r.body["idleStopAt"], after["idleStopAt"], "{}", r.body);
+    assert!(r.body["idleStopAt"].is_string(), "{}", r.body);
+    assert!(r.body["now"].is_string(), "{}", r.body);
     let usage = &after["usage"];
     assert_eq!(usage["cpuPercent"], 12.5);
     assert_eq!(usage["memoryBytes"], 300_000_000u64);
