@@ -233,10 +233,17 @@ async fn bare_boot(http: &reqwest::Client) -> Duration {
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .kill_on_drop(true)
+        // Its own process group: code-server's entry runs the server as a
+        // child, which killing `node` alone would leave running (and eating
+        // the CPU of every later measurement).
+        .process_group(0)
         .spawn()
         .expect("node starts code-server");
     first_workbench_page(http, &format!("http://127.0.0.1:{port}/"), None, t0).await;
     let took = t0.elapsed();
+    if let Some(pid) = child.id() {
+        dev8::procs::signal_group(pid as i32, rustix::process::Signal::KILL);
+    }
     let _ = child.kill().await;
     took
 }
