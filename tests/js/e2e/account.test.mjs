@@ -9,7 +9,7 @@ import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import readline from 'node:readline';
 import { startServe, ROOT } from './serve.mjs';
-import { launch, shots, seriousViolations, DESKTOP, PHONE } from './browser.mjs';
+import { launch, shots, accessibleAtBothWidths, card, waitForStatus, DESKTOP } from './browser.mjs';
 
 const PASSWORD = 'correct-horse-battery';
 const SSO_EMAIL = 'sso@example.com';
@@ -55,16 +55,6 @@ after(async () => {
   provider?.stop();
 });
 
-/** No serious axe-core violations at desktop and at phone width. */
-async function accessible(page, what) {
-  const size = page.viewportSize();
-  for (const [label, vp] of [['desktop', DESKTOP], ['phone', PHONE]]) {
-    await page.setViewportSize(vp);
-    await page.waitForTimeout(150);
-    assert.deepEqual(await seriousViolations(page), [], `${what} (${label})`);
-  }
-  await page.setViewportSize(size);
-}
 
 /** Logs in and consents at the provider's own pages, back to Dev8. */
 async function atProvider(page) {
@@ -79,13 +69,7 @@ async function atProvider(page) {
   }
 }
 
-function card(page, name) {
-  return page.locator('article[data-env-id]').filter({ has: page.getByRole('heading', { name }) });
-}
 
-async function waitForStatus(page, name, status, timeout = 90_000) {
-  await card(page, name).getByText(status, { exact: true }).first().waitFor({ timeout });
-}
 
 /** A cookie-authenticated API call from the page's session (Origin as a browser sends it). */
 async function call(page, method, path) {
@@ -146,7 +130,7 @@ test('history, linking and unlinking, activity paging, account deletion', { time
   assert.ok(await older.isHidden(), 'no more pages');
   assert.equal(await page.evaluate(() => document.activeElement?.closest('li')?.querySelector('.log-text')?.textContent),
     'You stopped this environment', 'the keyboard lands on the first record of the new page');
-  await accessible(page, 'detail page with history');
+  await accessibleAtBothWidths(page, 'detail page with history');
   await shots(page, 'account-01-history');
 
   // The account page, from the header.
@@ -155,7 +139,7 @@ test('history, linking and unlinking, activity paging, account deletion', { time
   const methods = page.getByRole('list', { name: 'Ways to sign in' });
   await methods.getByText('Password', { exact: true }).waitFor();
   assert.equal(await page.getByRole('link', { name: 'Account', exact: true }).getAttribute('aria-current'), 'page');
-  await accessible(page, 'account page');
+  await accessibleAtBothWidths(page, 'account page');
   await shots(page, 'account-02-password-only');
 
   // Link the provider through its own login and consent pages.
@@ -170,7 +154,7 @@ test('history, linking and unlinking, activity paging, account deletion', { time
   assert.equal(await page.getByRole('button', { name: 'Link Test SSO', exact: true }).count(), 0);
   const activity = page.getByRole('list', { name: 'Account activity, newest first' });
   await activity.getByText('You linked Test SSO as a way to sign in').waitFor();
-  await accessible(page, 'account page with a linked provider');
+  await accessibleAtBothWidths(page, 'account page with a linked provider');
   await shots(page, 'account-03-linked');
 
   // Activity pages: sign-ins from API clients fill more than a page of 20.
@@ -198,7 +182,7 @@ test('history, linking and unlinking, activity paging, account deletion', { time
 
   // Delete the account: the typed email must match.
   const { dialog: confirmDialog, confirm } = await deleteAccount(page, 'ada@example.com');
-  await accessible(page, 'delete-account dialog');
+  await accessibleAtBothWidths(page, 'delete-account dialog');
   await shots(page, 'account-04-confirm-delete');
   await confirm.fill('ada@example.com');
   await confirmDialog.getByRole('button', { name: 'Delete account' }).click();
@@ -239,7 +223,7 @@ test('the last way in cannot be unlinked, and the page says why', { timeout: 120
   await page.keyboard.press('Enter');
   await page.waitForTimeout(300);
   assert.equal(await methods.getByRole('listitem').count(), 1);
-  await accessible(page, 'account page, provider only');
+  await accessibleAtBothWidths(page, 'account page, provider only');
   await shots(page, 'account-06-last-way-in');
 
   const { dialog, confirm } = await deleteAccount(page, SSO_EMAIL);

@@ -1,5 +1,6 @@
 // Debian's Chromium driven by playwright-core (no browser download), plus
 // an axe-core scan and screenshots kept as test artifacts.
+import assert from 'node:assert/strict';
 import { chromium } from 'playwright-core';
 import AxeBuilder from '@axe-core/playwright';
 import { mkdirSync } from 'node:fs';
@@ -33,10 +34,42 @@ export async function shots(page, name) {
   await page.setViewportSize(size);
 }
 
-/** Serious and critical axe-core violations on the page as it is now. */
+/** Waits for finite animations (a toast fading in) to end. */
+export async function settled(page) {
+  await page.evaluate(() => Promise.all(document.getAnimations()
+    .filter((a) => a.effect?.getTiming().iterations !== Infinity)
+    .map((a) => a.finished.catch(() => {}))));
+}
+
+/**
+ * Serious and critical axe-core violations on the page once its finite
+ * animations have ended (axe judges colours as they are at that moment: a
+ * toast caught mid-fade-in fails the contrast rule).
+ */
 export async function seriousViolations(page) {
+  await settled(page);
   const result = await new AxeBuilder({ page }).analyze();
   return result.violations
     .filter((v) => v.impact === 'serious' || v.impact === 'critical')
     .map((v) => `${v.id} (${v.impact}): ${v.help} — ${v.nodes.map((n) => n.target.join(' ')).join(', ')}`);
+}
+
+/** No serious axe-core violations at desktop and at phone width. */
+export async function accessibleAtBothWidths(page, what) {
+  const size = page.viewportSize();
+  for (const [label, vp] of [['desktop', DESKTOP], ['phone', PHONE]]) {
+    await page.setViewportSize(vp);
+    assert.deepEqual(await seriousViolations(page), [], `${what} (${label})`);
+  }
+  await page.setViewportSize(size);
+}
+
+/** The card of the environment named `name` in the list. */
+export function card(page, name) {
+  return page.locator('article[data-env-id]').filter({ has: page.getByRole('heading', { name }) });
+}
+
+/** Waits until that card shows `status`. */
+export async function waitForStatus(page, name, status, timeout = 90_000) {
+  await card(page, name).getByText(status, { exact: true }).first().waitFor({ timeout });
 }

@@ -4,7 +4,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { startServe } from './serve.mjs';
 import { join } from 'node:path';
-import { launch, shots, seriousViolations, ARTIFACTS, DESKTOP } from './browser.mjs';
+import { launch, shots, seriousViolations, card, waitForStatus, ARTIFACTS, DESKTOP } from './browser.mjs';
 
 let serve;
 let browser;
@@ -27,13 +27,7 @@ async function signUp(page, email) {
   await page.getByRole('heading', { name: 'Environments' }).waitFor();
 }
 
-function card(page, name) {
-  return page.locator('article[data-env-id]').filter({ has: page.getByRole('heading', { name }) });
-}
 
-async function waitForStatus(page, name, status, timeout = 60_000) {
-  await card(page, name).getByText(status, { exact: true }).first().waitFor({ timeout });
-}
 
 test('a person does everything from the browser', { timeout: 240_000 }, async () => {
   const context = await browser.newContext({ viewport: DESKTOP });

@@ -6,7 +6,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { startServe } from './serve.mjs';
-import { launch, shots, seriousViolations, DESKTOP, PHONE } from './browser.mjs';
+import { launch, shots, accessibleAtBothWidths, card, DESKTOP } from './browser.mjs';
 
 let serve;
 let browser;
@@ -21,26 +21,8 @@ after(async () => {
   await serve?.stop();
 });
 
-function card(page, name) {
-  return page.locator('article[data-env-id]').filter({ has: page.getByRole('heading', { name }) });
-}
 
-/** Waits for finite animations (a toast fading in) so axe sees final colours. */
-async function settled(page) {
-  await page.evaluate(() => Promise.all(document.getAnimations()
-    .filter((a) => a.effect?.getTiming().iterations !== Infinity)
-    .map((a) => a.finished.catch(() => {}))));
-}
 
-/** No serious axe violations at desktop and at phone width. */
-async function axeBothWidths(page, what) {
-  for (const [label, vp] of [['desktop', DESKTOP], ['phone', PHONE]]) {
-    await page.setViewportSize(vp);
-    await settled(page);
-    assert.deepEqual(await seriousViolations(page), [], `${what} (${label})`);
-  }
-  await page.setViewportSize(DESKTOP);
-}
 
 // The steps the control plane names during a create with local compute.
 const STEP = /^(Waiting to start|Preparing storage|Starting VS Code|Waiting for VS Code to answer)…$/;
@@ -70,7 +52,7 @@ test('progress during a create, then usage on the card and in the detail view', 
   await progress.filter({ hasText: STEP }).waitFor({ timeout: 60_000 });
   const seen = new Set([await progress.textContent()]);
   await shots(page, 'usage-01-progress');
-  await axeBothWidths(page, 'card while creating');
+  await accessibleAtBothWidths(page, 'card while creating');
   while (!(await measured.getByText('Running', { exact: true }).first().isVisible())) {
     if (await progress.isVisible()) seen.add(await progress.textContent());
     await page.waitForTimeout(50);
@@ -86,7 +68,7 @@ test('progress during a create, then usage on the card and in the detail view', 
   assert.match(await row('Disk').textContent(), /^[\d.]+ (B|KB|MB) of 20 GB$/);
   assert.equal(await usage.locator('.usage-warning').isVisible(), false);
   await shots(page, 'usage-02-card');
-  await axeBothWidths(page, 'card with usage');
+  await accessibleAtBothWidths(page, 'card with usage');
 
   // The detail view shows the same figures in its own panel.
   await measured.getByRole('link', { name: 'measured' }).click();
@@ -95,7 +77,7 @@ test('progress during a create, then usage on the card and in the detail view', 
   assert.match(await panel.locator('[data-usage="memory"] .usage-value').textContent(), / of 2 GB$/);
   assert.match(await panel.locator('[data-usage="disk"] .usage-value').textContent(), / of 20 GB$/);
   await shots(page, 'usage-03-detail');
-  await axeBothWidths(page, 'detail with usage');
+  await accessibleAtBothWidths(page, 'detail with usage');
 
   // A nearly full disk is warned about. Filling 18 GB here is not practical,
   // so the test rewrites the usage the browser receives (page.route) to 95%.
@@ -111,7 +93,7 @@ test('progress during a create, then usage on the card and in the detail view', 
   const warning = page.getByRole('region', { name: 'Usage' }).getByRole('status').filter({ hasText: 'The workspace disk is 95% full' });
   await warning.waitFor({ timeout: 15_000 });
   await shots(page, 'usage-04-disk-warning');
-  await axeBothWidths(page, 'detail with a disk warning');
+  await accessibleAtBothWidths(page, 'detail with a disk warning');
   await page.unroute('**/api/environments');
 
   // Stopped: the usage goes away.
