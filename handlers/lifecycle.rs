@@ -13,8 +13,8 @@ use crate::domain::{
 };
 use crate::platform::Platform;
 use crate::quota::{QuotaError, Slot};
-use crate::reconciles::ReconcileRequest;
-use crate::store::update::{Change, update_environment};
+use crate::reconciles::{Batch, ReconcileRequest};
+use crate::store::update::{Change, update_environment, update_seen_environment};
 use crate::store::{CONFLICT_ENVIRONMENT_NAME, Etag, StoreError, Versioned};
 use std::net::IpAddr;
 
@@ -76,11 +76,16 @@ async fn reconcile_soon(p: &Platform, env: &Environment) {
 /// After a stop or delete was written: the running slot goes back and the
 /// reconcile job acts.
 async fn wind_down(p: &Platform, env: &Environment) -> LifecycleResult<()> {
+    release_running(p, env).await?;
+    reconcile_soon(p, env).await;
+    Ok(())
+}
+
+async fn release_running(p: &Platform, env: &Environment) -> LifecycleResult<()> {
     p.policy
         .quotas
         .release(p.store.as_ref(), &env.user_id, &env.id, false)
         .await?;
-    reconcile_soon(p, env).await;
     Ok(())
 }
 
@@ -215,20 +220,29 @@ where
     Ok(updated.env)
 }
 
-/// The sweep found `seen` idle past its timeout: stop it. The record is read
-/// again and judged again (`store::update`), so activity meanwhile (which
-/// moves `lastActivityAt`) or a user action wins and the sweep looks again
-/// next time, while a write that is not use (a usage report) cannot keep an
-/// idle environment running. Returns whether it stopped.
+/// The sweep found `seen` idle past its timeout: stop it. The stop is
+/// written over the version the sweep read, conditionally
+/// (`store::update`): if anything changed since, the record is read again
+/// and judged again, so activity meanwhile (which moves `lastActivityAt`) or
+/// a user action wins and the sweep looks again next time, while a write
+/// that is not use (a usage report) cannot keep an idle environment
+/// running. The reconcile request goes into the sweep's `batch` (sent with
+/// the others when its scan ends; if that fails, the record is a stop
+/// without a live chain, which the next sweep asks for again). Returns
+/// whether it stopped.
 #[tracing::instrument(skip_all, fields(environment = %seen.value.id))]
-pub async fn idle_stop(p: &Platform, seen: Versioned<Environment>) -> anyhow::Result<bool> {
+pub async fn idle_stop(
+    p: &Platform,
+    seen: Versioned<Environment>,
+    batch: &Batch,
+) -> anyhow::Result<bool> {
     let now = p.clock.now();
     if !seen.value.is_idle(now) {
         return Ok(false);
     }
     let mut last_use = seen.value.last_activity_at;
-    let (user_id, id) = (&seen.value.user_id, &seen.value.id);
-    let updated = update_environment(p.store.as_ref(), user_id, id, |env| {
+    let (user_id, id) = (seen.value.user_id.clone(), seen.value.id.clone());
+    let updated = update_seen_environment(p.store.as_ref(), &user_id, &id, Some(seen), |env| {
         if !env.is_idle(now) {
             return Ok::<_, LifecycleError>(Change::Unchanged);
         }
@@ -244,7 +258,8 @@ pub async fn idle_stop(p: &Platform, seen: Versioned<Environment>) -> anyhow::Re
     // Written: the stop happened (exactly once per ETag, so counted once).
     p.metrics.idle_stop();
     let env = updated.env;
-    wind_down(p, &env).await?;
+    release_running(p, &env).await?;
+    batch.add(ReconcileRequest::now(&env.user_id, &env.id));
     // The ETag the stop produced names this stop uniquely, so a repeated
     // sweep never writes a second record.
     audit::record_job(

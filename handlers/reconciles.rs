@@ -47,6 +47,43 @@ impl ReconcileRequest {
 #[async_trait]
 pub trait Reconciles: Send + Sync + 'static {
     async fn request(&self, request: ReconcileRequest) -> anyhow::Result<()>;
+
+    /// Several requests at once (one queue transaction where the queue has
+    /// them: `JobQueue::send_all`).
+    async fn request_all(&self, requests: Vec<ReconcileRequest>) -> anyhow::Result<()> {
+        for r in requests {
+            self.request(r).await?;
+        }
+        Ok(())
+    }
+}
+
+/// Requests gathered while a pass works, sent together at its end
+/// (`send`): the sweep's, so its idle stops and drift checks cost one queue
+/// transaction instead of one each.
+#[derive(Debug, Default)]
+pub struct Batch(std::sync::Mutex<Vec<ReconcileRequest>>);
+
+impl Batch {
+    pub fn add(&self, request: ReconcileRequest) {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(request);
+    }
+
+    /// Ask for every gathered request; how many there were.
+    pub async fn send(self, to: &dyn Reconciles) -> anyhow::Result<usize> {
+        let requests = self
+            .0
+            .into_inner()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let n = requests.len();
+        if n > 0 {
+            to.request_all(requests).await?;
+        }
+        Ok(n)
+    }
 }
 
 /// Requests as messages on the job queue (embedded or Azure Storage).
@@ -65,6 +102,18 @@ impl Reconciles for QueueReconciles {
     async fn request(&self, r: ReconcileRequest) -> anyhow::Result<()> {
         let job = Job::reconcile_chained(&r.user_id, &r.environment_id, r.chain);
         self.queue.send(&job.to_body(), r.after).await?;
+        Ok(())
+    }
+
+    async fn request_all(&self, requests: Vec<ReconcileRequest>) -> anyhow::Result<()> {
+        let messages: Vec<(String, Duration)> = requests
+            .into_iter()
+            .map(|r| {
+                let job = Job::reconcile_chained(&r.user_id, &r.environment_id, r.chain);
+                (job.to_body(), r.after)
+            })
+            .collect();
+        self.queue.send_all(&messages).await?;
         Ok(())
     }
 }

@@ -10,7 +10,7 @@
 //! time. Otherwise 401.
 
 use super::extract::AppState;
-use crate::metrics::RequestRecord;
+use crate::metrics::{RequestRecord, RouteInstruments};
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
@@ -18,6 +18,7 @@ use axum::response::{IntoResponse, Response};
 use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 use subtle::ConstantTimeEq;
 
@@ -71,24 +72,50 @@ fn bearer_matches(headers: &HeaderMap, token: Option<&SecretString>) -> bool {
     bool::from(Sha256::digest(given.token.as_bytes()).ct_eq(&want))
 }
 
+/// What the counting layer of one route holds: the route's names and its
+/// instruments, looked up once when the router is built.
+pub struct Counted {
+    platform: AppState,
+    route: &'static str,
+    template: &'static str,
+    instruments: RouteInstruments,
+}
+
+impl Counted {
+    pub fn new(platform: AppState, route: &'static str, template: &'static str) -> Arc<Self> {
+        let instruments = platform.metrics.route_instruments(route);
+        Arc::new(Counted {
+            platform,
+            route,
+            template,
+            instruments,
+        })
+    }
+}
+
 /// The layer each `ROUTES` entry (and the `/api` fallback) gets: counts and
 /// times the request under the route's function name and path template.
-pub async fn count(
-    State((p, route, template)): State<(AppState, &'static str, &'static str)>,
-    req: Request,
-    next: Next,
-) -> Response {
+pub async fn count(State(counted): State<Arc<Counted>>, req: Request, next: Next) -> Response {
     let method = method_name(req.method());
     let (started, clock) = (SystemTime::now(), Instant::now());
     let response = next.run(req).await;
-    p.metrics.http_request(RequestRecord {
+    let Counted {
+        platform,
         route,
         template,
-        method,
-        code: response.status().as_u16(),
-        started,
-        elapsed: clock.elapsed(),
-    });
+        instruments,
+    } = &*counted;
+    platform.metrics.http_request_on(
+        instruments,
+        RequestRecord {
+            route,
+            template,
+            method,
+            code: response.status().as_u16(),
+            started,
+            elapsed: clock.elapsed(),
+        },
+    );
     response
 }
 

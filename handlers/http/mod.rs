@@ -97,14 +97,14 @@ pub fn api_router(state: AppState) -> Router {
     let mut router: Router<AppState> = Router::new();
     for spec in ROUTES {
         // Counted under the route's name: the label set is ROUTES, not the paths seen.
-        let counted = (state.clone(), spec.function, spec.path);
+        let counted = metrics_route::Counted::new(state.clone(), spec.function, spec.path);
         let handler = (spec.handler)().layer(middleware::from_fn_with_state(
             counted,
             metrics_route::count,
         ));
         router = router.route(spec.path, handler);
     }
-    let unmatched = (
+    let unmatched = metrics_route::Counted::new(
         state.clone(),
         crate::metrics::UNMATCHED_ROUTE,
         "/api/{*rest}",

@@ -9,7 +9,7 @@ use crate::audit::{self, Action, Entry};
 use crate::domain::{Environment, Status};
 use crate::lifecycle;
 use crate::platform::JobContext;
-use crate::reconciles::ReconcileRequest;
+use crate::reconciles::{Batch, ReconcileRequest};
 use crate::store::update::{Change, Retries, update_document};
 use crate::store::{StoreError, Versioned};
 use chrono::{DateTime, Utc};
@@ -107,13 +107,18 @@ async fn scan(j: &JobContext, drift: Drift) -> anyhow::Result<SweepReport> {
             .and_then(|l| l.started_at),
     };
     // Every visit runs to its end (none is dropped half-way because
-    // another failed); the first failure fails the sweep afterwards.
+    // another failed); the first failure fails the sweep afterwards. The
+    // reconciles the visits ask for (idle stops, lost chains, drift checks)
+    // are gathered and sent together: one queue transaction.
+    let batch = Batch::default();
     let seen: Vec<anyhow::Result<Seen>> =
         futures::stream::iter(j.store.active_environments().await?)
-            .map(|current| visit(j, current, since, started))
+            .map(|current| visit(j, current, since, started, &batch))
             .buffer_unordered(PARALLEL)
             .collect()
             .await;
+    // Sent even if a visit failed: the stops written need their reconcile.
+    let sent = batch.send(j.reconciles.as_ref()).await;
     let mut report = SweepReport::default();
     for s in seen {
         match s? {
@@ -123,6 +128,7 @@ async fn scan(j: &JobContext, drift: Drift) -> anyhow::Result<SweepReport> {
             Seen::Nothing => {}
         }
     }
+    sent?;
     // Every environment was looked at: drift checks due up to `started` are
     // asked for. (A sweep that failed leaves the mark, so the next one
     // covers its window again; a check asked for twice is harmless.)
@@ -162,13 +168,14 @@ async fn visit(
     current: Versioned<Environment>,
     since: Option<DateTime<Utc>>,
     started: DateTime<Utc>,
+    batch: &Batch,
 ) -> anyhow::Result<Seen> {
     let now = j.clock.now();
     if current.value.is_leased(now) {
         return Ok(Seen::Nothing);
     }
     if current.value.is_idle(now) {
-        return Ok(if lifecycle::idle_stop(j, current).await? {
+        return Ok(if lifecycle::idle_stop(j, current, batch).await? {
             Seen::IdleStopped
         } else {
             Seen::Nothing
@@ -222,9 +229,7 @@ async fn visit(
     if !wants_look {
         return Ok(Seen::Nothing);
     }
-    j.reconciles
-        .request(ReconcileRequest::now(&env.user_id, &env.id))
-        .await?;
+    batch.add(ReconcileRequest::now(&env.user_id, &env.id));
     Ok(Seen::Requeued)
 }
 

@@ -70,6 +70,21 @@ pub struct RequestRecord {
     pub elapsed: Duration,
 }
 
+/// The status codes a route keeps its counter for at hand
+/// (`RouteInstruments`); any other is looked up by label when it happens.
+const COMMON_CODES: [u16; 12] = [200, 201, 202, 204, 302, 400, 401, 403, 404, 409, 429, 500];
+
+/// One route's request instruments: its duration histogram, looked up when
+/// the router is built, and its counters for the common status codes,
+/// looked up on their first use. Counting a request through them hashes no
+/// label values and takes no lock of the registry's (issue 18: this lookup
+/// was most of the per-request cost of the metrics layer).
+pub struct RouteInstruments {
+    route: &'static str,
+    duration: Histogram,
+    codes: [std::sync::OnceLock<IntCounter>; COMMON_CODES.len()],
+}
+
 /// One reconcile, as the worker reports it.
 #[derive(Debug, Clone)]
 pub struct ReconcileRecord<'a> {
@@ -246,22 +261,48 @@ impl Metrics {
         prometheus::TEXT_FORMAT
     }
 
+    /// `route`'s request instruments, to keep for counting its requests
+    /// (`http_request_on`).
+    pub fn route_instruments(&self, route: &'static str) -> RouteInstruments {
+        RouteInstruments {
+            route,
+            duration: self.prom.http_duration.with_label_values(&[route]),
+            codes: Default::default(),
+        }
+    }
+
+    /// Count one request (`http_request_on` with instruments looked up now).
     pub fn http_request(&self, r: RequestRecord) {
-        let code = r.code.to_string();
-        self.prom
-            .http_requests
-            .with_label_values(&[r.route, &code])
-            .inc();
-        self.prom
-            .http_duration
-            .with_label_values(&[r.route])
-            .observe(r.elapsed.as_secs_f64());
+        self.http_request_on(&self.route_instruments(r.route), r);
+    }
+
+    /// Count one request of the route `on` holds the instruments of. With
+    /// a common status code nothing is looked up by label.
+    pub fn http_request_on(&self, on: &RouteInstruments, r: RequestRecord) {
+        debug_assert_eq!(on.route, r.route);
+        let looked_up;
+        let counter = match COMMON_CODES.iter().position(|c| *c == r.code) {
+            Some(i) => on.codes[i].get_or_init(|| {
+                self.prom
+                    .http_requests
+                    .with_label_values(&[r.route, &r.code.to_string()])
+            }),
+            None => {
+                looked_up = self
+                    .prom
+                    .http_requests
+                    .with_label_values(&[r.route, &r.code.to_string()]);
+                &looked_up
+            }
+        };
+        counter.inc();
+        on.duration.observe(r.elapsed.as_secs_f64());
         if let Some(o) = &self.otel {
             let route = KeyValue::new("route", r.route);
             o.http_duration
                 .record(r.elapsed.as_secs_f64(), std::slice::from_ref(&route));
             o.http_requests
-                .add(1, &[route, KeyValue::new("code", code)]);
+                .add(1, &[route, KeyValue::new("code", r.code.to_string())]);
             o.exporter.request_span(&r);
         }
     }
@@ -343,6 +384,34 @@ impl Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_routes_kept_instruments_count_into_the_same_series() {
+        let m = Metrics::default();
+        let on = m.route_instruments("Health");
+        let request = |code| RequestRecord {
+            route: "Health",
+            template: "/api/health",
+            method: "GET",
+            code,
+            started: SystemTime::now(),
+            elapsed: Duration::from_millis(1),
+        };
+        // A common code (kept at hand), an uncommon one (looked up), and the
+        // same common code counted by a label lookup.
+        for code in [200, 200, 418] {
+            m.http_request_on(&on, request(code));
+        }
+        m.http_request(request(200));
+        let text = m.encode();
+        for line in [
+            "dev8_http_requests_total{code=\"200\",route=\"Health\"} 3",
+            "dev8_http_requests_total{code=\"418\",route=\"Health\"} 1",
+            "dev8_http_request_duration_seconds_count{route=\"Health\"} 4",
+        ] {
+            assert!(text.contains(line), "{line} not in\n{text}");
+        }
+    }
 
     #[test]
     fn names_and_labels_are_the_documented_ones() {

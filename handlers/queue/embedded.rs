@@ -71,17 +71,39 @@ impl EmbeddedQueue {
         self.notify.notified()
     }
 
-    async fn insert(&self, queue: String, body: String, delay: Duration) -> QueueResult<()> {
+    /// Insert messages `(body, delay)` into `queue` in one transaction.
+    async fn insert(&self, queue: String, messages: &[(String, Duration)]) -> QueueResult<()> {
+        if messages.is_empty() {
+            return Ok(());
+        }
         let now = self.clock.now();
-        let (id, inserted, visible) = (crate::domain::new_id(), ts(now), after(now, delay));
+        let rows: Vec<[String; 4]> = messages
+            .iter()
+            .map(|(body, delay)| {
+                [
+                    crate::domain::new_id(),
+                    body.clone(),
+                    ts(now),
+                    after(now, *delay),
+                ]
+            })
+            .collect();
         self.db
             .with(move |c| {
-                c.execute(
-                    "INSERT INTO messages (id, queue, body, inserted_at, visible_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-                    params![id, queue, body, inserted, visible],
-                )
-                .map_err(db_err)?;
-                Ok::<_, QueueError>(())
+                let tx = c.transaction().map_err(db_err)?;
+                {
+                    let mut insert = tx
+                        .prepare_cached(
+                            "INSERT INTO messages (id, queue, body, inserted_at, visible_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+                        )
+                        .map_err(db_err)?;
+                    for [id, body, inserted, visible] in &rows {
+                        insert
+                            .execute(params![id, queue, body, inserted, visible])
+                            .map_err(db_err)?;
+                    }
+                }
+                tx.commit().map_err(db_err)
             })
             .await?;
         self.notify.notify_waiters();
@@ -96,8 +118,12 @@ impl JobQueue for EmbeddedQueue {
     }
 
     async fn send(&self, body: &str, delay: Duration) -> QueueResult<()> {
-        self.insert(self.name.clone(), body.to_string(), delay)
+        self.insert(self.name.clone(), &[(body.to_string(), delay)])
             .await
+    }
+
+    async fn send_all(&self, messages: &[(String, Duration)]) -> QueueResult<()> {
+        self.insert(self.name.clone(), messages).await
     }
 
     async fn receive(&self, visibility: Duration) -> QueueResult<Option<Delivery>> {
@@ -170,8 +196,11 @@ impl JobQueue for EmbeddedQueue {
 
     async fn poison(&self, d: &Delivery) -> QueueResult<()> {
         self.delete(d).await?;
-        self.insert(self.poison_name.clone(), d.body.clone(), Duration::ZERO)
-            .await
+        self.insert(
+            self.poison_name.clone(),
+            &[(d.body.clone(), Duration::ZERO)],
+        )
+        .await
     }
 
     async fn poisoned(&self) -> QueueResult<Vec<String>> {

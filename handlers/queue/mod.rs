@@ -49,6 +49,18 @@ pub type QueueResult<T> = Result<T, QueueError>;
 pub trait JobQueue: Send + Sync + 'static {
     /// Enqueue `body`, invisible for `delay` first.
     async fn send(&self, body: &str, delay: Duration) -> QueueResult<()>;
+    /// Enqueue several messages, each `(body, delay)`: what a pass that
+    /// asks for many jobs at once sends (the sweep). The embedded queue
+    /// writes them in one transaction, all or none; Storage Queues has no
+    /// batch send, so there they are separate requests and a failure may
+    /// leave some sent (harmless: jobs are idempotent, and the caller asks
+    /// again for the whole batch).
+    async fn send_all(&self, messages: &[(String, Duration)]) -> QueueResult<()> {
+        for (body, delay) in messages {
+            self.send(body, *delay).await?;
+        }
+        Ok(())
+    }
     /// Take the next visible message, hiding it for `visibility`.
     async fn receive(&self, visibility: Duration) -> QueueResult<Option<Delivery>>;
     /// Remove a message this delivery holds.

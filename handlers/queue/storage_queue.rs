@@ -462,6 +462,19 @@ impl JobQueue for StorageQueue {
         self.put(&self.queue, body, delay).await
     }
 
+    /// No batch send in Storage Queues: separate requests, 8 in flight.
+    async fn send_all(&self, messages: &[(String, Duration)]) -> QueueResult<()> {
+        use futures::{StreamExt, TryStreamExt};
+        let sends: Vec<_> = messages
+            .iter()
+            .map(|(body, delay)| self.put(&self.queue, body, *delay))
+            .collect();
+        futures::stream::iter(sends)
+            .buffer_unordered(8)
+            .try_collect()
+            .await
+    }
+
     async fn receive(&self, visibility: Duration) -> QueueResult<Option<Delivery>> {
         let options = QueueClientReceiveMessagesOptions {
             number_of_messages: Some(1),

@@ -110,31 +110,58 @@ where
     F: FnMut(&mut Environment) -> Result<Change, E> + Send,
     E: From<StoreError> + Send,
 {
-    let mut state = (store, user_id, id, f);
-    retry_races(Retries::RECORD, &mut state, |(store, user_id, id, f)| {
-        Box::pin(async move {
-            let Versioned { value, etag } = store
-                .environment(user_id, id)
-                .await?
-                .ok_or(StoreError::NotFound)?;
-            let mut env = value;
-            if f(&mut env)? == Change::Unchanged {
-                return Ok(Attempt::Done(Updated {
-                    env,
-                    etag,
-                    written: false,
-                }));
-            }
-            Ok(match raced(store.replace_environment(&env, &etag).await)? {
-                Attempt::Done(etag) => Attempt::Done(Updated {
-                    env,
-                    etag,
-                    written: true,
-                }),
-                Attempt::Raced => Attempt::Raced,
+    update_seen_environment(store, user_id, id, None, f).await
+}
+
+/// `update_environment`, starting from a version the caller has just read
+/// (`seen`, e.g. in a scan) instead of reading it again: the write is
+/// conditional on its ETag, so if it is stale the race is lost and the loop
+/// reads the current record as usual. `f` deciding "unchanged" on `seen` is
+/// final, so pass only a version whose "unchanged" would hold for a newer
+/// one too (the sweep's idle stop: not idle then is not idle now).
+pub async fn update_seen_environment<E, F>(
+    store: &dyn Store,
+    user_id: &str,
+    id: &str,
+    seen: Option<Versioned<Environment>>,
+    f: F,
+) -> Result<Updated, E>
+where
+    F: FnMut(&mut Environment) -> Result<Change, E> + Send,
+    E: From<StoreError> + Send,
+{
+    let mut state = (store, user_id, id, f, seen);
+    retry_races(
+        Retries::RECORD,
+        &mut state,
+        |(store, user_id, id, f, seen)| {
+            Box::pin(async move {
+                let Versioned { value, etag } = match seen.take() {
+                    Some(v) => v,
+                    None => store
+                        .environment(user_id, id)
+                        .await?
+                        .ok_or(StoreError::NotFound)?,
+                };
+                let mut env = value;
+                if f(&mut env)? == Change::Unchanged {
+                    return Ok(Attempt::Done(Updated {
+                        env,
+                        etag,
+                        written: false,
+                    }));
+                }
+                Ok(match raced(store.replace_environment(&env, &etag).await)? {
+                    Attempt::Done(etag) => Attempt::Done(Updated {
+                        env,
+                        etag,
+                        written: true,
+                    }),
+                    Attempt::Raced => Attempt::Raced,
+                })
             })
-        })
-    })
+        },
+    )
     .await
 }
 

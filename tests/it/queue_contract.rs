@@ -158,6 +158,39 @@ async fn messages_keep_their_text_exactly(q: Arc<dyn JobQueue>) {
     q.delete(&d).await.unwrap();
 }
 
+async fn a_batch_is_sent_whole_each_message_with_its_own_delay(q: Arc<dyn JobQueue>) {
+    let batch = [
+        (r#"{"n":1}"#.to_string(), Duration::ZERO),
+        (r#"{"n":2}"#.to_string(), Duration::from_secs(2)),
+        (r#"{"n":3}"#.to_string(), Duration::ZERO),
+    ];
+    q.send_all(&batch).await.unwrap();
+    assert_eq!(
+        q.approximate_len().await.unwrap(),
+        3,
+        "every message counted"
+    );
+    let mut now: Vec<String> = Vec::new();
+    while let Some(d) = q.receive(Duration::from_secs(30)).await.unwrap() {
+        q.delete(&d).await.unwrap();
+        now.push(d.body);
+    }
+    now.sort();
+    assert_eq!(
+        now,
+        [r#"{"n":1}"#, r#"{"n":3}"#],
+        "the delayed one stays hidden"
+    );
+    let d = receive_within(q.as_ref(), Duration::from_secs(30), Duration::from_secs(6))
+        .await
+        .expect("visible after its delay");
+    assert_eq!(d.body, r#"{"n":2}"#);
+    q.delete(&d).await.unwrap();
+    // An empty batch sends nothing.
+    q.send_all(&[]).await.unwrap();
+    assert_eq!(q.approximate_len().await.unwrap(), 0);
+}
+
 macro_rules! contract {
     ($($case:ident),* $(,)?) => {
         mod embedded_queue {
@@ -190,6 +223,7 @@ contract!(
     a_released_message_is_delivered_again_after_the_release_delay,
     a_poisoned_message_leaves_the_queue_for_the_poison_queue,
     messages_keep_their_text_exactly,
+    a_batch_is_sent_whole_each_message_with_its_own_delay,
 );
 
 #[tokio::test]

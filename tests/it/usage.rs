@@ -271,10 +271,16 @@ async fn a_report_between_the_sweeps_read_and_its_write_does_not_keep_it_running
     // ...then a report changes the record (and its ETag) before the sweep writes.
     let r = report(&app, &id, usage_body(), Auth::Bearer(&token)).await;
     assert_eq!(r.body["usageRecorded"], json!(true));
+    let batch = dev8::reconciles::Batch::default();
     assert!(
-        dev8::lifecycle::idle_stop(&app.platform, seen)
+        dev8::lifecycle::idle_stop(&app.platform, seen, &batch)
             .await
             .unwrap()
+    );
+    // Its reconcile request waits in the sweep's batch.
+    assert_eq!(
+        batch.send(app.platform.reconciles.as_ref()).await.unwrap(),
+        1
     );
     let env = app.environment(&ada, &id).await;
     assert_eq!(env["stopCause"], "idle");
