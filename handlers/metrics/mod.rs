@@ -74,14 +74,14 @@ pub struct RequestRecord {
 /// (`RouteInstruments`); any other is looked up by label when it happens.
 const COMMON_CODES: [u16; 12] = [200, 201, 202, 204, 302, 400, 401, 403, 404, 409, 429, 500];
 
-/// One route's request instruments: its duration histogram, looked up when
-/// the router is built, and its counters for the common status codes,
-/// looked up on their first use. Counting a request through them hashes no
-/// label values and takes no lock of the registry's (issue 18: this lookup
-/// was most of the per-request cost of the metrics layer).
+/// One route's request instruments: its duration histogram and its
+/// counters for the common status codes, each looked up by label on its
+/// first use (so a route nobody called has no series, as before). After
+/// that, counting a request through them hashes no label values and takes
+/// no lock of the registry's.
 pub struct RouteInstruments {
     route: &'static str,
-    duration: Histogram,
+    duration: std::sync::OnceLock<Histogram>,
     codes: [std::sync::OnceLock<IntCounter>; COMMON_CODES.len()],
 }
 
@@ -266,7 +266,7 @@ impl Metrics {
     pub fn route_instruments(&self, route: &'static str) -> RouteInstruments {
         RouteInstruments {
             route,
-            duration: self.prom.http_duration.with_label_values(&[route]),
+            duration: std::sync::OnceLock::new(),
             codes: Default::default(),
         }
     }
@@ -296,7 +296,9 @@ impl Metrics {
             }
         };
         counter.inc();
-        on.duration.observe(r.elapsed.as_secs_f64());
+        on.duration
+            .get_or_init(|| self.prom.http_duration.with_label_values(&[r.route]))
+            .observe(r.elapsed.as_secs_f64());
         if let Some(o) = &self.otel {
             let route = KeyValue::new("route", r.route);
             o.http_duration
