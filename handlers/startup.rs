@@ -15,7 +15,7 @@ use crate::platform::{JobContext, Platform, Policy};
 use crate::queue::{EmbeddedQueue, JobQueue, StorageQueue};
 use crate::quota::Limits;
 use crate::reconciles::{QueueReconciles, Reconciles};
-use crate::secrets::SecretsKey;
+use crate::sealing::SecretsKey;
 use crate::store::{CosmosConfig, CosmosStore, SqliteStore, Store};
 use anyhow::Context;
 use secrecy::ExposeSecret;

@@ -1,6 +1,6 @@
 //! Personal secrets: the stored record (a sealed value, never the plain
 //! one) and the rules for names and values. The sealing itself is
-//! `crate::secrets::sealing`; the domain stays free of keys and I/O.
+//! `crate::sealing`; the domain stays free of keys and I/O.
 
 use super::validation::FieldErrors;
 use chrono::{DateTime, Utc};

@@ -45,13 +45,7 @@ pub async fn put(
     JsonObject(body): JsonObject,
 ) -> ApiResult<Response> {
     let value = secret_value(&name, &body).map_err(ApiError::Validation)?;
-    let user_id = &caller.user.id;
-    let replaced = secrets::set(&p, user_id, addr.0, &name, &value).await?;
-    let stored = secrets::list(&p, user_id)
-        .await?
-        .into_iter()
-        .find(|s| s.name == name)
-        .ok_or(ApiError::NotFound)?;
+    let (stored, replaced) = secrets::set(&p, &caller.user.id, addr.0, &name, &value).await?;
     let status = if replaced {
         StatusCode::OK
     } else {

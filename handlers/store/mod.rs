@@ -145,7 +145,7 @@ pub trait Store: Send + Sync + 'static {
         limit: usize,
     ) -> StoreResult<Vec<AuditRecord>>;
 
-    // Personal secrets, sealed (`secrets::sealing`); the store never sees a
+    // Personal secrets, sealed (`crate::sealing`); the store never sees a
     // plain value. Per user, unique by name. Cosmos: container `secrets`
     // partitioned by `/userId`, id = the name.
     /// Create or replace the user's secret by that name (last writer wins:

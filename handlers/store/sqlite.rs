@@ -77,7 +77,7 @@ UPDATE audit SET environment_id = json_extract(doc, '$.environmentId');
 CREATE INDEX audit_by_environment_recent ON audit (environment_id, at DESC, id DESC)
     WHERE environment_id IS NOT NULL;
 "#,
-    // Personal secrets: the sealed value only (`secrets::sealing`).
+    // Personal secrets: the sealed value only (`crate::sealing`).
     r#"
 CREATE TABLE secrets (
     user_id TEXT NOT NULL,

@@ -3,11 +3,7 @@
 //! start), each with its audit record. Values are write-only: they come in
 //! through `set`, leave only through `for_environment` (the reconcile job,
 //! on the way to the agent's environment) and are stored sealed
-//! (`sealing`). No function here logs, returns or audits a value.
-
-pub mod sealing;
-
-pub use sealing::SecretsKey;
+//! (`crate::sealing`). No function here logs, returns or audits a value.
 
 use crate::audit::{self, Action, Entry};
 use crate::domain::{SECRETS_PER_USER, StoredSecret};
@@ -33,14 +29,15 @@ pub async fn list(p: &Platform, user_id: &str) -> StoreResult<Vec<StoredSecret>>
     p.store.secrets(user_id).await
 }
 
-/// Create or replace `name` (already validated). Returns whether it existed.
+/// Create or replace `name` (already validated). Returns what was stored
+/// and whether it replaced an existing secret.
 pub async fn set(
     p: &Platform,
     user_id: &str,
     client: Option<IpAddr>,
     name: &str,
     value: &str,
-) -> Result<bool, SecretsError> {
+) -> Result<(StoredSecret, bool), SecretsError> {
     let existing = p.store.secrets(user_id).await?;
     let replaced = existing.iter().any(|s| s.name == name);
     if !replaced && existing.len() >= SECRETS_PER_USER {
@@ -50,14 +47,13 @@ pub async fn set(
         .secrets_key
         .seal(user_id, name, value)
         .map_err(SecretsError::Sealing)?;
-    p.store
-        .put_secret(&StoredSecret {
-            user_id: user_id.to_string(),
-            name: name.to_string(),
-            sealed,
-            updated_at: p.clock.now(),
-        })
-        .await?;
+    let stored = StoredSecret {
+        user_id: user_id.to_string(),
+        name: name.to_string(),
+        sealed,
+        updated_at: p.clock.now(),
+    };
+    p.store.put_secret(&stored).await?;
     audit::record(
         p,
         Entry::ok(user_id, Action::SecretSet)
@@ -65,7 +61,7 @@ pub async fn set(
             .detail(name),
     )
     .await;
-    Ok(replaced)
+    Ok((stored, replaced))
 }
 
 /// Remove `name`; `NotFound` when the caller has no such secret.
