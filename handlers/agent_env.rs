@@ -4,6 +4,9 @@
 //! variables, secrets as `secureValue`s), and the few variables that pass
 //! on to code-server and the IDE's terminals. A leaf module.
 
+use secrecy::{ExposeSecret, SecretString};
+use std::borrow::Cow;
+
 /// The environment this agent serves; also the marker on every process it
 /// starts (`procs`). Not a secret.
 pub const ENVIRONMENT_ID: &str = "DEV8_ENVIRONMENT_ID";
@@ -49,6 +52,13 @@ pub const SIZE_CPUS: &str = "DEV8_AGENT_SIZE_CPUS";
 pub const SIZE_MEMORY_GB: &str = "DEV8_AGENT_SIZE_MEMORY_GB";
 pub const SIZE_STORAGE_GB: &str = "DEV8_AGENT_SIZE_STORAGE_GB";
 
+/// The prefix the user's personal secrets travel under from the control
+/// plane to the agent (`DEV8_SECRET_GITHUB_TOKEN` for `GITHUB_TOKEN`). The
+/// agent strips it and hands them to code-server (so to every terminal and
+/// task) under their own names; no secret's name may start with `DEV8_`, so
+/// nothing else carries it.
+pub const USER_SECRET_PREFIX: &str = "DEV8_SECRET_";
+
 /// An environment's size as the user chose it (the agent's usage limits).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Size {
@@ -86,6 +96,8 @@ pub struct AgentParams {
     pub control_plane_url: String,
     /// The issuer tokens are checked against.
     pub issuer: String,
+    /// The owner's personal secrets, opened: name and value.
+    pub user_secrets: Vec<(String, SecretString)>,
 }
 
 impl std::fmt::Debug for AgentParams {
@@ -93,6 +105,10 @@ impl std::fmt::Debug for AgentParams {
         f.debug_struct("AgentParams")
             .field("agent_token", &"<redacted>")
             .field("control_plane_url", &self.control_plane_url)
+            .field(
+                "user_secrets",
+                &self.user_secrets.iter().map(|(n, _)| n).collect::<Vec<_>>(),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -100,7 +116,7 @@ impl std::fmt::Debug for AgentParams {
 /// One variable for the agent's environment.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Variable {
-    pub name: &'static str,
+    pub name: Cow<'static, str>,
     pub value: String,
     /// Secret values travel as ACI `secureValue`s and are never logged.
     pub secret: bool,
@@ -118,7 +134,8 @@ impl std::fmt::Debug for Variable {
 }
 
 /// The variables every backend sets: the environment's id, where the agent
-/// listens, its home, its size, and the control plane's secrets.
+/// listens, its home, its size, the control plane's secrets, and the user's
+/// secrets (`USER_SECRET_PREFIX`), all marked secret.
 pub fn variables(
     environment_id: &str,
     listen: &str,
@@ -127,16 +144,21 @@ pub fn variables(
     params: &AgentParams,
 ) -> Vec<Variable> {
     let plain = |name, value: &str| Variable {
-        name,
+        name: Cow::Borrowed(name),
         value: value.to_string(),
         secret: false,
     };
     let secret = |name, value: &str| Variable {
-        name,
+        name: Cow::Borrowed(name),
         value: value.to_string(),
         secret: true,
     };
-    vec![
+    let user_secrets = params.user_secrets.iter().map(|(name, value)| Variable {
+        name: Cow::Owned(format!("{USER_SECRET_PREFIX}{name}")),
+        value: value.expose_secret().to_string(),
+        secret: true,
+    });
+    let mut vars = vec![
         plain(ENVIRONMENT_ID, environment_id),
         plain(AGENT_LISTEN, listen),
         plain(AGENT_HOME, home),
@@ -147,7 +169,23 @@ pub fn variables(
         secret(AGENT_ISSUER, &params.issuer),
         secret(AGENT_JWKS, &params.jwks),
         secret(AGENT_TOKEN, &params.agent_token),
-    ]
+    ];
+    vars.extend(user_secrets);
+    vars
+}
+
+/// The user's secrets among `vars` (the agent's own environment), under
+/// their own names: what the agent hands to code-server.
+pub fn user_secrets_from<I>(vars: I) -> Vec<(String, std::ffi::OsString)>
+where
+    I: IntoIterator<Item = (std::ffi::OsString, std::ffi::OsString)>,
+{
+    vars.into_iter()
+        .filter_map(|(name, value)| {
+            let name = name.to_str()?.strip_prefix(USER_SECRET_PREFIX)?.to_string();
+            (!name.is_empty()).then_some((name, value))
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -161,6 +199,7 @@ mod tests {
             jwks: "{}".into(),
             control_plane_url: "https://dev8.example".into(),
             issuer: "https://dev8.example".into(),
+            user_secrets: vec![("GITHUB_TOKEN".into(), SecretString::from("ghp-456"))],
         };
         let size = Size {
             cpus: 2,
@@ -172,6 +211,25 @@ mod tests {
         assert!(token.secret);
         assert!(!format!("{vars:?}").contains("tok-123"));
         assert!(!format!("{params:?}").contains("tok-123"));
+        let user = vars
+            .iter()
+            .find(|v| v.name == "DEV8_SECRET_GITHUB_TOKEN")
+            .unwrap();
+        assert!(user.secret && user.value == "ghp-456");
+        assert!(!format!("{vars:?} {params:?}").contains("ghp-456"));
+        assert!(format!("{params:?}").contains("GITHUB_TOKEN"));
         assert!(vars.iter().any(|v| v.name == ENVIRONMENT_ID && !v.secret));
+    }
+
+    #[test]
+    fn the_agent_finds_the_user_secrets_under_their_own_names() {
+        let os = |s: &str| std::ffi::OsString::from(s);
+        let found = user_secrets_from([
+            (os("DEV8_SECRET_NPM_TOKEN"), os("n")),
+            (os("DEV8_AGENT_TOKEN"), os("agent")),
+            (os("DEV8_SECRET_"), os("empty name")),
+            (os("PATH"), os("/bin")),
+        ]);
+        assert_eq!(found, vec![("NPM_TOKEN".to_string(), os("n"))]);
     }
 }

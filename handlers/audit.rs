@@ -28,6 +28,8 @@ pub enum Action {
     IdeOpen,
     IdleStop,
     JobFailure,
+    SecretSet,
+    SecretDelete,
 }
 
 impl Action {
@@ -45,6 +47,8 @@ impl Action {
             Action::IdeOpen => "ide.open",
             Action::IdleStop => "environment.idle_stop",
             Action::JobFailure => "job.failure",
+            Action::SecretSet => "secret.set",
+            Action::SecretDelete => "secret.deleted",
         }
     }
 }

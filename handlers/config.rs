@@ -266,6 +266,12 @@ pub struct Settings {
     /// Generated into the data dir by serve when unset.
     #[arg(long, env = "DEV8_SIGNING_KEYS", value_parser = secret, hide_env_values = true)]
     pub signing_keys: Option<SecretString>,
+    /// The key personal secrets are sealed with at rest: 32 bytes, base64
+    /// (`openssl rand -base64 32`). Generated into the data dir
+    /// (`secrets-key`) when unset; in Azure a Key Vault reference. Changing
+    /// it makes the stored secrets unreadable.
+    #[arg(long, env = "DEV8_SECRETS_KEY", value_parser = secret, hide_env_values = true)]
+    pub secrets_key: Option<SecretString>,
     /// Sign-up policy.
     #[arg(long, env = "DEV8_SIGNUP", value_enum, default_value_t = SignupPolicy::First)]
     pub signup: SignupPolicy,
@@ -356,6 +362,7 @@ impl Settings {
         use secrecy::ExposeSecret;
         let all = [
             &self.signing_keys,
+            &self.secrets_key,
             &self.setup_code,
             &self.cosmos.key,
             &self.metrics_token,

@@ -22,5 +22,7 @@ pub mod procs;
 pub mod queue;
 pub mod quota;
 pub mod reconciles;
+pub mod sealing;
+pub mod secrets;
 pub mod startup;
 pub mod store;

@@ -314,6 +314,7 @@ pub async fn delete_account(p: &Platform, by: Actor<'_>) -> LifecycleResult<()> 
             Err(e) => return Err(e.into()),
         }
     }
+    crate::secrets::delete_all(p, by.user_id).await?;
     p.store.delete_user(by.user_id).await?;
     tracing::info!("account deleted");
     Ok(())

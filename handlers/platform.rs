@@ -24,6 +24,8 @@ pub struct Platform {
     pub reconciles: Arc<dyn Reconciles>,
     pub clock: Arc<dyn Clock>,
     pub keys: Arc<KeySet>,
+    /// Seals personal secrets at rest (`sealing`).
+    pub secrets_key: Arc<crate::sealing::SecretsKey>,
     pub policy: Policy,
     /// The external sign-in providers configured (possibly none).
     pub providers: Arc<crate::auth::oauth::Providers>,

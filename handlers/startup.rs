@@ -15,6 +15,7 @@ use crate::platform::{JobContext, Platform, Policy};
 use crate::queue::{EmbeddedQueue, JobQueue, StorageQueue};
 use crate::quota::Limits;
 use crate::reconciles::{QueueReconciles, Reconciles};
+use crate::sealing::SecretsKey;
 use crate::store::{CosmosConfig, CosmosStore, SqliteStore, Store};
 use anyhow::Context;
 use secrecy::ExposeSecret;
@@ -228,6 +229,10 @@ pub async fn wire(
         Some(s) => KeySet::parse(s.expose_secret()).context("DEV8_SIGNING_KEYS")?,
         None => KeySet::load_or_generate(data_dir)?,
     };
+    let secrets_key = match &settings.secrets_key {
+        Some(s) => SecretsKey::parse(s.expose_secret()).context("DEV8_SECRETS_KEY")?,
+        None => SecretsKey::load_or_generate(data_dir)?,
+    };
     // Every Azure credential names this one identity.
     let identity = Identity::resolve(
         settings.identity.client_id.as_deref(),
@@ -278,6 +283,7 @@ pub async fn wire(
         reconciles,
         clock,
         keys: Arc::new(keys),
+        secrets_key: Arc::new(secrets_key),
         policy: policy(&settings, public_url),
         providers: Arc::new(Providers::from_settings(&settings.oauth)?),
         metrics: Arc::new(Metrics::new(exporter)),

@@ -1,6 +1,6 @@
 // Dev8 on Azure: the whole platform in one resource group.
 //   az deployment group create -g <rg> -f infra/main.bicep -p infra/main.parameters.json \
-//     -p signingKeys=... vaultSuffix=...
+//     -p signingKeys=... secretsKey=... vaultSuffix=...
 // Preflight: the subscription must have its resource providers registered
 // (`az provider register`, docs/deploy.md step 2), Microsoft.ContainerInstance
 // above all: nothing here creates a container group, so a missing
@@ -37,6 +37,10 @@ param vaultSuffix string
 @description('DEV8_SIGNING_KEYS: `kid:base64url-seed,...` (README says how to make one).')
 @secure()
 param signingKeys string
+
+@description('DEV8_SECRETS_KEY: 32 random bytes, base64 (`openssl rand -base64 32`); seals the users\' personal secrets at rest. Stored in Key Vault as dev8-secrets-key. Pass the same value on every deployment: a different one makes every stored secret unreadable.')
+@secure()
+param secretsKey string
 
 @description('DEV8_SETUP_CODE: the first account\'s sign-up must give it. Generated on each deployment (newGuid) into Key Vault as dev8-setup-code; docs/deploy.md says how to read it.')
 @secure()
@@ -132,6 +136,7 @@ module vault 'modules/keyvault.bicep' = {
     vaultName: take('kv${compact}${toLower(vaultSuffix)}${suffix}', 24)
     controlPrincipalId: identities.outputs.controlPrincipalId
     signingKeys: signingKeys
+    secretsKey: secretsKey
     setupCode: setupCode
     githubClientSecret: githubClientSecret
     oidcClientSecret: oidcClientSecret

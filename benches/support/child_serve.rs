@@ -51,6 +51,7 @@ impl ChildServe {
             .env("DEV8_CODE_SERVER", code_server)
             .env_remove("DEV8_PUBLIC_URL")
             .env_remove("DEV8_SIGNING_KEYS")
+            .env_remove("DEV8_SECRETS_KEY")
             .env_remove("DEV8_STORE")
             .env_remove("DEV8_COMPUTE")
             .stdout(Stdio::piped());

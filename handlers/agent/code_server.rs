@@ -186,6 +186,11 @@ impl CodeServer {
                 cmd.env(name, v);
             }
         }
+        // The user's personal secrets, under their own names (never the
+        // agent's own variables: those are dropped by `env_clear`).
+        for (name, value) in crate::agent_env::user_secrets_from(std::env::vars_os()) {
+            cmd.env(name, value);
+        }
         // code-server's own sockets (VS Code IPC, git askpass) go to the
         // agent's 0700 runtime folder, removed when the agent stops, rather
         // than accumulating in the machine's /tmp.

@@ -439,7 +439,7 @@ impl AciCompute {
         )
         .into_iter()
         .chain([agent_env::Variable {
-            name: agent_env::USAGE_SOURCE,
+            name: agent_env::USAGE_SOURCE.into(),
             value: "cgroup".into(),
             secret: false,
         }])

@@ -255,7 +255,7 @@ impl LocalCompute {
         let listen = format!("127.0.0.1:{port}");
         let home_str = home.to_string_lossy();
         for v in agent_env::variables(&env.id, &listen, &home_str, super::agent_size(env), agent) {
-            cmd.env(v.name, v.value);
+            cmd.env(v.name.as_ref(), v.value);
         }
         cmd.env(agent_env::AGENT_ORIGIN, Self::ide_origin(&env.id, port))
             .env(agent_env::CODE_SERVER, &self.opts.code_server)

@@ -86,6 +86,8 @@ pub struct Deployment {
     pub cosmos_database: String,
     pub registry: String,
     pub signing_keys: Option<String>,
+    /// `DEV8_SECRETS_KEY` as set (a Key Vault reference in Azure).
+    pub secrets_key: Option<String>,
     pub max_running_total: usize,
     pub arm_endpoint: String,
 }
@@ -129,6 +131,12 @@ impl Deployment {
                     .as_ref()
                     .map(|k| k.expose_secret().to_string()),
                 "DEV8_SIGNING_KEYS",
+            )),
+            secrets_key: Some(need(
+                s.secrets_key
+                    .as_ref()
+                    .map(|k| k.expose_secret().to_string()),
+                "DEV8_SECRETS_KEY",
             )),
             queue: s.queue_name.clone(),
             cosmos_database: s.cosmos.database.clone(),
@@ -261,6 +269,7 @@ pub async fn run_all(
     report.push(capabilities(&arm, &d).await);
     report.push(core_quota(&arm, &d).await);
     report.push(signing_keys(&d, vault_url, credential.as_ref()).await);
+    report.push(secrets_key(&d, vault_url, credential.as_ref()).await);
     report
 }
 
@@ -692,19 +701,15 @@ async fn core_quota(arm: &ArmClient, d: &Deployment) -> Check {
     }
 }
 
-async fn signing_keys(
-    d: &Deployment,
+/// The value of the Key Vault secret `r` names, or the failing check
+/// `name` (with `redeploy` as the fix when the secret is missing).
+async fn vault_secret(
+    name: &str,
+    r: &VaultRef,
     vault_url: Option<&str>,
     credential: &dyn TokenCredential,
-) -> Check {
-    let name = "signing keys";
-    let Some(r) = d.vault() else {
-        return Check::fail(
-            name,
-            "DEV8_SIGNING_KEYS is not a Key Vault reference",
-            "redeploy (docs/deploy.md step 5): infra keeps the keys in Key Vault and sets DEV8_SIGNING_KEYS to @Microsoft.KeyVault(VaultName=…;SecretName=dev8-signing-keys)",
-        );
-    };
+    redeploy: &str,
+) -> Result<String, Check> {
     let base = vault_url
         .map(|u| u.trim_end_matches('/').to_string())
         .unwrap_or_else(|| format!("https://{}.vault.azure.net", r.vault));
@@ -718,14 +723,14 @@ async fn signing_keys(
     let token = match credential.get_token(&[KEY_VAULT_SCOPE], None).await {
         Ok(t) => t,
         Err(e) => {
-            return Check::fail(
+            return Err(Check::fail(
                 name,
                 format!(
                     "no Key Vault token from the Azure CLI: {}",
                     first_line(&e.to_string())
                 ),
                 "az login",
-            );
+            ));
         }
     };
     let answer = match reqwest::Client::builder()
@@ -739,7 +744,7 @@ async fn signing_keys(
     {
         Ok(a) => a,
         Err(e) => {
-            return Check::fail(
+            return Err(Check::fail(
                 name,
                 format!(
                     "Key Vault {} cannot be reached: {}",
@@ -747,44 +752,58 @@ async fn signing_keys(
                     e.without_url()
                 ),
                 "check the vault's network rules and the URL (--vault-url)",
-            );
+            ));
         }
     };
     let status = answer.status().as_u16();
     let body: Value = answer.json().await.unwrap_or(Value::Null);
     match status {
-        200 => {}
-        401 | 403 => {
-            return Check::fail(
-                name,
-                format!(
-                    "your sign-in may not read secret {} in vault {} ({})",
-                    r.secret,
-                    r.vault,
-                    text(&body, "/error/code")
-                ),
-                "give yourself Key Vault Secrets User on the vault to check (docs/deploy.md step 9); the app's own access is the `roles of control` line",
-            );
-        }
-        404 => {
-            return Check::fail(
-                name,
-                format!("no secret {} in vault {}", r.secret, r.vault),
-                "redeploy with signingKeys=\"$SIGNING_KEYS\" (docs/deploy.md steps 4 and 5)",
-            );
-        }
-        other => {
-            return Check::fail(
-                name,
-                format!(
-                    "Key Vault answered {other} ({})",
-                    text(&body, "/error/code")
-                ),
-                "run again; if it persists, look at the vault's health in the portal",
-            );
-        }
+        200 => Ok(text(&body, "/value").to_string()),
+        401 | 403 => Err(Check::fail(
+            name,
+            format!(
+                "your sign-in may not read secret {} in vault {} ({})",
+                r.secret,
+                r.vault,
+                text(&body, "/error/code")
+            ),
+            "give yourself Key Vault Secrets User on the vault to check (docs/deploy.md step 9); the app's own access is the `roles of control` line",
+        )),
+        404 => Err(Check::fail(
+            name,
+            format!("no secret {} in vault {}", r.secret, r.vault),
+            redeploy,
+        )),
+        other => Err(Check::fail(
+            name,
+            format!(
+                "Key Vault answered {other} ({})",
+                text(&body, "/error/code")
+            ),
+            "run again; if it persists, look at the vault's health in the portal",
+        )),
     }
-    match KeySet::parse(text(&body, "/value")) {
+}
+
+async fn signing_keys(
+    d: &Deployment,
+    vault_url: Option<&str>,
+    credential: &dyn TokenCredential,
+) -> Check {
+    let name = "signing keys";
+    let Some(r) = d.vault() else {
+        return Check::fail(
+            name,
+            "DEV8_SIGNING_KEYS is not a Key Vault reference",
+            "redeploy (docs/deploy.md step 5): infra keeps the keys in Key Vault and sets DEV8_SIGNING_KEYS to @Microsoft.KeyVault(VaultName=…;SecretName=dev8-signing-keys)",
+        );
+    };
+    let redeploy = "redeploy with signingKeys=\"$SIGNING_KEYS\" (docs/deploy.md steps 4 and 5)";
+    let value = match vault_secret(name, &r, vault_url, credential, redeploy).await {
+        Ok(v) => v,
+        Err(failed) => return failed,
+    };
+    match KeySet::parse(&value) {
         Ok(keys) => Check::pass(
             name,
             format!(
@@ -805,6 +824,44 @@ async fn signing_keys(
                 first_line(&format!("{e:#}"))
             ),
             "make a key as in docs/deploy.md step 4 and redeploy with signingKeys=\"$SIGNING_KEYS\" (step 5)",
+        ),
+    }
+}
+
+/// `DEV8_SECRETS_KEY`: a Key Vault reference to a 32-byte key (the key
+/// itself is never printed).
+async fn secrets_key(
+    d: &Deployment,
+    vault_url: Option<&str>,
+    credential: &dyn TokenCredential,
+) -> Check {
+    let name = "secrets key";
+    let redeploy = "make a key as in docs/deploy.md step 4 and redeploy with secretsKey=\"$SECRETS_KEY\" (step 5)";
+    let Some(r) = d.secrets_key.as_deref().and_then(VaultRef::parse) else {
+        return Check::fail(
+            name,
+            "DEV8_SECRETS_KEY is not a Key Vault reference",
+            "redeploy (docs/deploy.md step 5): infra keeps the key in Key Vault and sets DEV8_SECRETS_KEY to @Microsoft.KeyVault(VaultName=…;SecretName=dev8-secrets-key)",
+        );
+    };
+    let value = match vault_secret(name, &r, vault_url, credential, redeploy).await {
+        Ok(v) => v,
+        Err(failed) => return failed,
+    };
+    match crate::sealing::SecretsKey::parse(&value) {
+        Ok(_) => Check::pass(
+            name,
+            format!("a 32-byte key loads from {} in vault {}", r.secret, r.vault),
+        ),
+        Err(e) => Check::fail(
+            name,
+            format!(
+                "secret {} in vault {} is not a secrets key: {}",
+                r.secret,
+                r.vault,
+                first_line(&format!("{e:#}"))
+            ),
+            redeploy,
         ),
     }
 }
@@ -853,6 +910,8 @@ mod tests {
         s.cosmos.endpoint = Some("https://acct.documents.azure.com:443/".into());
         s.signing_keys =
             Some("@Microsoft.KeyVault(VaultName=kv;SecretName=dev8-signing-keys)".into());
+        s.secrets_key =
+            Some("@Microsoft.KeyVault(VaultName=kv;SecretName=dev8-secrets-key)".into());
         let d = Deployment::from_settings(&s).unwrap();
         assert_eq!(d.cosmos_account, "acct");
         for row in matrix::rows() {

@@ -75,6 +75,12 @@ pub async fn run(
             "handler functions needs DEV8_SIGNING_KEYS (shared by every instance of the app)"
         );
     }
+    if args.settings.secrets_key.is_none() && args.settings.store != StoreKind::Sqlite {
+        // Every instance would seal with its own key and open none of the others' secrets.
+        anyhow::bail!(
+            "handler functions needs DEV8_SECRETS_KEY (shared by every instance of the app)"
+        );
+    }
     let listener = TcpListener::bind(("127.0.0.1", args.port))
         .await
         .with_context(|| format!("binding 127.0.0.1:{}", args.port))?;

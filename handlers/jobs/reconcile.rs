@@ -191,7 +191,11 @@ async fn act(
 ) -> Result<Option<serde_json::Value>, ComputeError> {
     match step {
         Step::Start => {
-            let params = agent_params(j, env);
+            let mut params = agent_params(j, env);
+            // The owner's secrets as they are now: changes apply at the next start.
+            params.user_secrets = crate::secrets::for_environment(j, &env.user_id)
+                .await
+                .map_err(ComputeError::Transient)?;
             j.compute.start(env, &params).await.map(Some)
         }
         Step::Stop => j.compute.stop(env).await.map(|_| None),
@@ -217,6 +221,7 @@ pub fn agent_params(p: &Platform, env: &Environment) -> AgentParams {
         jwks: p.keys.jwks().to_string(),
         control_plane_url: p.policy.public_url.clone(),
         issuer: p.policy.issuer().to_string(),
+        user_secrets: Vec::new(),
     }
 }
 

@@ -18,7 +18,7 @@ use super::{
     AuditCursor, CONFLICT_EMAIL, CONFLICT_ENVIRONMENT_NAME, CONFLICT_IDENTITY, Etag, Store,
     StoreError, StoreResult, Versioned,
 };
-use crate::domain::{AuditRecord, Environment, Identity, Session, Status, User};
+use crate::domain::{AuditRecord, Environment, Identity, Session, Status, StoredSecret, User};
 use anyhow::Context;
 use async_trait::async_trait;
 use azure_data_cosmos::clients::ContainerClient;
@@ -49,6 +49,7 @@ pub const ENVIRONMENTS: &str = "environments";
 pub const DOCUMENTS: &str = "documents";
 pub const IDENTITIES: &str = "identities";
 pub const AUDIT: &str = "audit";
+pub const SECRETS: &str = "secrets";
 
 /// The SDK's own throttle retries (it waits what `x-ms-retry-after-ms` asks),
 /// per attempt of ours: at most this many, within this much waiting.
@@ -100,6 +101,7 @@ struct Containers {
     documents: ContainerClient,
     identities: ContainerClient,
     audit: ContainerClient,
+    secrets: ContainerClient,
 }
 
 /// The container definitions, shared by start-up creation and `infra/`.
@@ -113,6 +115,7 @@ pub fn container_definitions() -> Vec<ContainerProperties> {
         ContainerProperties::new(DOCUMENTS, "/id".into()).with_default_ttl(TimeToLive::NoDefault),
         ContainerProperties::new(IDENTITIES, "/userId".into()),
         ContainerProperties::new(AUDIT, "/userId".into()),
+        ContainerProperties::new(SECRETS, "/userId".into()),
     ]
 }
 
@@ -173,6 +176,7 @@ impl CosmosStore {
                 documents: open(DOCUMENTS).await?,
                 identities: open(IDENTITIES).await?,
                 audit: open(AUDIT).await?,
+                secrets: open(SECRETS).await?,
             }),
         })
     }
@@ -600,6 +604,14 @@ impl CosmosStore {
     }
 }
 
+/// A secret's document id: the user and the name (ids are unique per
+/// partition on Cosmos; the user id keeps them unique on emulators that
+/// compare ids across partitions too). Names are `[A-Z0-9_]`, user ids
+/// lower-case ULIDs: nothing an id may not hold.
+fn secret_doc_id(user_id: &str, name: &str) -> String {
+    format!("{user_id}.{name}")
+}
+
 #[async_trait]
 impl Store for CosmosStore {
     async fn insert_identity(&self, identity: &Identity) -> StoreResult<()> {
@@ -742,6 +754,58 @@ impl Store for CosmosStore {
             Ok(_) => Ok(()),
             Err(e) if e.status().is_not_found() => Ok(()),
             Err(e) => Err(cosmos_unavailable("delete identity index", e)),
+        }
+    }
+
+    async fn put_secret(&self, secret: &StoredSecret) -> StoreResult<()> {
+        let id = secret_doc_id(&secret.user_id, &secret.name);
+        let mut item = serde_json::to_value(secret).map_err(StoreError::unavailable)?;
+        item["id"] = Value::String(id.clone());
+        let c = &self.inner.secrets;
+        match retrying("upsert secret", || {
+            c.upsert_item(secret.user_id.clone(), &id, &item, None)
+        })
+        .await
+        {
+            Ok(r) => {
+                log_charge("upsert secret", &r);
+                Ok(())
+            }
+            Err(e) => Err(cosmos_unavailable("upsert secret", e)),
+        }
+    }
+
+    async fn secrets(&self, user_id: &str) -> StoreResult<Vec<StoredSecret>> {
+        let q = param(
+            Query::from("SELECT * FROM c WHERE c.userId = @u"),
+            "@u",
+            user_id,
+        )?;
+        let mut items: Vec<StoredSecret> = query(
+            &self.inner.secrets,
+            "list secrets",
+            q,
+            FeedScope::partition(user_id.to_string()),
+        )
+        .await?;
+        items.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(items)
+    }
+
+    async fn delete_secret(&self, user_id: &str, name: &str) -> StoreResult<()> {
+        let id = secret_doc_id(user_id, name);
+        let c = &self.inner.secrets;
+        match retrying("delete secret", || {
+            c.delete_item(user_id.to_string(), &id, None)
+        })
+        .await
+        {
+            Ok(r) => {
+                log_charge("delete secret", &r);
+                Ok(())
+            }
+            Err(e) if e.status().is_not_found() => Err(StoreError::NotFound),
+            Err(e) => Err(cosmos_unavailable("delete secret", e)),
         }
     }
 

@@ -11,7 +11,7 @@ pub mod update;
 pub use cosmos::{CosmosConfig, CosmosStore};
 pub use sqlite::{ACTIVE_ENVIRONMENTS_SQL, ENVIRONMENT_AUDIT_SQL, SqliteStore};
 
-use crate::domain::{AuditRecord, Environment, Identity, Session, Status, User};
+use crate::domain::{AuditRecord, Environment, Identity, Session, Status, StoredSecret, User};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
@@ -144,4 +144,15 @@ pub trait Store: Send + Sync + 'static {
         before: Option<&AuditCursor>,
         limit: usize,
     ) -> StoreResult<Vec<AuditRecord>>;
+
+    // Personal secrets, sealed (`crate::sealing`); the store never sees a
+    // plain value. Per user, unique by name. Cosmos: container `secrets`
+    // partitioned by `/userId`, id = the name.
+    /// Create or replace the user's secret by that name (last writer wins:
+    /// a replace is what the user asked for).
+    async fn put_secret(&self, secret: &StoredSecret) -> StoreResult<()>;
+    /// The user's secrets, by name.
+    async fn secrets(&self, user_id: &str) -> StoreResult<Vec<StoredSecret>>;
+    /// `NotFound` when the user has no secret by that name.
+    async fn delete_secret(&self, user_id: &str, name: &str) -> StoreResult<()>;
 }

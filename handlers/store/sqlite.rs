@@ -8,7 +8,7 @@ use super::{
     StoreError, StoreResult, Versioned,
 };
 use crate::db::Db;
-use crate::domain::{AuditRecord, Environment, Identity, Session, Status, User};
+use crate::domain::{AuditRecord, Environment, Identity, Session, Status, StoredSecret, User};
 use async_trait::async_trait;
 use chrono::{DateTime, SecondsFormat, Utc};
 use rusqlite::{Connection, ErrorCode, OptionalExtension, params};
@@ -76,6 +76,15 @@ ALTER TABLE audit ADD COLUMN environment_id TEXT;
 UPDATE audit SET environment_id = json_extract(doc, '$.environmentId');
 CREATE INDEX audit_by_environment_recent ON audit (environment_id, at DESC, id DESC)
     WHERE environment_id IS NOT NULL;
+"#,
+    // Personal secrets: the sealed value only (`crate::sealing`).
+    r#"
+CREATE TABLE secrets (
+    user_id TEXT NOT NULL,
+    name TEXT NOT NULL,
+    doc TEXT NOT NULL,
+    PRIMARY KEY (user_id, name)
+);
 "#,
 ];
 
@@ -173,6 +182,28 @@ fn versioned_envs(rows: Vec<(String, i64)>) -> StoreResult<Vec<Versioned<Environ
             })
         })
         .collect()
+}
+
+/// The documents one query with one parameter selects, decoded.
+fn docs_where<T: serde::de::DeserializeOwned>(
+    c: &Connection,
+    sql: &str,
+    param: &str,
+) -> StoreResult<Vec<T>> {
+    let mut stmt = c.prepare_cached(sql).map_err(unavailable)?;
+    let rows = stmt
+        .query_map([param], |r| r.get::<_, String>(0))
+        .map_err(unavailable)?;
+    rows.map(|r| from_json(&r.map_err(unavailable)?)).collect()
+}
+
+/// A delete of one keyed row: `NotFound` when it removed nothing.
+fn deleted_one(removed: usize) -> StoreResult<()> {
+    if removed == 1 {
+        Ok(())
+    } else {
+        Err(StoreError::NotFound)
+    }
 }
 
 fn parse_etag(etag: &Etag) -> StoreResult<i64> {
@@ -579,15 +610,11 @@ impl Store for SqliteStore {
     async fn identities(&self, user_id: &str) -> StoreResult<Vec<Identity>> {
         let user_id = user_id.to_string();
         self.read(move |c| {
-            let mut stmt = c
-                .prepare_cached(
-                    "SELECT doc FROM identities WHERE user_id = ?1 ORDER BY created_at, id",
-                )
-                .map_err(unavailable)?;
-            let rows = stmt
-                .query_map([user_id], |r| r.get::<_, String>(0))
-                .map_err(unavailable)?;
-            rows.map(|r| from_json(&r.map_err(unavailable)?)).collect()
+            docs_where(
+                c,
+                "SELECT doc FROM identities WHERE user_id = ?1 ORDER BY created_at, id",
+                &user_id,
+            )
         })
         .await
     }
@@ -601,11 +628,48 @@ impl Store for SqliteStore {
                     params![id, user_id],
                 )
                 .map_err(unavailable)?;
-            if n == 1 {
-                Ok(())
-            } else {
-                Err(StoreError::NotFound)
-            }
+            deleted_one(n)
+        })
+        .await
+    }
+
+    async fn put_secret(&self, secret: &StoredSecret) -> StoreResult<()> {
+        let doc = to_json(secret)?;
+        let (user_id, name) = (secret.user_id.clone(), secret.name.clone());
+        self.with(move |c| {
+            c.execute(
+                "INSERT INTO secrets (user_id, name, doc) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (user_id, name) DO UPDATE SET doc = excluded.doc",
+                params![user_id, name, doc],
+            )
+            .map_err(unavailable)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn secrets(&self, user_id: &str) -> StoreResult<Vec<StoredSecret>> {
+        let user_id = user_id.to_string();
+        self.read(move |c| {
+            docs_where(
+                c,
+                "SELECT doc FROM secrets WHERE user_id = ?1 ORDER BY name",
+                &user_id,
+            )
+        })
+        .await
+    }
+
+    async fn delete_secret(&self, user_id: &str, name: &str) -> StoreResult<()> {
+        let (user_id, name) = (user_id.to_string(), name.to_string());
+        self.with(move |c| {
+            let n = c
+                .execute(
+                    "DELETE FROM secrets WHERE user_id = ?1 AND name = ?2",
+                    params![user_id, name],
+                )
+                .map_err(unavailable)?;
+            deleted_one(n)
         })
         .await
     }

@@ -29,7 +29,7 @@ resource db 'Microsoft.DocumentDB/databaseAccounts/sqlDatabases@2024-11-15' = {
 }
 
 // As handlers/store/cosmos.rs `container_definitions()`: environments,
-// identities and audit by owner; users (+ email and identity indexes),
+// identities, audit and personal secrets (sealed) by owner; users (+ email and identity indexes),
 // sessions and small documents by id. Environment names are unique per owner.
 var containers = [
   { name: 'environments', key: '/userId', ttl: false, unique: [ '/name' ] }
@@ -38,6 +38,7 @@ var containers = [
   { name: 'documents', key: '/id', ttl: true, unique: [] }
   { name: 'identities', key: '/userId', ttl: false, unique: [] }
   { name: 'audit', key: '/userId', ttl: false, unique: [] }
+  { name: 'secrets', key: '/userId', ttl: false, unique: [] }
 ]
 
 resource cs 'Microsoft.DocumentDB/databaseAccounts/sqlDatabases/containers@2024-11-15' = [for c in containers: {

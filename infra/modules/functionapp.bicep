@@ -81,6 +81,7 @@ var baseSettings = [
   { name: 'DEV8_ARM_ENDPOINT', value: environment().resourceManager }
   // Tokens and policy.
   { name: 'DEV8_SIGNING_KEYS', value: kvRef(vaultName, 'dev8-signing-keys') }
+  { name: 'DEV8_SECRETS_KEY', value: kvRef(vaultName, 'dev8-secrets-key') }
   { name: 'DEV8_SETUP_CODE', value: kvRef(vaultName, 'dev8-setup-code') }
   { name: 'DEV8_SIGNUP', value: signup }
   { name: 'DEV8_MAX_ENVIRONMENTS_PER_USER', value: string(maxEnvironmentsPerUser) }

@@ -6,6 +6,8 @@ param controlPrincipalId string
 @secure()
 param signingKeys string
 @secure()
+param secretsKey string
+@secure()
 param setupCode string
 @secure()
 param githubClientSecret string
@@ -29,6 +31,13 @@ resource signing 'Microsoft.KeyVault/vaults/secrets@2023-07-01' = if (!empty(sig
   parent: vault
   name: 'dev8-signing-keys'
   properties: { value: signingKeys }
+}
+
+// Seals personal secrets at rest (DEV8_SECRETS_KEY); never in the database.
+resource secretsKeySecret 'Microsoft.KeyVault/vaults/secrets@2023-07-01' = if (!empty(secretsKey)) {
+  parent: vault
+  name: 'dev8-secrets-key'
+  properties: { value: secretsKey }
 }
 
 resource setup 'Microsoft.KeyVault/vaults/secrets@2023-07-01' = if (!empty(setupCode)) {

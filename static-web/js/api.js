@@ -97,6 +97,10 @@ export const api = {
   /** Starts linking a provider: resolves to the URL to navigate to. */
   link: (providerId) => request(`/auth/${encodeURIComponent(providerId)}/link`, { method: 'POST' }).then((r) => r.redirect),
   deleteAccount: () => request('/auth/me', { method: 'DELETE' }),
+  /** The account's secrets: `{secrets: [{name, updatedAt}]}` (never values). */
+  secrets: () => request('/secrets'),
+  setSecret: (name, value) => request(`/secrets/${encodeURIComponent(name)}`, { method: 'PUT', body: { value } }),
+  deleteSecret: (name) => request(`/secrets/${encodeURIComponent(name)}`, { method: 'DELETE' }),
 };
 
 /** The query string of an audit page request (only the parameters given). */

@@ -12,6 +12,7 @@ import { createAuthView, providerErrorMessage } from './views/auth.js';
 import { createListView } from './views/env-list.js';
 import { createDetailView } from './views/env-detail.js';
 import { createAccountView } from './views/account.js';
+import { createSecretsView } from './views/secrets.js';
 import { refreshTimes } from './views/env-parts.js';
 import { openCreateDialog } from './views/create-dialog.js';
 import { confirmDelete } from './views/delete-dialog.js';
@@ -32,6 +33,7 @@ const accountName = document.getElementById('account-name');
 const accountAvatar = document.getElementById('account-avatar');
 const signOutButton = document.getElementById('sign-out');
 const accountLink = document.getElementById('account-link');
+const secretsLink = document.getElementById('secrets-link');
 
 let route = parseRoute(location.hash) ?? { name: 'list' };
 let view = null;
@@ -220,6 +222,9 @@ function mount(focus) {
       },
     });
     document.title = 'Account · Dev8';
+  } else if (route.name === 'secrets') {
+    view = createSecretsView({ toast: showToast });
+    document.title = 'Secrets · Dev8';
   } else if (route.name === 'notFound') {
     view = notFoundView();
     document.title = 'Not found · Dev8';
@@ -236,6 +241,10 @@ function render() {
   if (accountLink) {
     if (route.name === 'account') accountLink.setAttribute('aria-current', 'page');
     else accountLink.removeAttribute('aria-current');
+  }
+  if (secretsLink) {
+    if (route.name === 'secrets') secretsLink.setAttribute('aria-current', 'page');
+    else secretsLink.removeAttribute('aria-current');
   }
   if (!view) return;
   // Leave a detail page whose environment was just deleted.

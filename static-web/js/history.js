@@ -97,6 +97,10 @@ export function describeRecord(record, { subject = null, providers = [] } = {}) 
     }
     case 'identity.unlink':
       return { text: `You unlinked ${providerOf(record, providers) ?? 'a provider'}`, tone: 'info' };
+    case 'secret.set':
+      return { text: `You set the secret ${record.detail ?? ''}`.trim(), tone: 'info' };
+    case 'secret.deleted':
+      return { text: `You deleted the secret ${record.detail ?? ''}`.trim(), tone: 'info' };
     default:
       return { text: record.action, tone: failed ? 'error' : 'info', cause: record.detail ?? undefined };
   }

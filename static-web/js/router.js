@@ -1,4 +1,4 @@
-// Hash routes: #/ (environments), #/environments/<id>, #/account, #/signin, #/signup.
+// Hash routes: #/ (environments), #/environments/<id>, #/account, #/secrets, #/signin, #/signup.
 
 /** Parses a location hash into a route. Hashes not starting with "#/" return null (in-page anchors). */
 export function parseRoute(hash) {
@@ -9,6 +9,7 @@ export function parseRoute(hash) {
   if (path === 'signin') return { name: 'signin' };
   if (path === 'signup') return { name: 'signup' };
   if (path === 'account') return { name: 'account' };
+  if (path === 'secrets') return { name: 'secrets' };
   const match = /^environments\/([^/]+)$/.exec(path);
   if (match) return { name: 'detail', id: decodeURIComponent(match[1]) };
   return { name: 'notFound' };
@@ -21,6 +22,7 @@ export function hrefFor(route) {
     case 'signin': return '#/signin';
     case 'signup': return '#/signup';
     case 'account': return '#/account';
+    case 'secrets': return '#/secrets';
     default: return '#/';
   }
 }

@@ -39,6 +39,8 @@ test('the account log names environments and providers', () => {
   assert.equal(describeRecord(rec('environment.idle_stop', { idleTimeoutMinutes: 30 }), { subject: 'app' }).text, 'app was stopped for inactivity after 30 minutes without use');
   assert.equal(describeRecord(rec('identity.link', { detail: 'oidc: explicit' }), { providers }).text, 'You linked Test SSO as a way to sign in');
   assert.equal(describeRecord(rec('identity.unlink', { detail: 'oidc' }), { providers }).text, 'You unlinked Test SSO');
+  assert.equal(describeRecord(rec('secret.set', { detail: 'GITHUB_TOKEN' })).text, 'You set the secret GITHUB_TOKEN');
+  assert.equal(describeRecord(rec('secret.deleted', { detail: 'NPM_TOKEN' })).text, 'You deleted the secret NPM_TOKEN');
   assert.equal(describeRecord(rec('auth.signin', { detail: 'password' })).text, 'You signed in with your password');
   assert.equal(describeRecord(rec('auth.signin', { detail: 'oidc' }), { providers }).text, 'You signed in with Test SSO');
   const failed = describeRecord(rec('auth.signin', { outcome: 'failure', detail: 'password: wrong email or password' }));

@@ -9,6 +9,8 @@ test('hash routes', () => {
   assert.deepEqual(parseRoute('#/account'), { name: 'account' });
   assert.deepEqual(parseRoute('#/account?linked=oidc'), { name: 'account' });
   assert.equal(hrefFor({ name: 'account' }), '#/account');
+  assert.deepEqual(parseRoute('#/secrets'), { name: 'secrets' });
+  assert.equal(hrefFor({ name: 'secrets' }), '#/secrets');
   assert.deepEqual(parseRoute('#/environments/01JABC'), { name: 'detail', id: '01JABC' });
   assert.deepEqual(parseRoute('#/nope/x'), { name: 'notFound' });
   assert.equal(parseRoute('#main'), null);

@@ -24,6 +24,19 @@ async fn spawn() -> (TestApp, User) {
     (t, u)
 }
 
+/// Set a personal secret through the API.
+async fn put_secret(t: &TestApp, u: &User, name: &str, value: &str) {
+    let a = t
+        .send(
+            reqwest::Method::PUT,
+            &format!("/api/secrets/{name}"),
+            Some(json!({ "value": value })),
+            crate::harness::Auth::Bearer(&u.token),
+        )
+        .await;
+    assert_eq!(a.status, 201, "{}", a.body);
+}
+
 /// Create a Python environment of `preset`.
 async fn create(t: &TestApp, u: &User, name: &str, preset: &str) -> String {
     let a = t
@@ -289,6 +302,40 @@ async fn container_group_body_follows_the_documented_schema() {
 }
 
 #[tokio::test]
+async fn personal_secrets_reach_the_agent_as_secure_values_only() {
+    let (t, u) = spawn().await;
+    let value = "ghp-aci-secret-0123456789";
+    put_secret(&t, &u, "GITHUB_TOKEN", value).await;
+    let id = create(&t, &u, "sec", "medium").await;
+    settle(&t).await;
+    assert_eq!(t.status_of(&u, &id).await, "running");
+    let puts = t.arm().with(|s| s.group_puts.clone());
+    let vars = puts[0]["properties"]["containers"][0]["properties"]["environmentVariables"]
+        .as_array()
+        .unwrap()
+        .clone();
+    let var = vars
+        .iter()
+        .find(|v| v["name"] == "DEV8_SECRET_GITHUB_TOKEN")
+        .expect("the secret is in the agent container's environment");
+    assert_eq!(
+        var,
+        &json!({"name": "DEV8_SECRET_GITHUB_TOKEN", "secureValue": value})
+    );
+    // Only there: not in the TLS sidecar, not under another name, and ARM's
+    // answers (which never return secure values) do not carry it.
+    let count = puts[0].to_string().matches(value).count();
+    assert_eq!(count, 1, "the value appears once in the body");
+    let answers = t.arm().with(|s| {
+        s.exchanges
+            .iter()
+            .map(|x| x.response.to_string())
+            .collect::<String>()
+    });
+    assert!(!answers.contains(value), "an ARM answer carries the secret");
+}
+
+#[tokio::test]
 async fn duplicate_delivery_makes_one_group_and_one_share() {
     let (t, u) = spawn().await;
     let id = create(&t, &u, "dup", "small").await;
@@ -492,12 +539,7 @@ async fn observe_maps_provider_states() {
     let env = sample_env();
     use dev8::domain::Observed;
     assert_eq!(compute.observe(&env).await.unwrap(), Observed::Absent);
-    let params = dev8::compute::AgentParams {
-        agent_token: "t".into(),
-        jwks: "{}".into(),
-        control_plane_url: "https://dev8.example".into(),
-        issuer: "https://dev8.example".into(),
-    };
+    let params = agent_params();
     compute.start(&env, &params).await.unwrap();
     // Creating: not answering yet; the step is the agent container's latest event.
     match compute.observe(&env).await.unwrap() {
@@ -579,6 +621,17 @@ async fn startup_wires_aci_from_settings_and_names_what_is_missing() {
     assert!(app.port() > 0);
 }
 
+/// What an agent is started with, outside a reconcile.
+fn agent_params() -> dev8::compute::AgentParams {
+    dev8::compute::AgentParams {
+        agent_token: "t".into(),
+        jwks: "{}".into(),
+        control_plane_url: "https://dev8.example".into(),
+        issuer: "https://dev8.example".into(),
+        user_secrets: Vec::new(),
+    }
+}
+
 fn sample_env() -> dev8::domain::Environment {
     dev8::domain::Environment::new(
         "01kcccccccccccccccccccccccc".into(),
@@ -620,12 +673,7 @@ async fn a_slow_group_deletion_leaves_the_share_to_the_next_reconcile() {
         delete_budget: Duration::from_millis(50),
     });
     let env = sample_env();
-    let params = dev8::compute::AgentParams {
-        agent_token: "t".into(),
-        jwks: "{}".into(),
-        control_plane_url: "https://dev8.example".into(),
-        issuer: "https://dev8.example".into(),
-    };
+    let params = agent_params();
     compute.start(&env, &params).await.unwrap();
     let name = group_name(&env.id);
     compute.delete(&env).await.unwrap();
@@ -862,6 +910,8 @@ async fn every_arm_body_follows_the_published_specs() {
     // Faults too, so that error answers are checked.
     t.arm()
         .inject(Some(reqwest::Method::PUT), "/shares/", 503, None, 1);
+    // A personal secret, so the group body carries one more secureValue.
+    put_secret(&t, &u, "NPM_TOKEN", "npm-secret-value").await;
     let id = create(&t, &u, "specs", "medium").await;
     settle(&t).await;
     assert_eq!(t.status_of(&u, &id).await, "running");
@@ -904,12 +954,7 @@ async fn the_spec_check_rejects_bodies_the_spec_does_not_allow() {
     let compute = backend(&fake);
     let env = sample_env();
     let names = dev8::compute::aci::Names::for_id(&env.id).unwrap();
-    let params = dev8::compute::AgentParams {
-        agent_token: "t".into(),
-        jwks: "{}".into(),
-        control_plane_url: "https://dev8.example".into(),
-        issuer: "https://dev8.example".into(),
-    };
+    let params = agent_params();
     let good = compute.group_body(&env, &names, &params, ACCOUNT_KEY);
     let wrong = |f: &dyn Fn(&mut Value)| {
         let mut b = good.clone();

@@ -64,6 +64,13 @@ fn settings_file(dir: &Path, fake: &ArmFake) -> PathBuf {
                 dep::VAULT
             ),
         ),
+        (
+            "DEV8_SECRETS_KEY",
+            format!(
+                "@Microsoft.KeyVault(VaultName={};SecretName=dev8-secrets-key)",
+                dep::VAULT
+            ),
+        ),
     ];
     let list: Vec<Value> = settings
         .iter()
@@ -128,7 +135,7 @@ fn line<'a>(out: &'a str, check: &str) -> &'a str {
         .unwrap_or_else(|| panic!("no line for {check}:\n{out}"))
 }
 
-const CHECKS: [&str; 11] = [
+const CHECKS: [&str; 12] = [
     "settings",
     "Azure sign-in",
     "roles of control",
@@ -140,6 +147,7 @@ const CHECKS: [&str; 11] = [
     "ACI capabilities",
     "ACI core quota",
     "signing keys",
+    "secrets key",
 ];
 
 #[tokio::test]
@@ -152,13 +160,17 @@ async fn doctor_passes_a_deployment_as_infra_makes_it() {
     for check in CHECKS {
         assert!(line(&out, check).starts_with("ok    "), "{out}");
     }
-    assert!(out.contains("11 of 11 checks passed"), "{out}");
+    assert!(out.contains("12 of 12 checks passed"), "{out}");
     assert!(
         line(&out, "roles of control").contains("exactly the 7 role assignments"),
         "{out}"
     );
     assert!(
         line(&out, "signing keys").contains("2 keys (k2, k1) load from dev8-signing-keys"),
+        "{out}"
+    );
+    assert!(
+        line(&out, "secrets key").contains("a 32-byte key loads from dev8-secrets-key"),
         "{out}"
     );
     // Neither a key nor a token is printed.
@@ -250,11 +262,11 @@ async fn doctor_names_every_failure_with_its_fix_and_exits_non_zero() {
         assert!(head.contains(problem), "{check}: {l}");
         assert!(tail.contains(fix), "{check}: {l}");
     }
-    for passing in ["settings", "Azure sign-in", "jobs queue"] {
+    for passing in ["settings", "Azure sign-in", "jobs queue", "secrets key"] {
         assert!(line(&out, passing).starts_with("ok    "), "{out}");
     }
     assert!(
-        out.contains("3 of 11 checks passed; fix the FAIL lines"),
+        out.contains("4 of 12 checks passed; fix the FAIL lines"),
         "{out}"
     );
 

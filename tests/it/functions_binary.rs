@@ -196,6 +196,17 @@ fn the_binary_refuses_settings_the_functions_host_cannot_work_with() {
         !status.success() && out.contains("needs DEV8_SIGNING_KEYS"),
         "{out}"
     );
+    // ... and the key that seals personal secrets.
+    let keys = "k1:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8";
+    let (status, out) = run_to_exit(&[
+        ("DEV8_QUEUE_BACKEND", "storage"),
+        ("DEV8_STORE", "cosmos"),
+        ("DEV8_SIGNING_KEYS", keys),
+    ]);
+    assert!(
+        !status.success() && out.contains("needs DEV8_SECRETS_KEY"),
+        "{out}"
+    );
     // No port from the host: a usage error (`--port`, env FUNCTIONS_CUSTOMHANDLER_PORT).
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_handler"))
         .arg("functions")
@@ -345,6 +356,10 @@ async fn in_app_service_the_binary_gets_its_cosmos_token_for_its_user_assigned_i
             (
                 "DEV8_SIGNING_KEYS",
                 "k1:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8",
+            ),
+            (
+                "DEV8_SECRETS_KEY",
+                "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",
             ),
             ("COSMOS_DISABLE_IMDS", "1"),
             ("AZURE_COSMOS_CONNECTION_POOL_IS_HTTP2_ALLOWED", "false"),

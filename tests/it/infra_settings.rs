@@ -83,6 +83,7 @@ fn secrets_come_from_key_vault() {
     .unwrap();
     for secret in [
         "DEV8_SIGNING_KEYS",
+        "DEV8_SECRETS_KEY",
         "DEV8_SETUP_CODE",
         "DEV8_GITHUB_CLIENT_SECRET",
         "DEV8_OIDC_CLIENT_SECRET",

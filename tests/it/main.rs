@@ -41,6 +41,7 @@ mod oauth_github;
 mod oauth_oidc;
 mod queue_contract;
 mod schemastore;
+mod secrets;
 mod serve_binary;
 mod shutdown;
 mod signin_limits;

@@ -64,7 +64,46 @@ behaviours!(
     identities_are_unique_by_issuer_and_subject,
     audit_records_are_idempotent_per_user_and_paged,
     audit_records_of_one_environment_are_paged_newest_first,
+    secrets_are_per_user_by_name_and_replaced_in_place,
 );
+
+fn secret(user_id: &str, name: &str, sealed: &str) -> dev8::domain::StoredSecret {
+    dev8::domain::StoredSecret {
+        user_id: user_id.into(),
+        name: name.into(),
+        sealed: sealed.into(),
+        updated_at: chrono::Utc::now(),
+    }
+}
+
+async fn secrets_are_per_user_by_name_and_replaced_in_place(s: S) {
+    let (a, b) = (new_id(), new_id());
+    s.put_secret(&secret(&a, "TOKEN", "v1.one")).await.unwrap();
+    s.put_secret(&secret(&a, "API_KEY", "v1.two"))
+        .await
+        .unwrap();
+    s.put_secret(&secret(&b, "TOKEN", "v1.bobs")).await.unwrap();
+    // A put of an existing name replaces it: still two, by name.
+    s.put_secret(&secret(&a, "TOKEN", "v1.three"))
+        .await
+        .unwrap();
+    let mine = s.secrets(&a).await.unwrap();
+    let pairs: Vec<(&str, &str)> = mine
+        .iter()
+        .map(|x| (x.name.as_str(), x.sealed.as_str()))
+        .collect();
+    assert_eq!(pairs, [("API_KEY", "v1.two"), ("TOKEN", "v1.three")]);
+    assert_eq!(s.secrets(&b).await.unwrap()[0].sealed, "v1.bobs");
+    // Only the owner's name is deleted; a missing one is NotFound.
+    s.delete_secret(&a, "TOKEN").await.unwrap();
+    assert!(matches!(
+        s.delete_secret(&a, "TOKEN").await,
+        Err(StoreError::NotFound)
+    ));
+    assert_eq!(s.secrets(&b).await.unwrap().len(), 1);
+    assert_eq!(s.secrets(&a).await.unwrap().len(), 1);
+    assert!(s.secrets(&new_id()).await.unwrap().is_empty());
+}
 
 fn user(email: &str) -> User {
     User {

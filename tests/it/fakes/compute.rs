@@ -40,6 +40,8 @@ struct Inner {
     /// Real time a start call takes (to make deliveries overlap).
     start_delay: Duration,
     agent_tokens: HashMap<String, String>,
+    /// The user secrets the last start handed the agent (name, value).
+    agent_secrets: HashMap<String, Vec<(String, String)>>,
 }
 
 #[derive(Default)]
@@ -81,6 +83,10 @@ impl FakeCompute {
     }
     pub fn agent_token(&self, id: &str) -> Option<String> {
         self.inner.lock().unwrap().agent_tokens.get(id).cloned()
+    }
+    /// The user secrets the environment's last start handed its agent.
+    pub fn agent_secrets(&self, id: &str) -> Option<Vec<(String, String)>> {
+        self.inner.lock().unwrap().agent_secrets.get(id).cloned()
     }
 
     fn check(&self) -> ComputeResult<()> {
@@ -144,6 +150,17 @@ impl Compute for FakeCompute {
         }
         i.agent_tokens
             .insert(env.id.clone(), agent.agent_token.clone());
+        let secrets = agent
+            .user_secrets
+            .iter()
+            .map(|(n, v)| {
+                (
+                    n.clone(),
+                    secrecy::ExposeSecret::expose_secret(v).to_string(),
+                )
+            })
+            .collect();
+        i.agent_secrets.insert(env.id.clone(), secrets);
         let state = i
             .resources
             .entry(env.id.clone())

@@ -46,6 +46,8 @@ pub const QUEUE: &str = "env-jobs";
 pub const CONTROL_CLIENT_ID: &str = "11111111-0000-0000-0000-00000000c11e";
 pub const CONTROL_PRINCIPAL: &str = "22222222-0000-0000-0000-0000000c0417";
 pub const PULL_PRINCIPAL: &str = "33333333-0000-0000-0000-0000000e9011";
+/// The secrets key infra keeps in Key Vault (32 bytes, base64).
+pub const SECRETS_KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
 pub const SIGNING_KEYS: &str =
     "k2:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8,k1:HyAhIiMkJSYnKCkqKywtLi8wMTIzNDU2Nzg5Ojs8PT4";
 
@@ -147,11 +149,16 @@ impl Deployment {
                 "documents",
                 "identities",
                 "audit",
+                "secrets",
             ]
             .map(String::from)
             .into(),
             queues: [QUEUE.to_string(), format!("{QUEUE}-poison")].into(),
-            secrets: [("dev8-signing-keys".to_string(), SIGNING_KEYS.to_string())].into(),
+            secrets: [
+                ("dev8-signing-keys".to_string(), SIGNING_KEYS.to_string()),
+                ("dev8-secrets-key".to_string(), SECRETS_KEY.to_string()),
+            ]
+            .into(),
             ..Default::default()
         };
         d.identities.insert(

@@ -87,6 +87,7 @@ pub fn test_settings() -> Settings {
     // Tests make many accounts on one machine (and mostly fake compute).
     s.local_shared_user = true;
     s.signing_keys = None;
+    s.secrets_key = None;
     s.public_url = None;
     s
 }
