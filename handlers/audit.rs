@@ -28,6 +28,7 @@ pub enum Action {
     IdeOpen,
     IdleStop,
     JobFailure,
+    CloneFailed,
 }
 
 impl Action {
@@ -45,6 +46,7 @@ impl Action {
             Action::IdeOpen => "ide.open",
             Action::IdleStop => "environment.idle_stop",
             Action::JobFailure => "job.failure",
+            Action::CloneFailed => "environment.clone_failed",
         }
     }
 }

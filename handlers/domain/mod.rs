@@ -2,11 +2,13 @@
 //! validation. Pure code: no I/O, no clocks (times are passed in).
 
 mod environment;
+mod repository;
 mod templates;
 mod usage;
 pub mod validation;
 
 pub use environment::*;
+pub use repository::*;
 pub use templates::*;
 pub use usage::*;
 

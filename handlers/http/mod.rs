@@ -12,6 +12,7 @@ pub mod ide_routes;
 mod meta;
 pub mod metrics_route;
 pub mod oauth_routes;
+pub mod settings_routes;
 pub mod signin_limits;
 pub mod views;
 
@@ -76,6 +77,8 @@ pub const ROUTES: &[RouteSpec] = &[
     route!(AuthProviderCallback, GET, "/api/auth/{provider}/callback", oauth_routes::callback),
     route!(AuthProviderLink, POST, "/api/auth/{provider}/link", oauth_routes::link),
     route!(Audit, GET, "/api/audit", audit_routes::list),
+    route!(AccountSettings, GET, "/api/settings", settings_routes::get),
+    route!(AccountSettingsPatch, PATCH, "/api/settings", settings_routes::patch),
     route!(Templates, GET, "/api/templates", meta::templates),
     route!(EnvironmentsList, GET, "/api/environments", env_routes::list),
     route!(EnvironmentsCreate, POST, "/api/environments", env_routes::create),

@@ -97,6 +97,9 @@ export const api = {
   /** Starts linking a provider: resolves to the URL to navigate to. */
   link: (providerId) => request(`/auth/${encodeURIComponent(providerId)}/link`, { method: 'POST' }).then((r) => r.redirect),
   deleteAccount: () => request('/auth/me', { method: 'DELETE' }),
+  /** The account's settings: `{dotfilesRepository}`. */
+  settings: () => request('/settings'),
+  changeSettings: (fields) => request('/settings', { method: 'PATCH', body: fields }),
 };
 
 /** The query string of an audit page request (only the parameters given). */

@@ -84,6 +84,8 @@ fn env(user_id: &str, name: &str) -> Environment {
         memory_gb: 2,
         storage_gb: 20,
         idle_timeout_minutes: 30,
+        repository: None,
+        dotfiles_repository: None,
     };
     Environment::new(new_id(), user_id.into(), spec, Utc::now())
 }
