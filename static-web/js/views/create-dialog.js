@@ -156,9 +156,8 @@ export function openCreateDialog(catalog, { existingNames = [] } = {}) {
       if (!timeout.value.trim() || !Number.isInteger(minutes) || minutes < idle.min || minutes > idle.max) {
         problems.idleTimeoutMinutes = `must be between ${idle.min} and ${idle.max}`;
       }
-      const url = repoUrl.value.trim();
-      if (url && !/^https:\/\//i.test(url)) problems['repository.url'] = 'must be an https:// URL';
-      if (!url && repoRef.value.trim()) problems['repository.ref'] = 'needs a repository';
+      // The URL's rules are the server's (its errors show under the field).
+      if (!repoUrl.value.trim() && repoRef.value.trim()) problems['repository.ref'] = 'needs a repository';
       return problems;
     }
 

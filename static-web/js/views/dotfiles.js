@@ -29,12 +29,8 @@ export function createDotfilesPanel(ctx) {
   form.addEventListener('submit', async (event) => {
     event.preventDefault();
     clearErrors(form);
+    // The URL's rules are the server's (its errors show under the field).
     const value = url.value.trim();
-    if (value && !/^https:\/\//i.test(value)) {
-      setFieldError(url, 'must be an https:// URL');
-      url.focus();
-      return;
-    }
     save.disabled = true;
     save.classList.add('is-busy');
     try {
