@@ -396,7 +396,23 @@ async fn create_from_a_repository_checks_out_ref_and_never_clones_again() {
     assert_ne!(main_head, feature_head);
     let app = local_app().await;
     let u = app.user("clone@example.com").await;
+    // A slow clone: the start shows the step it is at.
+    git_server.set_delay(Duration::from_secs(4));
     let id = create_from(&app, &u, "app", json!({"url": url, "ref": "feature"})).await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let env = app.environment(&u, &id).await;
+        if env["progress"]["step"] == "cloning the repository" {
+            assert_eq!(env["status"], "creating");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the clone's step not shown: {env}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    git_server.set_delay(Duration::ZERO);
     let env = app
         .wait_status(&u, &id, "running", Duration::from_secs(90))
         .await;

@@ -80,7 +80,8 @@ export function openCreateDialog(catalog, { existingNames = [] } = {}) {
       nameField.wrap,
       h('div', { class: 'field-row' }, templateField.wrap, sizeField.wrap),
       timeoutField.wrap,
-      h('div', { class: 'field-row' }, repoUrlField.wrap, repoRefField.wrap)),
+      repoUrlField.wrap,
+      repoRefField.wrap),
     h('footer', { class: 'dialog-foot' }, cancel, submit));
   const dialog = h('dialog', { class: 'dialog', attrs: { 'aria-labelledby': 'create-title' } }, form);
 

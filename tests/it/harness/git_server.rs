@@ -17,6 +17,8 @@ use tokio::io::AsyncWriteExt;
 struct Shared {
     root: PathBuf,
     uploads: AtomicUsize,
+    /// Milliseconds every clone (`git-upload-pack`) is held before it is served.
+    delay_ms: std::sync::atomic::AtomicU64,
 }
 
 pub struct GitServer {
@@ -58,6 +60,7 @@ impl GitServer {
         let shared = Arc::new(Shared {
             root: root.path().to_path_buf(),
             uploads: AtomicUsize::new(0),
+            delay_ms: Default::default(),
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -120,6 +123,14 @@ impl GitServer {
         git(&work, &["checkout", "-q", "-b", branch]);
     }
 
+    /// Hold every clone this long before serving it (a slow network), so a
+    /// test can see the step a start is at while it clones.
+    pub fn set_delay(&self, delay: std::time::Duration) {
+        self.shared
+            .delay_ms
+            .store(delay.as_millis() as u64, Ordering::SeqCst);
+    }
+
     /// How many fetches or clones (`git-upload-pack` requests) were served.
     pub fn uploads(&self) -> usize {
         self.shared.uploads.load(Ordering::SeqCst)
@@ -136,6 +147,8 @@ async fn cgi(State(shared): State<Arc<Shared>>, req: Request) -> Response {
         .unwrap_or_default();
     if parts.uri.path().ends_with("/git-upload-pack") {
         shared.uploads.fetch_add(1, Ordering::SeqCst);
+        let delay = shared.delay_ms.load(Ordering::SeqCst);
+        tokio::time::sleep(std::time::Duration::from_millis(delay)).await;
     }
     let header = |name: &str| {
         parts
