@@ -219,7 +219,13 @@ pub async fn run(
         );
         async move {
             let set_step = |s| *agent.setup_step.lock().expect("setup step lock") = Some(s);
-            let outcome = setup::run_once(&plan, &cs, set_step).await;
+            // A stop during the setup ends it (its git or script is killed
+            // with it; no marker is written, so the next start sets up again).
+            let mut stopped = stop.clone();
+            let outcome = tokio::select! {
+                outcome = setup::run_once(&plan, &cs, set_step) => outcome,
+                _ = stopped.wait_for(|s| *s) => return,
+            };
             *agent.setup_step.lock().expect("setup step lock") = None;
             if let Some(folder) = &outcome.folder {
                 let _ = cs.open.set(cs.workspace().join(folder));
