@@ -314,6 +314,8 @@ fn stopped_environment(user_id: &str, i: usize) -> Environment {
         memory_gb: 4,
         storage_gb: 20,
         idle_timeout_minutes: 30,
+        repository: None,
+        dotfiles_repository: None,
     };
     let mut e = Environment::new(
         new_id(),

@@ -64,6 +64,8 @@ fn environment(user: &str, i: usize) -> Environment {
         memory_gb: 2,
         storage_gb: 20,
         idle_timeout_minutes: 30,
+        repository: None,
+        dotfiles_repository: None,
     };
     let mut e = Environment::new(
         new_id(),

@@ -70,6 +70,8 @@ fn seed(path: &std::path::Path, total: usize) {
                 memory_gb: 2,
                 storage_gb: 20,
                 idle_timeout_minutes: 30,
+                repository: None,
+                dotfiles_repository: None,
             };
             let created = now - Duration::days(1);
             let mut e =

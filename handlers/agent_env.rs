@@ -58,6 +58,36 @@ pub const SIZE_STORAGE_GB: &str = "DEV8_AGENT_SIZE_STORAGE_GB";
 /// task) under their own names; no secret's name may start with `DEV8_`, so
 /// nothing else carries it.
 pub const USER_SECRET_PREFIX: &str = "DEV8_SECRET_";
+/// The repository to clone into the workspace on the first start. Not a
+/// secret (the URL carries no credentials).
+pub const REPOSITORY_URL: &str = "DEV8_REPOSITORY_URL";
+/// The ref to check out in it (unset: the remote's default branch).
+pub const REPOSITORY_REF: &str = "DEV8_REPOSITORY_REF";
+/// The account's dotfiles repository, installed on the first start.
+pub const DOTFILES_URL: &str = "DEV8_DOTFILES_URL";
+
+/// What the first start sets up: `(name, value)` for each of
+/// `REPOSITORY_URL`, `REPOSITORY_REF`, `DOTFILES_URL` that has a value.
+pub fn setup_variables(
+    repository_url: Option<&str>,
+    repository_ref: Option<&str>,
+    dotfiles_url: Option<&str>,
+) -> Vec<Variable> {
+    [
+        (REPOSITORY_URL, repository_url),
+        (REPOSITORY_REF, repository_ref),
+        (DOTFILES_URL, dotfiles_url),
+    ]
+    .into_iter()
+    .filter_map(|(name, value)| {
+        value.map(|v| Variable {
+            name: name.into(),
+            value: v.to_string(),
+            secret: false,
+        })
+    })
+    .collect()
+}
 
 /// An environment's size as the user chose it (the agent's usage limits).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

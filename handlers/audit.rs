@@ -30,6 +30,7 @@ pub enum Action {
     JobFailure,
     SecretSet,
     SecretDelete,
+    CloneFailed,
 }
 
 impl Action {
@@ -49,6 +50,7 @@ impl Action {
             Action::JobFailure => "job.failure",
             Action::SecretSet => "secret.set",
             Action::SecretDelete => "secret.deleted",
+            Action::CloneFailed => "environment.clone_failed",
         }
     }
 }

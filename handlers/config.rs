@@ -78,6 +78,15 @@ pub struct AgentArgs {
     /// The node executable that runs code-server.
     #[arg(long, env = agent_env::NODE, default_value = "node", hide = true)]
     pub node: PathBuf,
+    /// The repository the first start clones into the workspace.
+    #[arg(long, env = agent_env::REPOSITORY_URL, hide = true)]
+    pub repository_url: Option<String>,
+    /// The ref the first start checks out in it.
+    #[arg(long, env = agent_env::REPOSITORY_REF, hide = true)]
+    pub repository_ref: Option<String>,
+    /// The dotfiles repository the first start installs.
+    #[arg(long, env = agent_env::DOTFILES_URL, hide = true)]
+    pub dotfiles_url: Option<String>,
     /// Activity is pushed at most this often (milliseconds).
     #[arg(
         long,
@@ -316,6 +325,12 @@ pub struct Settings {
     #[arg(long = "appinsights-connection-string", env = "APPLICATIONINSIGHTS_CONNECTION_STRING",
           value_parser = secret, hide_env_values = true)]
     pub appinsights_connection_string: Option<SecretString>,
+    /// TEST ONLY: also accept `http://127.0.0.1:<port>/…` as a repository or
+    /// dotfiles URL (the tests' git server). Refused at start-up unless
+    /// compute is local and the public URL is on loopback.
+    #[arg(long, env = "DEV8_TEST_ALLOW_LOOPBACK_GIT", default_value_t = false,
+          action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new())]
+    pub test_allow_loopback_git: bool,
     /// Milliseconds a reconcile in progress waits before looking again.
     #[arg(long, env = "DEV8_RECONCILE_INTERVAL_MS", default_value_t = 1000)]
     pub reconcile_interval_ms: u64,

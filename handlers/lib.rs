@@ -1,6 +1,7 @@
 //! Dev8 control plane: one library behind the `handler` binary's three run
 //! modes (`serve`, `functions`, `agent`). See ARCHITECTURE.md for the map.
 
+pub mod account;
 pub mod agent;
 pub mod agent_env;
 pub mod audit;

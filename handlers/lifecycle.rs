@@ -95,9 +95,14 @@ async fn release_running(p: &Platform, env: &Environment) -> LifecycleResult<()>
 pub async fn create(
     p: &Platform,
     by: Actor<'_>,
-    spec: NewEnvironment,
+    mut spec: NewEnvironment,
 ) -> LifecycleResult<Environment> {
     let now = p.clock.now();
+    // The dotfiles the account names now are the ones this environment
+    // installs on its first start.
+    spec.dotfiles_repository = crate::account::read(p.store.as_ref(), by.user_id)
+        .await?
+        .dotfiles_repository;
     let env = Environment::new(new_id(), by.user_id.to_string(), spec, now);
     let quotas = &p.policy.quotas;
     quotas
@@ -315,6 +320,7 @@ pub async fn delete_account(p: &Platform, by: Actor<'_>) -> LifecycleResult<()> 
         }
     }
     crate::secrets::delete_all(p, by.user_id).await?;
+    crate::account::forget(p.store.as_ref(), by.user_id, p.clock.now()).await?;
     p.store.delete_user(by.user_id).await?;
     tracing::info!("account deleted");
     Ok(())
@@ -394,21 +400,42 @@ pub async fn record_report(
     id: &str,
     agent_token_id: &str,
     usage: Option<Usage>,
+    clone_error: Option<String>,
 ) -> LifecycleResult<ReportOutcome> {
     let mut outcome = ReportOutcome::NotCurrentAgent;
+    let mut clone_failed = None;
     update_environment(p.store.as_ref(), user_id, id, |env| {
         if env.agent_token_id.as_deref() != Some(agent_token_id) {
             outcome = ReportOutcome::NotCurrentAgent;
             return Ok::<_, LifecycleError>(Change::Unchanged);
         }
         let usage_kept = usage.clone().is_some_and(|u| env.record_usage(u));
+        let noted = clone_error
+            .as_deref()
+            .is_some_and(|reason| env.note_clone_error(reason));
+        clone_failed = if noted { env.clone_error.clone() } else { None };
         outcome = ReportOutcome::Accepted {
             usage_kept,
             env: Box::new(env.clone()),
         };
-        Ok(usage_kept.into())
+        Ok((usage_kept || noted).into())
     })
     .await?;
+    if let Some(reason) = clone_failed {
+        // Once per environment: only the write that noted the error gets
+        // here, and the id is fixed by the agent token, so a retried report
+        // writes nothing twice.
+        audit::record_job(
+            p,
+            Entry::ok(user_id, Action::CloneFailed)
+                .failed()
+                .env(id)
+                .detail(reason),
+            agent_token_id,
+        )
+        .await
+        .map_err(|e| LifecycleError::Store(StoreError::Unavailable(e)))?;
+    }
     Ok(outcome)
 }
 

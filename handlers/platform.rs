@@ -66,6 +66,8 @@ pub struct Policy {
     pub signup_domains: Vec<String>,
     pub quotas: Limits,
     pub default_idle_minutes: u16,
+    /// Which repository URLs are accepted (loopback only in tests).
+    pub git_url_rules: crate::domain::UrlRules,
     /// How long before an idle stop the person is warned (`None`: the default rule).
     pub idle_warning: Option<chrono::Duration>,
     /// How long a reconcile in progress waits before looking again.

@@ -9,6 +9,7 @@ use crate::azure_http::Identity;
 use crate::clock::{Clock, SystemClock};
 use crate::compute::{Compute, LocalCompute, LocalOptions};
 use crate::config::{ComputeKind, QueueKind, Settings, StoreKind};
+use crate::domain::UrlRules;
 use crate::jobs::{sweep, worker};
 use crate::metrics::Metrics;
 use crate::platform::{JobContext, Platform, Policy};
@@ -74,6 +75,11 @@ fn policy(settings: &Settings, public_url: String) -> Policy {
             running_total: settings.max_running_total,
         },
         default_idle_minutes: settings.idle_timeout_minutes,
+        git_url_rules: if settings.test_allow_loopback_git {
+            UrlRules::AlsoLoopbackHttp
+        } else {
+            UrlRules::Public
+        },
         idle_warning: settings
             .idle_warning_minutes
             .map(|m| chrono::Duration::minutes(i64::from(m))),
@@ -94,6 +100,26 @@ fn policy(settings: &Settings, public_url: String) -> Policy {
             window: chrono::Duration::minutes(15),
         },
     }
+}
+
+/// `DEV8_TEST_ALLOW_LOOPBACK_GIT` opens repository URLs to the machine's
+/// own loopback: only where that is the person's own machine anyway (local
+/// compute, the control plane on loopback).
+fn check_test_settings(settings: &Settings, public_url: &str) -> anyhow::Result<()> {
+    if !settings.test_allow_loopback_git {
+        return Ok(());
+    }
+    let loopback = url::Url::parse(public_url).is_ok_and(|u| match u.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(d)) => d == "localhost",
+        None => false,
+    });
+    anyhow::ensure!(
+        settings.compute == ComputeKind::Local && loopback,
+        "DEV8_TEST_ALLOW_LOOPBACK_GIT is for tests only: it needs DEV8_COMPUTE=local and a loopback DEV8_PUBLIC_URL"
+    );
+    Ok(())
 }
 
 /// The Cosmos store from the `COSMOS_*` settings.
@@ -224,6 +250,7 @@ pub async fn wire(
         .public_url
         .clone()
         .unwrap_or_else(|| format!("http://127.0.0.1:{port}"));
+    check_test_settings(&settings, &public_url)?;
     let clock = overrides.clock.unwrap_or_else(|| Arc::new(SystemClock));
     let keys = match &settings.signing_keys {
         Some(s) => KeySet::parse(s.expose_secret()).context("DEV8_SIGNING_KEYS")?,

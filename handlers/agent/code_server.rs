@@ -51,6 +51,9 @@ pub struct CodeServer {
     pub environment_id: String,
     /// Run code-server as this uid/gid (the image's non-root user).
     pub user: Option<IdeUser>,
+    /// The folder VS Code opens, once the first start's setup has decided
+    /// it (a cloned repository); unset: the workspace.
+    pub open: std::sync::OnceLock<PathBuf>,
 }
 
 /// The account code-server runs as, resolved from `/etc/passwd`.
@@ -103,6 +106,15 @@ impl CodeServer {
 
     pub fn workspace(&self) -> PathBuf {
         self.home.join("workspace")
+    }
+
+    /// The folder VS Code opens: the cloned repository's, else the workspace.
+    pub fn folder(&self) -> PathBuf {
+        self.open
+            .get()
+            .filter(|f| f.is_dir())
+            .cloned()
+            .unwrap_or_else(|| self.workspace())
     }
 
     pub fn user_data_dir(&self) -> PathBuf {
@@ -162,9 +174,34 @@ impl CodeServer {
         }
     }
 
+    /// A process as the IDE's user, with what every such process gets: a
+    /// cleared environment plus the allowlist (nothing of the agent's), the
+    /// home and its XDG folders, the environment's marker, no standard input.
+    /// code-server, and the first start's git and dotfiles script, start so.
+    pub fn user_command(&self, program: impl AsRef<std::ffi::OsStr>) -> tokio::process::Command {
+        let mut cmd = tokio::process::Command::new(program);
+        cmd.env_clear();
+        for name in PASSED_TO_IDE {
+            if let Some(v) = std::env::var_os(name) {
+                cmd.env(name, v);
+            }
+        }
+        cmd.env("HOME", &self.home)
+            .env("XDG_CONFIG_HOME", self.home.join(".config"))
+            .env("XDG_DATA_HOME", self.home.join(".local/share"))
+            .env("XDG_CACHE_HOME", self.home.join(".cache"))
+            .env(MARKER, &self.environment_id)
+            .stdin(std::process::Stdio::null())
+            .kill_on_drop(true);
+        if let Some(user) = self.user {
+            cmd.uid(user.uid).gid(user.gid);
+        }
+        cmd
+    }
+
     /// The command line and environment (no secrets in either).
     pub fn command(&self) -> tokio::process::Command {
-        let mut cmd = tokio::process::Command::new(&self.node);
+        let mut cmd = self.user_command(&self.node);
         cmd.arg(&self.entry)
             .arg("--socket")
             .arg(&self.socket)
@@ -178,8 +215,8 @@ impl CodeServer {
             .arg(self.user_data_dir())
             .arg("--extensions-dir")
             .arg(self.extensions_dir())
-            .arg(self.workspace())
-            .current_dir(self.workspace())
+            .arg(self.folder())
+            .current_dir(self.folder())
             .env_clear();
         for name in PASSED_TO_IDE {
             if let Some(v) = std::env::var_os(name) {
@@ -198,16 +235,6 @@ impl CodeServer {
             cmd.env("TMPDIR", run_dir);
         }
         cmd.env(super::extension::SOCKET_VAR, self.activity_socket());
-        cmd.env("HOME", &self.home)
-            .env("XDG_CONFIG_HOME", self.home.join(".config"))
-            .env("XDG_DATA_HOME", self.home.join(".local/share"))
-            .env("XDG_CACHE_HOME", self.home.join(".cache"))
-            .env(MARKER, &self.environment_id)
-            .stdin(std::process::Stdio::null())
-            .kill_on_drop(true);
-        if let Some(user) = self.user {
-            cmd.uid(user.uid).gid(user.gid);
-        }
         cmd
     }
 }
@@ -292,6 +319,7 @@ mod tests {
             socket: dir.path().join("s.sock"),
             environment_id: "e1".into(),
             user: None,
+            open: Default::default(),
         };
         assert_eq!(
             cs.package_dir(),
@@ -319,6 +347,7 @@ mod tests {
             socket: dir.path().join("s.sock"),
             environment_id: "e1".into(),
             user: None,
+            open: Default::default(),
         };
         let args: Vec<String> = cs
             .command()
@@ -393,6 +422,7 @@ mod tests {
                 uid: 1000,
                 gid: 1000,
             }),
+            open: Default::default(),
         };
         // The uid/gid are applied at spawn; what we can check here is that the
         // environment handed to code-server is still only the allowlist.

@@ -13,6 +13,7 @@ pub mod extension;
 pub mod proxy;
 pub mod report;
 pub mod session;
+pub mod setup;
 pub mod usage;
 
 use crate::auth::KeySet;
@@ -81,6 +82,8 @@ pub struct AgentConfig {
     pub usage_source: usage::Source,
     /// The environment's size (usage limits where nothing enforces one).
     pub size: usage::Size,
+    /// What the first start sets up (repository, dotfiles).
+    pub setup: setup::Plan,
 }
 
 impl std::fmt::Debug for AgentConfig {
@@ -102,6 +105,8 @@ struct Agent {
     sessions: Arc<Sessions>,
     upstream: proxy::Upstream,
     activity: Arc<Activity>,
+    /// The first start's setup step in progress (the readiness answer names it).
+    setup_step: std::sync::Mutex<Option<&'static str>>,
 }
 
 impl Agent {
@@ -164,6 +169,7 @@ pub async fn run(
         socket: run_dir.path.join("code-server.sock"),
         environment_id: config.environment_id.clone(),
         user,
+        open: Default::default(),
     });
     cs.prepare()
         .with_context(|| format!("preparing {}", config.home.display()))?;
@@ -194,16 +200,40 @@ pub async fn run(
         )),
         upstream: proxy::Upstream::new(cs.socket.clone()),
         activity: Arc::new(Activity::default()),
+        setup_step: std::sync::Mutex::new(None),
     });
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let running = Arc::new(Running::default());
-    let supervisor = tokio::spawn(code_server::supervise(
-        cs.clone(),
-        running.clone(),
-        stop_rx.clone(),
-        Duration::from_secs(5),
-    ));
+    // The first start's setup comes before code-server, so VS Code opens
+    // on the cloned repository; the periodic report carries its outcome.
+    let setup_outcome = Arc::new(std::sync::OnceLock::<setup::Outcome>::new());
+    let supervisor = tokio::spawn({
+        let (cs, running, stop, agent, plan, outcome_slot) = (
+            cs.clone(),
+            running.clone(),
+            stop_rx.clone(),
+            agent.clone(),
+            config.setup.clone(),
+            setup_outcome.clone(),
+        );
+        async move {
+            let set_step = |s| *agent.setup_step.lock().expect("setup step lock") = Some(s);
+            // A stop during the setup ends it (its git or script is killed
+            // with it; no marker is written, so the next start sets up again).
+            let mut stopped = stop.clone();
+            let outcome = tokio::select! {
+                outcome = setup::run_once(&plan, &cs, set_step) => outcome,
+                _ = stopped.wait_for(|s| *s) => return,
+            };
+            *agent.setup_step.lock().expect("setup step lock") = None;
+            if let Some(folder) = &outcome.folder {
+                let _ = cs.open.set(cs.workspace().join(folder));
+            }
+            let _ = outcome_slot.set(outcome);
+            code_server::supervise(cs, running, stop, Duration::from_secs(5)).await
+        }
+    });
     let cpu = tokio::spawn(activity::watch_cpu(
         agent.activity.clone(),
         config.environment_id.clone(),
@@ -266,6 +296,7 @@ pub async fn run(
     };
     let reporter_task = tokio::spawn(report::report_loop(
         agent.activity.clone(),
+        setup_outcome,
         meter,
         proxy::Upstream::new(cs.socket.clone()),
         report_target,
@@ -393,9 +424,10 @@ async fn healthz(
         )
             .into_response()
     } else {
+        let step = *agent.setup_step.lock().expect("setup step lock");
         (
             StatusCode::SERVICE_UNAVAILABLE,
-            axum::Json(serde_json::json!({"status": "starting"})),
+            axum::Json(serde_json::json!({"status": "starting", "step": step})),
         )
             .into_response()
     };
@@ -539,6 +571,11 @@ impl From<crate::config::AgentArgs> for AgentConfig {
                 cpus: f64::from(a.size_cpus.max(1)),
                 memory_bytes: u64::from(a.size_memory_gb) << 30,
                 disk_bytes: u64::from(a.size_storage_gb) << 30,
+            },
+            setup: setup::Plan {
+                repository_url: a.repository_url.filter(|u| !u.is_empty()),
+                repository_ref: a.repository_ref.filter(|r| !r.is_empty()),
+                dotfiles_url: a.dotfiles_url.filter(|u| !u.is_empty()),
             },
         }
     }

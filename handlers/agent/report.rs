@@ -17,6 +17,20 @@ use tokio::sync::watch;
 /// How long after code-server first answers the first report goes out.
 pub const FIRST_AFTER: Duration = Duration::from_secs(5);
 
+/// The report: the usage measured and, once the first start's setup has
+/// ended, its outcome (`setup.cloneError`; repeated in every report, the
+/// control plane keeps the first and records it once).
+fn report_body(
+    usage: serde_json::Value,
+    setup: Option<&super::setup::Outcome>,
+) -> serde_json::Value {
+    let mut body = serde_json::json!({ "usage": usage });
+    if let Some(s) = setup {
+        body["setup"] = serde_json::json!({ "cloneError": s.clone_error });
+    }
+    body
+}
+
 /// Where and how often to report.
 pub struct ReportTarget {
     pub url: String,
@@ -45,6 +59,7 @@ pub fn parse_answer(body: &[u8]) -> Answer {
 /// the idle timeout reaches the agent within one report interval.
 pub async fn report_loop(
     activity: Arc<Activity>,
+    setup: Arc<std::sync::OnceLock<super::setup::Outcome>>,
     mut meter: Meter,
     upstream: Upstream,
     target: ReportTarget,
@@ -90,7 +105,7 @@ pub async fn report_loop(
                 crate::auth::tokens::DEV8_AUTHORIZATION,
                 format!("Bearer {}", target.token.expose_secret()),
             )
-            .json(&serde_json::json!({ "usage": measured.json() }))
+            .json(&report_body(measured.json(), setup.get()))
             .send()
             .await;
         wait = target.every;

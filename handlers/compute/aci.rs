@@ -443,6 +443,7 @@ impl AciCompute {
             value: "cgroup".into(),
             secret: false,
         }])
+        .chain(super::setup_variables(env))
         .map(|v| {
             let kind = if v.secret { "secureValue" } else { "value" };
             json!({ "name": v.name, kind: v.value })

@@ -228,8 +228,12 @@ impl LocalCompute {
         if !workspace.exists() {
             std::fs::create_dir_all(&workspace)
                 .with_context(|| format!("creating {}", workspace.display()))?;
-            for (path, text) in starter::files(env.base_image, &env.name) {
-                std::fs::write(workspace.join(path), text)?;
+            // An environment made from a repository starts with that alone
+            // (the agent clones it on the first start).
+            if env.repository.is_none() {
+                for (path, text) in starter::files(env.base_image, &env.name) {
+                    std::fs::write(workspace.join(path), text)?;
+                }
             }
         }
         Ok(home)
@@ -254,7 +258,10 @@ impl LocalCompute {
         }
         let listen = format!("127.0.0.1:{port}");
         let home_str = home.to_string_lossy();
-        for v in agent_env::variables(&env.id, &listen, &home_str, super::agent_size(env), agent) {
+        for v in agent_env::variables(&env.id, &listen, &home_str, super::agent_size(env), agent)
+            .into_iter()
+            .chain(super::setup_variables(env))
+        {
             cmd.env(v.name.as_ref(), v.value);
         }
         cmd.env(agent_env::AGENT_ORIGIN, Self::ide_origin(&env.id, port))
@@ -425,8 +432,16 @@ impl Compute for LocalCompute {
             Ok(r) if r.status().is_success() => Observed::Running {
                 ide_url: format!("{}/", Self::ide_origin(&env.id, port)),
             },
-            // The agent answers: code-server is up but not answering yet.
-            Ok(_) => Observed::Starting(Some(StepNote::new(steps::WAITING_FOR_IDE))),
+            // The agent answers: it is setting up the first start (the step
+            // it names), or code-server is up but not answering yet.
+            Ok(r) => {
+                let named = r.json::<serde_json::Value>().await.ok().and_then(|b| {
+                    b.get("step")
+                        .and_then(serde_json::Value::as_str)
+                        .and_then(steps::agent_step)
+                });
+                Observed::Starting(Some(StepNote::new(named.unwrap_or(steps::WAITING_FOR_IDE))))
+            }
             // The agent is not listening yet: it is still launching code-server.
             Err(_) => Observed::Starting(Some(StepNote::new(steps::STARTING_IDE))),
         })

@@ -1,10 +1,12 @@
 //! The environment record and its lifecycle. Every status change the API or
 //! the reconcile job makes goes through a function in this file.
 
-use super::{Progress, StepNote, Template, Usage, new_id, steps};
+use super::{Progress, Repository, StepNote, Template, Usage, new_id, steps};
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 
+/// The longest clone error kept on a record (characters).
+pub const CLONE_ERROR_MAX: usize = 500;
 /// How long a lease protects a compute action.
 pub const LEASE: Duration = Duration::minutes(2);
 /// A chain whose follow-up is this late is presumed lost (the sweep restarts it).
@@ -148,6 +150,17 @@ pub struct Environment {
     /// The step a create or start is at; only while creating or starting.
     #[serde(default)]
     pub progress: Option<Progress>,
+    /// The repository cloned into the workspace on the first start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repository: Option<Repository>,
+    /// The account's dotfiles repository when the environment was created
+    /// (installed on the first start).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dotfiles_repository: Option<String>,
+    /// Why cloning `repository` failed on the first start, as the agent
+    /// reported it; kept (the environment runs on without the clone).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clone_error: Option<String>,
 }
 
 /// Parameters for a new environment, already validated.
@@ -159,6 +172,9 @@ pub struct NewEnvironment {
     pub memory_gb: u8,
     pub storage_gb: u16,
     pub idle_timeout_minutes: u16,
+    pub repository: Option<Repository>,
+    /// Copied from the account's settings at create time.
+    pub dotfiles_repository: Option<String>,
 }
 
 /// An action a user may take now; the dashboard draws its buttons from these.
@@ -245,7 +261,24 @@ impl Environment {
                 detail: None,
                 at: now,
             }),
+            repository: spec.repository,
+            dotfiles_repository: spec.dotfiles_repository,
+            clone_error: None,
         }
+    }
+
+    /// The agent reported the repository's clone failed: keep the first
+    /// reason. `true` when this changed the record (so it is audited once).
+    pub fn note_clone_error(&mut self, reason: &str) -> bool {
+        if self.repository.is_none() || self.clone_error.is_some() {
+            return false;
+        }
+        let mut reason: String = reason.chars().take(CLONE_ERROR_MAX).collect();
+        if reason.trim().is_empty() {
+            reason = "the clone failed".into();
+        }
+        self.clone_error = Some(reason);
+        true
     }
 
     /// The actions the owner may take now.
@@ -709,6 +742,8 @@ mod tests {
                 memory_gb: 2,
                 storage_gb: 20,
                 idle_timeout_minutes: 30,
+                repository: None,
+                dotfiles_repository: None,
             },
             now,
         )

@@ -3,12 +3,14 @@
 
 mod environment;
 mod secret;
+mod repository;
 mod templates;
 mod usage;
 pub mod validation;
 
 pub use environment::*;
 pub use secret::*;
+pub use repository::*;
 pub use templates::*;
 pub use usage::*;
 

@@ -72,4 +72,16 @@ pub mod steps {
     pub const PULLING_IMAGE: &str = "pulling the image";
     /// ACI: the image is in place, the container starts (`Pulled`/`Created` events).
     pub const STARTING_CONTAINER: &str = "starting the container";
+    /// First start: the agent clones the environment's repository.
+    pub const CLONING_REPOSITORY: &str = "cloning the repository";
+    /// First start: the agent clones and installs the account's dotfiles.
+    pub const INSTALLING_DOTFILES: &str = "installing dotfiles";
+
+    /// The steps an agent names in its readiness answer, by their words
+    /// (anything else names no step).
+    pub fn agent_step(words: &str) -> Option<&'static str> {
+        [CLONING_REPOSITORY, INSTALLING_DOTFILES]
+            .into_iter()
+            .find(|s| *s == words)
+    }
 }

@@ -2,7 +2,9 @@
 //! unknown fields, fields a user may not set, and bad values are all reported
 //! at once, and nothing is stored unless every field is valid.
 
-use super::{NewEnvironment, Template, Usage, preset};
+use super::{
+    NewEnvironment, Repository, Template, UrlRules, Usage, git_ref, preset, repository_url,
+};
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 
@@ -142,6 +144,7 @@ fn is_invisible(c: char) -> bool {
 pub fn new_environment(
     body: &Map<String, Value>,
     default_idle: u16,
+    url_rules: UrlRules,
 ) -> Result<NewEnvironment, FieldErrors> {
     let mut f = Fields::new(
         body,
@@ -153,8 +156,10 @@ pub fn new_environment(
             "memoryGB",
             "storageGB",
             "idleTimeoutMinutes",
+            "repository",
         ],
     );
+    let repository = repository(&mut f, url_rules);
     let name = f
         .string("name", true)
         .and_then(|raw| match environment_name(raw) {
@@ -209,18 +214,108 @@ pub fn new_environment(
     } else {
         Some(default_idle)
     };
-    let value = match (name, base_image, sizes, idle) {
-        (Some(name), Some(base_image), Some((cpu_cores, memory_gb, storage_gb)), Some(idle)) => {
-            Some(NewEnvironment {
-                name,
-                base_image,
-                cpu_cores,
-                memory_gb,
-                storage_gb,
-                idle_timeout_minutes: idle,
-            })
-        }
+    let value = match (name, base_image, sizes, idle, repository) {
+        (
+            Some(name),
+            Some(base_image),
+            Some((cpu_cores, memory_gb, storage_gb)),
+            Some(idle),
+            Some(repository),
+        ) => Some(NewEnvironment {
+            name,
+            base_image,
+            cpu_cores,
+            memory_gb,
+            storage_gb,
+            idle_timeout_minutes: idle,
+            repository,
+            dotfiles_repository: None,
+        }),
         _ => None,
+    };
+    f.finish(value)
+}
+
+/// The create body's optional `repository` (`{url, ref?}`); errors are
+/// named `repository`, `repository.url`, `repository.ref`. `Some(None)`:
+/// none given.
+fn repository(f: &mut Fields<'_>, rules: UrlRules) -> Option<Option<Repository>> {
+    let object = match f.body.get("repository") {
+        None | Some(Value::Null) => return Some(None),
+        Some(Value::Object(o)) => o,
+        Some(_) => {
+            f.error("repository", "must be an object with url and ref");
+            return None;
+        }
+    };
+    let mut ok = true;
+    for key in object.keys() {
+        if key != "url" && key != "ref" {
+            f.error(&format!("repository.{key}"), "is not a known field");
+            ok = false;
+        }
+    }
+    let url = match object.get("url") {
+        Some(Value::String(raw)) => match repository_url(raw, rules) {
+            Ok(url) => Some(url),
+            Err(e) => {
+                f.error("repository.url", e);
+                None
+            }
+        },
+        None | Some(Value::Null) => {
+            f.error("repository.url", "is required");
+            None
+        }
+        Some(_) => {
+            f.error("repository.url", "must be a string");
+            None
+        }
+    };
+    let git_ref = match object.get("ref") {
+        None | Some(Value::Null) => Some(None),
+        Some(Value::String(raw)) => match git_ref(raw) {
+            Ok(r) => Some(Some(r)),
+            Err(e) => {
+                f.error("repository.ref", e);
+                None
+            }
+        },
+        Some(_) => {
+            f.error("repository.ref", "must be a string");
+            None
+        }
+    };
+    match (url, git_ref, ok) {
+        (Some(url), Some(git_ref), true) => Some(Some(Repository { url, git_ref })),
+        _ => None,
+    }
+}
+
+/// `PATCH /api/settings`: `{dotfilesRepository}` (a URL, or null to remove it).
+/// `Some(None)`: remove.
+pub fn account_settings(
+    body: &Map<String, Value>,
+    rules: UrlRules,
+) -> Result<Option<String>, FieldErrors> {
+    let mut f = Fields::new(body, &["dotfilesRepository"]);
+    let value = match body.get("dotfilesRepository") {
+        None => {
+            f.error("dotfilesRepository", "is required (null removes it)");
+            None
+        }
+        Some(Value::Null) => Some(None),
+        Some(Value::String(raw)) => match repository_url(raw, rules) {
+            Ok(url) => Some(Some(url)),
+            Err(e) => {
+                f.error("dotfilesRepository", e);
+                None
+            }
+        },
+        Some(_) => {
+            f.error("dotfilesRepository", "must be a string or null");
+            None
+        }
     };
     f.finish(value)
 }
@@ -312,6 +407,30 @@ pub fn agent_report(
         disk_limit_bytes,
         at,
     }))
+}
+
+/// The `setup` section of an agent's periodic report: `{cloneError?}`, what
+/// the first start's clone of the environment's repository ended with.
+/// Unknown fields are ignored (a newer agent may say more).
+pub fn agent_setup(body: &Map<String, Value>) -> Result<Option<String>, FieldErrors> {
+    let setup = match body.get("setup") {
+        None | Some(Value::Null) => return Ok(None),
+        Some(Value::Object(s)) => s,
+        Some(_) => {
+            return Err(FieldErrors::from([(
+                "setup".to_string(),
+                "must be an object".to_string(),
+            )]));
+        }
+    };
+    match setup.get("cloneError") {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(e)) => Ok(Some(e.clone())),
+        Some(_) => Err(FieldErrors::from([(
+            "setup.cloneError".to_string(),
+            "must be a string".to_string(),
+        )])),
+    }
 }
 
 /// Sign-up input, normalised.
@@ -465,10 +584,77 @@ mod tests {
     }
 
     #[test]
+    fn repository_is_checked_field_by_field() {
+        let body =
+            |r: Value| obj(json!({"name":"a","baseImage":"node","preset":"small","repository":r}));
+        let ok = new_environment(
+            &body(json!({"url":"https://github.com/dev8/app.git","ref":"v1"})),
+            30,
+            UrlRules::Public,
+        )
+        .unwrap();
+        let repo = ok.repository.unwrap();
+        assert_eq!(
+            (repo.url.as_str(), repo.git_ref.as_deref()),
+            ("https://github.com/dev8/app.git", Some("v1"))
+        );
+        for (bad, field) in [
+            (json!("https://github.com/dev8/app"), "repository"),
+            (json!({}), "repository.url"),
+            (json!({"url":"http://github.com/a/b"}), "repository.url"),
+            (
+                json!({"url":"https://github.com/a/b","ref":"a..b"}),
+                "repository.ref",
+            ),
+            (
+                json!({"url":"https://github.com/a/b","ref":7}),
+                "repository.ref",
+            ),
+            (
+                json!({"url":"https://github.com/a/b","token":"x"}),
+                "repository.token",
+            ),
+        ] {
+            let errs = new_environment(&body(bad.clone()), 30, UrlRules::Public).unwrap_err();
+            assert!(errs.contains_key(field), "{bad}: {errs:?}");
+        }
+    }
+
+    #[test]
+    fn dotfiles_setting_takes_a_url_or_null() {
+        let rules = UrlRules::Public;
+        assert_eq!(
+            account_settings(
+                &obj(json!({"dotfilesRepository":"https://github.com/a/dotfiles"})),
+                rules
+            )
+            .unwrap(),
+            Some("https://github.com/a/dotfiles".to_string())
+        );
+        assert_eq!(
+            account_settings(&obj(json!({"dotfilesRepository":null})), rules).unwrap(),
+            None
+        );
+        for bad in [
+            json!({}),
+            json!({"dotfilesRepository":"https://localhost/x"}),
+            json!({"dotfilesRepository":1}),
+        ] {
+            assert!(
+                account_settings(&obj(bad.clone()), rules)
+                    .unwrap_err()
+                    .contains_key("dotfilesRepository"),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
     fn preset_expands_to_sizes() {
         let e = new_environment(
             &obj(json!({"name":" app ","baseImage":"python","preset":"medium"})),
             30,
+            UrlRules::Public,
         )
         .unwrap();
         assert_eq!(
@@ -483,12 +669,14 @@ mod tests {
         let errs = new_environment(
             &obj(json!({"name":"a","baseImage":"node","cpuCores":9,"memoryGB":1,"storageGB":201})),
             30,
+            UrlRules::Public,
         )
         .unwrap_err();
         assert_eq!(errs.len(), 3, "{errs:?}");
         let ok = new_environment(
             &obj(json!({"name":"a","baseImage":"golang","cpuCores":8,"memoryGB":16,"storageGB":200,"idleTimeoutMinutes":480})),
             30,
+            UrlRules::Public,
         )
         .unwrap();
         assert_eq!(
@@ -507,6 +695,7 @@ mod tests {
         let errs = new_environment(
             &obj(json!({"name":"","baseImage":"ruby","preset":"huge","userId":"x","status":"running","colour":"red","idleTimeoutMinutes":4})),
             30,
+            UrlRules::Public,
         )
         .unwrap_err();
         for field in [
@@ -540,6 +729,7 @@ mod tests {
         let errs = new_environment(
             &obj(json!({"name":"a","baseImage":"node","preset":"small","cpuCores":2})),
             30,
+            UrlRules::Public,
         )
         .unwrap_err();
         assert!(errs.contains_key("cpuCores"));
@@ -550,6 +740,7 @@ mod tests {
         let errs = new_environment(
             &obj(json!({"name":5,"baseImage":"node","preset":"small","idleTimeoutMinutes":"10"})),
             30,
+            UrlRules::Public,
         )
         .unwrap_err();
         assert!(errs.contains_key("name") && errs.contains_key("idleTimeoutMinutes"));

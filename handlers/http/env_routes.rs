@@ -64,8 +64,9 @@ pub async fn create(
     caller: Caller,
     JsonObject(body): JsonObject,
 ) -> ApiResult<Response> {
-    let spec = validation::new_environment(&body, p.policy.default_idle_minutes)
-        .map_err(ApiError::Validation)?;
+    let spec =
+        validation::new_environment(&body, p.policy.default_idle_minutes, p.policy.git_url_rules)
+            .map_err(ApiError::Validation)?;
     let env = lifecycle::create(&p, actor(&caller, &addr), spec).await?;
     let mut resp = accepted(&p, &env);
     if let Ok(loc) = format!("/api/environments/{}", env.id).parse() {

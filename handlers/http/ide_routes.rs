@@ -250,7 +250,8 @@ pub async fn report(
     let c = agent_claims(&p, &id, &headers)?;
     let JsonObject(body) = body?;
     let usage = validation::agent_report(&body, p.clock.now()).map_err(ApiError::Validation)?;
-    match lifecycle::record_report(&p, &c.sub, &id, &c.jti, usage).await? {
+    let clone_error = validation::agent_setup(&body).map_err(ApiError::Validation)?;
+    match lifecycle::record_report(&p, &c.sub, &id, &c.jti, usage, clone_error).await? {
         ReportOutcome::Accepted { usage_kept, env } => {
             let mut answer = idle_answer(&p, &env);
             answer["usageRecorded"] = json!(usage_kept);

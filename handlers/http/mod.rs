@@ -13,6 +13,7 @@ mod meta;
 pub mod metrics_route;
 pub mod oauth_routes;
 pub mod secret_routes;
+pub mod settings_routes;
 pub mod signin_limits;
 pub mod views;
 
@@ -80,6 +81,8 @@ pub const ROUTES: &[RouteSpec] = &[
     route!(Secrets, GET, "/api/secrets", secret_routes::list),
     route!(SecretPut, PUT, "/api/secrets/{name}", secret_routes::put),
     route!(SecretDelete, DELETE, "/api/secrets/{name}", secret_routes::delete),
+    route!(AccountSettings, GET, "/api/settings", settings_routes::get),
+    route!(AccountSettingsPatch, PATCH, "/api/settings", settings_routes::patch),
     route!(Templates, GET, "/api/templates", meta::templates),
     route!(EnvironmentsList, GET, "/api/environments", env_routes::list),
     route!(EnvironmentsCreate, POST, "/api/environments", env_routes::create),

@@ -1,6 +1,8 @@
 //! What the API shows of domain records (internal fields stay inside).
 
-use crate::domain::{Action, DesiredState, Environment, Progress, Status, StopCause, Usage, User};
+use crate::domain::{
+    Action, DesiredState, Environment, Progress, Repository, Status, StopCause, Usage, User,
+};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
@@ -51,6 +53,10 @@ pub struct EnvironmentView<'a> {
     pub usage: Option<&'a Usage>,
     /// The step a create or start is at; null otherwise.
     pub progress: Option<&'a Progress>,
+    /// The repository cloned on the first start (`{url, ref}`); null if none.
+    pub repository: Option<&'a Repository>,
+    /// Why that clone failed; null unless it did.
+    pub clone_error: Option<&'a str>,
 }
 
 /// When the environment stops for inactivity unless used, and when the
@@ -98,6 +104,8 @@ impl<'a> EnvironmentView<'a> {
                 .progress
                 .as_ref()
                 .filter(|_| matches!(e.status, Status::Creating | Status::Starting)),
+            repository: e.repository.as_ref(),
+            clone_error: e.clone_error.as_deref(),
         }
     }
 }

@@ -101,6 +101,9 @@ export const api = {
   secrets: () => request('/secrets'),
   setSecret: (name, value) => request(`/secrets/${encodeURIComponent(name)}`, { method: 'PUT', body: { value } }),
   deleteSecret: (name) => request(`/secrets/${encodeURIComponent(name)}`, { method: 'DELETE' }),
+  /** The account's settings: `{dotfilesRepository}`. */
+  settings: () => request('/settings'),
+  changeSettings: (fields) => request('/settings', { method: 'PATCH', body: fields }),
 };
 
 /** The query string of an audit page request (only the parameters given). */

@@ -71,6 +71,13 @@ export function describeRecord(record, { subject = null, providers = [] } = {}) 
         tone: 'info',
       };
     }
+    case 'environment.clone_failed':
+      return {
+        text: `${It} started without its repository: the clone failed`,
+        tone: 'error',
+        cause: record.detail || 'No cause was recorded.',
+        advice: 'Check the repository’s address and ref; you can clone it yourself from the terminal.',
+      };
     case 'job.failure': {
       const known = FAILURES[record.desiredState];
       const text = known ? known.text.replace(/^It\b/, It) : `${It} ran into a problem`;

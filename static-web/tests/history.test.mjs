@@ -32,6 +32,14 @@ test('failures say the cause and what to do', () => {
   assert.ok(old.advice);
 });
 
+test('a failed clone reads as a start without the repository, with git’s words', () => {
+  const r = describeRecord(rec('environment.clone_failed', { outcome: 'failure', detail: 'fatal: repository not found' }), { subject: 'app' });
+  assert.equal(r.text, 'app started without its repository: the clone failed');
+  assert.equal(r.tone, 'error');
+  assert.equal(r.cause, 'fatal: repository not found');
+  assert.match(r.advice, /clone it yourself/);
+});
+
 test('the account log names environments and providers', () => {
   const providers = [{ id: 'oidc', name: 'Test SSO' }];
   assert.equal(describeRecord(rec('environment.stop'), { subject: 'hello-node' }).text, 'You stopped hello-node');

@@ -643,6 +643,8 @@ fn sample_env() -> dev8::domain::Environment {
             memory_gb: 2,
             storage_gb: 10,
             idle_timeout_minutes: 30,
+            repository: None,
+            dotfiles_repository: None,
         },
         chrono::Utc::now(),
     )

@@ -17,6 +17,10 @@ pub(crate) const NOT_SET_IN_AZURE: &[(&str, &str)] = &[
         "local compute only; ACI runs each environment in its own container",
     ),
     (
+        "DEV8_TEST_ALLOW_LOOPBACK_GIT",
+        "tests only; refused unless compute is local on loopback",
+    ),
+    (
         "DEV8_STATIC_DIR",
         "serve only; the Static Web App serves the dashboard",
     ),

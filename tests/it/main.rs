@@ -40,6 +40,7 @@ mod module_deps;
 mod oauth_github;
 mod oauth_oidc;
 mod queue_contract;
+mod repository;
 mod schemastore;
 mod secrets;
 mod serve_binary;

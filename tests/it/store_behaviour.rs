@@ -53,6 +53,7 @@ behaviours!(
     users_email_is_unique_and_deleting_frees_it,
     sessions_revoke_one_and_all,
     environment_ids_and_names_conflict,
+    repository_dotfiles_and_clone_error_round_trip,
     stale_etag_is_precondition_failed,
     lease_two_writers_one_wins,
     quota_counter_holds_under_contention,
@@ -123,6 +124,8 @@ fn env(user_id: &str, name: &str) -> Environment {
         memory_gb: 2,
         storage_gb: 20,
         idle_timeout_minutes: 30,
+        repository: None,
+        dotfiles_repository: None,
     };
     Environment::new(new_id(), user_id.into(), spec, Utc::now())
 }
@@ -258,6 +261,26 @@ async fn environment_ids_and_names_conflict(s: S) {
     s.insert_environment(&env("u1", "app"))
         .await
         .expect("a deleted environment's name can be reused");
+}
+
+async fn repository_dotfiles_and_clone_error_round_trip(s: S) {
+    let mut e = env("u1", "from-repo");
+    e.repository = Some(dev8::domain::Repository {
+        url: "https://github.com/dev8/app.git".into(),
+        git_ref: Some("feature/x".into()),
+    });
+    e.dotfiles_repository = Some("https://github.com/ada/dotfiles".into());
+    let etag = s.insert_environment(&e).await.unwrap();
+    let read = s.environment("u1", &e.id).await.unwrap().unwrap();
+    assert_eq!(read.value, e);
+    assert!(e.note_clone_error("fatal: repository not found"));
+    s.replace_environment(&e, &etag).await.unwrap();
+    let read = s.environment("u1", &e.id).await.unwrap().unwrap();
+    assert_eq!(
+        read.value.clone_error.as_deref(),
+        Some("fatal: repository not found")
+    );
+    assert_eq!(read.value, e);
 }
 
 async fn stale_etag_is_precondition_failed(s: S) {

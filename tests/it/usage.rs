@@ -37,7 +37,7 @@ fn agent_token(app: &TestApp, user_id: &str, env_id: &str, jti: &str) -> String 
 }
 
 /// The current agent token of a running environment.
-async fn current_token(app: &TestApp, u: &User, id: &str) -> String {
+pub(crate) async fn current_token(app: &TestApp, u: &User, id: &str) -> String {
     let record = app
         .platform
         .store
@@ -56,7 +56,7 @@ async fn running(app: &TestApp, u: &User, name: &str) -> String {
     id
 }
 
-async fn report(app: &TestApp, id: &str, body: Value, auth: Auth<'_>) -> Answer {
+pub(crate) async fn report(app: &TestApp, id: &str, body: Value, auth: Auth<'_>) -> Answer {
     app.send(
         Method::POST,
         &format!("/api/environments/{id}/report"),

@@ -1,5 +1,5 @@
 // The account page: the ways to sign in (password, linked providers; link
-// and unlink), the account's activity log with paging, and deleting the
+// and unlink), the dotfiles setting (`dotfiles.js`), the account's activity log with paging, and deleting the
 // account behind a typed confirmation.
 
 import { h, setText, uniqueId } from '../dom.js';
@@ -8,6 +8,7 @@ import { api, describeError } from '../api.js';
 import { exactTime } from '../format.js';
 import { field, formAlert, clearErrors, setFieldError, setFormAlert } from '../forms.js';
 import { createAuditLog } from './audit-log.js';
+import { createDotfilesPanel } from './dotfiles.js';
 
 const LAST_WAY_IN = 'This is your only way to sign in, so it can’t be unlinked. Link another provider first.';
 
@@ -141,7 +142,7 @@ export function createAccountView(ctx) {
   const el = h('section', { class: 'page account-page', attrs: { 'aria-labelledby': 'page-title' } },
     h('a', { class: 'back-link', href: '#/' }, icon('back'), h('span', { text: 'All environments' })),
     h('div', { class: 'page-head' }, h('div', {}, title, subtitle)),
-    h('div', { class: 'account-grid' }, signIn, activitySection, danger));
+    h('div', { class: 'account-grid' }, signIn, createDotfilesPanel(ctx), activitySection, danger));
 
   // Environment names come from the app's list; until it has arrived the
   // log says "an environment", and it is read again once names are known.

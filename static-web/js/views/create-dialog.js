@@ -1,5 +1,6 @@
-// The "New environment" dialog: name, template, size and idle timeout, with
-// hints that match the API's validation and server errors under each field.
+// The "New environment" dialog: name, template, size, idle timeout and an
+// optional Git repository to start from, with hints that match the API's
+// validation and server errors under each field.
 
 import { h } from '../dom.js';
 import { icon } from '../icons.js';
@@ -28,6 +29,19 @@ export function openCreateDialog(catalog, { existingNames = [] } = {}) {
     type: 'number', name: 'idleTimeoutMinutes', required: true, inputMode: 'numeric',
     min: String(idle.min), max: String(idle.max), step: '1', value: String(idle.default),
   });
+
+  const repoUrl = h('input', {
+    type: 'url', name: 'repositoryUrl', autocomplete: 'off', spellcheck: false, inputMode: 'url',
+    placeholder: 'https://github.com/owner/repo.git',
+  });
+  const repoRef = h('input', {
+    type: 'text', name: 'repositoryRef', autocomplete: 'off', spellcheck: false, placeholder: 'default branch',
+  });
+  const repoUrlField = field('Git repository (optional)', repoUrl, {
+    id: 'create-repo-url',
+    hint: 'A public https:// repository, cloned into the workspace on the first start; VS Code opens on it.',
+  });
+  const repoRefField = field('Branch, tag or commit (optional)', repoRef, { id: 'create-repo-ref' });
 
   const nameField = field('Name', name, { id: 'create-name', hint: `1–${nameMax} characters. You can change it later.` });
   const templateField = field('Template', template, { id: 'create-template', hint: templates[0]?.description ?? '' });
@@ -65,15 +79,18 @@ export function openCreateDialog(catalog, { existingNames = [] } = {}) {
       formAlert(),
       nameField.wrap,
       h('div', { class: 'field-row' }, templateField.wrap, sizeField.wrap),
-      timeoutField.wrap),
+      timeoutField.wrap,
+      repoUrlField.wrap,
+      repoRefField.wrap),
     h('footer', { class: 'dialog-foot' }, cancel, submit));
   const dialog = h('dialog', { class: 'dialog', attrs: { 'aria-labelledby': 'create-title' } }, form);
 
   const controls = {
     name, baseImage: template, preset: size, cpuCores: size, memoryGB: size, storageGB: size,
     idleTimeoutMinutes: timeout,
+    repository: repoUrl, 'repository.url': repoUrl, 'repository.ref': repoRef,
   };
-  for (const control of [name, template, size, timeout]) {
+  for (const control of [name, template, size, timeout, repoUrl, repoRef]) {
     control.addEventListener('input', () => setFieldError(control, ''));
   }
 
@@ -101,12 +118,17 @@ export function openCreateDialog(catalog, { existingNames = [] } = {}) {
       submit.disabled = true;
       submit.classList.add('is-busy');
       try {
-        result = await api.create({
+        const fields = {
           name: name.value.trim(),
           baseImage: template.value,
           preset: size.value,
           idleTimeoutMinutes: Number(timeout.value),
-        });
+        };
+        if (repoUrl.value.trim()) {
+          fields.repository = { url: repoUrl.value.trim() };
+          if (repoRef.value.trim()) fields.repository.ref = repoRef.value.trim();
+        }
+        result = await api.create(fields);
         busy = false;
         finish();
       } catch (error) {
@@ -135,6 +157,8 @@ export function openCreateDialog(catalog, { existingNames = [] } = {}) {
       if (!timeout.value.trim() || !Number.isInteger(minutes) || minutes < idle.min || minutes > idle.max) {
         problems.idleTimeoutMinutes = `must be between ${idle.min} and ${idle.max}`;
       }
+      // The URL's rules are the server's (its errors show under the field).
+      if (!repoUrl.value.trim() && repoRef.value.trim()) problems['repository.ref'] = 'needs a repository';
       return problems;
     }
 

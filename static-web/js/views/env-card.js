@@ -26,6 +26,7 @@ export function createCard(env, ctx) {
     statusBadge()),
   progressLine(),
   h('p', { class: 'env-reason', hidden: true }),
+  h('p', { class: 'env-reason env-clone-error', hidden: true }),
   h('p', { class: 'env-idle-warning', hidden: true, attrs: { role: 'status' } }),
   h('dl', { class: 'env-facts' },
     h('div', {}, h('dt', { text: 'Size' }), h('dd', { class: 'fact-size' })),
@@ -52,7 +53,10 @@ export function updateCard(card, env, ctx) {
     updateStatusBadge(card.querySelector('.badge'), env.status);
     updateProgressLine(card.querySelector('.progress-line'), env);
     updateUsage(card.querySelector('.usage-block'), env);
-    const reason = card.querySelector('.env-reason');
+    const reason = card.querySelector('.env-reason:not(.env-clone-error)');
+    const cloneError = card.querySelector('.env-clone-error');
+    cloneError.hidden = !env.cloneError;
+    setText(cloneError, env.cloneError ? `The repository could not be cloned: ${env.cloneError}` : '');
     reason.hidden = !(env.status === 'error' && env.statusReason);
     setText(reason, env.status === 'error' ? env.statusReason ?? '' : '');
     const warning = card.querySelector('.env-idle-warning');

@@ -21,6 +21,7 @@
 mod app;
 pub mod browser;
 mod clock;
+pub mod git_server;
 pub mod ide;
 pub mod logs;
 mod requests;

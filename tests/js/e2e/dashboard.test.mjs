@@ -4,19 +4,24 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { startServe } from './serve.mjs';
 import { join } from 'node:path';
-import { launch, shots, seriousViolations, card, waitForStatus, ARTIFACTS, DESKTOP } from './browser.mjs';
+import { startGitServer } from './git-server.mjs';
+import { launch, shots, seriousViolations, accessibleAtBothWidths, card, waitForStatus, ARTIFACTS, DESKTOP } from './browser.mjs';
 
 let serve;
 let browser;
+let gitServer;
 
 before(async () => {
-  serve = await startServe();
+  gitServer = await startGitServer();
+  // The test-only setting lets repositories come from the loopback git server.
+  serve = await startServe({ DEV8_TEST_ALLOW_LOOPBACK_GIT: '1' });
   browser = await launch();
 });
 
 after(async () => {
   await browser?.close();
   await serve?.stop();
+  await gitServer?.stop();
 });
 
 async function signUp(page, email) {
@@ -129,4 +134,58 @@ test('a second user never sees the first one’s environments', { timeout: 120_0
   await pa.getByRole('button', { name: 'Create your first environment' }).waitFor({ timeout: 60_000 });
   await a.close();
   await b.close();
+});
+
+test('a person starts from a Git repository and sets their dotfiles', { timeout: 240_000 }, async () => {
+  const repo = gitServer.repository('hello', { 'README.md': '# hello\n' });
+  const dotfiles = gitServer.repository('dotfiles', { 'install.sh': 'echo installed\n' });
+  const context = await browser.newContext({ viewport: DESKTOP });
+  const page = await context.newPage();
+  const errors = [];
+  page.on('pageerror', (e) => errors.push(String(e)));
+  await signUp(page, 'grace@example.com');
+
+  // The dotfiles setting on the account page; the server's rules show under the field.
+  await page.goto(`${serve.url}/#/account`);
+  const dots = page.getByLabel('Dotfiles repository');
+  await dots.fill('https://localhost/grace/dotfiles');
+  await page.getByRole('button', { name: 'Save' }).click();
+  await page.getByText(/must name a public host/).waitFor();
+  await dots.fill(dotfiles);
+  await page.getByRole('button', { name: 'Save' }).click();
+  await page.getByText('Dotfiles saved').waitFor();
+  await accessibleAtBothWidths(page, 'account page with dotfiles');
+  await shots(page, '10-dotfiles');
+
+  await page.goto(`${serve.url}/#/`);
+  await page.getByRole('heading', { name: 'Environments' }).waitFor();
+  await page.getByRole('button', { name: 'New environment' }).click();
+  const dialog = page.getByRole('dialog');
+  await dialog.getByLabel('Name').fill('from-repo');
+  await dialog.getByLabel('Git repository').fill('https://token@github.com/grace/hello.git');
+  await dialog.getByRole('button', { name: 'Create environment' }).click();
+  await dialog.getByText(/must not contain credentials/).waitFor();
+  assert.deepEqual(await seriousViolations(page), [], 'create dialog with a repository error');
+  await shots(page, '11-create-from-repository');
+  await dialog.getByLabel('Git repository').fill(repo);
+  await dialog.getByLabel('Branch, tag or commit').fill('main');
+  await dialog.getByRole('button', { name: 'Create environment' }).click();
+  await card(page, 'from-repo').waitFor();
+  await waitForStatus(page, 'from-repo', 'Running', 90_000);
+
+  // A ref that does not exist: the environment runs, its card shows the error.
+  await page.getByRole('button', { name: 'New environment' }).click();
+  const again = page.getByRole('dialog');
+  await again.getByLabel('Name').fill('bad-ref');
+  await again.getByLabel('Git repository').fill(repo);
+  await again.getByLabel('Branch, tag or commit').fill('no-such-branch');
+  await again.getByRole('button', { name: 'Create environment' }).click();
+  await waitForStatus(page, 'bad-ref', 'Running', 90_000);
+  await card(page, 'bad-ref').getByText(/could not be cloned/).waitFor({ timeout: 60_000 });
+  assert.equal(await card(page, 'from-repo').getByText(/could not be cloned/).count(), 0);
+  await accessibleAtBothWidths(page, 'list with a clone error');
+  await shots(page, '12-clone-error');
+
+  assert.deepEqual(errors, [], 'no script errors');
+  await context.close();
 });
