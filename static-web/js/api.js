@@ -97,6 +97,8 @@ export const api = {
   /** Starts linking a provider: resolves to the URL to navigate to. */
   link: (providerId) => request(`/auth/${encodeURIComponent(providerId)}/link`, { method: 'POST' }).then((r) => r.redirect),
   deleteAccount: () => request('/auth/me', { method: 'DELETE' }),
+  confirmEmail: (token) => request('/auth/confirm', { method: 'POST', body: { token } }),
+  resendConfirmation: () => request('/auth/confirm/resend', { method: 'POST' }),
 };
 
 /** The query string of an audit page request (only the parameters given). */

@@ -1,4 +1,5 @@
-// Hash routes: #/ (environments), #/environments/<id>, #/account, #/signin, #/signup.
+// Hash routes: #/ (environments), #/environments/<id>, #/account, #/signin, #/signup,
+// #/confirm?token=… (the link mailed to confirm an email address).
 
 /** Parses a location hash into a route. Hashes not starting with "#/" return null (in-page anchors). */
 export function parseRoute(hash) {
@@ -9,6 +10,7 @@ export function parseRoute(hash) {
   if (path === 'signin') return { name: 'signin' };
   if (path === 'signup') return { name: 'signup' };
   if (path === 'account') return { name: 'account' };
+  if (path === 'confirm') return { name: 'confirm' };
   const match = /^environments\/([^/]+)$/.exec(path);
   if (match) return { name: 'detail', id: decodeURIComponent(match[1]) };
   return { name: 'notFound' };

@@ -40,6 +40,7 @@ test('the account log names environments and providers', () => {
   assert.equal(describeRecord(rec('identity.link', { detail: 'oidc: explicit' }), { providers }).text, 'You linked Test SSO as a way to sign in');
   assert.equal(describeRecord(rec('identity.unlink', { detail: 'oidc' }), { providers }).text, 'You unlinked Test SSO');
   assert.equal(describeRecord(rec('auth.signin', { detail: 'password' })).text, 'You signed in with your password');
+  assert.equal(describeRecord(rec('auth.confirm', { detail: 'mailed link' })).text, 'You confirmed your email address');
   assert.equal(describeRecord(rec('auth.signin', { detail: 'oidc' }), { providers }).text, 'You signed in with Test SSO');
   const failed = describeRecord(rec('auth.signin', { outcome: 'failure', detail: 'password: wrong email or password' }));
   assert.equal(failed.tone, 'error');
