@@ -162,7 +162,7 @@ pub async fn signup(
         match send_link(&p, &user).await {
             Ok(()) => true,
             Err(e) => {
-                tracing::error!(user = %user.id, error = %e, "the confirmation mail was not sent");
+                tracing::error!(user = %user.id, error = ?e, "the confirmation mail was not sent");
                 false
             }
         }

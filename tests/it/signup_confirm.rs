@@ -196,10 +196,10 @@ async fn link_confirms_once(app: &TestApp, smtp: &SmtpServer) {
         )
         .await;
     assert!(none.problem(400)["token"].is_string(), "{}", none.body);
-    let forged = confirm(&app, "e30.e30.e30").await;
+    let forged = confirm(app, "e30.e30.e30").await;
     assert!(forged.problem(400)["token"].is_string());
     // A session token is not a confirmation link.
-    assert!(confirm(&app, &pending).await.problem(400)["token"].is_string());
+    assert!(confirm(app, &pending).await.problem(400)["token"].is_string());
     app.get_as(&pending, "/api/environments").await.problem(403);
 
     let link = smtp.link_token("bo@corp.example").await;
@@ -211,7 +211,7 @@ async fn link_confirms_once(app: &TestApp, smtp: &SmtpServer) {
     let me = app.get_as(&pending, "/api/auth/me").await;
     assert_eq!(me.body["user"]["emailConfirmed"], json!(true));
     // Once: the link is used up.
-    let again = confirm(&app, &link).await;
+    let again = confirm(app, &link).await;
     assert!(again.problem(400)["token"].is_string());
     let audit = app.get_as(&pending, "/api/audit").await;
     let actions: Vec<&str> = audit.body["records"]
