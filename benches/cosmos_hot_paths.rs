@@ -166,6 +166,7 @@ async fn main() -> anyhow::Result<()> {
             name: format!("User {u}"),
             password_hash: None,
             created_at: Utc::now(),
+            unconfirmed: None,
         };
         store.insert_user(&user).await?;
         for i in 0..ENVIRONMENTS_PER_USER {

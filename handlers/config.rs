@@ -344,6 +344,9 @@ pub struct Settings {
     /// The external sign-in providers (GitHub, one OpenID Connect provider).
     #[command(flatten)]
     pub oauth: crate::auth::oauth::OAuthSettings,
+    /// The SMTP server for confirmation mail (`DEV8_SMTP_*`).
+    #[command(flatten)]
+    pub smtp: crate::mail::SmtpSettings,
 }
 
 /// The Cosmos DB account (`DEV8_STORE=cosmos`).
@@ -385,6 +388,7 @@ impl Settings {
             &self.storage.connection_string,
             &self.oauth.github_client_secret,
             &self.oauth.oidc_client_secret,
+            &self.smtp.smtp_password,
         ];
         let mut out = Vec::new();
         for s in all.into_iter().flatten() {

@@ -17,6 +17,7 @@ pub mod host;
 pub mod http;
 pub mod jobs;
 pub mod lifecycle;
+pub mod mail;
 pub mod metrics;
 pub mod platform;
 pub mod procs;

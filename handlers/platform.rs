@@ -34,6 +34,9 @@ pub struct Platform {
     /// Verified session tokens, believed for at most
     /// `auth::sessions::REVOCATION_DELAY`.
     pub sessions: crate::auth::sessions::SessionCache,
+    /// Where confirmation mail goes: SMTP, `serve`'s log, or nowhere (then
+    /// password sign-up under an allowlist is refused).
+    pub mailer: Option<Arc<dyn crate::mail::Mailer>>,
 }
 
 /// The platform as jobs see it: plus the compute backend and the job queue.

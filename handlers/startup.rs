@@ -36,6 +36,9 @@ pub struct Overrides {
     pub clock: Option<Arc<dyn Clock>>,
     /// Run the worker and sweep in-process (serve: yes; tests driving jobs by hand: no).
     pub background: Option<bool>,
+    /// Without SMTP, write confirmation mail into the log (serve: yes;
+    /// `functions`: no, password sign-up under an allowlist is refused).
+    pub log_mail: Option<bool>,
 }
 
 pub struct Application {
@@ -147,8 +150,9 @@ impl Application {
         settings: Settings,
         port: u16,
         data_dir: &Path,
-        overrides: Overrides,
+        mut overrides: Overrides,
     ) -> anyhow::Result<Self> {
+        overrides.log_mail = Some(overrides.log_mail.unwrap_or(true));
         let listener = TcpListener::bind(("127.0.0.1", port))
             .await
             .with_context(|| format!("binding 127.0.0.1:{port}"))?;
@@ -301,6 +305,12 @@ pub async fn wire(
             ),
         },
     };
+    let mailer: Option<Arc<dyn crate::mail::Mailer>> =
+        match crate::mail::SmtpMailer::from_settings(&settings.smtp)? {
+            Some(m) => Some(Arc::new(m)),
+            None if overrides.log_mail == Some(true) => Some(Arc::new(crate::mail::LogMailer)),
+            None => None,
+        };
     let exporter = match &settings.appinsights_connection_string {
         Some(cs) => Some(crate::metrics::appinsights::Exporter::from_connection_string(cs)?),
         None => None,
@@ -315,6 +325,7 @@ pub async fn wire(
         providers: Arc::new(Providers::from_settings(&settings.oauth)?),
         metrics: Arc::new(Metrics::new(exporter)),
         sessions: Default::default(),
+        mailer,
     });
     let jobs = Arc::new(JobContext {
         platform,

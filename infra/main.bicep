@@ -58,6 +58,17 @@ param oidcIssuer string = ''
 param oidcClientId string = ''
 param oidcName string = ''
 
+@description('DEV8_SMTP_*: the mail server for the link that confirms a password sign-up under an email-domain allowlist. Without a host, password sign-up under an allowlist is refused (provider sign-in only).')
+param smtpHost string = ''
+param smtpPort int = 587
+@allowed([ 'starttls', 'tls', 'none' ])
+param smtpTls string = 'starttls'
+param smtpUser string = ''
+param smtpFrom string = ''
+@description('DEV8_SMTP_PASSWORD: stored in Key Vault as dev8-smtp-password.')
+@secure()
+param smtpPassword string = ''
+
 @allowed([ 'open', 'first', 'closed' ])
 param signup string = 'first'
 param signupDomains string = ''
@@ -140,6 +151,7 @@ module vault 'modules/keyvault.bicep' = {
     setupCode: setupCode
     githubClientSecret: githubClientSecret
     oidcClientSecret: oidcClientSecret
+    smtpPassword: smtpPassword
   }
 }
 
@@ -201,6 +213,12 @@ module app 'modules/functionapp.bicep' = {
     oidcIssuer: oidcIssuer
     oidcClientId: oidcClientId
     oidcName: oidcName
+    smtpHost: smtpHost
+    smtpPort: smtpPort
+    smtpTls: smtpTls
+    smtpUser: smtpUser
+    smtpFrom: smtpFrom
+    smtpPasswordSet: !empty(smtpPassword)
   }
 }
 

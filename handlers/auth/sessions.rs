@@ -155,6 +155,7 @@ mod tests {
             name: id.into(),
             password_hash: None,
             created_at: Utc::now(),
+            unconfirmed: None,
         }
     }
 

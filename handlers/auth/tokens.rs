@@ -15,6 +15,8 @@ pub const DEV8_AUTHORIZATION: &str = "x-dev8-authorization";
 pub const SESSION_AUDIENCE: &str = "dev8-api";
 /// The audience of device tokens (the sign-in limits' device cookie).
 pub const DEVICE_AUDIENCE: &str = "dev8-device";
+/// The audience of email confirmation links.
+pub const EMAIL_CONFIRM_AUDIENCE: &str = "dev8-email-confirm";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TokenKind {
@@ -27,6 +29,9 @@ pub enum TokenKind {
     /// A browser that signed in to this user's account before: exempts it
     /// from the sign-in limits others can fill, `aud=dev8-device`.
     Device,
+    /// The link mailed to confirm a password account's address; its `jti`
+    /// must be the account's current link id, `aud=dev8-email-confirm`.
+    EmailConfirm,
 }
 
 impl TokenKind {
@@ -36,6 +41,7 @@ impl TokenKind {
             TokenKind::IdeTicket => "ide-ticket",
             TokenKind::Agent => "agent",
             TokenKind::Device => "device",
+            TokenKind::EmailConfirm => "email-confirm",
         }
     }
 
@@ -47,6 +53,7 @@ impl TokenKind {
             TokenKind::IdeTicket => format!("env:{environment_id}"),
             TokenKind::Agent => format!("agent:{environment_id}"),
             TokenKind::Device => DEVICE_AUDIENCE.to_string(),
+            TokenKind::EmailConfirm => EMAIL_CONFIRM_AUDIENCE.to_string(),
         }
     }
 }

@@ -56,6 +56,97 @@ pub struct User {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub password_hash: Option<String>,
     pub created_at: chrono::DateTime<chrono::Utc>,
+    /// Present while a password account under an email-domain allowlist has
+    /// not confirmed its address: such an account can do nothing but
+    /// confirm, ask for a new link, sign out and delete itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unconfirmed: Option<Unconfirmed>,
+}
+
+/// The pending confirmation of an account's email address.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Unconfirmed {
+    /// The `jti` of the one link that confirms (a new link replaces it; a
+    /// used one is gone with this record).
+    pub link_id: String,
+    /// When the link and the unconfirmed account expire.
+    pub expires_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// How long a confirmation link (and the unconfirmed account) lasts.
+pub const CONFIRMATION_LIFETIME: chrono::Duration = chrono::Duration::hours(24);
+
+impl User {
+    /// Has the account proven its address (or never needed to)?
+    pub fn is_confirmed(&self) -> bool {
+        self.unconfirmed.is_none()
+    }
+
+    /// An unconfirmed account whose time has passed: it counts as gone, and
+    /// whoever meets it removes it.
+    pub fn unconfirmed_expired(&self, now: chrono::DateTime<chrono::Utc>) -> bool {
+        self.unconfirmed
+            .as_ref()
+            .is_some_and(|u| u.expires_at <= now)
+    }
+
+    /// Start (or restart) the confirmation: a fresh link id, valid for
+    /// `CONFIRMATION_LIFETIME` from `now`. Returns the link id.
+    pub fn renew_confirmation(&mut self, now: chrono::DateTime<chrono::Utc>) -> String {
+        let link_id = new_id();
+        self.unconfirmed = Some(Unconfirmed {
+            link_id: link_id.clone(),
+            expires_at: now + CONFIRMATION_LIFETIME,
+        });
+        link_id
+    }
+
+    /// Confirm with the link whose id is `link_id`: true (and the account
+    /// confirmed) only for the current, unexpired link.
+    pub fn confirm(&mut self, link_id: &str, now: chrono::DateTime<chrono::Utc>) -> bool {
+        match &self.unconfirmed {
+            Some(u) if u.link_id == link_id && u.expires_at > now => {
+                self.unconfirmed = None;
+                true
+            }
+            _ => false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod confirmation_tests {
+    use super::*;
+    use chrono::{Duration, Utc};
+
+    fn user() -> User {
+        User {
+            id: new_id(),
+            email: "a@corp.example".into(),
+            name: String::new(),
+            password_hash: None,
+            created_at: Utc::now(),
+            unconfirmed: None,
+        }
+    }
+
+    #[test]
+    fn only_the_current_unexpired_link_confirms_once() {
+        let now = Utc::now();
+        let mut u = user();
+        assert!(u.is_confirmed());
+        let first = u.renew_confirmation(now);
+        let second = u.renew_confirmation(now);
+        assert!(!u.confirm(&first, now), "a replaced link confirms nothing");
+        assert!(!u.is_confirmed());
+        assert!(!u.confirm(&second, now + CONFIRMATION_LIFETIME), "expired");
+        assert!(u.unconfirmed_expired(now + CONFIRMATION_LIFETIME));
+        assert!(!u.unconfirmed_expired(now + Duration::hours(1)));
+        assert!(u.confirm(&second, now + Duration::hours(1)));
+        assert!(u.is_confirmed());
+        assert!(!u.confirm(&second, now + Duration::hours(1)), "used once");
+    }
 }
 
 /// A signed-in session; revocable server-side.

@@ -1,8 +1,11 @@
 //! Accounts: sign-up, sign-in, tokens for API clients, sign-out, the current
 //! user and account deletion.
 
+use super::confirm_routes::{NO_MAIL, free_address, send_link};
 use super::error::{ApiError, ApiResult};
-use super::extract::{AppState, Caller, ClientAddr, JsonObject, cookie_name, require_same_origin};
+use super::extract::{
+    AnyCaller, AppState, ClientAddr, JsonObject, cookie_name, require_same_origin,
+};
 use super::signin_limits::{Attempt, device_cookie, per_address};
 use super::views::UserView;
 use crate::audit::{self, Action, Entry};
@@ -115,24 +118,31 @@ pub async fn signup(
     )
     .await?;
     let input = validation::sign_up(&body).map_err(ApiError::Validation)?;
-    let setup = signup_allowed(&p, &input.email, input.setup_code.as_deref()).await?;
-    // Under an allowlist only a proven address may have an account: a typed
-    // one proves nothing, so password sign-up is for the operator's first
-    // account (proven by the setup code) only; others use a provider that
-    // verifies the email.
-    if !p.policy.signup_domains.is_empty() && setup != Setup::CodeGiven {
-        return Err(ApiError::Forbidden(
-            "with an email-domain allowlist, sign up with a provider that verifies your email"
-                .into(),
-        ));
+    // An expired unconfirmed account on the address is gone: it neither
+    // blocks this sign-up nor holds the first-account place.
+    if let Some(holder) = p.store.user_by_email(&input.email).await? {
+        free_address(&p, &holder, false, addr.0).await?;
     }
-    let user = User {
+    let setup = signup_allowed(&p, &input.email, input.setup_code.as_deref()).await?;
+    // Under an allowlist only a proven address may have an account that can
+    // do anything: a typed one proves nothing until the link mailed to it is
+    // opened (the operator's first account is proven by the setup code).
+    let needs_confirmation = !p.policy.signup_domains.is_empty() && setup != Setup::CodeGiven;
+    if needs_confirmation && p.mailer.is_none() {
+        return Err(ApiError::Forbidden(NO_MAIL.into()));
+    }
+    let now = p.clock.now();
+    let mut user = User {
         id: new_id(),
         email: input.email,
         name: input.name,
         password_hash: Some(password::hash(input.password).await?),
-        created_at: p.clock.now(),
+        created_at: now,
+        unconfirmed: None,
     };
+    if needs_confirmation {
+        user.renew_confirmation(now);
+    }
     match p.store.insert_user(&user).await {
         Ok(()) => {}
         Err(StoreError::Conflict(what)) if what == CONFLICT_EMAIL => {
@@ -146,6 +156,19 @@ pub async fn signup(
         Err(e) => return Err(e.into()),
     }
     claim_first_signup(&p, &user).await?;
+    // The account exists even if the mail cannot go now: its owner asks
+    // for a new link from the "check your mail" page.
+    let mailed = if needs_confirmation {
+        match send_link(&p, &user).await {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::error!(user = %user.id, error = ?e, "the confirmation mail was not sent");
+                false
+            }
+        }
+    } else {
+        false
+    };
     tracing::info!(user = %user.id, "account created");
     audit::record(
         &p,
@@ -155,9 +178,13 @@ pub async fn signup(
     )
     .await;
     let (token, _) = start_session(&p, &user).await?;
+    let mut body = json!({"user": UserView::from(&user)});
+    if needs_confirmation {
+        body["confirmationMailed"] = json!(mailed);
+    }
     Ok(with_cookies(
         StatusCode::CREATED,
-        json!({"user": UserView::from(&user)}),
+        body,
         [session_cookie(&p, token), device_cookie(&p, &user)],
     ))
 }
@@ -184,7 +211,12 @@ pub(crate) async fn signup_allowed(
     }
     let needs_code = p.policy.setup_code.is_some();
     if p.policy.first_account_only() || needs_code {
-        let exists = p.store.document(FIRST_USER_MARKER).await?.is_some();
+        let mut exists = first_user_marker(p)
+            .await?
+            .is_some_and(|m| !released(&m.value));
+        if exists && held_by_an_expired_account(p).await? {
+            exists = false;
+        }
         if exists && p.policy.first_account_only() {
             return Err(ApiError::Forbidden(closed_message(&p.policy).into()));
         }
@@ -216,16 +248,71 @@ pub(crate) async fn signup_allowed(
 /// With a setup code, an account that existed before the code was set (and
 /// so before the marker) closes the first-account window when it signs in.
 async fn note_an_account_exists(p: &Platform, user: &User) -> ApiResult<()> {
-    if p.store.document(FIRST_USER_MARKER).await?.is_some() {
+    let current = first_user_marker(p).await?;
+    if current.as_ref().is_some_and(|m| !released(&m.value)) {
         return Ok(());
     }
     let marker = json!({"userId": user.id});
     match p
         .store
-        .put_document(FIRST_USER_MARKER, &marker, None, None)
+        .put_document(
+            FIRST_USER_MARKER,
+            &marker,
+            current.as_ref().map(|m| &m.etag),
+            None,
+        )
         .await
     {
-        Ok(_) | Err(StoreError::Conflict(_)) => Ok(()),
+        Ok(_) | Err(StoreError::Conflict(_)) | Err(StoreError::PreconditionFailed) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Does the first account's place belong to an unconfirmed account whose
+/// time has passed? Then it is removed (and the place freed) here, since
+/// nobody may come by its address to do it.
+async fn held_by_an_expired_account(p: &Platform) -> ApiResult<bool> {
+    let Some(marker) = first_user_marker(p).await? else {
+        return Ok(false);
+    };
+    let Some(id) = marker.value.get("userId").and_then(|v| v.as_str()) else {
+        return Ok(false);
+    };
+    match p.store.user(id).await? {
+        Some(holder) => free_address(p, &holder, false, None).await,
+        None => Ok(false),
+    }
+}
+
+async fn first_user_marker(
+    p: &Platform,
+) -> ApiResult<Option<crate::store::Versioned<serde_json::Value>>> {
+    Ok(p.store.document(FIRST_USER_MARKER).await?)
+}
+
+/// A marker whose account was an unconfirmed one, since removed: the first
+/// account's place is free again.
+fn released(marker: &serde_json::Value) -> bool {
+    marker.get("released").and_then(|v| v.as_bool()) == Some(true)
+}
+
+/// An unconfirmed account that held the first-account place was removed:
+/// give the place back (the marker stays, marked released, so a
+/// conditional write decides between racing sign-ups).
+pub(crate) async fn release_first_signup(p: &Platform, user_id: &str) -> ApiResult<()> {
+    let Some(m) = first_user_marker(p).await? else {
+        return Ok(());
+    };
+    if m.value.get("userId").and_then(|v| v.as_str()) != Some(user_id) || released(&m.value) {
+        return Ok(());
+    }
+    let marker = json!({"userId": user_id, "released": true});
+    match p
+        .store
+        .put_document(FIRST_USER_MARKER, &marker, Some(&m.etag), None)
+        .await
+    {
+        Ok(_) | Err(StoreError::PreconditionFailed) => Ok(()),
         Err(e) => Err(e.into()),
     }
 }
@@ -258,11 +345,21 @@ pub(crate) async fn claim_first_signup(p: &Platform, user: &User) -> ApiResult<(
         return Ok(());
     }
     let marker = json!({"userId": user.id});
-    if let Err(e) = p
+    // A released marker (its unconfirmed account was removed) is taken
+    // over conditionally: of two racing sign-ups one wins.
+    let current = first_user_marker(p)
+        .await?
+        .filter(|m| released(&m.value))
+        .map(|m| m.etag);
+    let written = match p
         .store
-        .put_document(FIRST_USER_MARKER, &marker, None, None)
+        .put_document(FIRST_USER_MARKER, &marker, current.as_ref(), None)
         .await
     {
+        Err(StoreError::PreconditionFailed) => Err(StoreError::Conflict(FIRST_USER_MARKER.into())),
+        other => other,
+    };
+    if let Err(e) = written {
         // With sign-up open and a setup code, the marker only says that an
         // account exists: someone else's having written it is no loss.
         if !exclusive && matches!(e, StoreError::Conflict(_)) {
@@ -286,7 +383,12 @@ async fn authenticate(
     body: &serde_json::Map<String, serde_json::Value>,
 ) -> ApiResult<User> {
     let creds = validation::credentials(body).map_err(ApiError::Validation)?;
-    let user = p.store.user_by_email(&creds.email).await?;
+    let mut user = p.store.user_by_email(&creds.email).await?;
+    if let Some(holder) = &user
+        && free_address(p, holder, false, addr.0).await?
+    {
+        user = None;
+    }
     let attempt = Attempt::begin(p, &addr, headers, &creds.email, user.as_ref()).await?;
     let hash = user.as_ref().and_then(|u| u.password_hash.clone());
     if password::verify(creds.password, hash).await
@@ -374,7 +476,7 @@ fn clear_cookie(p: &Platform) -> Response {
 pub async fn signout(
     State(p): State<AppState>,
     addr: ClientAddr,
-    caller: Caller,
+    AnyCaller(caller): AnyCaller,
 ) -> ApiResult<Response> {
     p.store.revoke_session(&caller.session_id).await?;
     p.sessions.forget_session(&caller.session_id);
@@ -382,7 +484,7 @@ pub async fn signout(
     Ok(clear_cookie(&p))
 }
 
-pub async fn me(caller: Caller) -> Json<serde_json::Value> {
+pub async fn me(AnyCaller(caller): AnyCaller) -> Json<serde_json::Value> {
     Json(json!({"user": UserView::from(&caller.user)}))
 }
 
@@ -390,7 +492,7 @@ pub async fn me(caller: Caller) -> Json<serde_json::Value> {
 pub async fn delete_me(
     State(p): State<AppState>,
     addr: ClientAddr,
-    caller: Caller,
+    AnyCaller(caller): AnyCaller,
 ) -> ApiResult<Response> {
     let by = crate::lifecycle::Actor {
         user_id: &caller.user.id,

@@ -8,6 +8,10 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
+/// The problem type of a request an unconfirmed account may not make (a
+/// tag URI, RFC 4151: a stable name that is not meant to be fetched).
+pub const EMAIL_UNCONFIRMED: &str = "tag:dev8.dev,2026:problem:email-unconfirmed";
+
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     #[error("validation failed")]
@@ -18,6 +22,10 @@ pub enum ApiError {
     Unauthorized(&'static str),
     #[error("forbidden: {0}")]
     Forbidden(String),
+    /// The account has not confirmed its email address yet (problem type
+    /// `EMAIL_UNCONFIRMED`).
+    #[error("email not confirmed")]
+    Unconfirmed,
     #[error("quota exceeded: {0}")]
     Quota(String),
     #[error("not found")]
@@ -63,6 +71,12 @@ impl ApiError {
                 (StatusCode::UNAUTHORIZED, "Not signed in", (*d).to_string())
             }
             ApiError::Forbidden(d) => (StatusCode::FORBIDDEN, "Forbidden", d.clone()),
+            ApiError::Unconfirmed => (
+                StatusCode::FORBIDDEN,
+                "Email not confirmed",
+                "confirm your email address with the link mailed to it first (or ask for a new link)"
+                    .into(),
+            ),
             ApiError::Quota(d) => (StatusCode::FORBIDDEN, "Quota exceeded", d.clone()),
             ApiError::NotFound => (
                 StatusCode::NOT_FOUND,
@@ -148,7 +162,12 @@ impl IntoResponse for ApiError {
             };
             tracing::error!(status = status.as_u16(), error = %cause, "request failed");
         }
-        let mut body = json!({"type": "about:blank", "title": title, "status": status.as_u16(), "detail": detail});
+        let kind = match self {
+            ApiError::Unconfirmed => EMAIL_UNCONFIRMED,
+            _ => "about:blank",
+        };
+        let mut body =
+            json!({"type": kind, "title": title, "status": status.as_u16(), "detail": detail});
         match &self {
             ApiError::Validation(errs) | ApiError::Conflict(_, Some(errs)) => {
                 body["errors"] = json!(errs)

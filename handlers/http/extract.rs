@@ -66,7 +66,8 @@ pub fn require_same_origin(headers: &HeaderMap, policy: &Policy) -> Result<(), A
     }
 }
 
-/// The signed-in caller.
+/// The signed-in caller, whose account has confirmed its email address
+/// (an unconfirmed one gets `ApiError::Unconfirmed`, 403).
 #[derive(Debug, Clone)]
 pub struct Caller {
     pub user: User,
@@ -123,7 +124,10 @@ pub fn bearer(headers: &HeaderMap) -> Option<Bearer<'_>> {
 /// (see `auth::sessions`).
 pub async fn resolve_session(p: &Platform, token: &str) -> Result<(User, String), ApiError> {
     const REJECTED: ApiError = ApiError::Unauthorized("the session is not valid; sign in again");
-    let seen = match p.sessions.get(token, p.clock.now()) {
+    let now = p.clock.now();
+    let seen = match p.sessions.get(token, now) {
+        // An unconfirmed account past its time is gone, whatever its session.
+        Ok(hit) if hit.0.unconfirmed_expired(now) => return Err(REJECTED),
         Ok(hit) => return Ok(hit),
         Err(generation) => generation,
     };
@@ -142,6 +146,9 @@ pub async fn resolve_session(p: &Platform, token: &str) -> Result<(User, String)
         return Err(REJECTED);
     }
     let user = p.store.user(&claims.sub).await?.ok_or(REJECTED)?;
+    if user.unconfirmed_expired(now) {
+        return Err(REJECTED);
+    }
     let verified = Verified {
         token,
         user: &user,
@@ -157,36 +164,58 @@ impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, p: &AppState) -> Result<Self, Self::Rejection> {
-        let jar = CookieJar::from_headers(&parts.headers);
-        let cookie = jar.get(cookie_name(&p.policy));
-        if let Some(b) = bearer(&parts.headers) {
-            match resolve_session(p, b.token).await {
-                Ok((user, session_id)) => {
-                    return Ok(Caller {
-                        user,
-                        session_id,
-                        via_cookie: false,
-                    });
-                }
-                // A proxy's own `Authorization` must not spoil the cookie:
-                // carry on as if the header were not there.
-                Err(_) if b.header == TokenHeader::Standard && cookie.is_some() => {}
-                Err(e) => return Err(e),
-            }
+        let caller = signed_in(parts, p).await?;
+        if !caller.user.is_confirmed() {
+            return Err(ApiError::Unconfirmed);
         }
-        let Some(cookie) = cookie else {
-            return Err(ApiError::Unauthorized("sign in first"));
-        };
-        if !matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS) {
-            require_same_origin(&parts.headers, &p.policy)?;
-        }
-        let (user, session_id) = resolve_session(p, cookie.value()).await?;
-        Ok(Caller {
-            user,
-            session_id,
-            via_cookie: true,
-        })
+        Ok(caller)
     }
+}
+
+/// Any signed-in caller, confirmed or not: only for what an unconfirmed
+/// account needs (who am I, a new confirmation link, sign-out, deleting
+/// the account).
+#[derive(Debug, Clone)]
+pub struct AnyCaller(pub Caller);
+
+impl FromRequestParts<AppState> for AnyCaller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, p: &AppState) -> Result<Self, Self::Rejection> {
+        signed_in(parts, p).await.map(AnyCaller)
+    }
+}
+
+async fn signed_in(parts: &Parts, p: &AppState) -> Result<Caller, ApiError> {
+    let jar = CookieJar::from_headers(&parts.headers);
+    let cookie = jar.get(cookie_name(&p.policy));
+    if let Some(b) = bearer(&parts.headers) {
+        match resolve_session(p, b.token).await {
+            Ok((user, session_id)) => {
+                return Ok(Caller {
+                    user,
+                    session_id,
+                    via_cookie: false,
+                });
+            }
+            // A proxy's own `Authorization` must not spoil the cookie:
+            // carry on as if the header were not there.
+            Err(_) if b.header == TokenHeader::Standard && cookie.is_some() => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let Some(cookie) = cookie else {
+        return Err(ApiError::Unauthorized("sign in first"));
+    };
+    if !matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS) {
+        require_same_origin(&parts.headers, &p.policy)?;
+    }
+    let (user, session_id) = resolve_session(p, cookie.value()).await?;
+    Ok(Caller {
+        user,
+        session_id,
+        via_cookie: true,
+    })
 }
 
 /// The client's address: the socket peer, or with `DEV8_TRUSTED_PROXY_HOPS`

@@ -4,6 +4,7 @@
 
 pub mod audit_routes;
 pub mod auth_routes;
+pub mod confirm_routes;
 mod dashboard;
 pub mod env_routes;
 pub mod error;
@@ -70,6 +71,8 @@ pub const ROUTES: &[RouteSpec] = &[
     route!(AuthToken, POST, "/api/auth/token", auth_routes::token),
     route!(AuthSignout, POST, "/api/auth/signout", auth_routes::signout),
     route!(AuthMe, GET, "/api/auth/me", auth_routes::me),
+    route!(AuthConfirm, POST, "/api/auth/confirm", confirm_routes::confirm),
+    route!(AuthConfirmResend, POST, "/api/auth/confirm/resend", confirm_routes::resend),
     route!(AuthDeleteMe, DELETE, "/api/auth/me", auth_routes::delete_me),
     route!(AuthKeys, GET, "/api/auth/keys", meta::keys),
     route!(AuthIdentities, GET, "/api/auth/identities", oauth_routes::identities),

@@ -11,6 +11,7 @@
 use super::auth_routes::{
     claim_first_signup, limit, session_cookie, signup_allowed, start_session, time_duration,
 };
+use super::confirm_routes::free_address;
 use super::error::{ApiError, ApiResult};
 use super::extract::{AppState, Caller, ClientAddr, IdPath};
 use crate::audit::{self, Action, Entry};
@@ -380,8 +381,12 @@ async fn find_or_create(
             .await;
     }
     let now = p.clock.now();
+    // An unconfirmed password account on the address (anyone could have
+    // typed it) gives way to the owner's verified email, or to anyone once
+    // it has expired.
     if let Some(email) = &ext.email
         && let Some(existing) = p.store.user_by_email(email).await?
+        && !free_address(p, &existing, ext.email_verified, addr.0).await?
     {
         if !(ext.email_verified && account_email_verified(p, &existing).await?) {
             // No takeover: the person signs in the way they did before and
@@ -428,6 +433,7 @@ async fn find_or_create(
             .collect(),
         password_hash: None,
         created_at: now,
+        unconfirmed: None,
     };
     match p.store.insert_user(&user).await {
         Ok(()) => {}

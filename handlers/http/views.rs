@@ -13,6 +13,9 @@ pub struct UserView<'a> {
     pub email: &'a str,
     pub name: &'a str,
     pub created_at: DateTime<Utc>,
+    /// False while the account has not confirmed its address (it can do
+    /// nothing but confirm, ask for a new link, sign out, delete itself).
+    pub email_confirmed: bool,
 }
 
 impl<'a> From<&'a User> for UserView<'a> {
@@ -22,6 +25,7 @@ impl<'a> From<&'a User> for UserView<'a> {
             email: &u.email,
             name: &u.name,
             created_at: u.created_at,
+            email_confirmed: u.is_confirmed(),
         }
     }
 }

@@ -922,6 +922,36 @@ impl Store for CosmosStore {
         Ok(self.user(&owner).await?.filter(|u| u.email == email))
     }
 
+    async fn update_user(&self, user: &User) -> StoreResult<()> {
+        let c = &self.inner.users;
+        let Some(r) = read_item(c, "read user", &user.id, &user.id).await? else {
+            return Err(StoreError::NotFound);
+        };
+        let etag = etag_of(&r)?;
+        let stored: Value = model(r)?;
+        if stored.get("type").and_then(Value::as_str) != Some("user") {
+            return Err(StoreError::NotFound);
+        }
+        if stored.get("email").and_then(Value::as_str) != Some(user.email.as_str()) {
+            return Err(StoreError::Conflict(CONFLICT_EMAIL.into()));
+        }
+        let mut item = serde_json::to_value(user).map_err(unavailable)?;
+        item["type"] = json!("user");
+        match retrying("replace user", || {
+            c.replace_item(user.id.clone(), &user.id, &item, Some(if_match(&etag)))
+        })
+        .await
+        {
+            Ok(r) => {
+                log_charge("replace user", &r);
+                Ok(())
+            }
+            Err(e) if e.status().is_not_found() => Err(StoreError::NotFound),
+            Err(e) if e.status().is_precondition_failed() => Err(StoreError::PreconditionFailed),
+            Err(e) => Err(cosmos_unavailable("replace user", e)),
+        }
+    }
+
     async fn delete_user(&self, id: &str) -> StoreResult<()> {
         let Some(user) = self.user(id).await? else {
             return Ok(());

@@ -71,6 +71,10 @@ pub trait Store: Send + Sync + 'static {
     async fn insert_user(&self, user: &User) -> StoreResult<()>;
     async fn user(&self, id: &str) -> StoreResult<Option<User>>;
     async fn user_by_email(&self, email: &str) -> StoreResult<Option<User>>;
+    /// Replace an existing account's record (last write wins; the account
+    /// holds no counters). `NotFound` when the account is gone; the email
+    /// cannot change here (`Conflict(CONFLICT_EMAIL)`).
+    async fn update_user(&self, user: &User) -> StoreResult<()>;
     async fn delete_user(&self, id: &str) -> StoreResult<()>;
 
     // Sessions.

@@ -257,6 +257,25 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn update_user(&self, user: &User) -> StoreResult<()> {
+        let (id, email, doc) = (user.id.clone(), user.email.clone(), to_json(user)?);
+        self.with(move |c| {
+            let stored: Option<String> = c
+                .query_row("SELECT email FROM users WHERE id = ?1", [&id], |r| r.get(0))
+                .optional()
+                .map_err(unavailable)?;
+            match stored {
+                None => Err(StoreError::NotFound),
+                Some(e) if e != email => Err(StoreError::Conflict(CONFLICT_EMAIL.into())),
+                Some(_) => c
+                    .execute("UPDATE users SET doc = ?2 WHERE id = ?1", params![id, doc])
+                    .map(|_| ())
+                    .map_err(unavailable),
+            }
+        })
+        .await
+    }
+
     async fn delete_user(&self, id: &str) -> StoreResult<()> {
         let id = id.to_string();
         self.with(move |c| {

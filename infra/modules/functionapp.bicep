@@ -34,6 +34,13 @@ param githubApiUrl string
 param oidcIssuer string
 param oidcClientId string
 param oidcName string
+param smtpHost string
+param smtpPort int
+param smtpTls string
+param smtpUser string
+param smtpFrom string
+// Whether a password was given (it is in Key Vault as dev8-smtp-password).
+param smtpPasswordSet bool
 
 resource plan 'Microsoft.Web/serverfarms@2023-12-01' = {
   name: 'plan-${prefix}'
@@ -110,6 +117,16 @@ var oidcSettings = empty(oidcIssuer) ? [] : [
   { name: 'DEV8_OIDC_NAME', value: oidcName }
 ]
 
+var smtpSettings = empty(smtpHost) ? [] : concat([
+  { name: 'DEV8_SMTP_HOST', value: smtpHost }
+  { name: 'DEV8_SMTP_PORT', value: string(smtpPort) }
+  { name: 'DEV8_SMTP_TLS', value: smtpTls }
+  { name: 'DEV8_SMTP_FROM', value: smtpFrom }
+], empty(smtpUser) || !smtpPasswordSet ? [] : [
+  { name: 'DEV8_SMTP_USER', value: smtpUser }
+  { name: 'DEV8_SMTP_PASSWORD', value: kvRef(vaultName, 'dev8-smtp-password') }
+])
+
 // Function App names are global (`<name>.azurewebsites.net`): the suffix
 // makes this one unique, and stable across redeployments of the same group.
 resource site 'Microsoft.Web/sites@2023-12-01' = {
@@ -129,7 +146,7 @@ resource site 'Microsoft.Web/sites@2023-12-01' = {
       ftpsState: 'Disabled'
       http20Enabled: true
       minimumElasticInstanceCount: 1
-      appSettings: concat(baseSettings, signupDomainSettings, githubSettings, oidcSettings)
+      appSettings: concat(baseSettings, signupDomainSettings, githubSettings, oidcSettings, smtpSettings)
     }
   }
 }

@@ -13,6 +13,8 @@ param setupCode string
 param githubClientSecret string
 @secure()
 param oidcClientSecret string
+@secure()
+param smtpPassword string
 
 resource vault 'Microsoft.KeyVault/vaults@2023-07-01' = {
   name: vaultName
@@ -56,6 +58,12 @@ resource oidc 'Microsoft.KeyVault/vaults/secrets@2023-07-01' = if (!empty(oidcCl
   parent: vault
   name: 'dev8-oidc-client-secret'
   properties: { value: oidcClientSecret }
+}
+
+resource smtp 'Microsoft.KeyVault/vaults/secrets@2023-07-01' = if (!empty(smtpPassword)) {
+  parent: vault
+  name: 'dev8-smtp-password'
+  properties: { value: smtpPassword }
 }
 
 // Key Vault Secrets User: read secret values, nothing else.

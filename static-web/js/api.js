@@ -104,6 +104,8 @@ export const api = {
   /** The account's settings: `{dotfilesRepository}`. */
   settings: () => request('/settings'),
   changeSettings: (fields) => request('/settings', { method: 'PATCH', body: fields }),
+  confirmEmail: (token) => request('/auth/confirm', { method: 'POST', body: { token } }),
+  resendConfirmation: () => request('/auth/confirm/resend', { method: 'POST' }),
 };
 
 /** The query string of an audit page request (only the parameters given). */

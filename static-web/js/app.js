@@ -13,6 +13,7 @@ import { createListView } from './views/env-list.js';
 import { createDetailView } from './views/env-detail.js';
 import { createAccountView } from './views/account.js';
 import { createSecretsView } from './views/secrets.js';
+import { createCheckMailView, createConfirmView } from './views/confirm.js';
 import { refreshTimes } from './views/env-parts.js';
 import { openCreateDialog } from './views/create-dialog.js';
 import { confirmDelete } from './views/delete-dialog.js';
@@ -132,6 +133,16 @@ async function signedIn(user, { focus = true } = {}) {
   state.user = user;
   sessionNotice = null;
   showAccount();
+  // An unconfirmed account sees only "check your mail" (or the link's page).
+  if (!user.emailConfirmed) {
+    poller.stop();
+    if (route.name === 'signin' || route.name === 'signup') {
+      returnTo = null;
+      if (location.hash !== '#/') { location.hash = '#/'; return; }
+    }
+    mount(focus);
+    return;
+  }
   if (!state.catalog) {
     try {
       state.catalog = await api.templates();
@@ -159,12 +170,28 @@ function signedOut(notice) {
   sessionNotice = notice;
   showAccount();
   for (const dialog of document.querySelectorAll('dialog[open]')) dialog.close();
-  if (route.name !== 'signin' && route.name !== 'signup') {
+  if (route.name !== 'signin' && route.name !== 'signup' && route.name !== 'confirm') {
     returnTo = route.name === 'list' ? null : location.hash;
     location.hash = '#/signin';
     return;
   }
   mount(true);
+}
+
+/** Sign out from the button or the "check your mail" page. */
+async function signOut() {
+  try {
+    await api.signOut();
+  } catch (error) {
+    if (error.status !== 401) {
+      showToast({ message: `Couldn’t sign out: ${describeError(error)}`, tone: 'error' });
+      return false;
+    }
+  }
+  returnTo = null;
+  signedOut(null);
+  showToast({ message: 'Signed out', tone: 'info' });
+  return true;
 }
 
 onUnauthorized(() => {
@@ -174,18 +201,10 @@ onUnauthorized(() => {
 signOutButton.addEventListener('click', async () => {
   signOutButton.disabled = true;
   try {
-    await api.signOut();
-  } catch (error) {
-    if (error.status !== 401) {
-      showToast({ message: `Couldn’t sign out: ${describeError(error)}`, tone: 'error' });
-      return;
-    }
+    await signOut();
   } finally {
     signOutButton.disabled = false;
   }
-  returnTo = null;
-  signedOut(null);
-  showToast({ message: 'Signed out', tone: 'info' });
 });
 
 function showAccount() {
@@ -200,10 +219,33 @@ function showAccount() {
 // ---- views ----
 
 function mount(focus) {
-  const key = state.user ? JSON.stringify(route) : `auth:${route.name === 'signup' && state.config?.signupOpen ? 'signup' : 'signin'}`;
+  const unconfirmed = state.user && !state.user.emailConfirmed;
+  let key = state.user ? JSON.stringify(route) : `auth:${route.name === 'signup' && state.config?.signupOpen ? 'signup' : 'signin'}`;
+  if (route.name === 'confirm') key = `confirm:${location.hash}`;
+  else if (unconfirmed) key = 'check-mail';
   if (key === viewKey && view) { render(); return; }
   viewKey = key;
-  if (!state.user) {
+  if (route.name === 'confirm') {
+    view = createConfirmView({
+      token: hashQuery(location.hash).get('token'),
+      signedIn: Boolean(state.user),
+      onConfirmed(user) {
+        // The link may be opened where another account (or none) is signed in.
+        if (state.user?.id === user.id) state.user = user;
+      },
+    });
+    document.title = 'Confirm your email · Dev8';
+  } else if (unconfirmed) {
+    view = createCheckMailView({
+      user: state.user,
+      onSignOut: signOut,
+      onDeleted() {
+        returnTo = null;
+        signedOut('The account was deleted.');
+      },
+    });
+    document.title = 'Check your mail · Dev8';
+  } else if (!state.user) {
     const mode = route.name === 'signup' ? 'signup' : 'signin';
     view = createAuthView({ mode, config: state.config, notice: sessionNotice, onSignedIn: signedIn });
     document.title = mode === 'signup' ? 'Sign up · Dev8' : 'Sign in · Dev8';
@@ -291,8 +333,13 @@ window.addEventListener('hashchange', () => {
     location.replace('#/');
     return;
   }
+  // Confirmed from the link's page: carry on as a confirmed account.
+  if (state.user?.emailConfirmed && !state.catalog && route.name !== 'confirm') {
+    signedIn(state.user);
+    return;
+  }
   mount(true);
-  if (state.user) poller.refresh();
+  if (state.user?.emailConfirmed) poller.refresh();
 });
 
 document.addEventListener('visibilitychange', () => poller.setHidden(document.hidden));
@@ -321,7 +368,7 @@ async function boot() {
       await signedIn(me.user, { focus: false });
     }
     else {
-      if (route.name !== 'signin' && route.name !== 'signup') {
+      if (route.name !== 'signin' && route.name !== 'signup' && route.name !== 'confirm') {
         returnTo = route.name === 'list' ? null : location.hash;
         history.replaceState(null, '', hrefFor({ name: 'signin' }));
         route = { name: 'signin' };

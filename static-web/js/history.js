@@ -97,6 +97,8 @@ export function describeRecord(record, { subject = null, providers = [] } = {}) 
     }
     case 'auth.signout':
       return { text: 'You signed out', tone: 'info' };
+    case 'auth.confirm':
+      return { text: 'You confirmed your email address', tone: 'info' };
     case 'identity.link': {
       const via = providerOf(record, providers) ?? 'a provider';
       if (failed) return { text: `Linking ${via} failed`, tone: 'error', cause: record.detail ?? undefined };

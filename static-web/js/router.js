@@ -1,4 +1,5 @@
-// Hash routes: #/ (environments), #/environments/<id>, #/account, #/secrets, #/signin, #/signup.
+// Hash routes: #/ (environments), #/environments/<id>, #/account, #/secrets, #/signin, #/signup,
+// #/confirm?token=… (the link mailed to confirm an email address).
 
 /** Parses a location hash into a route. Hashes not starting with "#/" return null (in-page anchors). */
 export function parseRoute(hash) {
@@ -10,6 +11,7 @@ export function parseRoute(hash) {
   if (path === 'signup') return { name: 'signup' };
   if (path === 'account') return { name: 'account' };
   if (path === 'secrets') return { name: 'secrets' };
+  if (path === 'confirm') return { name: 'confirm' };
   const match = /^environments\/([^/]+)$/.exec(path);
   if (match) return { name: 'detail', id: decodeURIComponent(match[1]) };
   return { name: 'notFound' };

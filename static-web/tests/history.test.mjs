@@ -50,6 +50,7 @@ test('the account log names environments and providers', () => {
   assert.equal(describeRecord(rec('secret.set', { detail: 'GITHUB_TOKEN' })).text, 'You set the secret GITHUB_TOKEN');
   assert.equal(describeRecord(rec('secret.deleted', { detail: 'NPM_TOKEN' })).text, 'You deleted the secret NPM_TOKEN');
   assert.equal(describeRecord(rec('auth.signin', { detail: 'password' })).text, 'You signed in with your password');
+  assert.equal(describeRecord(rec('auth.confirm', { detail: 'mailed link' })).text, 'You confirmed your email address');
   assert.equal(describeRecord(rec('auth.signin', { detail: 'oidc' }), { providers }).text, 'You signed in with Test SSO');
   const failed = describeRecord(rec('auth.signin', { outcome: 'failure', detail: 'password: wrong email or password' }));
   assert.equal(failed.tone, 'error');

@@ -8,6 +8,8 @@ test('hash routes', () => {
   assert.deepEqual(parseRoute('#/signup'), { name: 'signup' });
   assert.deepEqual(parseRoute('#/account'), { name: 'account' });
   assert.deepEqual(parseRoute('#/account?linked=oidc'), { name: 'account' });
+  assert.deepEqual(parseRoute('#/confirm?token=a.b.c'), { name: 'confirm' });
+  assert.equal(hashQuery('#/confirm?token=a.b.c').get('token'), 'a.b.c');
   assert.equal(hrefFor({ name: 'account' }), '#/account');
   assert.deepEqual(parseRoute('#/secrets'), { name: 'secrets' });
   assert.equal(hrefFor({ name: 'secrets' }), '#/secrets');

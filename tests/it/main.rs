@@ -46,6 +46,7 @@ mod secrets;
 mod serve_binary;
 mod shutdown;
 mod signin_limits;
+mod signup_confirm;
 mod store_behaviour;
 mod swa;
 mod tiers;

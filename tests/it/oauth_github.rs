@@ -13,11 +13,18 @@ use secrecy::SecretString;
 use serde_json::{Value, json};
 
 async fn setup_with(policy: SignupPolicy) -> (TestApp, GitHubStandIn) {
+    setup_where(move |s| s.signup = policy).await
+}
+
+/// An app with the GitHub stand-in configured, and `more` settings.
+async fn setup_where(
+    more: impl FnOnce(&mut dev8::config::Settings) + 'static,
+) -> (TestApp, GitHubStandIn) {
     let gh = GitHubStandIn::start().await;
     let (url, api) = (gh.url.clone(), gh.api_url());
     let app = TestApp::builder()
         .settings(move |s| {
-            s.signup = policy;
+            more(s);
             s.oauth.github_client_id = Some(github::CLIENT_ID.into());
             s.oauth.github_client_secret = Some(SecretString::from(github::CLIENT_SECRET));
             s.oauth.github_url = url;
@@ -561,4 +568,55 @@ async fn the_domain_allowlist_accepts_only_verified_emails() {
         user_count(&app, &["out@else.io", "claims@corp.io"]).await,
         0
     );
+}
+
+#[tokio::test]
+async fn a_verified_email_takes_the_address_from_an_unconfirmed_account() {
+    let (app, gh) = setup_where(|s| {
+        s.signup = SignupPolicy::First;
+        s.signup_domains = vec!["corp.io".into()];
+    })
+    .await;
+    // Someone types a colleague's address first (and so takes the first
+    // account's place); they cannot open the link mailed to it.
+    let squat = app.sign_up("kim@corp.io", "squatters-password").await;
+    assert_eq!(squat.status, 201, "{}", squat.body);
+    let squat_cookie = squat.cookie().unwrap();
+
+    gh.add_user(41, "kim", &[("kim@corp.io", true, true)]);
+    gh.sign_in_as("kim");
+    let page = sign_in(&app, &mut Browser::new()).await;
+    let cookie = session(&page).expect("the address's owner gets in");
+    let me = app
+        .send(
+            Method::GET,
+            "/api/auth/me",
+            None,
+            Auth::Cookie(&cookie, None),
+        )
+        .await;
+    assert_eq!(me.status, 200, "{}", me.body);
+    assert_eq!(me.body["user"]["emailConfirmed"], json!(true));
+    assert_ne!(me.body["user"]["id"], squat.body["user"]["id"]);
+    // The unconfirmed account is gone: its session and its password.
+    app.send(
+        Method::GET,
+        "/api/auth/me",
+        None,
+        Auth::Cookie(&squat_cookie, None),
+    )
+    .await
+    .problem(401);
+    app.send(
+        Method::POST,
+        "/api/auth/token",
+        Some(json!({"email": "kim@corp.io", "password": "squatters-password"})),
+        Auth::None,
+    )
+    .await
+    .problem(401);
+    // The owner holds the first account's place now.
+    app.sign_up("lee@corp.io", "another-password-1")
+        .await
+        .problem(403);
 }

@@ -51,6 +51,7 @@ macro_rules! behaviours {
 
 behaviours!(
     users_email_is_unique_and_deleting_frees_it,
+    users_are_updated_in_place,
     sessions_revoke_one_and_all,
     environment_ids_and_names_conflict,
     repository_dotfiles_and_clone_error_round_trip,
@@ -113,6 +114,7 @@ fn user(email: &str) -> User {
         name: "Test".into(),
         password_hash: Some("$argon2id$x".into()),
         created_at: Utc::now(),
+        unconfirmed: None,
     }
 }
 
@@ -146,6 +148,39 @@ fn is_conflict(r: Result<impl std::fmt::Debug, StoreError>, what: Option<&str>) 
         Err(StoreError::Conflict(w)) => what.is_none_or(|x| x == w),
         _ => false,
     }
+}
+
+async fn users_are_updated_in_place(s: S) {
+    let mut a = user("a@example.com");
+    a.renew_confirmation(Utc::now());
+    s.insert_user(&a).await.unwrap();
+    let link = a.unconfirmed.clone().unwrap().link_id;
+    assert!(a.confirm(&link, Utc::now()));
+    a.name = "Renamed".into();
+    s.update_user(&a).await.unwrap();
+    let stored = s.user(&a.id).await.unwrap().unwrap();
+    assert_eq!(stored, a);
+    assert!(stored.is_confirmed());
+    assert_eq!(
+        s.user_by_email("a@example.com").await.unwrap(),
+        Some(a.clone())
+    );
+
+    // The email is the unique key: an update cannot move it.
+    let mut moved = a.clone();
+    moved.email = "b@example.com".into();
+    assert!(is_conflict(
+        s.update_user(&moved).await,
+        Some(CONFLICT_EMAIL)
+    ));
+    assert_eq!(s.user(&a.id).await.unwrap(), Some(a.clone()));
+    assert_eq!(s.user_by_email("b@example.com").await.unwrap(), None);
+
+    // A deleted account is not brought back.
+    s.delete_user(&a.id).await.unwrap();
+    assert!(matches!(s.update_user(&a).await, Err(StoreError::NotFound)));
+    assert_eq!(s.user(&a.id).await.unwrap(), None);
+    assert_eq!(s.user_by_email("a@example.com").await.unwrap(), None);
 }
 
 async fn users_email_is_unique_and_deleting_frees_it(s: S) {

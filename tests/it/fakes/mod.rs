@@ -10,4 +10,5 @@ pub mod github;
 pub mod host_sim;
 pub mod identity;
 pub mod idp;
+pub mod smtp;
 pub mod swa;

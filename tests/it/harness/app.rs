@@ -255,6 +255,7 @@ impl Builder {
             compute: Some(backend),
             clock: Some(clock_dyn),
             background: Some(background),
+            log_mail: Some(self.mode == Mode::Serve),
         };
         let app = Application::build(settings, self.port, data.path(), overrides)
             .await
