@@ -69,6 +69,7 @@ pub const ROUTES: &[RouteSpec] = &[
     route!(AuthSignout, POST, "/api/auth/signout", auth_routes::signout),
     route!(AuthMe, GET, "/api/auth/me", auth_routes::me),
     route!(AuthDeleteMe, DELETE, "/api/auth/me", auth_routes::delete_me),
+    route!(AuthPassword, POST, "/api/auth/password", auth_routes::change_password),
     route!(AuthKeys, GET, "/api/auth/keys", meta::keys),
     route!(AuthIdentities, GET, "/api/auth/identities", oauth_routes::identities),
     route!(AuthIdentityDelete, DELETE, "/api/auth/identities/{id}", oauth_routes::unlink),

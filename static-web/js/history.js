@@ -90,6 +90,9 @@ export function describeRecord(record, { subject = null, providers = [] } = {}) 
     }
     case 'auth.signout':
       return { text: 'You signed out', tone: 'info' };
+    case 'auth.password':
+      if (failed) return { text: 'A password change failed: the current password was wrong', tone: 'error' };
+      return { text: 'You changed your password; your other sessions were signed out', tone: 'info' };
     case 'identity.link': {
       const via = providerOf(record, providers) ?? 'a provider';
       if (failed) return { text: `Linking ${via} failed`, tone: 'error', cause: record.detail ?? undefined };

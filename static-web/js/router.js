@@ -1,5 +1,10 @@
 // Hash routes: #/ (environments), #/environments/<id>, #/account, #/signin, #/signup.
 
+/** Whether a page path is the dashboard's own ("/" or "/index.html"); anything else is not found. */
+export function isDashboardPath(pathname) {
+  return pathname === '/' || pathname === '/index.html';
+}
+
 /** Parses a location hash into a route. Hashes not starting with "#/" return null (in-page anchors). */
 export function parseRoute(hash) {
   if (!hash || hash === '#') return { name: 'list' };

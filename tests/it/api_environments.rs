@@ -209,6 +209,39 @@ async fn names_are_unique_per_user_only() {
 }
 
 #[tokio::test]
+async fn names_are_unique_regardless_of_case_and_409_names_the_field() {
+    let app = spawn_app().await;
+    let u = app.user("ada@x.io").await;
+    let web = app.new_env(&u, "web-app").await;
+    let other = app.new_env(&u, "other").await;
+    let dup = app
+        .post(
+            "/api/environments",
+            json!({"name":"Web-App","baseImage":"node","preset":"small"}),
+            &u,
+        )
+        .await;
+    assert!(dup.problem(409)["name"].is_string(), "{}", dup.body);
+    let patch = |id: &str, body: Value| {
+        let path = format!("/api/environments/{id}");
+        async move {
+            app.send(Method::PATCH, &path, Some(body), Auth::Bearer(&u.token))
+                .await
+        }
+    };
+    let onto = patch(&other, json!({"name":"WEB-APP"})).await;
+    assert!(onto.problem(409)["name"].is_string(), "{}", onto.body);
+    assert_eq!(
+        app.environment(&u, &other).await["name"],
+        "other",
+        "a refused rename changes nothing"
+    );
+    let recased = patch(&web, json!({"name":"Web-App"})).await;
+    assert_eq!(recased.status, 200, "{}", recased.body);
+    assert_eq!(recased.body["environment"]["name"], "Web-App");
+}
+
+#[tokio::test]
 async fn patch_renames_and_changes_the_idle_timeout() {
     let app = spawn_app().await;
     let u = app.user("ada@x.io").await;

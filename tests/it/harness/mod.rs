@@ -27,7 +27,7 @@ mod requests;
 
 pub use app::{Compute, LocalOpts, Mode, Queue, TestApp, test_settings};
 pub use clock::Clock;
-pub use requests::{Answer, Auth, User};
+pub use requests::{Answer, Auth, PASSWORD, User};
 
 /// The fast default app: fake compute, manual clock, in-memory queue.
 pub async fn spawn_app() -> TestApp {
