@@ -372,7 +372,13 @@ pub fn password_rule(password: &str, context: &[&str]) -> Result<(), String> {
             "must be {PASSWORD_MIN} to {PASSWORD_MAX} characters"
         ));
     }
+    // An email counts whole and by its local part ("ada.lovelace1815").
     let mut inputs: Vec<&str> = context.to_vec();
+    inputs.extend(
+        context
+            .iter()
+            .filter_map(|c| c.split_once('@').map(|(local, _)| local)),
+    );
     inputs.push("dev8");
     let entropy = zxcvbn::zxcvbn(password, &inputs);
     if entropy.score() >= PASSWORD_MIN_SCORE {

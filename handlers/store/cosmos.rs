@@ -558,7 +558,11 @@ impl CosmosStore {
             .map(|(idx, etag)| (idx.environment_id, etag)))
     }
 
-    async fn name_index(&self, user_id: &str, name: &str) -> StoreResult<Option<(NameIndex, Etag)>> {
+    async fn name_index(
+        &self,
+        user_id: &str,
+        name: &str,
+    ) -> StoreResult<Option<(NameIndex, Etag)>> {
         let id = name_doc_id(user_id, name);
         match read_item(&self.inner.documents, "read name index", &id, &id).await? {
             None => Ok(None),
@@ -620,11 +624,13 @@ impl CosmosStore {
                 if held.environment_id == env.id {
                     return Ok(Attempt::Done(()));
                 }
-                let recent = held.claimed_at.as_deref().is_some_and(|at| {
-                    at > ts(Utc::now() - NAME_CLAIM_GRACE).as_str()
-                });
+                let recent = held
+                    .claimed_at
+                    .as_deref()
+                    .is_some_and(|at| at > ts(Utc::now() - NAME_CLAIM_GRACE).as_str());
                 let holder = s.environment(&env.user_id, &held.environment_id).await?;
-                if recent || holder.is_some_and(|h| name_key(&h.value.name) == name_key(&env.name)) {
+                if recent || holder.is_some_and(|h| name_key(&h.value.name) == name_key(&env.name))
+                {
                     return Err(StoreError::Conflict(CONFLICT_ENVIRONMENT_NAME.into()));
                 }
                 // Stale: its environment is gone or was renamed (and the claim

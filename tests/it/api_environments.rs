@@ -222,10 +222,11 @@ async fn names_are_unique_regardless_of_case_and_409_names_the_field() {
         )
         .await;
     assert!(dup.problem(409)["name"].is_string(), "{}", dup.body);
+    let (a, token) = (&app, u.token.as_str());
     let patch = |id: &str, body: Value| {
         let path = format!("/api/environments/{id}");
         async move {
-            app.send(Method::PATCH, &path, Some(body), Auth::Bearer(&u.token))
+            a.send(Method::PATCH, &path, Some(body), Auth::Bearer(token))
                 .await
         }
     };
@@ -634,7 +635,17 @@ async fn browsers_get_the_dashboard_and_api_paths_stay_json() {
         .send()
         .await
         .unwrap();
-    assert_eq!(page.status(), 200);
+    // An unknown path is 404 with the dashboard's page, which shows its
+    // not-found view; the page itself is 200.
+    assert_eq!(page.status(), 404);
+    let home = app
+        .client
+        .get(format!("{}/", app.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(home.status(), 200);
+    assert!(home.text().await.unwrap().contains("<html"));
     let csp = page.headers()["content-security-policy"]
         .to_str()
         .unwrap()
