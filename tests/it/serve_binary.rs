@@ -106,14 +106,14 @@ async fn serve_started_in_root_serves_the_dashboard_and_runs_environments() {
     let signup = http
         .post(format!("{origin}/api/auth/signup"))
         .header("origin", &origin)
-        .json(&json!({"email": "root@example.com", "password": "a long password"}))
+        .json(&json!({"email": "root@example.com", "password": "correct horse battery staple"}))
         .send()
         .await
         .unwrap();
     assert_eq!(signup.status(), 201);
     let token: Value = http
         .post(format!("{origin}/api/auth/token"))
-        .json(&json!({"email": "root@example.com", "password": "a long password"}))
+        .json(&json!({"email": "root@example.com", "password": "correct horse battery staple"}))
         .send()
         .await
         .unwrap()
