@@ -311,7 +311,7 @@ pub async fn delete_account(p: &Platform, by: Actor<'_>) -> LifecycleResult<()> 
             Err(e) => return Err(e),
         }
     }
-    p.store.revoke_user_sessions(by.user_id).await?;
+    p.store.revoke_user_sessions(by.user_id, None).await?;
     p.sessions.forget_user(by.user_id);
     for identity in p.store.identities(by.user_id).await? {
         match p.store.delete_identity(by.user_id, &identity.id).await {

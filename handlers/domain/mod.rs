@@ -2,15 +2,15 @@
 //! validation. Pure code: no I/O, no clocks (times are passed in).
 
 mod environment;
-mod secret;
 mod repository;
+mod secret;
 mod templates;
 mod usage;
 pub mod validation;
 
 pub use environment::*;
-pub use secret::*;
 pub use repository::*;
+pub use secret::*;
 pub use templates::*;
 pub use usage::*;
 

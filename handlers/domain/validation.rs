@@ -473,14 +473,44 @@ pub fn normalise_email(raw: &str) -> Result<String, String> {
     }
 }
 
-fn password_rule(password: &str) -> Result<(), String> {
+/// The least zxcvbn score a new password needs: `Three`, more than 10^10
+/// guesses, even for a guesser who knows the person's email and name.
+const PASSWORD_MIN_SCORE: zxcvbn::Score = zxcvbn::Score::Three;
+
+/// A new password (sign-up, change), NIST SP 800-63B style: a length range,
+/// no composition rules, and refused when it is common, breached-looking or
+/// built from the person's own details. The check is offline: zxcvbn (the
+/// `zxcvbn` crate, a port of Dropbox's estimator) matches it against its
+/// bundled lists — common passwords from leaked sets, English words, names —
+/// and keyboard patterns, repeats, sequences and dates. `context`: the
+/// person's email and name, and the product's name.
+pub fn password_rule(password: &str, context: &[&str]) -> Result<(), String> {
     let n = password.chars().count();
     if !(PASSWORD_MIN..=PASSWORD_MAX).contains(&n) {
         return Err(format!(
             "must be {PASSWORD_MIN} to {PASSWORD_MAX} characters"
         ));
     }
-    Ok(())
+    // An email counts whole and by its local part ("ada.lovelace1815").
+    let mut inputs: Vec<&str> = context.to_vec();
+    inputs.extend(
+        context
+            .iter()
+            .filter_map(|c| c.split_once('@').map(|(local, _)| local)),
+    );
+    inputs.push("dev8");
+    let entropy = zxcvbn::zxcvbn(password, &inputs);
+    if entropy.score() >= PASSWORD_MIN_SCORE {
+        return Ok(());
+    }
+    let why = entropy
+        .feedback()
+        .and_then(|f| f.warning())
+        .map(|w| w.to_string().trim_end_matches('.').to_lowercase())
+        .unwrap_or_else(|| "it is easy to guess".into());
+    Err(format!(
+        "is too easy to guess ({why}): use a longer one, e.g. a few unrelated words"
+    ))
 }
 
 pub fn sign_up(body: &Map<String, Value>) -> Result<SignUp, FieldErrors> {
@@ -495,9 +525,13 @@ pub fn sign_up(body: &Map<String, Value>) -> Result<SignUp, FieldErrors> {
                 None
             }
         });
+    let context = [
+        f.string("email", false).unwrap_or_default(),
+        f.string("name", false).unwrap_or_default(),
+    ];
     let password = f
         .string("password", true)
-        .and_then(|p| match password_rule(p) {
+        .and_then(|p| match password_rule(p, &context) {
             Ok(()) => Some(p.to_string()),
             Err(e) => {
                 f.error("password", e);
@@ -533,6 +567,49 @@ pub fn sign_up(body: &Map<String, Value>) -> Result<SignUp, FieldErrors> {
         }
         _ => None,
     };
+    f.finish(value)
+}
+
+/// `POST /api/auth/password`: the current password (shape only; whether it
+/// is right is the route's question) and a new one that passes
+/// `password_rule` for this person (`context`: their email and name).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PasswordChange {
+    pub current_password: String,
+    pub new_password: String,
+}
+
+pub fn password_change(
+    body: &Map<String, Value>,
+    context: &[&str],
+) -> Result<PasswordChange, FieldErrors> {
+    let mut f = Fields::new(body, &["currentPassword", "newPassword"]);
+    let current = f.string("currentPassword", true).map(str::to_string);
+    if let Some(p) = &current
+        && p.chars().count() > PASSWORD_MAX
+    {
+        f.error("currentPassword", "is wrong");
+    }
+    let new = f
+        .string("newPassword", true)
+        .and_then(|p| match password_rule(p, context) {
+            Ok(()) => Some(p.to_string()),
+            Err(e) => {
+                f.error("newPassword", e);
+                None
+            }
+        });
+    if let (Some(c), Some(n)) = (&current, &new)
+        && c == n
+    {
+        f.error("newPassword", "must differ from the current password");
+    }
+    let value = current
+        .zip(new)
+        .map(|(current_password, new_password)| PasswordChange {
+            current_password,
+            new_password,
+        });
     f.finish(value)
 }
 
@@ -776,7 +853,37 @@ mod tests {
     fn sign_up_checks_password_length() {
         assert!(sign_up(&obj(json!({"email":"a@b.io","password":"1234567"}))).is_err());
         assert!(sign_up(&obj(json!({"email":"a@b.io","password":"x".repeat(129)}))).is_err());
-        let s = sign_up(&obj(json!({"email":"A@b.io","password":"12345678"}))).unwrap();
+        let s = sign_up(&obj(
+            json!({"email":"A@b.io","password":"correct-horse-battery"}),
+        ))
+        .unwrap();
         assert_eq!((s.email.as_str(), s.name.as_str()), ("a@b.io", "a"));
+    }
+
+    #[test]
+    fn common_and_personal_passwords_are_refused() {
+        for weak in [
+            "password",
+            "12345678",
+            "qwertyuiop",
+            "iloveyou1",
+            "Password1!",
+        ] {
+            let err = password_rule(weak, &[]).expect_err(weak);
+            assert!(err.starts_with("is too easy to guess"), "{weak}: {err}");
+        }
+        // Built from the person's own email: refused for them only.
+        assert!(password_rule("adalovelace1815", &["adalovelace1815@example.com"]).is_err());
+        for strong in [
+            "correct-horse-battery",
+            "correct horse battery staple",
+            "vivid-otter-marble-7",
+        ] {
+            assert_eq!(
+                password_rule(strong, &["ada@example.com", "Ada"]),
+                Ok(()),
+                "{strong}"
+            );
+        }
     }
 }

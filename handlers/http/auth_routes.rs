@@ -4,7 +4,7 @@
 use super::confirm_routes::{NO_MAIL, free_address, send_link};
 use super::error::{ApiError, ApiResult};
 use super::extract::{
-    AnyCaller, AppState, ClientAddr, JsonObject, cookie_name, require_same_origin,
+    AnyCaller, AppState, Caller, ClientAddr, JsonObject, cookie_name, require_same_origin,
 };
 use super::signin_limits::{Attempt, device_cookie, per_address};
 use super::views::UserView;
@@ -482,6 +482,57 @@ pub async fn signout(
     p.sessions.forget_session(&caller.session_id);
     audit::record(&p, Entry::ok(&caller.user.id, Action::SignOut).from(addr.0)).await;
     Ok(clear_cookie(&p))
+}
+
+/// Change the caller's password: the current one must be right (a wrong
+/// one counts against a per-account limit, as sign-in failures do), the new
+/// one must pass `validation::password_rule`. Every other session of the
+/// account is signed out; this one stays.
+pub async fn change_password(
+    State(p): State<AppState>,
+    addr: ClientAddr,
+    caller: Caller,
+    JsonObject(body): JsonObject,
+) -> ApiResult<StatusCode> {
+    let user = &caller.user;
+    let input = validation::password_change(&body, &[&user.email, &user.name])
+        .map_err(ApiError::Validation)?;
+    let Some(hash) = user.password_hash.clone() else {
+        let mut errs = validation::FieldErrors::new();
+        errs.insert(
+            "currentPassword".into(),
+            "this account has no password: it signs in with a provider".into(),
+        );
+        return Err(ApiError::Validation(errs));
+    };
+    limit(
+        &p,
+        "password-change",
+        &user.id,
+        p.policy.signin_limit_per_account,
+    )
+    .await?;
+    if !password::verify(input.current_password, Some(hash)).await {
+        audit::record(
+            &p,
+            Entry::ok(&user.id, Action::PasswordChange)
+                .failed()
+                .from(addr.0)
+                .detail("wrong current password"),
+        )
+        .await;
+        let mut errs = validation::FieldErrors::new();
+        errs.insert("currentPassword".into(), "is wrong".into());
+        return Err(ApiError::Validation(errs));
+    }
+    let new_hash = password::hash(input.new_password).await?;
+    p.store.set_password_hash(&user.id, &new_hash).await?;
+    p.store
+        .revoke_user_sessions(&user.id, Some(&caller.session_id))
+        .await?;
+    p.sessions.forget_user(&user.id);
+    audit::record(&p, Entry::ok(&user.id, Action::PasswordChange).from(addr.0)).await;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 pub async fn me(AnyCaller(caller): AnyCaller) -> Json<serde_json::Value> {

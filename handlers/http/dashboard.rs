@@ -1,7 +1,9 @@
 //! The dashboard `serve` shows: `static-web/` embedded in the binary when
 //! it is built (`include_dir`), so `serve` works from any folder; or, for
 //! development, a folder on disk (`DEV8_STATIC_DIR`) read on every request.
-//! Unknown paths answer `index.html`, so client-side routes work.
+//! The dashboard's routes are in the hash (`/#/environments/<id>`); an
+//! unknown path answers 404 with `index.html`, whose script shows its
+//! not-found page.
 
 use axum::Router;
 use axum::http::{HeaderValue, StatusCode, Uri, header};
@@ -16,24 +18,27 @@ static EMBEDDED: Dir<'static> = include_dir!("$CARGO_MANIFEST_DIR/static-web");
 /// The dashboard's router: from `dir` when given, else the embedded copy.
 pub fn router(dir: Option<&Path>) -> Router {
     match dir {
-        Some(dir) => Router::new()
-            .fallback_service(ServeDir::new(dir).fallback(ServeFile::new(dir.join("index.html")))),
+        Some(dir) => Router::new().fallback_service(
+            ServeDir::new(dir).not_found_service(ServeFile::new(dir.join("index.html"))),
+        ),
         None => Router::new().fallback(axum::routing::get(embedded)),
     }
 }
 
-/// One embedded file by path (`index.html` for anything else).
+/// One embedded file by path; `/` is `index.html`, and so is anything
+/// unknown, with 404.
 async fn embedded(uri: Uri) -> Response {
     let path = uri.path().trim_start_matches('/');
-    let file = EMBEDDED
-        .get_file(path)
-        .filter(|_| !path.is_empty())
-        .or_else(|| EMBEDDED.get_file("index.html"));
+    let path = if path.is_empty() { "index.html" } else { path };
+    let (status, file) = match EMBEDDED.get_file(path) {
+        Some(file) => (StatusCode::OK, Some(file)),
+        None => (StatusCode::NOT_FOUND, EMBEDDED.get_file("index.html")),
+    };
     let Some(file) = file else {
         return StatusCode::NOT_FOUND.into_response();
     };
     let mime = mime_guess::from_path(file.path()).first_or_octet_stream();
-    let mut r = file.contents().into_response();
+    let mut r = (status, file.contents()).into_response();
     if let Ok(v) = HeaderValue::from_str(mime.essence_str()) {
         r.headers_mut().insert(header::CONTENT_TYPE, v);
     }

@@ -74,6 +74,7 @@ pub const ROUTES: &[RouteSpec] = &[
     route!(AuthConfirm, POST, "/api/auth/confirm", confirm_routes::confirm),
     route!(AuthConfirmResend, POST, "/api/auth/confirm/resend", confirm_routes::resend),
     route!(AuthDeleteMe, DELETE, "/api/auth/me", auth_routes::delete_me),
+    route!(AuthPassword, POST, "/api/auth/password", auth_routes::change_password),
     route!(AuthKeys, GET, "/api/auth/keys", meta::keys),
     route!(AuthIdentities, GET, "/api/auth/identities", oauth_routes::identities),
     route!(AuthIdentityDelete, DELETE, "/api/auth/identities/{id}", oauth_routes::unlink),

@@ -7,7 +7,11 @@
 //!   reads and a duplicate email is a 409 on creating the index document;
 //! * `sessions` by `/id`: a session check is one point read;
 //! * `environments` by `/userId`, unique key `/name` (unique per user);
-//! * `documents` by `/id`, TTL on: quota counters, rate-limit windows, markers.
+//! * `documents` by `/id`, TTL on: quota counters, rate-limit windows, markers,
+//!   and one name-index document per environment (`id = "envname-" +
+//!   sha256(userId, lower-cased name)`): names are unique per user regardless
+//!   of case, which the container's unique key on `/name` (fixed at creation)
+//!   cannot say; a duplicate is a 409 on creating the index document.
 //!
 //! ETags are Cosmos `_etag`s; a stale one is 412 -> `PreconditionFailed`.
 //! Throttling (429, honouring `x-ms-retry-after-ms`) and 503 are retried a
@@ -16,7 +20,7 @@
 use super::update::{Attempt, Retries, retry_races};
 use super::{
     AuditCursor, CONFLICT_EMAIL, CONFLICT_ENVIRONMENT_NAME, CONFLICT_IDENTITY, Etag, Store,
-    StoreError, StoreResult, Versioned,
+    StoreError, StoreResult, Versioned, name_key,
 };
 use crate::domain::{AuditRecord, Environment, Identity, Session, Status, StoredSecret, User};
 use anyhow::Context;
@@ -237,6 +241,14 @@ fn identity_doc_id(issuer: &str, subject: &str) -> String {
     format!("identity-{hex}")
 }
 
+/// The environment-name index document id (in `documents`): one per user and
+/// lower-cased name (`store::name_key`), hashed like the email index.
+fn name_doc_id(user_id: &str, name: &str) -> String {
+    let digest = Sha256::digest(format!("{user_id}\0{}", name_key(name)).as_bytes());
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    format!("envname-{hex}")
+}
+
 /// An audit record as stored: `atKey` is the time as fixed-width RFC 3339,
 /// so string order is time order for the paging query.
 fn audit_item(record: &AuditRecord) -> StoreResult<Value> {
@@ -400,6 +412,22 @@ struct EmailIndex {
     user_id: String,
 }
 
+/// What a name-index document holds (`value`, like every document).
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct NameIndex {
+    environment_id: String,
+    /// When it was claimed (`ts`): a claim younger than `NAME_CLAIM_GRACE`
+    /// may belong to an insert or rename still in flight, so it is never
+    /// taken over.
+    #[serde(default)]
+    claimed_at: Option<String>,
+}
+
+/// How long a name claim is honoured even though its environment does not
+/// (yet) have the name: far longer than an insert or a rename takes.
+const NAME_CLAIM_GRACE: chrono::Duration = chrono::Duration::seconds(60);
+
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct DocItem {
@@ -524,6 +552,169 @@ impl CosmosStore {
             }
         }
         Ok(())
+    }
+
+    /// The environment holding `name` (case aside) in the user's name index.
+    async fn name_owner(&self, user_id: &str, name: &str) -> StoreResult<Option<(String, Etag)>> {
+        Ok(self
+            .name_index(user_id, name)
+            .await?
+            .map(|(idx, etag)| (idx.environment_id, etag)))
+    }
+
+    async fn name_index(
+        &self,
+        user_id: &str,
+        name: &str,
+    ) -> StoreResult<Option<(NameIndex, Etag)>> {
+        let id = name_doc_id(user_id, name);
+        match read_item(&self.inner.documents, "read name index", &id, &id).await? {
+            None => Ok(None),
+            Some(r) => {
+                let etag = etag_of(&r)?;
+                let item: DocItem = model(r)?;
+                let idx: NameIndex = serde_json::from_value(item.value).map_err(unavailable)?;
+                Ok(Some((idx, etag)))
+            }
+        }
+    }
+
+    /// Whether another of the user's environments is called `env.name`,
+    /// case aside (one partition's query; also finds look-alikes written
+    /// before the name index existed).
+    async fn name_in_use(&self, env: &Environment) -> StoreResult<bool> {
+        let key = name_key(&env.name);
+        Ok(self
+            .environments(&env.user_id)
+            .await?
+            .iter()
+            .any(|e| e.value.id != env.id && name_key(&e.value.name) == key))
+    }
+
+    /// Claim `env.name` (case aside) for `env`: create the index document,
+    /// or take over one whose environment no longer has that name (deleted
+    /// or renamed without giving it back). `Conflict(CONFLICT_ENVIRONMENT_NAME)`
+    /// when another environment holds it.
+    async fn claim_name(&self, env: &Environment) -> StoreResult<()> {
+        let id = name_doc_id(&env.user_id, &env.name);
+        let index = json!({
+            "id": id,
+            "type": "environmentName",
+            "value": {
+                "userId": env.user_id,
+                "environmentId": env.id,
+                "claimedAt": ts(Utc::now()),
+            },
+        });
+        let mut state = (self, env, &id, &index);
+        let claimed = retry_races(Retries(5), &mut state, |&mut (s, env, id, index)| {
+            Box::pin(async move {
+                let c = &s.inner.documents;
+                match retrying("create name index", || {
+                    c.create_item(id.clone(), id, index, None)
+                })
+                .await
+                {
+                    Ok(r) => {
+                        log_charge("create name index", &r);
+                        return Ok(Attempt::Done(()));
+                    }
+                    Err(e) if e.status().is_conflict() => {}
+                    Err(e) => return Err(cosmos_unavailable("create name index", e)),
+                }
+                let Some((held, etag)) = s.name_index(&env.user_id, &env.name).await? else {
+                    return Ok(Attempt::Raced);
+                };
+                if held.environment_id == env.id {
+                    return Ok(Attempt::Done(()));
+                }
+                let recent = held
+                    .claimed_at
+                    .as_deref()
+                    .is_some_and(|at| at > ts(Utc::now() - NAME_CLAIM_GRACE).as_str());
+                let holder = s.environment(&env.user_id, &held.environment_id).await?;
+                if recent || holder.is_some_and(|h| name_key(&h.value.name) == name_key(&env.name))
+                {
+                    return Err(StoreError::Conflict(CONFLICT_ENVIRONMENT_NAME.into()));
+                }
+                // Stale: its environment is gone or was renamed (and the claim
+                // is old enough not to be an insert in flight). Take it over.
+                match retrying("claim name index", || {
+                    c.replace_item(id.clone(), id, index, Some(if_match(&etag)))
+                })
+                .await
+                {
+                    Ok(_) => Ok(Attempt::Done(())),
+                    Err(e) if e.status().is_precondition_failed() || e.status().is_not_found() => {
+                        Ok(Attempt::Raced)
+                    }
+                    Err(e) => Err(cosmos_unavailable("claim name index", e)),
+                }
+            })
+        })
+        .await;
+        contended_as(claimed, CONFLICT_ENVIRONMENT_NAME)?;
+        if self.name_in_use(env).await? {
+            self.release_name(&env.user_id, &env.name, &env.id).await?;
+            return Err(StoreError::Conflict(CONFLICT_ENVIRONMENT_NAME.into()));
+        }
+        Ok(())
+    }
+
+    /// Give `name` back if `environment_id` holds it. Best effort is enough
+    /// for correctness: `claim_name` takes over an index left behind.
+    async fn release_name(
+        &self,
+        user_id: &str,
+        name: &str,
+        environment_id: &str,
+    ) -> StoreResult<()> {
+        let id = name_doc_id(user_id, name);
+        if let Some((owner, etag)) = self.name_owner(user_id, name).await?
+            && owner == environment_id
+        {
+            match retrying("delete name index", || {
+                self.inner
+                    .documents
+                    .delete_item(id.clone(), &id, Some(if_match(&etag)))
+            })
+            .await
+            {
+                Ok(_) => {}
+                Err(e) if e.status().is_not_found() || e.status().is_precondition_failed() => {}
+                Err(e) => return Err(cosmos_unavailable("delete name index", e)),
+            }
+        }
+        Ok(())
+    }
+
+    async fn replace_environment_item(
+        &self,
+        env: &Environment,
+        if_match_etag: &Etag,
+    ) -> StoreResult<Etag> {
+        let c = &self.inner.environments;
+        match retrying("replace environment", || {
+            c.replace_item(
+                env.user_id.clone(),
+                &env.id,
+                env,
+                Some(if_match(if_match_etag)),
+            )
+        })
+        .await
+        {
+            Ok(r) => {
+                log_charge("replace environment", &r);
+                etag_of(&r)
+            }
+            Err(e) if e.status().is_precondition_failed() => Err(StoreError::PreconditionFailed),
+            Err(e) if e.status().is_not_found() => Err(StoreError::NotFound),
+            Err(e) if e.status().is_conflict() => {
+                Err(StoreError::Conflict(CONFLICT_ENVIRONMENT_NAME.into()))
+            }
+            Err(e) => Err(cosmos_unavailable("replace environment", e)),
+        }
     }
 
     /// Create a document, taking over an expired one with the same key.
@@ -968,6 +1159,38 @@ impl Store for CosmosStore {
         self.release_email(&user.email, id).await
     }
 
+    async fn set_password_hash(&self, user_id: &str, hash: &str) -> StoreResult<()> {
+        let mut state = (self, user_id, hash);
+        retry_races(Retries::RECORD, &mut state, |&mut (s, id, hash)| {
+            Box::pin(async move {
+                let c = &s.inner.users;
+                let Some(r) = read_item(c, "read user", id, id).await? else {
+                    return Err(StoreError::NotFound);
+                };
+                let etag = etag_of(&r)?;
+                let mut user: Value = model(r)?;
+                if user.get("type").and_then(Value::as_str) != Some("user") {
+                    return Err(StoreError::NotFound);
+                }
+                user["passwordHash"] = json!(hash);
+                match retrying("set password hash", || {
+                    c.replace_item(id.to_string(), id, &user, Some(if_match(&etag)))
+                })
+                .await
+                {
+                    Ok(r) => {
+                        log_charge("set password hash", &r);
+                        Ok(Attempt::Done(()))
+                    }
+                    Err(e) if e.status().is_precondition_failed() => Ok(Attempt::Raced),
+                    Err(e) if e.status().is_not_found() => Err(StoreError::NotFound),
+                    Err(e) => Err(cosmos_unavailable("set password hash", e)),
+                }
+            })
+        })
+        .await
+    }
+
     async fn insert_session(&self, session: &Session) -> StoreResult<()> {
         let item = session_item(session)?;
         let c = &self.inner.sessions;
@@ -996,7 +1219,7 @@ impl Store for CosmosStore {
         self.set_revoked(id).await
     }
 
-    async fn revoke_user_sessions(&self, user_id: &str) -> StoreResult<()> {
+    async fn revoke_user_sessions(&self, user_id: &str, keep: Option<&str>) -> StoreResult<()> {
         let q = param(
             Query::from("SELECT c.id, c._etag FROM c WHERE c.userId = @u AND NOT c.revoked"),
             "@u",
@@ -1009,7 +1232,7 @@ impl Store for CosmosStore {
             FeedScope::full_container(),
         )
         .await?;
-        for s in ids {
+        for s in ids.iter().filter(|s| Some(s.id.as_str()) != keep) {
             self.set_revoked(&s.id).await?;
         }
         Ok(())
@@ -1017,6 +1240,13 @@ impl Store for CosmosStore {
 
     async fn insert_environment(&self, env: &Environment) -> StoreResult<Etag> {
         let c = &self.inner.environments;
+        if read_item(c, "read environment", &env.user_id, &env.id)
+            .await?
+            .is_some()
+        {
+            return Err(StoreError::Conflict("id".into()));
+        }
+        self.claim_name(env).await?;
         match retrying("create environment", || {
             c.create_item(env.user_id.clone(), &env.id, env, None)
         })
@@ -1026,18 +1256,25 @@ impl Store for CosmosStore {
                 log_charge("create environment", &r);
                 etag_of(&r)
             }
-            Err(e) if e.status().is_conflict() => {
-                // 409 is a duplicate id or a duplicate name (unique key): look.
-                let id_taken = read_item(c, "read environment", &env.user_id, &env.id)
-                    .await?
-                    .is_some();
-                Err(StoreError::Conflict(if id_taken {
-                    "id".into()
-                } else {
-                    CONFLICT_ENVIRONMENT_NAME.into()
-                }))
+            Err(e) => {
+                // Give the name back: this environment was not written.
+                self.release_name(&env.user_id, &env.name, &env.id)
+                    .await
+                    .ok();
+                if e.status().is_conflict() {
+                    // A duplicate id (written since the read) or a duplicate
+                    // exact name (the container's unique key).
+                    let id_taken = read_item(c, "read environment", &env.user_id, &env.id)
+                        .await?
+                        .is_some();
+                    return Err(StoreError::Conflict(if id_taken {
+                        "id".into()
+                    } else {
+                        CONFLICT_ENVIRONMENT_NAME.into()
+                    }));
+                }
+                Err(cosmos_unavailable("create environment", e))
             }
-            Err(e) => Err(cosmos_unavailable("create environment", e)),
         }
     }
 
@@ -1095,28 +1332,43 @@ impl Store for CosmosStore {
         env: &Environment,
         if_match_etag: &Etag,
     ) -> StoreResult<Etag> {
-        let c = &self.inner.environments;
-        match retrying("replace environment", || {
-            c.replace_item(
-                env.user_id.clone(),
-                &env.id,
-                env,
-                Some(if_match(if_match_etag)),
-            )
-        })
-        .await
-        {
-            Ok(r) => {
-                log_charge("replace environment", &r);
-                etag_of(&r)
+        // The common case, a write that keeps the name, costs one point read
+        // of the name index. Otherwise the stored record says whether this is
+        // a rename (claim the new name, then give the old one back) or an
+        // environment from before the index (index it if no look-alike has).
+        let mut renamed_from = None;
+        let indexed = self
+            .name_owner(&env.user_id, &env.name)
+            .await?
+            .is_some_and(|(owner, _)| owner == env.id);
+        if !indexed {
+            let Some(stored) = self.environment(&env.user_id, &env.id).await? else {
+                return Err(StoreError::NotFound);
+            };
+            if stored.value.name == env.name {
+                match self.claim_name(env).await {
+                    Ok(()) | Err(StoreError::Conflict(_)) => {}
+                    Err(e) => return Err(e),
+                }
+            } else {
+                self.claim_name(env).await?;
+                renamed_from = Some(stored.value.name);
             }
-            Err(e) if e.status().is_precondition_failed() => Err(StoreError::PreconditionFailed),
-            Err(e) if e.status().is_not_found() => Err(StoreError::NotFound),
-            Err(e) if e.status().is_conflict() => {
-                Err(StoreError::Conflict(CONFLICT_ENVIRONMENT_NAME.into()))
-            }
-            Err(e) => Err(cosmos_unavailable("replace environment", e)),
         }
+        let result = self.replace_environment_item(env, if_match_etag).await;
+        if let Some(old) = renamed_from {
+            let (keep, give_back) = if result.is_ok() {
+                (&env.name, old)
+            } else {
+                (&old, env.name.clone())
+            };
+            if name_key(keep) != name_key(&give_back) {
+                self.release_name(&env.user_id, &give_back, &env.id)
+                    .await
+                    .ok();
+            }
+        }
+        result
     }
 
     async fn delete_environment(
@@ -1126,6 +1378,7 @@ impl Store for CosmosStore {
         if_match_etag: &Etag,
     ) -> StoreResult<()> {
         let c = &self.inner.environments;
+        let name = self.environment(user_id, id).await?.map(|e| e.value.name);
         match retrying("delete environment", || {
             c.delete_item(user_id.to_string(), id, Some(if_match(if_match_etag)))
         })
@@ -1133,6 +1386,10 @@ impl Store for CosmosStore {
         {
             Ok(r) => {
                 log_charge("delete environment", &r);
+                if let Some(name) = name {
+                    // Best effort: a claim takes over an index left behind.
+                    self.release_name(user_id, &name, id).await.ok();
+                }
                 Ok(())
             }
             Err(e) if e.status().is_precondition_failed() => Err(StoreError::PreconditionFailed),

@@ -52,6 +52,12 @@ pub type StoreResult<T> = Result<T, StoreError>;
 
 /// The conflict key reported when an environment name is taken.
 pub const CONFLICT_ENVIRONMENT_NAME: &str = "environment name";
+/// The form of an environment name that must be unique per user: names
+/// differing only in case collide (both adapters; Unicode lower case).
+pub fn name_key(name: &str) -> String {
+    name.to_lowercase()
+}
+
 /// The conflict key reported when an email is taken.
 pub const CONFLICT_EMAIL: &str = "email";
 /// The conflict key reported when an (issuer, subject) identity is taken.
@@ -76,14 +82,19 @@ pub trait Store: Send + Sync + 'static {
     /// cannot change here (`Conflict(CONFLICT_EMAIL)`).
     async fn update_user(&self, user: &User) -> StoreResult<()>;
     async fn delete_user(&self, id: &str) -> StoreResult<()>;
+    /// Replace the user's password hash; `NotFound` when there is no such user.
+    async fn set_password_hash(&self, user_id: &str, hash: &str) -> StoreResult<()>;
 
     // Sessions.
     async fn insert_session(&self, session: &Session) -> StoreResult<()>;
     async fn session(&self, id: &str) -> StoreResult<Option<Session>>;
     async fn revoke_session(&self, id: &str) -> StoreResult<()>;
-    async fn revoke_user_sessions(&self, user_id: &str) -> StoreResult<()>;
+    /// Revoke every session of the user except `keep` (the one changing the
+    /// password stays signed in).
+    async fn revoke_user_sessions(&self, user_id: &str, keep: Option<&str>) -> StoreResult<()>;
 
-    // Environments, partitioned by user. Names are unique per user.
+    // Environments, partitioned by user. Names are unique per user regardless
+    // of case (`name_key`); a write that keeps a name never fails on it.
     async fn insert_environment(&self, env: &Environment) -> StoreResult<Etag>;
     async fn environment(
         &self,

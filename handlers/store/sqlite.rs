@@ -5,7 +5,7 @@
 
 use super::{
     AuditCursor, CONFLICT_EMAIL, CONFLICT_ENVIRONMENT_NAME, CONFLICT_IDENTITY, Etag, Store,
-    StoreError, StoreResult, Versioned,
+    StoreError, StoreResult, Versioned, name_key,
 };
 use crate::db::Db;
 use crate::domain::{AuditRecord, Environment, Identity, Session, Status, StoredSecret, User};
@@ -87,6 +87,29 @@ CREATE TABLE secrets (
 );
 "#,
 ];
+
+/// Whether `e`'s name is taken, case aside, by another of its user's
+/// environments. Runs on the writer connection inside the write's
+/// transaction, so two writes cannot both pass it. The user's names are
+/// compared here (Unicode lower case, which SQLite's `lower` is not); there
+/// are at most `DEV8_MAX_ENVIRONMENTS_PER_USER` of them, read through
+/// `environments_by_user_recent`. Not a unique index: look-alike names made
+/// before this check keep working.
+fn name_taken(c: &Connection, e: &Environment) -> StoreResult<bool> {
+    let key = name_key(&e.name);
+    let mut stmt = c
+        .prepare_cached("SELECT name FROM environments WHERE user_id = ?1 AND id <> ?2")
+        .map_err(unavailable)?;
+    let names = stmt
+        .query_map(params![e.user_id, e.id], |r| r.get::<_, String>(0))
+        .map_err(unavailable)?;
+    for name in names {
+        if name_key(&name.map_err(unavailable)?) == key {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
 
 /// An environment's audit records, newest first (see `audit_records`).
 pub const ENVIRONMENT_AUDIT_SQL: &str = "SELECT doc FROM audit
@@ -286,6 +309,24 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn set_password_hash(&self, user_id: &str, hash: &str) -> StoreResult<()> {
+        let (user_id, hash) = (user_id.to_string(), hash.to_string());
+        self.with(move |c| {
+            let changed = c
+                .execute(
+                    "UPDATE users SET doc = json_set(doc, '$.passwordHash', ?2) WHERE id = ?1",
+                    params![user_id, hash],
+                )
+                .map_err(unavailable)?;
+            if changed == 1 {
+                Ok(())
+            } else {
+                Err(StoreError::NotFound)
+            }
+        })
+        .await
+    }
+
     async fn insert_session(&self, session: &Session) -> StoreResult<()> {
         let (id, user, exp, doc) = (
             session.id.clone(),
@@ -335,12 +376,13 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn revoke_user_sessions(&self, user_id: &str) -> StoreResult<()> {
-        let user_id = user_id.to_string();
+    async fn revoke_user_sessions(&self, user_id: &str, keep: Option<&str>) -> StoreResult<()> {
+        let (user_id, keep) = (user_id.to_string(), keep.map(str::to_string));
         self.with(move |c| {
             c.execute(
-                "UPDATE sessions SET doc = json_set(doc, '$.revoked', json('true')) WHERE user_id = ?1",
-                [user_id],
+                "UPDATE sessions SET doc = json_set(doc, '$.revoked', json('true'))
+                 WHERE user_id = ?1 AND (?2 IS NULL OR id <> ?2)",
+                params![user_id, keep],
             )
             .map_err(unavailable)?;
             Ok(())
@@ -352,7 +394,11 @@ impl Store for SqliteStore {
         let doc = to_json(env)?;
         let e = env.clone();
         self.with(move |c| {
-            c.execute(
+            let tx = c.transaction().map_err(unavailable)?;
+            if name_taken(&tx, &e)? {
+                return Err(StoreError::Conflict(CONFLICT_ENVIRONMENT_NAME.into()));
+            }
+            tx.execute(
                 "INSERT INTO environments (id, user_id, name, status, last_activity_at, created_at, version, doc)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, 1, ?7)",
                 params![e.id, e.user_id, e.name, e.status.as_str(), ts(e.last_activity_at), ts(e.created_at), doc],
@@ -367,6 +413,7 @@ impl Store for SqliteStore {
                     unavailable(err)
                 }
             })?;
+            tx.commit().map_err(unavailable)?;
             Ok("1".to_string())
         })
         .await
@@ -412,7 +459,21 @@ impl Store for SqliteStore {
         let doc = to_json(env)?;
         let e = env.clone();
         self.with(move |c| {
-            let changed = c
+            let tx = c.transaction().map_err(unavailable)?;
+            let stored: Option<String> = tx
+                .query_row(
+                    "SELECT name FROM environments WHERE id = ?1 AND user_id = ?2",
+                    params![e.id, e.user_id],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(unavailable)?;
+            // Only a new name is checked: an unchanged one (even a look-alike
+            // from before the check) keeps working.
+            if stored.as_ref().is_some_and(|name| *name != e.name) && name_taken(&tx, &e)? {
+                return Err(StoreError::Conflict(CONFLICT_ENVIRONMENT_NAME.into()));
+            }
+            let changed = tx
                 .execute(
                     "UPDATE environments SET name = ?1, status = ?2, last_activity_at = ?3, version = version + 1, doc = ?4
                      WHERE id = ?5 AND user_id = ?6 AND version = ?7",
@@ -426,15 +487,10 @@ impl Store for SqliteStore {
                     }
                 })?;
             if changed == 1 {
+                tx.commit().map_err(unavailable)?;
                 return Ok((expected + 1).to_string());
             }
-            let exists: Option<i64> = c
-                .query_row("SELECT version FROM environments WHERE id = ?1 AND user_id = ?2", params![e.id, e.user_id], |r| {
-                    r.get(0)
-                })
-                .optional()
-                .map_err(unavailable)?;
-            Err(if exists.is_some() { StoreError::PreconditionFailed } else { StoreError::NotFound })
+            Err(if stored.is_some() { StoreError::PreconditionFailed } else { StoreError::NotFound })
         })
         .await
     }

@@ -37,7 +37,7 @@ export async function request(path, { method = 'GET', body, expect401 = false } 
   try {
     response = await fetch(`/api${path}`, init);
   } catch {
-    throw new ApiError({ status: 0, title: 'Can’t reach Dev8', detail: 'Check your connection and try again.' });
+    throw new ApiError({ status: 0, title: 'Can’t reach Dev8', detail: 'Dev8 isn’t answering. Try again in a moment.' });
   }
   if (response.ok) {
     if (response.status === 204) return null;
@@ -82,6 +82,7 @@ export const api = {
   signIn: (email, password) => request('/auth/signin', { method: 'POST', body: { email, password }, expect401: true }),
   signUp: (fields) => request('/auth/signup', { method: 'POST', body: fields }),
   signOut: () => request('/auth/signout', { method: 'POST', expect401: true }),
+  changePassword: (currentPassword, newPassword) => request('/auth/password', { method: 'POST', body: { currentPassword, newPassword } }),
   templates: () => request('/templates'),
   environments: () => request('/environments').then((r) => r.environments),
   environment: (id) => request(`/environments/${encodeURIComponent(id)}`).then((r) => r.environment),

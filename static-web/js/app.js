@@ -5,7 +5,7 @@ import { api, describeError, onUnauthorized } from './api.js';
 import { h } from './dom.js';
 import { icon } from './icons.js';
 import { createPoller } from './poller.js';
-import { parseRoute, hrefFor, hashQuery } from './router.js';
+import { parseRoute, hrefFor, hashQuery, isDashboardPath } from './router.js';
 import { initToasts, showToast } from './toasts.js';
 import { diffTransitions } from './transitions.js';
 import { createAuthView, providerErrorMessage } from './views/auth.js';
@@ -25,6 +25,9 @@ const state = {
   environments: null,
   loadError: null,
   pollError: null,
+  // Dev8 did not answer the last poll: the banner shows, cards say they may
+  // be out of date, polling goes on until it answers again.
+  offline: false,
   pending: new Map(),
 };
 
@@ -36,7 +39,7 @@ const signOutButton = document.getElementById('sign-out');
 const accountLink = document.getElementById('account-link');
 const secretsLink = document.getElementById('secrets-link');
 
-let route = parseRoute(location.hash) ?? { name: 'list' };
+let route = currentRoute() ?? { name: 'list' };
 let view = null;
 let viewKey = '';
 let returnTo = null;
@@ -51,23 +54,57 @@ const ctx = {
   onNew: createEnvironment,
   onUpdated: (env) => mergeEnvironment(env),
   toast: showToast,
+  get stale() { return state.offline; },
+  get environments() { return state.environments ?? []; },
 };
+
+/** The route for this page: the hash's, or not found on a path that is not the dashboard's. */
+function currentRoute() {
+  return isDashboardPath(location.pathname) ? parseRoute(location.hash) : { name: 'notFound' };
+}
 
 const poller = createPoller({
   fetchList: api.environments,
-  // Quick while something is being created or started (its progress shows
-  // each step), slow while something runs (its usage is reported every minute).
+  // While the page is visible: quick while something is being created or
+  // started (its progress shows each step), otherwise every 10 s, so what
+  // the server did by itself (an idle stop, a failure) shows without a
+  // reload, in Azure too. Hidden pages do not poll (the poller pauses on
+  // `visibilitychange`). Failures back off to at most 10 s.
   intervalMs: 1500,
-  slowIntervalMs: 30000,
-  shouldPollSlowly: (list) => list.some((e) => e.status === 'running'),
+  slowIntervalMs: 10000,
+  shouldPollSlowly: () => true,
+  maxBackoffMs: 10000,
   onUpdate: setEnvironments,
   onError(error, { fatal, delayMs }) {
     if (fatal) return;
     const message = state.environments ? 'Can’t reach Dev8 to refresh statuses' : 'Can’t load your environments';
     state.pollError = `${message} — retrying in ${Math.round(delayMs / 1000)} s.`;
+    setOffline(true, delayMs);
     render();
   },
 });
+
+const outage = document.getElementById('outage');
+const outageText = outage.querySelector('.outage-text');
+document.getElementById('outage-retry').addEventListener('click', () => poller.refresh());
+
+/** Shows or hides the outage banner (announced once, as it appears). */
+function setOffline(offline, delayMs = null) {
+  const was = state.offline;
+  state.offline = offline;
+  outage.hidden = !offline;
+  if (offline) {
+    const next = delayMs ? ` Trying again in ${Math.round(delayMs / 1000)} s.` : '';
+    const text = `Dev8 isn’t answering, so what you see may be out of date.${next}`;
+    // Only the first sentence changes nothing a screen reader needs to hear again.
+    if (!was || outageText.dataset.next !== next) {
+      outageText.textContent = text;
+      outageText.dataset.next = next;
+    }
+  } else if (was) {
+    showToast({ message: 'Dev8 is answering again', tone: 'success', key: 'outage' });
+  }
+}
 
 /** Replaces the known list, toasting the transitions since the last one. */
 function setEnvironments(list) {
@@ -75,8 +112,9 @@ function setEnvironments(list) {
   state.environments = list;
   state.pollError = null;
   state.loadError = null;
+  setOffline(false);
   render();
-  for (const toast of toasts) showToast(toast);
+  for (const toast of toasts) showToast({ ...toast, key: toast.envId });
 }
 
 /** Folds one environment from an action's answer into the list. */
@@ -107,7 +145,7 @@ async function runAction(env, action, trigger) {
     const message = error.status === 404
       ? `${env.name} no longer exists`
       : `Couldn’t ${verb} ${env.name}: ${describeError(error)}`;
-    showToast({ message, tone: 'error' });
+    showToast({ message, tone: 'error', key: env.id });
     poller.refresh();
   } finally {
     state.pending.delete(env.id);
@@ -121,7 +159,7 @@ async function createEnvironment() {
   const env = await openCreateDialog(state.catalog, { existingNames: names });
   if (!env || !state.user) return;
   mergeEnvironment(env);
-  showToast({ message: `Creating ${env.name}…`, tone: 'info' });
+  showToast({ message: `Creating ${env.name}…`, tone: 'info', key: env.id });
   if (route.name === 'list') {
     root.querySelector(`[data-env-id="${CSS.escape(env.id)}"] .card-link`)?.focus();
   }
@@ -165,6 +203,8 @@ function signedOut(notice) {
   state.user = null;
   state.environments = null;
   state.pollError = null;
+  state.offline = false;
+  outage.hidden = true;
   state.pending.clear();
   knownIds = new Set();
   sessionNotice = notice;
@@ -325,7 +365,7 @@ function showFatal(error, retry) {
 }
 
 window.addEventListener('hashchange', () => {
-  const next = parseRoute(location.hash);
+  const next = currentRoute();
   if (!next) return; // an in-page anchor such as the skip link
   route = next;
   if (!state.config) return;

@@ -99,6 +99,9 @@ export function describeRecord(record, { subject = null, providers = [] } = {}) 
       return { text: 'You signed out', tone: 'info' };
     case 'auth.confirm':
       return { text: 'You confirmed your email address', tone: 'info' };
+    case 'auth.password':
+      if (failed) return { text: 'A password change failed: the current password was wrong', tone: 'error' };
+      return { text: 'You changed your password; your other sessions were signed out', tone: 'info' };
     case 'identity.link': {
       const via = providerOf(record, providers) ?? 'a provider';
       if (failed) return { text: `Linking ${via} failed`, tone: 'error', cause: record.detail ?? undefined };

@@ -1,6 +1,11 @@
 // Hash routes: #/ (environments), #/environments/<id>, #/account, #/secrets, #/signin, #/signup,
 // #/confirm?token=… (the link mailed to confirm an email address).
 
+/** Whether a page path is the dashboard's own ("/" or "/index.html"); anything else is not found. */
+export function isDashboardPath(pathname) {
+  return pathname === '/' || pathname === '/index.html';
+}
+
 /** Parses a location hash into a route. Hashes not starting with "#/" return null (in-page anchors). */
 export function parseRoute(hash) {
   if (!hash || hash === '#') return { name: 'list' };

@@ -16,16 +16,25 @@ export function initToasts(polite, assertive) {
   assertiveRegion = assertive;
 }
 
-/** Shows a toast: `{ message, tone: 'success' | 'info' | 'error' }`. */
-export function showToast({ message, tone = 'info' }) {
+/**
+ * Shows a toast: `{ message, tone: 'success' | 'info' | 'error', key? }`.
+ * A toast with a `key` replaces the one showing with the same key (one toast
+ * per outcome: "…is ready" takes the place of "Creating…").
+ */
+export function showToast({ message, tone = 'info', key = null }) {
   const region = tone === 'error' ? assertiveRegion : politeRegion;
   if (!region) return;
+  if (key !== null) {
+    for (const old of document.querySelectorAll('.toast[data-key]')) {
+      if (old.dataset.key === String(key)) old.remove();
+    }
+  }
   const close = h('button', {
     type: 'button',
     class: 'toast-close',
     attrs: { 'aria-label': 'Dismiss notification' },
   }, icon('close'));
-  const toast = h('div', { class: `toast toast-${tone}` },
+  const toast = h('div', { class: `toast toast-${tone}`, attrs: key === null ? {} : { 'data-key': String(key) } },
     h('span', { class: 'toast-icon' }, icon(ICONS[tone] ?? 'info')),
     h('p', { class: 'toast-message', text: message }),
     close);

@@ -61,3 +61,10 @@ test('audit page queries carry only what is given', () => {
   assert.equal(auditQuery({}), '');
   assert.equal(auditQuery({ environmentId: '01j', before: 'a+b', limit: 10 }), 'environmentId=01j&before=a%2Bb&limit=10');
 });
+
+test('password changes in the account log', () => {
+  assert.match(describeRecord(rec('auth.password')).text, /You changed your password/);
+  const failed = describeRecord(rec('auth.password', { outcome: 'failure' }));
+  assert.equal(failed.tone, 'error');
+  assert.match(failed.text, /current password was wrong/);
+});

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { parseRoute, hrefFor, hashQuery } from '../js/router.js';
+import { parseRoute, hrefFor, hashQuery, isDashboardPath } from '../js/router.js';
 
 test('hash routes', () => {
   assert.deepEqual(parseRoute(''), { name: 'list' });
@@ -25,4 +25,13 @@ test('provider results in the hash', () => {
   assert.equal(hashQuery('#/?linked=github').get('linked'), 'github');
   assert.equal(hashQuery('#/signin').get('error'), null);
   assert.equal(hashQuery(undefined).get('error'), null);
+});
+
+test('only the dashboard’s own paths are pages; anything else is not found', () => {
+  assert.equal(isDashboardPath('/'), true);
+  assert.equal(isDashboardPath('/index.html'), true);
+  assert.equal(isDashboardPath('/nope'), false);
+  assert.equal(isDashboardPath('/environments/x'), false);
+  assert.equal(hashQuery('#/environments/01JABC?notice=not-running').get('notice'), 'not-running');
+  assert.deepEqual(parseRoute('#/environments/01JABC?notice=not-running'), { name: 'detail', id: '01JABC' });
 });

@@ -1,6 +1,6 @@
 //! Accounts, sessions and tokens over the real HTTP API.
 
-use crate::harness::{Auth, TestApp, spawn_app};
+use crate::harness::{Auth, PASSWORD, TestApp, spawn_app};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use dev8::auth::KeySet;
@@ -732,4 +732,107 @@ async fn the_first_account_needs_the_setup_code() {
     assert_eq!(config().await.body["setupCodeRequired"], false);
     // Sign-up is open in these tests: later accounts need no code.
     assert_eq!(signup(None, "later@x.io").await.status, 201);
+}
+
+#[tokio::test]
+async fn sign_up_refuses_common_and_personal_passwords() {
+    let app = spawn_app().await;
+    for weak in ["password", "qwerty123", "ada.lovelace@x.io"] {
+        let a = app.sign_up("ada.lovelace@x.io", weak).await;
+        let message = a.problem(400)["password"].as_str().unwrap_or_default();
+        assert!(
+            message.starts_with("is too easy to guess"),
+            "{weak}: {message}"
+        );
+    }
+    assert!(
+        app.platform
+            .store
+            .user_by_email("ada.lovelace@x.io")
+            .await
+            .unwrap()
+            .is_none(),
+        "a refused sign-up creates nothing"
+    );
+    app.user("ada.lovelace@x.io").await;
+}
+
+#[tokio::test]
+async fn changing_the_password_needs_the_current_one_and_signs_out_other_sessions() {
+    let app = spawn_app().await;
+    let u = app.user("ada@x.io").await;
+    let change = |body: serde_json::Value| {
+        app.send(
+            Method::POST,
+            "/api/auth/password",
+            Some(body),
+            app.as_browser(&u),
+        )
+    };
+    let new = "plum-violin-harbour-42";
+    let wrong = change(json!({"currentPassword": "not-it-at-all", "newPassword": new})).await;
+    assert_eq!(wrong.problem(400)["currentPassword"], "is wrong");
+    let weak = change(json!({"currentPassword": PASSWORD, "newPassword": "password1"})).await;
+    assert!(
+        weak.problem(400)["newPassword"]
+            .as_str()
+            .unwrap()
+            .starts_with("is too easy to guess")
+    );
+    let missing = change(json!({"newPassword": new})).await;
+    assert!(missing.problem(400)["currentPassword"].is_string());
+    // Nothing changed so far: the other session still works, the old password too.
+    assert_eq!(app.get("/api/auth/me", &u).await.status, 200);
+    let other = app.sign_in("ada@x.io").await;
+
+    // A cookie request from another origin is refused before anything is read.
+    let foreign = app
+        .send(
+            Method::POST,
+            "/api/auth/password",
+            Some(json!({"currentPassword": PASSWORD, "newPassword": new})),
+            Auth::Cookie(&u.cookie, Some("https://evil.example")),
+        )
+        .await;
+    assert!(foreign.status.is_client_error(), "{}", foreign.status);
+
+    let ok = change(json!({"currentPassword": PASSWORD, "newPassword": new})).await;
+    assert_eq!(ok.status, 204, "{}", ok.body);
+    // This browser session stays; every other one (bearer tokens, the other
+    // browser) is signed out at once.
+    assert_eq!(
+        app.send(Method::GET, "/api/auth/me", None, app.as_browser(&u))
+            .await
+            .status,
+        200
+    );
+    app.get("/api/auth/me", &u).await.problem(401);
+    app.send(Method::GET, "/api/auth/me", None, app.as_browser(&other))
+        .await
+        .problem(401);
+    let signin = |password: &str| {
+        app.send(
+            Method::POST,
+            "/api/auth/signin",
+            Some(json!({"email": "ada@x.io", "password": password})),
+            Auth::Origin(app.origin()),
+        )
+    };
+    signin(PASSWORD).await.problem(401);
+    assert_eq!(signin(new).await.status, 200);
+    let audit = app
+        .send(Method::GET, "/api/audit", None, app.as_browser(&u))
+        .await;
+    let actions: Vec<_> = audit.body["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["action"] == "auth.password")
+        .map(|r| r["outcome"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        actions,
+        ["success", "failure"],
+        "both attempts are in the log"
+    );
 }

@@ -209,6 +209,40 @@ async fn names_are_unique_per_user_only() {
 }
 
 #[tokio::test]
+async fn names_are_unique_regardless_of_case_and_409_names_the_field() {
+    let app = spawn_app().await;
+    let u = app.user("ada@x.io").await;
+    let web = app.new_env(&u, "web-app").await;
+    let other = app.new_env(&u, "other").await;
+    let dup = app
+        .post(
+            "/api/environments",
+            json!({"name":"Web-App","baseImage":"node","preset":"small"}),
+            &u,
+        )
+        .await;
+    assert!(dup.problem(409)["name"].is_string(), "{}", dup.body);
+    let (a, token) = (&app, u.token.as_str());
+    let patch = |id: &str, body: Value| {
+        let path = format!("/api/environments/{id}");
+        async move {
+            a.send(Method::PATCH, &path, Some(body), Auth::Bearer(token))
+                .await
+        }
+    };
+    let onto = patch(&other, json!({"name":"WEB-APP"})).await;
+    assert!(onto.problem(409)["name"].is_string(), "{}", onto.body);
+    assert_eq!(
+        app.environment(&u, &other).await["name"],
+        "other",
+        "a refused rename changes nothing"
+    );
+    let recased = patch(&web, json!({"name":"Web-App"})).await;
+    assert_eq!(recased.status, 200, "{}", recased.body);
+    assert_eq!(recased.body["environment"]["name"], "Web-App");
+}
+
+#[tokio::test]
 async fn patch_renames_and_changes_the_idle_timeout() {
     let app = spawn_app().await;
     let u = app.user("ada@x.io").await;
@@ -601,7 +635,17 @@ async fn browsers_get_the_dashboard_and_api_paths_stay_json() {
         .send()
         .await
         .unwrap();
-    assert_eq!(page.status(), 200);
+    // An unknown path is 404 with the dashboard's page, which shows its
+    // not-found view; the page itself is 200.
+    assert_eq!(page.status(), 404);
+    let home = app
+        .client
+        .get(format!("{}/", app.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(home.status(), 200);
+    assert!(home.text().await.unwrap().contains("<html"));
     let csp = page.headers()["content-security-policy"]
         .to_str()
         .unwrap()

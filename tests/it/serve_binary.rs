@@ -71,8 +71,8 @@ async fn serve_started_in_root_serves_the_dashboard_and_runs_environments() {
     let mut serve = Serve::start(data.path()).await;
     let http = reqwest::Client::new();
 
-    // The dashboard: its page, a module with a JavaScript type, and a
-    // client-side route falling back to the page.
+    // The dashboard: its page, a module with a JavaScript type, and an
+    // unknown path answering 404 with the page (which shows "not found").
     let page = http.get(format!("{}/", serve.url)).send().await.unwrap();
     assert_eq!(page.status(), 200);
     assert!(header(&page, "content-type").starts_with("text/html"));
@@ -97,6 +97,8 @@ async fn serve_started_in_root_serves_the_dashboard_and_runs_environments() {
         .send()
         .await
         .unwrap();
+    assert_eq!(route.status(), 404);
+    assert!(header(&route, "content-type").starts_with("text/html"));
     assert_eq!(route.text().await.unwrap(), html);
 
     // An environment starts with the code-server found in the data dir.
@@ -104,14 +106,14 @@ async fn serve_started_in_root_serves_the_dashboard_and_runs_environments() {
     let signup = http
         .post(format!("{origin}/api/auth/signup"))
         .header("origin", &origin)
-        .json(&json!({"email": "root@example.com", "password": "a long password"}))
+        .json(&json!({"email": "root@example.com", "password": "correct horse battery staple"}))
         .send()
         .await
         .unwrap();
     assert_eq!(signup.status(), 201);
     let token: Value = http
         .post(format!("{origin}/api/auth/token"))
-        .json(&json!({"email": "root@example.com", "password": "a long password"}))
+        .json(&json!({"email": "root@example.com", "password": "correct horse battery staple"}))
         .send()
         .await
         .unwrap()

@@ -53,8 +53,10 @@ behaviours!(
     users_email_is_unique_and_deleting_frees_it,
     users_are_updated_in_place,
     sessions_revoke_one_and_all,
+    password_hash_is_replaced,
     environment_ids_and_names_conflict,
     repository_dotfiles_and_clone_error_round_trip,
+    environment_names_are_unique_regardless_of_case,
     stale_etag_is_precondition_failed,
     lease_two_writers_one_wins,
     quota_counter_holds_under_contention,
@@ -227,6 +229,32 @@ async fn users_email_is_unique_and_deleting_frees_it(s: S) {
     );
 }
 
+async fn password_hash_is_replaced(s: S) {
+    let a = user(&format!("{}@example.com", new_id()));
+    s.insert_user(&a).await.unwrap();
+    s.set_password_hash(&a.id, "$argon2id$new").await.unwrap();
+    let read = s.user(&a.id).await.unwrap().unwrap();
+    assert_eq!(read.password_hash.as_deref(), Some("$argon2id$new"));
+    assert_eq!(
+        (read.email, read.name),
+        (a.email.clone(), a.name),
+        "nothing else changes"
+    );
+    assert_eq!(
+        s.user_by_email(&a.email)
+            .await
+            .unwrap()
+            .unwrap()
+            .password_hash
+            .as_deref(),
+        Some("$argon2id$new")
+    );
+    assert!(matches!(
+        s.set_password_hash(&new_id(), "$argon2id$x").await,
+        Err(StoreError::NotFound)
+    ));
+}
+
 async fn sessions_revoke_one_and_all(s: S) {
     let (s1, s2, s3) = (session("u1"), session("u1"), session("u2"));
     for x in [&s1, &s2, &s3] {
@@ -244,8 +272,16 @@ async fn sessions_revoke_one_and_all(s: S) {
     assert!(!s.session(&s2.id).await.unwrap().unwrap().revoked);
     s.revoke_session("missing").await.unwrap();
 
-    s.revoke_user_sessions("u1").await.unwrap();
+    let kept = session("u1");
+    s.insert_session(&kept).await.unwrap();
+    s.revoke_user_sessions("u1", Some(&kept.id)).await.unwrap();
     assert!(s.session(&s2.id).await.unwrap().unwrap().revoked);
+    assert!(
+        !s.session(&kept.id).await.unwrap().unwrap().revoked,
+        "the session named to keep stays"
+    );
+    s.revoke_user_sessions("u1", None).await.unwrap();
+    assert!(s.session(&kept.id).await.unwrap().unwrap().revoked);
     assert!(
         !s.session(&s3.id).await.unwrap().unwrap().revoked,
         "another user's session stays"
@@ -316,6 +352,78 @@ async fn repository_dotfiles_and_clone_error_round_trip(s: S) {
         Some("fatal: repository not found")
     );
     assert_eq!(read.value, e);
+}
+
+async fn environment_names_are_unique_regardless_of_case(s: S) {
+    let user = format!("u-{}", new_id());
+    let web = env(&user, "Web-App");
+    let web_etag = s.insert_environment(&web).await.unwrap();
+    for look_alike in ["web-app", "WEB-APP"] {
+        assert!(
+            is_conflict(
+                s.insert_environment(&env(&user, look_alike)).await,
+                Some(CONFLICT_ENVIRONMENT_NAME)
+            ),
+            "{look_alike} differs from Web-App only in case"
+        );
+    }
+    s.insert_environment(&env(&format!("{user}-other"), "web-app"))
+        .await
+        .expect("another user may use the name in any case");
+    // Unicode lower case, not only ASCII.
+    s.insert_environment(&env(&user, "Ärger")).await.unwrap();
+    assert!(is_conflict(
+        s.insert_environment(&env(&user, "ärger")).await,
+        Some(CONFLICT_ENVIRONMENT_NAME)
+    ));
+
+    let other = env(&user, "other");
+    let other_etag = s.insert_environment(&other).await.unwrap();
+    let mut onto = other.clone();
+    onto.name = "wEB-aPP".into();
+    assert!(
+        is_conflict(
+            s.replace_environment(&onto, &other_etag).await,
+            Some(CONFLICT_ENVIRONMENT_NAME)
+        ),
+        "renaming onto a look-alike is a conflict"
+    );
+    let mut recased = web.clone();
+    recased.name = "web-app".into();
+    let web_etag = s
+        .replace_environment(&recased, &web_etag)
+        .await
+        .expect("an environment may change the case of its own name");
+    let mut moved = recased.clone();
+    moved.name = "fresh".into();
+    let web_etag = s.replace_environment(&moved, &web_etag).await.unwrap();
+    let other_etag = s
+        .replace_environment(&onto, &other_etag)
+        .await
+        .expect("a name given up by a rename is free in any case");
+    assert!(
+        is_conflict(
+            s.insert_environment(&env(&user, "FRESH")).await,
+            Some(CONFLICT_ENVIRONMENT_NAME)
+        ),
+        "the new name is held"
+    );
+    // A write that keeps the name never trips over it.
+    let mut touched = onto.clone();
+    touched.idle_timeout_minutes = 45;
+    let other_etag = s.replace_environment(&touched, &other_etag).await.unwrap();
+    s.delete_environment(&user, &other.id, &other_etag)
+        .await
+        .unwrap();
+    s.delete_environment(&user, &web.id, &web_etag)
+        .await
+        .unwrap();
+    s.insert_environment(&env(&user, "WEB-app"))
+        .await
+        .expect("a deleted environment's name is free in any case");
+    s.insert_environment(&env(&user, "Fresh"))
+        .await
+        .expect("and so is a deleted one's new name");
 }
 
 async fn stale_etag_is_precondition_failed(s: S) {
@@ -912,4 +1020,38 @@ fn sqlite_reads_an_environment_history_through_its_index() {
         "{plan}"
     );
     assert!(!plan.contains("TEMP B-TREE"), "no sort step: {plan}");
+}
+
+/// Look-alike names written before names were compared regardless of case
+/// (a row put in the file directly, as an older version could) keep working:
+/// the environment is read, listed and written with its name unchanged.
+#[tokio::test]
+async fn sqlite_look_alike_names_from_before_keep_working() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let s = sqlite_store(dir.path());
+    let lower = env("u1", "web-app");
+    s.insert_environment(&lower).await.unwrap();
+    let mut upper = env("u1", "Web-App");
+    let doc = serde_json::to_string(&upper).unwrap();
+    let c = rusqlite::Connection::open(dir.path().join("dev8.db")).unwrap();
+    c.execute(
+        "INSERT INTO environments (id, user_id, name, status, last_activity_at, created_at, version, doc)
+         VALUES (?1, 'u1', 'Web-App', 'stopped', '2026-01-01T00:00:00.000000Z', '2026-01-01T00:00:00.000000Z', 1, ?2)",
+        rusqlite::params![upper.id, doc],
+    )
+    .unwrap();
+    drop(c);
+    assert_eq!(s.environments("u1").await.unwrap().len(), 2);
+    upper.idle_timeout_minutes = 60;
+    s.replace_environment(&upper, &"1".to_string())
+        .await
+        .expect("a write that keeps a look-alike name succeeds");
+    upper.name = "WEB-APP".into();
+    assert!(
+        is_conflict(
+            s.replace_environment(&upper, &"2".to_string()).await,
+            Some(CONFLICT_ENVIRONMENT_NAME)
+        ),
+        "but a new name is checked"
+    );
 }

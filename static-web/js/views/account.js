@@ -1,12 +1,12 @@
 // The account page: the ways to sign in (password, linked providers; link
-// and unlink), the dotfiles setting (`dotfiles.js`), the account's activity log with paging, and deleting the
-// account behind a typed confirmation.
+// and unlink), changing the password, the dotfiles setting (`dotfiles.js`), the account's activity log with
+// paging, and deleting the account behind a typed confirmation.
 
 import { h, setText, uniqueId } from '../dom.js';
 import { icon } from '../icons.js';
 import { api, describeError } from '../api.js';
 import { exactTime } from '../format.js';
-import { field, formAlert, clearErrors, setFieldError, setFormAlert } from '../forms.js';
+import { field, formAlert, clearErrors, setFieldError, setFormAlert, showFieldErrors } from '../forms.js';
 import { createAuditLog } from './audit-log.js';
 import { createDotfilesPanel } from './dotfiles.js';
 
@@ -40,6 +40,7 @@ export function createAccountView(ctx) {
     }
     setText(methodsStatus, '');
     const { identities, hasPassword } = answer;
+    passwordSection.hidden = !hasPassword;
     const last = !hasPassword && identities.length === 1;
     const rows = [];
     if (hasPassword) {
@@ -117,6 +118,48 @@ export function createAccountView(ctx) {
     }
   }
 
+  // ---- password ----
+  const currentInput = h('input', { type: 'password', name: 'currentPassword', autocomplete: 'current-password', required: true });
+  const newInput = h('input', { type: 'password', name: 'newPassword', autocomplete: 'new-password', required: true, minLength: 8, maxLength: 128 });
+  const currentField = field('Current password', currentInput, { id: 'password-current' });
+  const newField = field('New password', newInput, {
+    id: 'password-new',
+    hint: 'At least 8 characters. Common or easy-to-guess passwords are refused; a few unrelated words work well.',
+  });
+  const changeButton = h('button', { type: 'submit', class: 'btn' },
+    h('span', { class: 'spinner spinner-inline', attrs: { 'aria-hidden': 'true' } }),
+    h('span', { text: 'Change password' }));
+  const passwordForm = h('form', { class: 'settings-form', noValidate: true },
+    formAlert(), currentField.wrap, newField.wrap, h('div', {}, changeButton));
+  const passwordSection = h('section', { class: 'panel', hidden: true, attrs: { 'aria-labelledby': 'password-title' } },
+    h('h2', { id: 'password-title', text: 'Change password' }),
+    h('p', { class: 'muted panel-lede', text: 'You stay signed in here; every other browser and API token is signed out.' }),
+    passwordForm);
+  for (const input of [currentInput, newInput]) input.addEventListener('input', () => setFieldError(input, ''));
+  passwordForm.addEventListener('submit', async (event) => {
+    event.preventDefault();
+    clearErrors(passwordForm);
+    if (!currentInput.value) { setFieldError(currentInput, 'Enter your current password'); currentInput.focus(); return; }
+    if (newInput.value.length < 8) { setFieldError(newInput, 'Use at least 8 characters'); newInput.focus(); return; }
+    changeButton.disabled = true;
+    changeButton.classList.add('is-busy');
+    try {
+      await api.changePassword(currentInput.value, newInput.value);
+      currentInput.value = '';
+      newInput.value = '';
+      ctx.toast({ message: 'Password changed. Your other sessions were signed out.', tone: 'success', key: 'password' });
+      activity.reload();
+    } catch (error) {
+      if (error.status === 401) return;
+      if (!showFieldErrors(passwordForm, error.errors, { currentPassword: currentInput, newPassword: newInput })) {
+        setFormAlert(passwordForm, `Your password was not changed: ${describeError(error)}`);
+      }
+    } finally {
+      changeButton.disabled = false;
+      changeButton.classList.remove('is-busy');
+    }
+  });
+
   // ---- activity ----
   const activity = createAuditLog({
     label: 'Account activity, newest first',
@@ -142,7 +185,7 @@ export function createAccountView(ctx) {
   const el = h('section', { class: 'page account-page', attrs: { 'aria-labelledby': 'page-title' } },
     h('a', { class: 'back-link', href: '#/' }, icon('back'), h('span', { text: 'All environments' })),
     h('div', { class: 'page-head' }, h('div', {}, title, subtitle)),
-    h('div', { class: 'account-grid' }, signIn, createDotfilesPanel(ctx), activitySection, danger));
+    h('div', { class: 'account-grid' }, signIn, createDotfilesPanel(ctx), passwordSection, activitySection, danger));
 
   // Environment names come from the app's list; until it has arrived the
   // log says "an environment", and it is read again once names are known.

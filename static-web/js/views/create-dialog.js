@@ -152,7 +152,9 @@ export function openCreateDialog(catalog, { existingNames = [] } = {}) {
     function validate() {
       const problems = {};
       const trimmed = name.value.trim();
-      if (trimmed.length < 1 || trimmed.length > nameMax) problems.name = `must be 1-${nameMax} characters`;
+      if (trimmed.length < 1) problems.name = 'Give it a name';
+      else if (trimmed.length > nameMax) problems.name = `must be at most ${nameMax} characters`;
+      else if (existingNames.some((n) => n.toLowerCase() === trimmed.toLowerCase())) problems.name = `You already have an environment called ${trimmed}: pick another name`;
       const minutes = Number(timeout.value);
       if (!timeout.value.trim() || !Number.isInteger(minutes) || minutes < idle.min || minutes > idle.max) {
         problems.idleTimeoutMinutes = `must be between ${idle.min} and ${idle.max}`;

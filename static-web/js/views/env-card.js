@@ -27,6 +27,7 @@ export function createCard(env, ctx) {
   progressLine(),
   h('p', { class: 'env-reason', hidden: true }),
   h('p', { class: 'env-reason env-clone-error', hidden: true }),
+  h('p', { class: 'env-stale', hidden: true, text: 'May be out of date: Dev8 isn’t answering' }),
   h('p', { class: 'env-idle-warning', hidden: true, attrs: { role: 'status' } }),
   h('dl', { class: 'env-facts' },
     h('div', {}, h('dt', { text: 'Size' }), h('dd', { class: 'fact-size' })),
@@ -57,8 +58,12 @@ export function updateCard(card, env, ctx) {
     const cloneError = card.querySelector('.env-clone-error');
     cloneError.hidden = !env.cloneError;
     setText(cloneError, env.cloneError ? `The repository could not be cloned: ${env.cloneError}` : '');
-    reason.hidden = !(env.status === 'error' && env.statusReason);
-    setText(reason, env.status === 'error' ? env.statusReason ?? '' : '');
+    const why = stopReason(env);
+    reason.hidden = !why;
+    reason.classList.toggle('env-reason-info', env.status !== 'error');
+    setText(reason, why ?? '');
+    card.querySelector('.env-stale').hidden = !ctx.stale;
+    card.classList.toggle('is-stale', Boolean(ctx.stale));
     const warning = card.querySelector('.env-idle-warning');
     const idle = idleWarning(env);
     warning.hidden = !idle;
@@ -69,4 +74,13 @@ export function updateCard(card, env, ctx) {
     updateTime(used, env.lastActivityAt, 'Not yet');
     updateActionBar(card.querySelector('.actions'), env, ctx);
   }, () => card.querySelector('.card-link'));
+}
+
+/** Why the environment is where it is, when that is worth a line: an error's reason, an idle stop. */
+export function stopReason(env) {
+  if (env.status === 'error') return env.statusReason || null;
+  if (env.status === 'stopped' && env.stopCause === 'idle') {
+    return `Stopped after ${env.idleTimeoutMinutes} min without use. Your files are kept.`;
+  }
+  return null;
 }

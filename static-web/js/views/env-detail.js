@@ -1,9 +1,14 @@
 // The detail page for one environment: status, reason, resources, times,
-// the same actions as the card, the editable idle timeout, and its history.
+// the same actions as the card, the editable name and idle timeout, and its
+// history. Opened as `#/environments/<id>?notice=not-running` (where the IDE
+// address sends a person whose environment is not running) it says so,
+// offers Start, and opens the IDE when it is running.
 
 import { h, setText, keepFocus } from '../dom.js';
 import { icon } from '../icons.js';
-import { api, describeError } from '../api.js';
+import { api, describeError, ideHref } from '../api.js';
+import { hashQuery } from '../router.js';
+import { isTransitional } from '../transitions.js';
 import { templateName } from '../format.js';
 import { field, formAlert, clearErrors, setFieldError, showFieldErrors, setFormAlert } from '../forms.js';
 import {
@@ -40,6 +45,10 @@ export function createDetailView(id, ctx) {
   };
   const row = (label, dd) => h('div', { class: 'fact' }, h('dt', { text: label }), dd);
 
+  const nameInput = h('input', {
+    type: 'text', name: 'name', required: true, maxLength: 50, autocomplete: 'off', spellcheck: false,
+  });
+  const nameField = field('Name', nameInput, { id: 'detail-name' });
   const idleInput = h('input', {
     type: 'number', name: 'idleTimeoutMinutes', inputMode: 'numeric', required: true,
     min: String(ctx.limits.idleTimeoutMinutes.min), max: String(ctx.limits.idleTimeoutMinutes.max), step: '1',
@@ -50,13 +59,28 @@ export function createDetailView(id, ctx) {
   });
   const save = h('button', { type: 'submit', class: 'btn' }, h('span', { class: 'spinner spinner-inline', attrs: { 'aria-hidden': 'true' } }), h('span', { text: 'Save' }));
   const settings = h('form', { class: 'settings-form', noValidate: true },
-    formAlert(), h('div', { class: 'inline-field' }, idleField.wrap, save));
+    formAlert(), nameField.wrap, h('div', { class: 'inline-field' }, idleField.wrap, save));
   let idleDirty = false;
+  let nameDirty = false;
   idleInput.addEventListener('input', () => { idleDirty = true; setFieldError(idleInput, ''); });
+  nameInput.addEventListener('input', () => { nameDirty = true; setFieldError(nameInput, ''); });
   settings.addEventListener('submit', (event) => {
     event.preventDefault();
-    saveIdle();
+    saveSettings();
   });
+
+  // `?notice=not-running`: the IDE address sent the person here.
+  const wantsIde = hashQuery(location.hash).get('notice') === 'not-running';
+  const noticeText = h('p', { class: 'callout-body' });
+  const noticeStart = h('button', { type: 'button', class: 'btn btn-primary', dataset: { action: 'start' } },
+    h('span', { class: 'spinner spinner-inline', attrs: { 'aria-hidden': 'true' } }), h('span', { text: 'Start' }));
+  const noticeOpen = h('a', { class: 'btn btn-primary', text: 'Open IDE', hidden: true });
+  noticeStart.addEventListener('click', () => { if (current) ctx.onAction(current, 'start', noticeStart); });
+  const notice = h('div', { class: 'callout callout-info not-running', hidden: true, attrs: { role: 'status' } },
+    icon('info'), h('div', {}, h('p', { class: 'callout-title', text: 'Your IDE isn’t running' }), noticeText,
+      h('div', { class: 'callout-actions' }, noticeStart, noticeOpen)));
+  let seenNotRunning = false;
+  let openedIde = false;
 
   const notFound = h('div', { class: 'empty', hidden: true },
     h('h2', { text: 'Environment not found' }),
@@ -67,6 +91,7 @@ export function createDetailView(id, ctx) {
     h('div', { class: 'detail-head' },
       tileSlot,
       h('div', { class: 'detail-title' }, h('div', { class: 'detail-title-row' }, title, badge), subtitle)),
+    notice,
     progress,
     reason,
     bar,
@@ -102,29 +127,84 @@ export function createDetailView(id, ctx) {
 
   let current = null;
 
-  async function saveIdle() {
+  /** Saves what changed (name, idle timeout); nothing changed, nothing sent and no toast. */
+  async function saveSettings() {
     clearErrors(settings);
+    if (!current) return;
     const { min, max } = ctx.limits.idleTimeoutMinutes;
     const value = Number(idleInput.value);
+    const name = nameInput.value.trim();
+    if (!name) {
+      setFieldError(nameInput, 'Give it a name');
+      nameInput.focus();
+      return;
+    }
+    const clash = ctx.environments.find((e) => e.id !== id && e.name.toLowerCase() === name.toLowerCase());
+    if (clash) {
+      setFieldError(nameInput, `You already have an environment called ${clash.name}: pick another name`);
+      nameInput.focus();
+      return;
+    }
     if (!idleInput.value.trim() || !Number.isInteger(value) || value < min || value > max) {
       setFieldError(idleInput, `must be a whole number between ${min} and ${max}`);
       idleInput.focus();
       return;
     }
+    const changes = {};
+    if (name !== current.name) changes.name = name;
+    if (value !== current.idleTimeoutMinutes) changes.idleTimeoutMinutes = value;
+    if (Object.keys(changes).length === 0) {
+      nameDirty = false;
+      idleDirty = false;
+      setFormAlert(settings, 'Nothing to save: these are the current settings.', 'info');
+      return;
+    }
+    const before = current;
     save.disabled = true;
     save.classList.add('is-busy');
     try {
-      const updated = await api.update(id, { idleTimeoutMinutes: value });
+      const updated = await api.update(id, changes);
       idleDirty = false;
+      nameDirty = false;
       ctx.onUpdated(updated);
-      ctx.toast({ message: `Idle timeout for ${updated.name} set to ${updated.idleTimeoutMinutes} min`, tone: 'success' });
+      const said = [];
+      if ('name' in changes) said.push(`${before.name} is now called ${updated.name}`);
+      if ('idleTimeoutMinutes' in changes) said.push(`idle timeout set to ${updated.idleTimeoutMinutes} min`);
+      const message = said.join('; ');
+      ctx.toast({ message: message.charAt(0).toUpperCase() + message.slice(1), tone: 'success', key: `settings-${id}` });
     } catch (error) {
       if (error.status === 401) return;
-      if (Object.keys(error.errors).length) showFieldErrors(settings, error.errors, { idleTimeoutMinutes: idleInput });
-      else setFormAlert(settings, describeError(error));
+      if (Object.keys(error.errors).length) {
+        showFieldErrors(settings, error.errors, { name: nameInput, idleTimeoutMinutes: idleInput });
+      } else setFormAlert(settings, describeError(error));
     } finally {
       save.disabled = false;
       save.classList.remove('is-busy');
+    }
+  }
+
+  /** The not-running notice: the state, Start, and the IDE once it runs. */
+  function updateNotice(env) {
+    notice.hidden = !wantsIde;
+    if (!wantsIde) return;
+    if (env.status !== 'running') seenNotRunning = true;
+    const canStart = (env.actions ?? []).includes('start');
+    noticeStart.hidden = !canStart;
+    noticeStart.disabled = Boolean(ctx.pending.get(env.id));
+    noticeStart.classList.toggle('is-busy', ctx.pending.get(env.id) === 'start');
+    noticeOpen.hidden = env.status !== 'running';
+    noticeOpen.href = ideHref(env.id);
+    let text;
+    if (env.status === 'running') text = `${env.name} is running.`;
+    else if (isTransitional(env.status)) text = `${env.name} is ${env.status}. The IDE opens here when it’s ready.`;
+    else if (env.status === 'error') text = `${env.name} failed. Start it again, and the IDE opens here when it’s ready.`;
+    else text = `${env.name} is stopped. Start it, and the IDE opens here when it’s ready.`;
+    setText(noticeText, text);
+    // Seen not running on this page, now running: open the IDE (the ticket
+    // flow behind its address signs this browser in).
+    if (env.status === 'running' && seenNotRunning && !openedIde) {
+      openedIde = true;
+      location.assign(ideHref(env.id));
     }
   }
 
@@ -144,6 +224,7 @@ export function createDetailView(id, ctx) {
     }
     keepFocus(body, () => {
       document.title = `${env.name} · Dev8`;
+      updateNotice(env);
       setText(title, env.name);
       if (tileSlot.dataset.image !== env.baseImage) {
         tileSlot.dataset.image = env.baseImage;
@@ -169,6 +250,7 @@ export function createDetailView(id, ctx) {
       updateTime(facts.updated.firstChild, env.updatedAt);
       setText(facts.id, env.id);
       if (!idleDirty && document.activeElement !== idleInput) idleInput.value = String(env.idleTimeoutMinutes);
+      if (!nameDirty && document.activeElement !== nameInput) nameInput.value = env.name;
     }, () => title);
   }
 

@@ -32,7 +32,8 @@ export function createListView(ctx) {
     loading.hidden = loaded;
     empty.hidden = !loaded || envs.length > 0;
     grid.hidden = !loaded || envs.length === 0;
-    notice.hidden = !state.pollError;
+    // While Dev8 is unreachable the page-wide banner says so.
+    notice.hidden = !state.pollError || state.offline;
     setText(notice, state.pollError ?? '');
     if (!loaded) { setText(count, ''); return; }
     const running = envs.filter((e) => e.status === 'running').length;

@@ -55,7 +55,7 @@ test('a person does everything from the browser', { timeout: 240_000 }, async ()
   const dialog = page.getByRole('dialog');
   await dialog.getByLabel('Name').fill('   ');
   await dialog.getByRole('button', { name: 'Create environment' }).click();
-  await dialog.getByText(/must be 1.{1,4}50 characters/).first().waitFor();
+  await dialog.getByText('Give it a name').first().waitFor();
   assert.deepEqual(await seriousViolations(page), [], 'create dialog');
   await shots(page, '03-create-errors');
 
@@ -104,8 +104,15 @@ test('a person does everything from the browser', { timeout: 240_000 }, async ()
   await card(page, 'hello-node').getByRole('button', { name: 'Delete' }).click();
   const confirm = page.getByRole('dialog');
   await confirm.getByText('hello-node').first().waitFor();
+  // Delete works only once the name is typed exactly.
+  const deleteButton = confirm.getByRole('button', { name: 'Delete' });
+  assert.equal(await deleteButton.isDisabled(), true, 'Delete waits for the typed name');
+  await confirm.getByLabel('Type hello-node to confirm').fill('Hello-Node');
+  assert.equal(await deleteButton.isDisabled(), true, 'the name must match exactly');
+  await confirm.getByLabel('Type hello-node to confirm').fill('hello-node');
   await shots(page, '08-confirm-delete');
-  await confirm.getByRole('button', { name: 'Delete' }).click();
+  assert.deepEqual(await seriousViolations(page), [], 'delete dialog');
+  await deleteButton.click();
   await page.getByRole('button', { name: 'Create your first environment' }).waitFor({ timeout: 60_000 });
   await shots(page, '09-empty-again');
 
@@ -130,6 +137,7 @@ test('a second user never sees the first one’s environments', { timeout: 120_0
 
   // Clean up: delete it so the server stops its processes promptly.
   await card(pa, 'private-one').getByRole('button', { name: 'Delete' }).click();
+  await pa.getByRole('dialog').getByLabel('Type private-one to confirm').fill('private-one');
   await pa.getByRole('dialog').getByRole('button', { name: 'Delete' }).click();
   await pa.getByRole('button', { name: 'Create your first environment' }).waitFor({ timeout: 60_000 });
   await a.close();

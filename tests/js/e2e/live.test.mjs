@@ -1,0 +1,184 @@
+// The dashboard tells the truth by itself, in real headless Chromium against
+// the real `handler serve` (real agents and code-server): a change made
+// elsewhere shows on an open page without a reload; a server restart shows
+// the outage banner, then recovers; the IDE address of a stopped environment
+// lands on its page with Start, and the IDE opens when it runs; rename with
+// case-insensitive names; a common password refused and the password
+// changed; axe-clean at desktop and phone width, screenshots in
+// test-artifacts/e2e/live-*.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { startServe } from './serve.mjs';
+import { launch, shots, accessibleAtBothWidths, card, waitForStatus, DESKTOP } from './browser.mjs';
+
+const PASSWORD = 'correct-horse-battery';
+
+let serve;
+let browser;
+
+before(async () => {
+  serve = await startServe();
+  browser = await launch();
+});
+
+after(async () => {
+  await browser?.close();
+  await serve?.stop();
+});
+
+async function signUp(page, email, password = PASSWORD) {
+  await page.goto(`${serve.url}/#/signup`);
+  await page.getByLabel('Email').fill(email);
+  await page.getByLabel('Password').fill(password);
+  await page.getByRole('button', { name: 'Sign up' }).click();
+}
+
+/** A bearer token for `email`, as an API client elsewhere would hold. */
+async function token(email, password = PASSWORD) {
+  const r = await fetch(`${serve.url}/api/auth/token`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ email, password }),
+  });
+  const text = await r.text();
+  assert.equal(r.status, 200, text);
+  return JSON.parse(text).token;
+}
+
+async function apiAs(bearer, method, path) {
+  const r = await fetch(`${serve.url}/api${path}`, { method, headers: { authorization: `Bearer ${bearer}` } });
+  return { status: r.status, body: r.status === 204 ? null : await r.json() };
+}
+
+test('a common password is refused; the password can be changed', { timeout: 120_000 }, async () => {
+  const context = await browser.newContext({ viewport: DESKTOP });
+  const page = await context.newPage();
+  const errors = [];
+  page.on('pageerror', (e) => errors.push(String(e)));
+
+  await signUp(page, 'pw@example.com', 'password');
+  await page.getByText(/too easy to guess/).first().waitFor();
+  await shots(page, 'live-01-weak-password');
+  await accessibleAtBothWidths(page, 'sign-up with a weak password');
+
+  await page.getByLabel('Password').fill(PASSWORD);
+  await page.getByRole('button', { name: 'Sign up' }).click();
+  await page.getByRole('heading', { name: 'Environments' }).waitFor();
+  const elsewhere = await token('pw@example.com');
+
+  await page.goto(`${serve.url}/#/account`);
+  const form = page.getByRole('region', { name: 'Change password' });
+  await form.getByLabel('Current password').fill('not-the-password');
+  await form.getByLabel('New password').fill('plum-violin-harbour-42');
+  await form.getByRole('button', { name: 'Change password' }).click();
+  await form.getByText(/is wrong/).waitFor();
+  await form.getByLabel('Current password').fill(PASSWORD);
+  await form.getByLabel('New password').fill('qwerty123');
+  await form.getByRole('button', { name: 'Change password' }).click();
+  await form.getByText(/too easy to guess/).waitFor();
+  await shots(page, 'live-02-change-password-refused');
+  await accessibleAtBothWidths(page, 'change password with errors');
+  await form.getByLabel('New password').fill('plum-violin-harbour-42');
+  await form.getByRole('button', { name: 'Change password' }).click();
+  await page.getByText('Password changed. Your other sessions were signed out.').waitFor();
+  // This page stays signed in; the token held elsewhere does not.
+  assert.equal((await apiAs(elsewhere, 'GET', '/auth/me')).status, 401);
+  await page.reload();
+  await page.getByRole('heading', { name: 'Account', exact: true }).waitFor();
+  assert.deepEqual(errors, [], 'no script errors');
+  await context.close();
+});
+
+test('live truth: changes made elsewhere, an outage and recovery, rename, the not-running page', { timeout: 600_000 }, async () => {
+  const context = await browser.newContext({ viewport: DESKTOP });
+  const page = await context.newPage();
+  const errors = [];
+  page.on('pageerror', (e) => errors.push(String(e)));
+
+  await signUp(page, 'live@example.com');
+  await page.getByRole('button', { name: 'Create your first environment' }).click();
+  const dialog = page.getByRole('dialog');
+  await dialog.getByLabel('Name').fill('web-app');
+  await dialog.getByRole('button', { name: 'Create environment' }).click();
+  try {
+    await waitForStatus(page, 'web-app', 'Running', 240_000);
+  } catch (error) {
+    await shots(page, 'live-00-not-running-yet');
+    throw new Error(`${error.message}\n${serve.log().slice(-3000)}`);
+  }
+  // One toast per outcome: "…is ready" took the place of "Creating…".
+  assert.equal(await page.getByText('Creating web-app…').count(), 0);
+
+  // Names are unique regardless of case.
+  await page.getByRole('button', { name: 'New environment' }).click();
+  await dialog.getByLabel('Name').fill('Web-App');
+  await dialog.getByRole('button', { name: 'Create environment' }).click();
+  await dialog.getByText(/already have an environment called Web-App/).waitFor();
+  await dialog.getByRole('button', { name: 'Cancel' }).click();
+
+  // A stop made elsewhere (an API client) shows on the open page by itself.
+  const bearer = await token('live@example.com');
+  const id = await card(page, 'web-app').getAttribute('data-env-id');
+  assert.equal((await apiAs(bearer, 'POST', `/environments/${id}/stop`)).status, 202);
+  const started = Date.now();
+  await waitForStatus(page, 'web-app', 'Stopped', 15_000);
+  assert.ok(Date.now() - started < 15_000);
+  await page.getByText('web-app stopped').first().waitFor();
+
+  // The server goes away: a banner says so, cards say they may be out of
+  // date; it comes back: everything recovers without a reload.
+  await serve.halt();
+  const banner = page.getByRole('status').filter({ hasText: 'Dev8 isn’t answering' });
+  await banner.waitFor({ timeout: 15_000 });
+  await card(page, 'web-app').getByText(/May be out of date/).waitFor();
+  await shots(page, 'live-03-outage');
+  await accessibleAtBothWidths(page, 'outage banner');
+  await serve.start();
+  await banner.waitFor({ state: 'hidden', timeout: 15_000 });
+  await page.getByText('Dev8 is answering again').waitFor();
+  assert.equal(await card(page, 'web-app').getByText(/May be out of date/).isVisible(), false);
+
+  // Rename in the detail view; saving nothing new says so without a toast.
+  await card(page, 'web-app').getByRole('link', { name: 'web-app' }).click();
+  await page.getByRole('heading', { name: 'web-app' }).waitFor();
+  const settings = page.getByRole('region', { name: 'Settings' });
+  await settings.getByRole('button', { name: 'Save' }).click();
+  await settings.getByText('Nothing to save').waitFor();
+  await settings.getByLabel('Name').fill('');
+  await settings.getByRole('button', { name: 'Save' }).click();
+  await settings.getByText('Give it a name').waitFor();
+  await settings.getByLabel('Name').fill('Web-App');
+  await settings.getByRole('button', { name: 'Save' }).click();
+  await page.getByRole('heading', { name: 'Web-App' }).waitFor();
+  await page.getByText('web-app is now called Web-App').waitFor();
+  await shots(page, 'live-04-renamed');
+  await accessibleAtBothWidths(page, 'detail after a rename');
+
+  // The IDE address of a stopped environment: its page, with Start; the IDE
+  // opens once it runs.
+  await page.goto(`${serve.url}/api/environments/${id}/ide`);
+  await page.waitForURL(/notice=not-running/);
+  const notice = page.getByRole('status').filter({ hasText: 'Your IDE isn’t running' });
+  await notice.getByText('Web-App is stopped').waitFor();
+  await shots(page, 'live-05-not-running');
+  await accessibleAtBothWidths(page, 'not-running notice');
+  await notice.getByRole('button', { name: 'Start' }).click();
+  await page.waitForURL((url) => !url.href.startsWith(serve.url), { timeout: 240_000 });
+
+  // Unknown places show the not-found page.
+  await page.goto(`${serve.url}/#/nope`);
+  await page.getByRole('heading', { name: 'Page not found' }).waitFor();
+  const missing = await page.goto(`${serve.url}/nope`);
+  assert.equal(missing.status(), 404);
+  await page.getByRole('heading', { name: 'Page not found' }).waitFor();
+  await accessibleAtBothWidths(page, 'not found');
+
+  // Clean up: typed delete.
+  await page.goto(`${serve.url}/#/`);
+  await card(page, 'Web-App').getByRole('button', { name: 'Delete' }).click();
+  await page.getByRole('dialog').getByLabel('Type Web-App to confirm').fill('Web-App');
+  await page.getByRole('dialog').getByRole('button', { name: 'Delete' }).click();
+  await page.getByRole('button', { name: 'Create your first environment' }).waitFor({ timeout: 60_000 });
+  assert.deepEqual(errors.filter((e) => !/Failed to fetch/.test(e)), [], 'no script errors');
+  await context.close();
+});
