@@ -13,6 +13,7 @@ pub mod extension;
 pub mod proxy;
 pub mod report;
 pub mod session;
+pub mod snapshot;
 pub mod usage;
 
 use crate::auth::KeySet;
