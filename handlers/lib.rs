@@ -22,5 +22,6 @@ pub mod procs;
 pub mod queue;
 pub mod quota;
 pub mod reconciles;
+pub mod snapshot;
 pub mod startup;
 pub mod store;

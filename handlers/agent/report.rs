@@ -7,6 +7,7 @@
 
 use super::activity::Activity;
 use super::proxy::Upstream;
+use crate::snapshot::keeper::Keeper;
 use super::usage::Meter;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
@@ -35,6 +36,24 @@ pub struct Answer {
     pub usage_recorded: Option<bool>,
 }
 
+/// The report: the usage, and in snapshot mode the last snapshot's time,
+/// size and any warning (`usage.snapshot`).
+fn body(mut usage: serde_json::Value, snapshots: Option<&Keeper>) -> serde_json::Value {
+    if let (Some(k), Some(u)) = (snapshots, usage.as_object_mut()) {
+        let s = k.status();
+        u.insert(
+            "snapshot".into(),
+            serde_json::json!({
+                "lastAt": s.last_at,
+                "storedBytes": s.stored_bytes,
+                "intervalSeconds": k.interval.as_secs(),
+                "warning": s.warning,
+            }),
+        );
+    }
+    serde_json::json!({ "usage": usage })
+}
+
 /// Parse an answer body leniently: anything unreadable is an empty answer.
 pub fn parse_answer(body: &[u8]) -> Answer {
     serde_json::from_slice(body).unwrap_or_default()
@@ -48,6 +67,7 @@ pub async fn report_loop(
     mut meter: Meter,
     upstream: Upstream,
     target: ReportTarget,
+    snapshots: Option<Arc<Keeper>>,
     mut stop: watch::Receiver<bool>,
 ) {
     let client = reqwest::Client::builder()
@@ -90,7 +110,7 @@ pub async fn report_loop(
                 crate::auth::tokens::DEV8_AUTHORIZATION,
                 format!("Bearer {}", target.token.expose_secret()),
             )
-            .json(&serde_json::json!({ "usage": measured.json() }))
+            .json(&body(measured.json(), snapshots.as_deref()))
             .send()
             .await;
         wait = target.every;

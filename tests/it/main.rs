@@ -44,6 +44,7 @@ mod schemastore;
 mod serve_binary;
 mod shutdown;
 mod signin_limits;
+mod snapshot_local;
 mod store_behaviour;
 mod swa;
 mod tiers;

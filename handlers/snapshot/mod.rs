@@ -1,4 +1,5 @@
-//! Snapshot mode's engine: the home lives on a local scratch folder while
+//! Snapshot mode's engine (`handler agent` keeps the home with it; local compute
+//! and the benchmark read the same stores): the home lives on a local scratch folder while
 //! the environment runs, and is kept as snapshots in a `SnapshotStore`.
 //!
 //! A snapshot is a tar stream of the home (symlinks as symlinks, hard links
@@ -19,6 +20,7 @@
 //! says so. If snapshots exist and none restores, it fails: never a
 //! silently empty home.
 
+pub mod keeper;
 pub mod store;
 
 use anyhow::{Context, anyhow};
