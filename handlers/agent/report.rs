@@ -7,8 +7,8 @@
 
 use super::activity::Activity;
 use super::proxy::Upstream;
-use crate::snapshot::keeper::Keeper;
 use super::usage::Meter;
+use crate::snapshot::keeper::Keeper;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use std::sync::Arc;

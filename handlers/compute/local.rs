@@ -18,11 +18,11 @@
 //! so `running` follows readiness without a polling delay.
 
 use super::{AgentParams, Compute, ComputeError, ComputeResult, HomeMode, starter};
-use crate::snapshot::{self, store::FolderStore};
 use crate::agent_env::{self, PASSED_TO_IDE};
 use crate::domain::{Environment, Observed, StepNote, steps};
 use crate::procs;
 use crate::reconciles::{ReconcileRequest, Reconciles};
+use crate::snapshot::{self, store::FolderStore};
 use anyhow::{Context, anyhow};
 use async_trait::async_trait;
 use rustix::process::Signal;
@@ -271,7 +271,11 @@ impl LocalCompute {
             match std::fs::remove_dir_all(&scratch) {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(anyhow::Error::from(e).context(format!("clearing {}", scratch.display()))),
+                Err(e) => {
+                    return Err(
+                        anyhow::Error::from(e).context(format!("clearing {}", scratch.display()))
+                    );
+                }
             }
             let store = self.snapshot_dir(&env.id);
             std::fs::create_dir_all(&store)
@@ -342,8 +346,7 @@ impl LocalCompute {
                     self.opts.snapshot_interval.as_millis().to_string(),
                 );
         }
-        cmd
-            .current_dir(&home)
+        cmd.current_dir(&home)
             .stdin(std::process::Stdio::piped())
             .stdout(log.try_clone()?)
             .stderr(log)
@@ -480,11 +483,13 @@ impl Compute for LocalCompute {
             }
         };
         let Some(port) = port else {
-            return Ok(if self.home(&env.id).exists() || self.snapshot_dir(&env.id).exists() {
-                Observed::Stopped
-            } else {
-                Observed::Absent
-            });
+            return Ok(
+                if self.home(&env.id).exists() || self.snapshot_dir(&env.id).exists() {
+                    Observed::Stopped
+                } else {
+                    Observed::Absent
+                },
+            );
         };
         let health = self
             .http
@@ -569,7 +574,11 @@ impl Compute for LocalCompute {
             drop(a.lifeline.take());
             procs::signal(a.pid, Signal::TERM);
         }
-        let grace = agents.iter().map(|(_, a)| a.grace).max().unwrap_or(STOP_GRACE);
+        let grace = agents
+            .iter()
+            .map(|(_, a)| a.grace)
+            .max()
+            .unwrap_or(STOP_GRACE);
         let deadline = tokio::time::Instant::now() + grace;
         for (id, a) in &mut agents {
             let _ = tokio::time::timeout_at(deadline, a.exited.wait_for(|e| *e)).await;

@@ -72,8 +72,7 @@ impl Keeper {
     pub async fn take(&self) -> anyhow::Result<()> {
         let _one = self.one_at_a_time.lock().await;
         let started = std::time::Instant::now();
-        let result =
-            super::snapshot(&self.home, self.store.as_ref(), Some(self.limit_bytes)).await;
+        let result = super::snapshot(&self.home, self.store.as_ref(), Some(self.limit_bytes)).await;
         let mut s = self.status.lock().expect("status lock");
         match &result {
             Ok(m) => {

@@ -55,10 +55,10 @@ pub fn valid_name(name: &str) -> bool {
         })
 }
 
-fn blocking<T: Send + 'static>(
+async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> anyhow::Result<T> + Send + 'static,
-) -> impl Future<Output = anyhow::Result<T>> {
-    async move { tokio::task::spawn_blocking(f).await? }
+) -> anyhow::Result<T> {
+    tokio::task::spawn_blocking(f).await?
 }
 
 #[async_trait]

@@ -122,7 +122,15 @@ async fn a_posix_home_survives_stop_and_start_through_a_snapshot() {
     run(
         &repo,
         "git",
-        &["-c", "user.email=t@example.com", "-c", "user.name=t", "commit", "-qm", "one"],
+        &[
+            "-c",
+            "user.email=t@example.com",
+            "-c",
+            "user.name=t",
+            "commit",
+            "-qm",
+            "one",
+        ],
     );
     // npm with its .bin links (a local package: no registry needed).
     let tool = ws.join("tool");
@@ -137,8 +145,7 @@ async fn a_posix_home_survives_stop_and_start_through_a_snapshot() {
         "#!/usr/bin/env node\nconsole.log('tool ok')\n",
     )
     .unwrap();
-    std::fs::set_permissions(tool.join("cli.js"), std::fs::Permissions::from_mode(0o755))
-        .unwrap();
+    std::fs::set_permissions(tool.join("cli.js"), std::fs::Permissions::from_mode(0o755)).unwrap();
     let npm_app = ws.join("npm-app");
     std::fs::create_dir(&npm_app).unwrap();
     std::fs::write(
@@ -146,7 +153,11 @@ async fn a_posix_home_survives_stop_and_start_through_a_snapshot() {
         r#"{"name":"npm-app","version":"1.0.0","dependencies":{"tool":"file:../tool"}}"#,
     )
     .unwrap();
-    run(&npm_app, "npm", &["install", "--offline", "--no-audit", "--no-fund"]);
+    run(
+        &npm_app,
+        "npm",
+        &["install", "--offline", "--no-audit", "--no-fund"],
+    );
     assert!(
         std::fs::symlink_metadata(npm_app.join("node_modules/.bin/tool"))
             .unwrap()
@@ -176,7 +187,11 @@ async fn a_posix_home_survives_stop_and_start_through_a_snapshot() {
         std::fs::metadata(ws.join("data.txt")).unwrap(),
         std::fs::metadata(ws.join("data-link.txt")).unwrap(),
     );
-    assert_eq!((a.ino(), a.nlink()), (b.ino(), 2), "the hard link is one file");
+    assert_eq!(
+        (a.ino(), a.nlink()),
+        (b.ino(), 2),
+        "the hard link is one file"
+    );
     assert_eq!(
         std::fs::read_link(ws.join("data-symlink")).unwrap(),
         Path::new("data.txt")
@@ -185,7 +200,11 @@ async fn a_posix_home_survives_stop_and_start_through_a_snapshot() {
     let v: String = db.query_row("SELECT v FROM t", [], |r| r.get(0)).unwrap();
     assert_eq!(v, "in the wal");
     let repo = ws.join("repo");
-    assert_eq!(run(&repo, "git", &["status", "--porcelain"]), "", "clean tree");
+    assert_eq!(
+        run(&repo, "git", &["status", "--porcelain"]),
+        "",
+        "clean tree"
+    );
     assert!(
         run(&repo, "git", &["ls-files", "-s", "LINK"]).starts_with("120000"),
         "LINK is a symlink in the index"
@@ -228,7 +247,8 @@ fn in_progress(dir: &Path, after: &str) -> Option<PathBuf> {
         .flatten()
         .map(|e| e.path())
         .find(|p| {
-            p.file_name().is_some_and(|n| n.to_string_lossy().as_ref() > after)
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().as_ref() > after)
                 && p.join("part-00000").exists()
                 && !p.join(MANIFEST).exists()
         })

@@ -308,12 +308,15 @@ async fn snapshot_mode_reports_its_last_snapshot_and_warning_and_bad_fields_are_
     }
     assert_eq!(app.environment(&ada, &id).await, before, "nothing changed");
 
-    let warning = "restored the snapshot of 2026-12-02 04:00 UTC because the newer one could not be read";
+    let warning =
+        "restored the snapshot of 2026-12-02 04:00 UTC because the newer one could not be read";
     let r = report(
         &app,
         &id,
-        with_snapshot(json!({"lastAt": "2026-12-02T04:00:00Z", "storedBytes": 1234,
-                             "intervalSeconds": 600, "warning": warning})),
+        with_snapshot(
+            json!({"lastAt": "2026-12-02T04:00:00Z", "storedBytes": 1234,
+                             "intervalSeconds": 600, "warning": warning}),
+        ),
         Auth::Bearer(&token),
     )
     .await;
