@@ -47,6 +47,15 @@ pub const STDIN_LIFELINE: &str = "DEV8_AGENT_STDIN_LIFELINE";
 pub const REPORT_INTERVAL_MS: &str = "DEV8_AGENT_REPORT_INTERVAL_MS";
 /// Where usage is measured: `processes` (local) or `cgroup` (ACI).
 pub const USAGE_SOURCE: &str = "DEV8_AGENT_USAGE_SOURCE";
+/// Snapshot mode with a folder store: where the home's snapshots are kept.
+pub const SNAPSHOT_DIR: &str = "DEV8_AGENT_SNAPSHOT_DIR";
+/// Snapshot mode: the periodic snapshot's interval (milliseconds).
+pub const SNAPSHOT_INTERVAL_MS: &str = "DEV8_AGENT_SNAPSHOT_INTERVAL_MS";
+/// The default interval of periodic snapshots: 10 minutes. A full snapshot
+/// of a few GB takes about a minute of one core and its upload (see
+/// docs/performance.md): every 10 minutes keeps that to about a tenth of
+/// the environment's time, and a crash loses at most those 10 minutes.
+pub const DEFAULT_SNAPSHOT_INTERVAL: std::time::Duration = std::time::Duration::from_secs(600);
 /// The environment's size: CPUs, memory (GB), workspace storage (GB).
 pub const SIZE_CPUS: &str = "DEV8_AGENT_SIZE_CPUS";
 pub const SIZE_MEMORY_GB: &str = "DEV8_AGENT_SIZE_MEMORY_GB";

@@ -3,6 +3,7 @@
 //! `serve`, a flag too. Each one has a line in `local.settings.example.json`.
 
 use crate::agent_env;
+pub use crate::compute::HomeMode;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use secrecy::SecretString;
 use std::path::PathBuf;
@@ -146,6 +147,18 @@ pub struct AgentArgs {
         hide = true
     )]
     pub stdin_lifeline: bool,
+    /// Snapshot mode with a folder store: the home is scratch space, kept as
+    /// snapshots in this folder (local compute's `DEV8_LOCAL_HOME_MODE=snapshot`).
+    #[arg(long, env = agent_env::SNAPSHOT_DIR, hide = true)]
+    pub snapshot_dir: Option<PathBuf>,
+    /// Snapshot mode: a full snapshot this often while running (milliseconds).
+    #[arg(
+        long,
+        env = agent_env::SNAPSHOT_INTERVAL_MS,
+        default_value_t = agent_env::DEFAULT_SNAPSHOT_INTERVAL.as_millis() as u64,
+        hide = true
+    )]
+    pub snapshot_interval_ms: u64,
 }
 
 #[derive(Debug, Args)]
@@ -265,6 +278,17 @@ pub struct Settings {
     /// code-server's entry (local compute); default: the project's tools folder.
     #[arg(long, env = "DEV8_CODE_SERVER")]
     pub code_server: Option<PathBuf>,
+    /// Where a local environment's home lives: `direct` (a persistent folder,
+    /// the default) or `snapshot` (a scratch folder wiped at every start,
+    /// restored from and kept as snapshots in a folder store).
+    #[arg(long, env = "DEV8_LOCAL_HOME_MODE", value_enum, default_value_t = HomeMode::Direct)]
+    pub local_home_mode: HomeMode,
+    /// Snapshot mode: a full snapshot of a running environment's home this
+    /// often (minutes); a crash loses at most this much work.
+    #[arg(long, env = "DEV8_SNAPSHOT_INTERVAL_MINUTES",
+          default_value_t = (agent_env::DEFAULT_SNAPSHOT_INTERVAL.as_secs() / 60) as u32,
+          value_parser = clap::value_parser!(u32).range(1..=1440))]
+    pub snapshot_interval_minutes: u32,
     /// The control plane's Azure identity (Cosmos DB, Storage, ARM).
     #[command(flatten)]
     pub identity: crate::azure_http::IdentitySettings,

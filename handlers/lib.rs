@@ -26,5 +26,6 @@ pub mod quota;
 pub mod reconciles;
 pub mod sealing;
 pub mod secrets;
+pub mod snapshot;
 pub mod startup;
 pub mod store;

@@ -296,7 +296,10 @@ pub async fn wire(
         Some(c) => c,
         None => match settings.compute {
             ComputeKind::Local => {
-                let opts = LocalOptions::new(data_dir, settings.code_server.as_deref())?;
+                let mut opts = LocalOptions::new(data_dir, settings.code_server.as_deref())?;
+                opts.home_mode = settings.local_home_mode;
+                opts.snapshot_interval =
+                    Duration::from_secs(u64::from(settings.snapshot_interval_minutes) * 60);
                 Arc::new(LocalCompute::new(opts, reconciles.clone())?)
             }
             ComputeKind::Aci => Arc::new(

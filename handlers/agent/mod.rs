@@ -84,6 +84,15 @@ pub struct AgentConfig {
     pub size: usage::Size,
     /// What the first start sets up (repository, dotfiles).
     pub setup: setup::Plan,
+    /// Snapshot mode: `home` is scratch space, kept in this store (`None`:
+    /// the home is persistent by itself).
+    pub snapshots: Option<SnapshotSettings>,
+}
+
+/// Where and how often the home is snapshotted (snapshot mode).
+pub struct SnapshotSettings {
+    pub store: Arc<dyn crate::snapshot::store::SnapshotStore>,
+    pub interval: Duration,
 }
 
 impl std::fmt::Debug for AgentConfig {
@@ -93,6 +102,7 @@ impl std::fmt::Debug for AgentConfig {
             .field("listen", &self.listen)
             .field("origin", &self.origin)
             .field("home", &self.home)
+            .field("snapshot_mode", &self.snapshots.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -171,6 +181,22 @@ pub async fn run(
         user,
         open: Default::default(),
     });
+    // Snapshot mode: the home comes back before code-server sees it; when
+    // snapshots exist and none can be read, the agent does not start (never
+    // a silently empty home).
+    let keeper = match config.snapshots.as_ref() {
+        Some(s) => {
+            let keeper = Arc::new(crate::snapshot::keeper::Keeper::new(
+                config.home.clone(),
+                s.store.clone(),
+                s.interval,
+                config.size.disk_bytes,
+            ));
+            keeper.restore().await.context("restoring the home")?;
+            Some(keeper)
+        }
+        None => None,
+    };
     cs.prepare()
         .with_context(|| format!("preparing {}", config.home.display()))?;
     match extension::install(&cs.extensions_dir(), user) {
@@ -300,8 +326,17 @@ pub async fn run(
         meter,
         proxy::Upstream::new(cs.socket.clone()),
         report_target,
+        keeper.clone(),
         stop_rx.clone(),
     ));
+    let periodic = tokio::spawn({
+        let (keeper, stop) = (keeper.clone(), stop_rx.clone());
+        async move {
+            if let Some(k) = keeper {
+                k.periodic(stop).await;
+            }
+        }
+    });
 
     let router = Router::new()
         .route("/_dev8/healthz", get(healthz))
@@ -336,11 +371,24 @@ pub async fn run(
     }
     let _ = stop_tx.send(true);
     let _ = supervisor.await;
-    let _ = tokio::join!(cpu, pusher, session_checks, reporter_task, channel);
+    let _ = tokio::join!(
+        cpu,
+        pusher,
+        session_checks,
+        reporter_task,
+        channel,
+        periodic
+    );
     // Whatever the IDE started (terminals, background jobs) ends with the environment.
     let killed = crate::procs::kill_marked(&agent.environment_id, &[]);
     if killed > 0 {
         tracing::info!(killed, "ended the environment's remaining processes");
+    }
+    // The final snapshot, with nothing left writing to the home.
+    if let Some(k) = &keeper
+        && let Err(e) = k.take().await
+    {
+        tracing::error!(error = %format!("{e:#}"), "the final snapshot failed; the previous one is kept");
     }
     let _ = tokio::time::timeout(Duration::from_secs(2), server).await;
     Ok(())
@@ -577,6 +625,10 @@ impl From<crate::config::AgentArgs> for AgentConfig {
                 repository_ref: a.repository_ref.filter(|r| !r.is_empty()),
                 dotfiles_url: a.dotfiles_url.filter(|u| !u.is_empty()),
             },
+            snapshots: a.snapshot_dir.map(|dir| SnapshotSettings {
+                store: Arc::new(crate::snapshot::store::FolderStore::new(dir)),
+                interval: Duration::from_millis(a.snapshot_interval_ms.max(10)),
+            }),
         }
     }
 }

@@ -8,6 +8,7 @@
 use super::activity::Activity;
 use super::proxy::Upstream;
 use super::usage::Meter;
+use crate::snapshot::keeper::Keeper;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use std::sync::Arc;
@@ -49,6 +50,24 @@ pub struct Answer {
     pub usage_recorded: Option<bool>,
 }
 
+/// The usage, and in snapshot mode the last snapshot's time, size and any
+/// warning (`usage.snapshot`).
+fn with_snapshot(mut usage: serde_json::Value, snapshots: Option<&Keeper>) -> serde_json::Value {
+    if let (Some(k), Some(u)) = (snapshots, usage.as_object_mut()) {
+        let s = k.status();
+        u.insert(
+            "snapshot".into(),
+            serde_json::json!({
+                "lastAt": s.last_at,
+                "storedBytes": s.stored_bytes,
+                "intervalSeconds": k.interval.as_secs(),
+                "warning": s.warning,
+            }),
+        );
+    }
+    usage
+}
+
 /// Parse an answer body leniently: anything unreadable is an empty answer.
 pub fn parse_answer(body: &[u8]) -> Answer {
     serde_json::from_slice(body).unwrap_or_default()
@@ -63,6 +82,7 @@ pub async fn report_loop(
     mut meter: Meter,
     upstream: Upstream,
     target: ReportTarget,
+    snapshots: Option<Arc<Keeper>>,
     mut stop: watch::Receiver<bool>,
 ) {
     let client = reqwest::Client::builder()
@@ -105,7 +125,10 @@ pub async fn report_loop(
                 crate::auth::tokens::DEV8_AUTHORIZATION,
                 format!("Bearer {}", target.token.expose_secret()),
             )
-            .json(&report_body(measured.json(), setup.get()))
+            .json(&report_body(
+                with_snapshot(measured.json(), snapshots.as_deref()),
+                setup.get(),
+            ))
             .send()
             .await;
         wait = target.every;

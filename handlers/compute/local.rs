@@ -17,11 +17,12 @@
 //! ready (its `/_dev8/healthz?wait=` answers the moment code-server does),
 //! so `running` follows readiness without a polling delay.
 
-use super::{AgentParams, Compute, ComputeError, ComputeResult, starter};
+use super::{AgentParams, Compute, ComputeError, ComputeResult, HomeMode, starter};
 use crate::agent_env::{self, PASSED_TO_IDE};
 use crate::domain::{Environment, Observed, StepNote, steps};
 use crate::procs;
 use crate::reconciles::{ReconcileRequest, Reconciles};
+use crate::snapshot::{self, store::FolderStore};
 use anyhow::{Context, anyhow};
 use async_trait::async_trait;
 use rustix::process::Signal;
@@ -39,6 +40,11 @@ pub const CODE_SERVER_VERSION: &str = "4.100.3";
 const AGENT_EXTRA_ENV: &[&str] = &["TMPDIR", "DEV8_LOG"];
 /// How long a graceful agent stop may take before the process group is killed.
 const STOP_GRACE: Duration = Duration::from_secs(8);
+/// The same in snapshot mode, where the agent takes its final snapshot
+/// after code-server stops: bounded, and inside the reconcile job's lease
+/// (`domain::LEASE`, 2 minutes). An agent killed at the bound leaves its
+/// previous snapshot whole.
+const SNAPSHOT_STOP_GRACE: Duration = Duration::from_secs(90);
 /// How long after start readiness is watched for (to enqueue a prompt reconcile).
 const READY_WATCH: Duration = Duration::from_secs(120);
 /// How long one readiness request asks the agent to hold its answer (the
@@ -66,6 +72,11 @@ pub struct LocalOptions {
     pub session_check: Duration,
     /// How often agents send their periodic report (usage).
     pub report_interval: Duration,
+    /// Where new environments' homes live (`DEV8_LOCAL_HOME_MODE`); an
+    /// environment keeps the mode it was created in.
+    pub home_mode: HomeMode,
+    /// Snapshot mode: the periodic snapshot's interval.
+    pub snapshot_interval: Duration,
 }
 
 impl LocalOptions {
@@ -83,6 +94,8 @@ impl LocalOptions {
             cpu_sample: Duration::from_secs(15),
             session_check: agent_env::DEFAULT_SESSION_CHECK,
             report_interval: Duration::from_secs(60),
+            home_mode: HomeMode::Direct,
+            snapshot_interval: agent_env::DEFAULT_SNAPSHOT_INTERVAL,
         })
     }
 }
@@ -152,6 +165,8 @@ pub fn find_node() -> anyhow::Result<PathBuf> {
 struct AgentProc {
     pid: i32,
     port: u16,
+    /// How long a graceful stop may take.
+    grace: Duration,
     /// Set before an intended stop, so the exit is not taken for a crash.
     expected: Arc<std::sync::atomic::AtomicBool>,
     /// Turns true once the process has exited.
@@ -203,9 +218,32 @@ impl LocalCompute {
         self.opts.data_dir.join("environments").join(id)
     }
 
-    /// The persistent home of an environment.
+    /// An environment's home mode: the one it was created in (its
+    /// snapshots folder, or its direct home, exists), else the setting. So
+    /// changing `DEV8_LOCAL_HOME_MODE` never hides an existing home.
+    pub fn home_mode(&self, id: &str) -> HomeMode {
+        if self.snapshot_dir(id).is_dir() {
+            HomeMode::Snapshot
+        } else if self.env_dir(id).join("home").is_dir() {
+            HomeMode::Direct
+        } else {
+            self.opts.home_mode
+        }
+    }
+
+    /// The home an environment's IDE uses: persistent (direct mode) or the
+    /// scratch copy, wiped at every start and restored from the snapshots
+    /// (snapshot mode).
     pub fn home(&self, id: &str) -> PathBuf {
-        self.env_dir(id).join("home")
+        match self.home_mode(id) {
+            HomeMode::Direct => self.env_dir(id).join("home"),
+            HomeMode::Snapshot => self.env_dir(id).join("scratch/home"),
+        }
+    }
+
+    /// Snapshot mode: the folder store of an environment's snapshots.
+    pub fn snapshot_dir(&self, id: &str) -> PathBuf {
+        self.env_dir(id).join("snapshots")
     }
 
     /// The pid of an environment's agent, if this backend runs one.
@@ -222,10 +260,33 @@ impl LocalCompute {
         format!("http://e-{id}.localhost:{port}")
     }
 
-    fn prepare_home(&self, env: &Environment) -> anyhow::Result<PathBuf> {
+    async fn prepare_home(&self, env: &Environment) -> anyhow::Result<PathBuf> {
+        let mode = self.home_mode(&env.id);
         let home = self.home(&env.id);
+        let mut fresh = false;
+        if mode == HomeMode::Snapshot {
+            // A new start gets empty local disk, as a new container group
+            // would; the agent restores the home into it.
+            let scratch = self.env_dir(&env.id).join("scratch");
+            match std::fs::remove_dir_all(&scratch) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    return Err(
+                        anyhow::Error::from(e).context(format!("clearing {}", scratch.display()))
+                    );
+                }
+            }
+            let store = self.snapshot_dir(&env.id);
+            std::fs::create_dir_all(&store)
+                .with_context(|| format!("creating {}", store.display()))?;
+            std::fs::create_dir_all(&home)
+                .with_context(|| format!("creating {}", home.display()))?;
+            // Only a new environment gets the starter project.
+            fresh = !snapshot::has_snapshot(&FolderStore::new(store)).await?;
+        }
         let workspace = home.join("workspace");
-        if !workspace.exists() {
+        if (mode == HomeMode::Direct && !workspace.exists()) || fresh {
             std::fs::create_dir_all(&workspace)
                 .with_context(|| format!("creating {}", workspace.display()))?;
             // An environment made from a repository starts with that alone
@@ -240,7 +301,8 @@ impl LocalCompute {
     }
 
     async fn spawn(&self, env: &Environment, agent: &AgentParams) -> anyhow::Result<AgentProc> {
-        let home = self.prepare_home(env)?;
+        let home = self.prepare_home(env).await?;
+        let mode = self.home_mode(&env.id);
         procs::kill_marked(&env.id, &[]);
         let port = std::net::TcpListener::bind("127.0.0.1:0")?
             .local_addr()?
@@ -283,8 +345,15 @@ impl LocalCompute {
                 agent_env::REPORT_INTERVAL_MS,
                 self.opts.report_interval.as_millis().to_string(),
             )
-            .env(agent_env::STDIN_LIFELINE, "true")
-            .current_dir(&home)
+            .env(agent_env::STDIN_LIFELINE, "true");
+        if mode == HomeMode::Snapshot {
+            cmd.env(agent_env::SNAPSHOT_DIR, self.snapshot_dir(&env.id))
+                .env(
+                    agent_env::SNAPSHOT_INTERVAL_MS,
+                    self.opts.snapshot_interval.as_millis().to_string(),
+                );
+        }
+        cmd.current_dir(&home)
             .stdin(std::process::Stdio::piped())
             .stdout(log.try_clone()?)
             .stderr(log)
@@ -363,6 +432,10 @@ impl LocalCompute {
         Ok(AgentProc {
             pid,
             port,
+            grace: match mode {
+                HomeMode::Direct => STOP_GRACE,
+                HomeMode::Snapshot => SNAPSHOT_STOP_GRACE,
+            },
             expected,
             exited,
             lifeline,
@@ -377,7 +450,7 @@ impl LocalCompute {
             a.expected.store(true, std::sync::atomic::Ordering::Release);
             drop(a.lifeline.take());
             procs::signal(a.pid, Signal::TERM);
-            if tokio::time::timeout(STOP_GRACE, a.exited.wait_for(|e| *e))
+            if tokio::time::timeout(a.grace, a.exited.wait_for(|e| *e))
                 .await
                 .is_err()
             {
@@ -417,11 +490,13 @@ impl Compute for LocalCompute {
             }
         };
         let Some(port) = port else {
-            return Ok(if self.home(&env.id).exists() {
-                Observed::Stopped
-            } else {
-                Observed::Absent
-            });
+            return Ok(
+                if self.home(&env.id).exists() || self.snapshot_dir(&env.id).exists() {
+                    Observed::Stopped
+                } else {
+                    Observed::Absent
+                },
+            );
         };
         let health = self
             .http
@@ -514,7 +589,12 @@ impl Compute for LocalCompute {
             drop(a.lifeline.take());
             procs::signal(a.pid, Signal::TERM);
         }
-        let deadline = tokio::time::Instant::now() + STOP_GRACE;
+        let grace = agents
+            .iter()
+            .map(|(_, a)| a.grace)
+            .max()
+            .unwrap_or(STOP_GRACE);
+        let deadline = tokio::time::Instant::now() + grace;
         for (id, a) in &mut agents {
             let _ = tokio::time::timeout_at(deadline, a.exited.wait_for(|e| *e)).await;
             procs::signal_group(a.pid, Signal::KILL);

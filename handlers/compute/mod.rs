@@ -16,6 +16,15 @@ use async_trait::async_trait;
 
 pub use crate::agent_env::AgentParams;
 
+/// Where an environment's home lives while it runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum HomeMode {
+    /// A persistent folder (local) or share (ACI), used in place.
+    Direct,
+    /// Scratch space while running, kept as snapshots (`agent::snapshot`).
+    Snapshot,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ComputeError {
     /// Worth retrying (network, throttling, a provider hiccup).

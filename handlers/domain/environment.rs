@@ -1155,6 +1155,7 @@ mod tests {
             disk_bytes: 3,
             disk_limit_bytes: 4,
             at: t0,
+            snapshot: None,
         };
         assert!(!e.record_usage(u.clone()), "creating: not kept");
         e.plan(

@@ -22,6 +22,21 @@ pub struct Usage {
     pub disk_limit_bytes: u64,
     /// When the control plane received it.
     pub at: DateTime<Utc>,
+    /// Snapshot mode: the last snapshot of the home and any warning about it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot: Option<SnapshotState>,
+}
+
+/// Snapshot mode, as the agent reports it: what a crash would lose (work
+/// since `lastAt`, at most `intervalSeconds`), and a warning when a snapshot
+/// failed, an older one had to be restored, or the next may not fit.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SnapshotState {
+    pub last_at: Option<DateTime<Utc>>,
+    pub stored_bytes: Option<u64>,
+    pub interval_seconds: u64,
+    pub warning: Option<String>,
 }
 
 /// The step a create or start is at.

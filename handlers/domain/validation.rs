@@ -3,7 +3,8 @@
 //! at once, and nothing is stored unless every field is valid.
 
 use super::{
-    NewEnvironment, Repository, Template, UrlRules, Usage, git_ref, preset, repository_url,
+    NewEnvironment, Repository, SnapshotState, Template, UrlRules, Usage, git_ref, preset,
+    repository_url,
 };
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
@@ -396,6 +397,14 @@ pub fn agent_report(
             0.0
         }
     };
+    let snapshot = match usage.get("snapshot") {
+        None | Some(Value::Null) => None,
+        Some(Value::Object(s)) => snapshot_state(s, &mut errors),
+        Some(_) => {
+            errors.insert("usage.snapshot".into(), "must be an object".into());
+            None
+        }
+    };
     if !errors.is_empty() {
         return Err(errors);
     }
@@ -406,6 +415,7 @@ pub fn agent_report(
         disk_bytes,
         disk_limit_bytes,
         at,
+        snapshot,
     }))
 }
 
@@ -431,6 +441,70 @@ pub fn agent_setup(body: &Map<String, Value>) -> Result<Option<String>, FieldErr
             "must be a string".to_string(),
         )])),
     }
+}
+
+/// The longest snapshot warning kept (characters).
+pub const SNAPSHOT_WARNING_MAX: usize = 1000;
+
+/// `usage.snapshot` of an agent's report (snapshot mode).
+fn snapshot_state(s: &Map<String, Value>, errors: &mut FieldErrors) -> Option<SnapshotState> {
+    let before = errors.len();
+    let last_at = match s.get("lastAt") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(t)) => chrono::DateTime::parse_from_rfc3339(t)
+            .map(|t| t.with_timezone(&chrono::Utc))
+            .map_err(|_| {
+                errors.insert(
+                    "usage.snapshot.lastAt".into(),
+                    "must be an RFC 3339 time".into(),
+                )
+            })
+            .ok(),
+        Some(_) => {
+            errors.insert(
+                "usage.snapshot.lastAt".into(),
+                "must be an RFC 3339 time".into(),
+            );
+            None
+        }
+    };
+    let stored_bytes = match s.get("storedBytes") {
+        None | Some(Value::Null) => None,
+        Some(v) => v.as_u64().or_else(|| {
+            errors.insert(
+                "usage.snapshot.storedBytes".into(),
+                "must be a whole number of bytes".into(),
+            );
+            None
+        }),
+    };
+    let interval_seconds = match s.get("intervalSeconds").and_then(Value::as_u64) {
+        Some(v) if v >= 1 => v,
+        _ => {
+            errors.insert(
+                "usage.snapshot.intervalSeconds".into(),
+                "must be a whole number of seconds, at least 1".into(),
+            );
+            0
+        }
+    };
+    let warning = match s.get("warning") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(w)) if w.chars().count() <= SNAPSHOT_WARNING_MAX => Some(w.clone()),
+        Some(_) => {
+            errors.insert(
+                "usage.snapshot.warning".into(),
+                format!("must be text of at most {SNAPSHOT_WARNING_MAX} characters"),
+            );
+            None
+        }
+    };
+    (errors.len() == before).then_some(SnapshotState {
+        last_at,
+        stored_bytes,
+        interval_seconds,
+        warning,
+    })
 }
 
 /// Sign-up input, normalised.

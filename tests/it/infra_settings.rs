@@ -21,6 +21,14 @@ pub(crate) const NOT_SET_IN_AZURE: &[(&str, &str)] = &[
         "tests only; refused unless compute is local on loopback",
     ),
     (
+        "DEV8_LOCAL_HOME_MODE",
+        "local compute only; snapshot mode on ACI is not built yet",
+    ),
+    (
+        "DEV8_SNAPSHOT_INTERVAL_MINUTES",
+        "snapshot mode only, which only local compute has so far",
+    ),
+    (
         "DEV8_STATIC_DIR",
         "serve only; the Static Web App serves the dashboard",
     ),

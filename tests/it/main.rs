@@ -47,6 +47,7 @@ mod serve_binary;
 mod shutdown;
 mod signin_limits;
 mod signup_confirm;
+mod snapshot_local;
 mod store_behaviour;
 mod swa;
 mod tiers;

@@ -286,3 +286,57 @@ async fn a_report_between_the_sweeps_read_and_its_write_does_not_keep_it_running
     assert_eq!(env["stopCause"], "idle");
     assert_eq!(env["usage"], Value::Null);
 }
+
+#[tokio::test]
+async fn snapshot_mode_reports_its_last_snapshot_and_warning_and_bad_fields_are_named() {
+    let app = spawn_app().await;
+    let ada = app.user("ada@x.io").await;
+    let id = running(&app, &ada, "a").await;
+    let token = current_token(&app, &ada, &id).await;
+    let before = app.environment(&ada, &id).await;
+    let with_snapshot = |snapshot: Value| {
+        let mut body = usage_body();
+        body["usage"]["snapshot"] = snapshot;
+        body
+    };
+    let r = report(
+        &app,
+        &id,
+        with_snapshot(json!({"lastAt": "yesterday", "storedBytes": -3,
+                             "intervalSeconds": 0, "warning": "w".repeat(1001)})),
+        Auth::Bearer(&token),
+    )
+    .await;
+    let errors = r.problem(400);
+    for field in ["lastAt", "storedBytes", "intervalSeconds", "warning"] {
+        let name = format!("usage.snapshot.{field}");
+        assert!(errors.get(&name).is_some(), "{name} not named: {errors}");
+    }
+    assert_eq!(app.environment(&ada, &id).await, before, "nothing changed");
+
+    let warning =
+        "restored the snapshot of 2026-12-02 04:00 UTC because the newer one could not be read";
+    let r = report(
+        &app,
+        &id,
+        with_snapshot(
+            json!({"lastAt": "2026-12-02T04:00:00Z", "storedBytes": 1234,
+                             "intervalSeconds": 600, "warning": warning}),
+        ),
+        Auth::Bearer(&token),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let shown = &app.environment(&ada, &id).await["usage"]["snapshot"];
+    assert_eq!(shown["lastAt"], "2026-12-02T04:00:00Z");
+    assert_eq!(shown["storedBytes"], 1234);
+    assert_eq!(shown["intervalSeconds"], 600);
+    assert_eq!(shown["warning"], warning);
+    // Direct mode reports no snapshot section, and shows none.
+    report(&app, &id, usage_body(), Auth::Bearer(&token)).await;
+    assert!(
+        app.environment(&ada, &id).await["usage"]
+            .get("snapshot")
+            .is_none()
+    );
+}

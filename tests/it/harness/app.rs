@@ -41,6 +41,10 @@ pub struct LocalOpts {
     pub session_check: Duration,
     /// How often agents send their periodic report (usage).
     pub report_interval: Duration,
+    /// Where new environments' homes live (`DEV8_LOCAL_HOME_MODE`).
+    pub home_mode: dev8::compute::HomeMode,
+    /// Snapshot mode: the periodic snapshot's interval.
+    pub snapshot_interval: Duration,
 }
 
 impl Default for LocalOpts {
@@ -50,6 +54,8 @@ impl Default for LocalOpts {
             cpu_sample: Duration::from_secs(15),
             session_check: dev8::agent_env::DEFAULT_SESSION_CHECK,
             report_interval: Duration::from_secs(60),
+            home_mode: dev8::compute::HomeMode::Direct,
+            snapshot_interval: dev8::agent_env::DEFAULT_SNAPSHOT_INTERVAL,
         }
     }
 }
@@ -233,6 +239,8 @@ impl Builder {
                         cpu_sample: opts.cpu_sample,
                         session_check: opts.session_check,
                         report_interval: opts.report_interval,
+                        home_mode: opts.home_mode,
+                        snapshot_interval: opts.snapshot_interval,
                     };
                     let queue = queue
                         .clone()

@@ -1,0 +1,101 @@
+//! Snapshot mode's engine on a big home: the time to snapshot and to
+//! restore a home of 1 GB in 50,000 files (500 folders of 100; half of
+//! the bytes text that compresses as source code does, half that does not,
+//! as in `node_modules` with its binaries), into and out of a folder store.
+//!
+//!     cargo bench --bench snapshot
+//!     DEV8_BENCH_HOME_MB=100 DEV8_BENCH_FILES=5000 cargo bench --bench snapshot
+//!
+//! Prints the times, the bytes stored and the throughput. No goal is
+//! asserted: the figures go to docs/performance.md.
+
+use dev8::snapshot::{self, store::FolderStore};
+use std::time::Instant;
+
+fn setting(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn noise(len: usize, seed: &mut u64) -> Vec<u8> {
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        *seed ^= *seed << 13;
+        *seed ^= *seed >> 7;
+        *seed ^= *seed << 17;
+        out.extend_from_slice(&seed.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+fn text(len: usize, n: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(len + 80);
+    let mut i = 0;
+    while out.len() < len {
+        out.extend_from_slice(
+            format!(
+                "export function handler{n}_{i}(req, res) {{ return res.json({{ ok: {i} }}); }}\n"
+            )
+            .as_bytes(),
+        );
+        i += 1;
+    }
+    out.truncate(len);
+    out
+}
+
+#[tokio::main]
+async fn main() {
+    let total = setting("DEV8_BENCH_HOME_MB", 1024) << 20;
+    let files = setting("DEV8_BENCH_FILES", 50_000);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let home = dir.path().join("home");
+    let per_file = total / files;
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    let made = Instant::now();
+    for n in 0..files {
+        let folder = home.join(format!("workspace/pkg{:03}", n / 100));
+        if n % 100 == 0 {
+            std::fs::create_dir_all(&folder).unwrap();
+        }
+        let body = if n % 2 == 0 {
+            text(per_file, n)
+        } else {
+            noise(per_file, &mut seed)
+        };
+        std::fs::write(folder.join(format!("f{n}.js")), body).unwrap();
+    }
+    println!(
+        "home: {} files, {} MB (written in {:.1} s)",
+        files,
+        total >> 20,
+        made.elapsed().as_secs_f64()
+    );
+
+    let store = FolderStore::new(dir.path().join("snapshots"));
+    let t = Instant::now();
+    let m = snapshot::snapshot(&home, &store, None)
+        .await
+        .expect("snapshot");
+    let took = t.elapsed().as_secs_f64();
+    println!(
+        "snapshot: {took:.1} s, {} entries, {} MB stored in {} parts ({:.0} MB/s of content)",
+        m.entries,
+        m.stored_bytes() >> 20,
+        m.parts.len(),
+        (m.content_bytes >> 20) as f64 / took
+    );
+
+    let back = dir.path().join("restored/home");
+    let t = Instant::now();
+    let r = snapshot::restore(&back, &store).await.expect("restore");
+    let took = t.elapsed().as_secs_f64();
+    assert_eq!(r.manifest.map(|m| m.id), Some(m.id));
+    println!(
+        "restore: {took:.1} s ({:.0} MB/s of content)",
+        (m.content_bytes >> 20) as f64 / took
+    );
+}

@@ -1,0 +1,367 @@
+//! Snapshot mode with local compute and real code-server (full tier):
+//! `DEV8_LOCAL_HOME_MODE=snapshot` puts the home in a scratch folder that
+//! every start wipes, and the agent restores it from the folder store
+//! before code-server starts. What a POSIX home holds must come back
+//! exactly; a kill -9 in the middle of a snapshot must leave the previous
+//! one whole; a corrupt latest must fall back with a visible warning.
+//! (pnpm is not installed here and cannot be fetched offline: not tested.)
+
+use crate::harness::{Clock, Compute, LocalOpts, TestApp, User};
+use dev8::compute::HomeMode;
+use dev8::procs;
+use dev8::snapshot::{self, MANIFEST, Manifest};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+async fn snapshot_app(interval: Duration) -> TestApp {
+    TestApp::builder()
+        .compute(Compute::Local(LocalOpts {
+            home_mode: HomeMode::Snapshot,
+            snapshot_interval: interval,
+            report_interval: Duration::from_millis(500),
+            ..LocalOpts::default()
+        }))
+        .clock(Clock::Offset)
+        .spawn()
+        .await
+}
+
+fn run(dir: &Path, program: &str, args: &[&str]) -> String {
+    let out = Command::new(program)
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap_or_else(|e| panic!("{program}: {e}"));
+    assert!(
+        out.status.success(),
+        "{program} {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The complete snapshots in an environment's folder store, oldest first.
+fn manifests(dir: &Path) -> Vec<Manifest> {
+    let mut found: Vec<Manifest> = std::fs::read_dir(dir)
+        .map(|d| d.flatten().collect::<Vec<_>>())
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|e| std::fs::read(e.path().join(MANIFEST)).ok())
+        .map(|b| serde_json::from_slice(&b).unwrap())
+        .collect();
+    found.sort_by(|a: &Manifest, b| a.id.cmp(&b.id));
+    found
+}
+
+async fn wait_for<T>(what: &str, within: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "{what} within {within:?}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+async fn stop_and_start(app: &TestApp, u: &User, id: &str) -> serde_json::Value {
+    assert_eq!(app.action(u, id, "stop").await.status, 202);
+    app.wait_status(u, id, "stopped", Duration::from_secs(120))
+        .await;
+    assert!(procs::marked(id, &[]).is_empty(), "processes left");
+    assert_eq!(app.action(u, id, "start").await.status, 202);
+    app.wait_status(u, id, "running", Duration::from_secs(60))
+        .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "full tier: needs code-server"]
+async fn a_posix_home_survives_stop_and_start_through_a_snapshot() {
+    // No periodic snapshot during the test: what comes back is the final one.
+    let app = snapshot_app(Duration::from_secs(3600)).await;
+    let u = app.user("posix@example.com").await;
+    let id = app.new_env_from(&u, "web", "node").await;
+    app.wait_status(&u, &id, "running", Duration::from_secs(60))
+        .await;
+    let local = app.local();
+    let home = local.home(&id);
+    assert!(
+        home.ends_with("scratch/home"),
+        "snapshot mode runs from scratch: {}",
+        home.display()
+    );
+    let ws = home.join("workspace");
+    assert!(ws.join("package.json").is_file(), "node starter project");
+
+    // A key, links, a WAL database with commits still in its -wal file.
+    std::fs::create_dir(home.join(".ssh")).unwrap();
+    std::fs::write(home.join(".ssh/id_ed25519"), "PRIVATE").unwrap();
+    std::fs::set_permissions(
+        home.join(".ssh/id_ed25519"),
+        std::fs::Permissions::from_mode(0o600),
+    )
+    .unwrap();
+    std::fs::write(ws.join("data.txt"), "twice").unwrap();
+    std::fs::hard_link(ws.join("data.txt"), ws.join("data-link.txt")).unwrap();
+    std::os::unix::fs::symlink("data.txt", ws.join("data-symlink")).unwrap();
+    let db = rusqlite::Connection::open(ws.join("app.db")).unwrap();
+    db.pragma_update(None, "journal_mode", "WAL").unwrap();
+    db.pragma_update(None, "wal_autocheckpoint", 0).unwrap();
+    db.execute_batch("CREATE TABLE t(v TEXT); INSERT INTO t VALUES ('in the wal');")
+        .unwrap();
+    drop(db);
+    // A git repository whose tree holds a symlink.
+    let repo = ws.join("repo");
+    std::fs::create_dir(&repo).unwrap();
+    run(&repo, "git", &["init", "-q"]);
+    std::fs::write(repo.join("README"), "hi").unwrap();
+    std::os::unix::fs::symlink("README", repo.join("LINK")).unwrap();
+    run(&repo, "git", &["add", "."]);
+    run(
+        &repo,
+        "git",
+        &[
+            "-c",
+            "user.email=t@example.com",
+            "-c",
+            "user.name=t",
+            "commit",
+            "-qm",
+            "one",
+        ],
+    );
+    // npm with its .bin links (a local package: no registry needed).
+    let tool = ws.join("tool");
+    std::fs::create_dir(&tool).unwrap();
+    std::fs::write(
+        tool.join("package.json"),
+        r#"{"name":"tool","version":"1.0.0","bin":{"tool":"cli.js"}}"#,
+    )
+    .unwrap();
+    std::fs::write(
+        tool.join("cli.js"),
+        "#!/usr/bin/env node\nconsole.log('tool ok')\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(tool.join("cli.js"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let npm_app = ws.join("npm-app");
+    std::fs::create_dir(&npm_app).unwrap();
+    std::fs::write(
+        npm_app.join("package.json"),
+        r#"{"name":"npm-app","version":"1.0.0","dependencies":{"tool":"file:../tool"}}"#,
+    )
+    .unwrap();
+    run(
+        &npm_app,
+        "npm",
+        &["install", "--offline", "--no-audit", "--no-fund"],
+    );
+    assert!(
+        std::fs::symlink_metadata(npm_app.join("node_modules/.bin/tool"))
+            .unwrap()
+            .is_symlink()
+    );
+    // A venv with its default symlinks (no --copies).
+    run(&ws, "python3", &["-m", "venv", "--without-pip", "venv"]);
+    assert!(
+        std::fs::symlink_metadata(ws.join("venv/bin/python"))
+            .unwrap()
+            .is_symlink()
+    );
+
+    stop_and_start(&app, &u, &id).await;
+    let snaps = manifests(&local.snapshot_dir(&id));
+    assert!(!snaps.is_empty(), "the stop took a snapshot");
+
+    let home = local.home(&id);
+    let ws = home.join("workspace");
+    let key = std::fs::metadata(home.join(".ssh/id_ed25519")).unwrap();
+    assert_eq!(key.permissions().mode() & 0o777, 0o600);
+    assert_eq!(
+        std::fs::read_to_string(home.join(".ssh/id_ed25519")).unwrap(),
+        "PRIVATE"
+    );
+    let (a, b) = (
+        std::fs::metadata(ws.join("data.txt")).unwrap(),
+        std::fs::metadata(ws.join("data-link.txt")).unwrap(),
+    );
+    assert_eq!(
+        (a.ino(), a.nlink()),
+        (b.ino(), 2),
+        "the hard link is one file"
+    );
+    assert_eq!(
+        std::fs::read_link(ws.join("data-symlink")).unwrap(),
+        Path::new("data.txt")
+    );
+    let db = rusqlite::Connection::open(ws.join("app.db")).unwrap();
+    let v: String = db.query_row("SELECT v FROM t", [], |r| r.get(0)).unwrap();
+    assert_eq!(v, "in the wal");
+    let repo = ws.join("repo");
+    assert_eq!(
+        run(&repo, "git", &["status", "--porcelain"]),
+        "",
+        "clean tree"
+    );
+    assert!(
+        run(&repo, "git", &["ls-files", "-s", "LINK"]).starts_with("120000"),
+        "LINK is a symlink in the index"
+    );
+    assert_eq!(
+        std::fs::read_link(repo.join("LINK")).unwrap(),
+        Path::new("README")
+    );
+    assert_eq!(
+        run(&ws.join("npm-app"), "./node_modules/.bin/tool", &[]),
+        "tool ok\n"
+    );
+    let prefix = run(
+        &ws,
+        "venv/bin/python",
+        &["-c", "import sys; print(sys.prefix)"],
+    );
+    assert_eq!(Path::new(prefix.trim()), ws.join("venv"));
+    app.shutdown().await;
+}
+
+/// Bytes gzip cannot shrink (xorshift), so a snapshot of them takes parts.
+fn noise(len: usize) -> Vec<u8> {
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    let mut out = Vec::with_capacity(len);
+    while out.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+/// The snapshot in progress: its folder has a part but no manifest yet.
+fn in_progress(dir: &Path, after: &str) -> Option<PathBuf> {
+    std::fs::read_dir(dir)
+        .ok()?
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().as_ref() > after)
+                && p.join("part-00000").exists()
+                && !p.join(MANIFEST).exists()
+        })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "full tier: needs code-server"]
+async fn kill_9_mid_snapshot_keeps_the_previous_and_a_crash_loses_only_the_last_interval() {
+    let app = snapshot_app(Duration::from_secs(2)).await;
+    let u = app.user("kill@example.com").await;
+    let id = app.new_env_from(&u, "k", "python").await;
+    app.wait_status(&u, &id, "running", Duration::from_secs(60))
+        .await;
+    let local = app.local();
+    let store = local.snapshot_dir(&id);
+    let ws = local.home(&id).join("workspace");
+    std::fs::write(ws.join("v.txt"), "1").unwrap();
+    let written = chrono::Utc::now();
+    // A periodic snapshot taken after the write holds it.
+    let kept = wait_for("a periodic snapshot", Duration::from_secs(60), || {
+        manifests(&store)
+            .into_iter()
+            .rfind(|m| m.created_at > written + chrono::Duration::seconds(1))
+    })
+    .await;
+    // Then work the next snapshot must not half-keep: big enough that
+    // its parts take a while, and a change to v.txt.
+    std::fs::write(ws.join("big.bin"), noise(96 << 20)).unwrap();
+    std::fs::write(ws.join("v.txt"), "2").unwrap();
+    let agent = local.agent_pid(&id).expect("the agent runs");
+    let partial = wait_for("a snapshot in progress", Duration::from_secs(60), || {
+        in_progress(&store, &kept.id)
+    })
+    .await;
+    procs::signal(agent, rustix::process::Signal::KILL);
+    wait_for("the agent gone", Duration::from_secs(10), || {
+        (local.agent_pid(&id) != Some(agent)).then_some(())
+    })
+    .await;
+    assert!(
+        !partial.join(MANIFEST).exists(),
+        "the killed snapshot got no manifest"
+    );
+    // Local compute brings the agent back; the start restores a whole snapshot.
+    wait_for("a new agent", Duration::from_secs(60), || {
+        local.agent_pid(&id).filter(|p| *p != agent)
+    })
+    .await;
+    app.wait_status(&u, &id, "running", Duration::from_secs(60))
+        .await;
+    let ws = local.home(&id).join("workspace");
+    let v = std::fs::read_to_string(ws.join("v.txt")).unwrap();
+    assert_eq!(v, "1", "the last whole snapshot before the crash");
+    assert!(
+        !ws.join("big.bin").exists(),
+        "nothing of the killed snapshot came back"
+    );
+    app.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "full tier: needs code-server"]
+async fn a_corrupt_latest_snapshot_falls_back_with_a_warning_in_the_api() {
+    let app = snapshot_app(Duration::from_secs(3600)).await;
+    let u = app.user("corrupt@example.com").await;
+    let id = app.new_env_from(&u, "c", "golang").await;
+    app.wait_status(&u, &id, "running", Duration::from_secs(60))
+        .await;
+    let local = app.local();
+    let store = local.snapshot_dir(&id);
+    std::fs::write(local.home(&id).join("workspace/v.txt"), "first").unwrap();
+    stop_and_start(&app, &u, &id).await;
+    std::fs::write(local.home(&id).join("workspace/v.txt"), "second").unwrap();
+    assert_eq!(app.action(&u, &id, "stop").await.status, 202);
+    app.wait_status(&u, &id, "stopped", Duration::from_secs(120))
+        .await;
+    let snaps = manifests(&store);
+    assert_eq!(snaps.len(), 2, "the latest and the one before it");
+    let latest = snaps.last().unwrap();
+    let part = store.join(&latest.parts[0].name);
+    let mut bytes = std::fs::read(&part).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x55;
+    std::fs::write(&part, bytes).unwrap();
+
+    assert_eq!(app.action(&u, &id, "start").await.status, 202);
+    app.wait_status(&u, &id, "running", Duration::from_secs(60))
+        .await;
+    assert_eq!(
+        std::fs::read_to_string(local.home(&id).join("workspace/v.txt")).unwrap(),
+        "first",
+        "the previous snapshot, not an empty home"
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let shown = loop {
+        let s = app.environment(&u, &id).await["usage"]["snapshot"].clone();
+        if s["warning"].is_string() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "no warning shown: {s}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let warning = shown["warning"].as_str().unwrap();
+    assert!(
+        warning.contains(&latest.id) && warning.contains("checksum"),
+        "{warning}"
+    );
+    assert_eq!(shown["intervalSeconds"], 3600);
+    // The engine agrees: the store still has a whole previous snapshot.
+    assert!(
+        snapshot::has_snapshot(&dev8::snapshot::store::FolderStore::new(&store))
+            .await
+            .unwrap()
+    );
+    app.shutdown().await;
+}
