@@ -130,6 +130,9 @@ impl Application {
         let sweep_interval = Duration::from_secs(settings.sweep_interval_seconds.max(1));
         let background = overrides.background.unwrap_or(true);
         let jobs = wire(settings, port, data_dir, overrides).await?;
+        if let Some(doors) = jobs.compute.front_door() {
+            doors.set_port(port);
+        }
         Ok(Application {
             listener,
             jobs,
@@ -184,8 +187,20 @@ impl Application {
                 stop_rx.clone(),
             )));
         }
-        let router =
+        let mut router =
             crate::http::app_router(self.jobs.platform.clone(), self.static_dir.as_deref());
+        if let Some(doors) = self.jobs.compute.front_door() {
+            // `e-<id>.localhost:<port>` goes to that environment's agent (or
+            // the not-running page) before any route sees it.
+            let door = crate::frontdoor::FrontDoor {
+                doors,
+                dashboard: self.jobs.policy.public_url.clone(),
+            };
+            router = router.layer(axum::middleware::from_fn_with_state(
+                door,
+                crate::frontdoor::route,
+            ));
+        }
         let mut http_stop = stop_rx.clone();
         let server = axum::serve(
             self.listener,
