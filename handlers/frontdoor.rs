@@ -26,9 +26,31 @@ use tokio::net::UnixStream;
 
 /// How long connecting to an agent's socket may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
-/// How often the not-running page reloads itself (so a tab left open comes
-/// back to the IDE by itself once the environment runs again).
-pub const PAGE_REFRESH_SECONDS: u32 = 5;
+/// The not-running page's one script: every 5 s it asks its own address's
+/// readiness (`/_dev8/healthz`, this same page while nothing runs) and,
+/// once the IDE answers, reloads a second later (the control plane records
+/// `running` the moment the agent is ready), so a tab left open comes back
+/// to the IDE by itself. (No `<meta refresh>`: reloading a page under a
+/// reader's eyes is an accessibility failure.)
+const PAGE_SCRIPT: &str = "const t=setInterval(async()=>{try{const r=await fetch('/_dev8/healthz',\
+{cache:'no-store',redirect:'manual'});if(r.ok){clearInterval(t);setTimeout(()=>location.reload(),1000)}}\
+catch(e){}},5000)";
+
+/// The page's Content-Security-Policy: nothing but its inline style and
+/// its one script (by hash), and requests to its own address.
+fn page_csp() -> &'static str {
+    static CSP: OnceLock<String> = OnceLock::new();
+    CSP.get_or_init(|| {
+        use base64::Engine;
+        use sha2::Digest;
+        let hash = base64::engine::general_purpose::STANDARD
+            .encode(sha2::Sha256::digest(PAGE_SCRIPT.as_bytes()));
+        format!(
+            "default-src 'none'; style-src 'unsafe-inline'; script-src 'sha256-{hash}'; \
+             connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+        )
+    })
+}
 
 /// The agents the local backend started, by environment id, and the port
 /// their addresses name (`serve`'s own, known once it is bound).
@@ -151,14 +173,13 @@ pub fn not_running(dashboard: &str, id: Option<&str>) -> Response {
     let page = format!(
         "<!doctype html><html lang=en><meta charset=utf-8>\
          <meta name=viewport content=\"width=device-width, initial-scale=1\">\
-         <meta http-equiv=refresh content=\"{PAGE_REFRESH_SECONDS}\">\
          <title>Dev8: this IDE is not running</title>\
          <style>body{{font:16px/1.5 system-ui,sans-serif;max-width:34rem;margin:4rem auto;padding:0 1rem;color:#1f2328}}\
          a{{color:#0a58ca}}</style>\
          <main><h1>This IDE is not running</h1>\
          <p>Nothing answers at this address right now. If it is yours, open it from Dev8 to see its state and start it; \
          this page comes back to the IDE by itself once it runs.</p>\
-         <p><a href=\"{link}\">Open in Dev8</a></p></main></html>"
+         <p><a href=\"{link}\">Open in Dev8</a></p></main><script>{PAGE_SCRIPT}</script></html>"
     );
     let mut r = (
         StatusCode::SERVICE_UNAVAILABLE,
@@ -178,7 +199,7 @@ pub fn not_running(dashboard: &str, id: Option<&str>) -> Response {
     );
     h.insert(
         header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static("default-src 'none'; style-src 'unsafe-inline'"),
+        HeaderValue::from_str(page_csp()).unwrap_or(HeaderValue::from_static("default-src 'none'")),
     );
     r
 }

@@ -35,9 +35,9 @@ async function api(context, method, path, data) {
 async function waitFor(context, id, status, timeout = 90_000) {
   const deadline = Date.now() + timeout;
   for (;;) {
-    const { body } = await api(context, 'GET', `/api/environments/${id}`);
-    if (body?.status === status) return body;
-    assert.ok(Date.now() < deadline, `not ${status} within ${timeout} ms: ${JSON.stringify(body)}`);
+    const env = (await api(context, 'GET', `/api/environments/${id}`)).body?.environment;
+    if (env?.status === status) return env;
+    assert.ok(Date.now() < deadline, `not ${status} within ${timeout} ms: ${JSON.stringify(env)}`);
     await new Promise((ok) => setTimeout(ok, 250));
   }
 }
@@ -73,7 +73,7 @@ test('an IDE tab left open across stop and start comes back at the same address'
   assert.equal(link, `${serve.url}/api/environments/${id}/ide`);
   // Looking at the page (and its reloads) starts nothing.
   await ide.waitForTimeout(6_000);
-  assert.equal((await api(context, 'GET', `/api/environments/${id}`)).body.status, 'stopped');
+  assert.equal((await api(context, 'GET', `/api/environments/${id}`)).body.environment.status, 'stopped');
 
   assert.equal((await api(context, 'POST', `/api/environments/${id}/start`, {})).status, 202);
   await waitFor(context, id, 'running');
@@ -111,7 +111,7 @@ test('another account’s environment at the front door shows the same page', { 
   }
   assert.equal(texts[0], texts[1]);
   assert.ok(!texts[0].includes('private-thing'));
-  assert.equal((await api(owner, 'GET', `/api/environments/${id}`)).body.status, 'stopped');
+  assert.equal((await api(owner, 'GET', `/api/environments/${id}`)).body.environment.status, 'stopped');
   await owner.close();
   await other.close();
 });
