@@ -130,9 +130,6 @@ impl Application {
         let sweep_interval = Duration::from_secs(settings.sweep_interval_seconds.max(1));
         let background = overrides.background.unwrap_or(true);
         let jobs = wire(settings, port, data_dir, overrides).await?;
-        if let Some(doors) = jobs.compute.front_door() {
-            doors.set_port(port);
-        }
         Ok(Application {
             listener,
             jobs,
@@ -298,6 +295,11 @@ pub async fn wire(
         metrics: Arc::new(Metrics::new(exporter)),
         sessions: Default::default(),
     });
+    // Environment addresses name the port the control plane listens on
+    // (`serve` puts its front door in front of its router).
+    if let Some(doors) = compute.front_door() {
+        doors.set_port(port);
+    }
     let jobs = Arc::new(JobContext {
         platform,
         compute,
