@@ -1,5 +1,7 @@
 //! Create -> the IDE's first workbench page through the whole stack (API,
-//! queue, reconcile, local compute, agent, ticket, code-server) next to a
+//! queue, reconcile, local compute, `serve`'s front door at
+//! `e-<id>.localhost:<serve's port>`, the agent on its Unix socket, ticket,
+//! code-server) next to a
 //! bare code-server start -> its first workbench page, alternating (A B A B)
 //! in one run. Goal (issue 18): at most 1.15x the bare boot in every round.
 //!

@@ -18,7 +18,8 @@ pub const AGENT_JWKS: &str = "DEV8_AGENT_JWKS";
 pub const AGENT_ISSUER: &str = "DEV8_AGENT_ISSUER";
 /// Where the agent reaches the control plane.
 pub const CONTROL_PLANE_URL: &str = "DEV8_CONTROL_PLANE_URL";
-/// The agent's listen address.
+/// Where the agent listens: `host:port` (ACI, behind the TLS sidecar) or
+/// an absolute path, a Unix socket (local, behind `serve`'s front door).
 pub const AGENT_LISTEN: &str = "DEV8_AGENT_LISTEN";
 /// The environment's origin as browsers see it (unset on ACI: from `Host`).
 pub const AGENT_ORIGIN: &str = "DEV8_AGENT_ORIGIN";
@@ -96,6 +97,36 @@ pub fn setup_variables(
         })
     })
     .collect()
+}
+
+/// Where an agent listens (`AGENT_LISTEN`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Listen {
+    Tcp(std::net::SocketAddr),
+    /// A Unix socket: only processes that can enter its folder reach it.
+    Unix(std::path::PathBuf),
+}
+
+impl std::str::FromStr for Listen {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s.starts_with('/') {
+            return Ok(Listen::Unix(s.into()));
+        }
+        s.parse()
+            .map(Listen::Tcp)
+            .map_err(|_| format!("{s} is neither host:port nor an absolute socket path"))
+    }
+}
+
+impl std::fmt::Display for Listen {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Listen::Tcp(a) => write!(f, "{a}"),
+            Listen::Unix(p) => write!(f, "{}", p.display()),
+        }
+    }
 }
 
 /// An environment's size as the user chose it (the agent's usage limits).
@@ -270,5 +301,18 @@ mod tests {
             (os("PATH"), os("/bin")),
         ]);
         assert_eq!(found, vec![("NPM_TOKEN".to_string(), os("n"))]);
+    }
+
+    #[test]
+    fn an_agent_listens_on_a_tcp_address_or_an_absolute_socket_path() {
+        assert_eq!(
+            "127.0.0.1:8080".parse::<Listen>(),
+            Ok(Listen::Tcp(([127, 0, 0, 1], 8080).into()))
+        );
+        assert_eq!(
+            "/srv/dev8/agents/e1.sock".parse::<Listen>(),
+            Ok(Listen::Unix("/srv/dev8/agents/e1.sock".into()))
+        );
+        assert!("agents/e1.sock".parse::<Listen>().is_err());
     }
 }

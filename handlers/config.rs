@@ -54,14 +54,14 @@ pub struct AgentArgs {
     /// Where browsers and the agent reach the control plane.
     #[arg(long, env = agent_env::CONTROL_PLANE_URL, hide = true)]
     pub control_plane_url: String,
-    /// Listen address.
+    /// Where to listen: `host:port`, or an absolute path for a Unix socket.
     #[arg(
         long,
         env = agent_env::AGENT_LISTEN,
         default_value = "0.0.0.0:8080",
         hide = true
     )]
-    pub listen: std::net::SocketAddr,
+    pub listen: agent_env::Listen,
     /// The environment's origin as browsers see it (WebSocket Origin check, cookies).
     /// Unset on ACI, where the FQDN is only known once ARM assigns it: the agent
     /// then sits behind the group's TLS sidecar and its origin is `https://<Host>`.

@@ -13,6 +13,7 @@ pub mod config;
 pub mod db;
 pub mod doctor;
 pub mod domain;
+pub mod frontdoor;
 pub mod host;
 pub mod http;
 pub mod jobs;

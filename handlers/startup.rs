@@ -215,8 +215,20 @@ impl Application {
                 stop_rx.clone(),
             )));
         }
-        let router =
+        let mut router =
             crate::http::app_router(self.jobs.platform.clone(), self.static_dir.as_deref());
+        if let Some(doors) = self.jobs.compute.front_door() {
+            // `e-<id>.localhost:<port>` goes to that environment's agent (or
+            // the not-running page) before any route sees it.
+            let door = crate::frontdoor::FrontDoor {
+                doors,
+                dashboard: self.jobs.policy.public_url.clone(),
+            };
+            router = router.layer(axum::middleware::from_fn_with_state(
+                door,
+                crate::frontdoor::route,
+            ));
+        }
         let mut http_stop = stop_rx.clone();
         let server = axum::serve(
             self.listener,
@@ -330,6 +342,11 @@ pub async fn wire(
         sessions: Default::default(),
         mailer,
     });
+    // Environment addresses name the port the control plane listens on
+    // (`serve` puts its front door in front of its router).
+    if let Some(doors) = compute.front_door() {
+        doors.set_port(port);
+    }
     let jobs = Arc::new(JobContext {
         platform,
         compute,

@@ -16,6 +16,7 @@ pub mod session;
 pub mod setup;
 pub mod usage;
 
+use crate::agent_env::Listen;
 use crate::auth::KeySet;
 use activity::{Activity, Kind, Reporter};
 use anyhow::Context;
@@ -28,7 +29,6 @@ use axum::routing::get;
 use code_server::{CodeServer, Running};
 use secrecy::SecretString;
 use session::Sessions;
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -55,8 +55,9 @@ pub struct AgentConfig {
     pub issuer: String,
     /// Where browsers and the agent reach the control plane.
     pub control_plane_url: String,
-    /// Where the agent listens.
-    pub listen: SocketAddr,
+    /// Where the agent listens: a Unix socket behind `serve`'s front door
+    /// (local), loopback TCP behind the TLS sidecar (ACI).
+    pub listen: Listen,
     /// The environment's own origin as browsers see it (`http://e-<id>.localhost:<port>`);
     /// `None` behind a TLS sidecar that serves only this environment's name
     /// (ACI): then the origin is `https://<Host>` of each request.
@@ -204,7 +205,7 @@ pub async fn run(
         // Without it the IDE still works; only editor input then goes unseen.
         Err(e) => tracing::warn!(error = %e, "could not install Dev8's extension"),
     }
-    let listener = tokio::net::TcpListener::bind(config.listen)
+    let listener = Listener::bind(&config.listen)
         .await
         .with_context(|| format!("binding {}", config.listen))?;
     let control = config.control_plane_url.trim_end_matches('/').to_string();
@@ -344,12 +345,14 @@ pub async fn run(
         .fallback(proxy_request)
         .with_state(agent.clone());
     let mut http_stop = stop_rx.clone();
+    let stopped = async move {
+        let _ = http_stop.wait_for(|s| *s).await;
+    };
     let server = tokio::spawn(async move {
-        axum::serve(listener, router)
-            .with_graceful_shutdown(async move {
-                let _ = http_stop.wait_for(|s| *s).await;
-            })
-            .await
+        match listener {
+            Listener::Tcp(l) => axum::serve(l, router).with_graceful_shutdown(stopped).await,
+            Listener::Unix(l) => axum::serve(l, router).with_graceful_shutdown(stopped).await,
+        }
     });
     tracing::info!(environment = %agent.environment_id, listen = %config.listen, "agent listening");
 
@@ -392,6 +395,33 @@ pub async fn run(
     }
     let _ = tokio::time::timeout(Duration::from_secs(2), server).await;
     Ok(())
+}
+
+enum Listener {
+    Tcp(tokio::net::TcpListener),
+    Unix(tokio::net::UnixListener),
+}
+
+impl Listener {
+    /// Bind where the agent is told to listen. A socket left by an earlier
+    /// agent of this environment is replaced, and the new one is for its
+    /// owner only (its folder is already private to `serve`'s user).
+    async fn bind(listen: &Listen) -> std::io::Result<Listener> {
+        match listen {
+            Listen::Tcp(addr) => Ok(Listener::Tcp(tokio::net::TcpListener::bind(addr).await?)),
+            Listen::Unix(path) => {
+                use std::os::unix::fs::PermissionsExt;
+                match std::fs::remove_file(path) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(e),
+                }
+                let l = tokio::net::UnixListener::bind(path)?;
+                std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+                Ok(Listener::Unix(l))
+            }
+        }
+    }
 }
 
 /// code-server's package folder, as configured and with symlinks resolved.

@@ -1,11 +1,15 @@
 //! The local compute backend (`DEV8_COMPUTE=local`, the default for
 //! `serve`): one `handler agent` child process per running environment,
-//! which runs code-server on a Unix socket and listens on a free loopback
-//! port. Each environment has a persistent home under
-//! `<data_dir>/environments/<id>/home` (workspace, code-server settings and
-//! extensions, dotfiles), kept on stop and removed on delete, and the host
-//! name `e-<id>.localhost` (browsers resolve `*.localhost` to loopback; the
-//! control plane itself talks to `127.0.0.1:<port>`).
+//! which runs code-server on a Unix socket and itself listens on a Unix
+//! socket, `<data_dir>/agents/<id>.sock`, in a folder only `serve`'s user
+//! can enter (0700), never on a loopback port anyone could bind. Each
+//! environment has a persistent home under `<data_dir>/environments/<id>/home`
+//! (workspace, code-server settings and extensions, dotfiles), kept on stop
+//! and removed on delete, and the address `http://e-<id>.localhost:<serve's
+//! port>` (browsers resolve `*.localhost` to loopback), the same across
+//! every stop and start: `serve`'s front door (`crate::frontdoor`) forwards
+//! it to the socket this backend recorded in its `Doors` when it started
+//! the agent, and to nothing else.
 //!
 //! Secrets reach the agent as environment variables, never arguments. Each
 //! agent leads its own process group (code-server and its helpers stay in
@@ -20,6 +24,7 @@
 use super::{AgentParams, Compute, ComputeError, ComputeResult, HomeMode, starter};
 use crate::agent_env::{self, PASSED_TO_IDE};
 use crate::domain::{Environment, Observed, StepNote, steps};
+use crate::frontdoor::{self, Doors};
 use crate::procs;
 use crate::reconciles::{ReconcileRequest, Reconciles};
 use crate::snapshot::{self, store::FolderStore};
@@ -52,6 +57,10 @@ const READY_WATCH: Duration = Duration::from_secs(120);
 const READY_LONG_POLL: Duration = Duration::from_secs(30);
 /// How soon to ask a just-started agent again when it is not listening yet.
 const AGENT_LISTEN_RETRY: Duration = Duration::from_millis(10);
+/// How long a plain readiness question to an agent may take.
+const HEALTH_TIMEOUT: Duration = Duration::from_secs(3);
+/// The longest a Unix socket path may be (`sun_path` holds 108 bytes with its NUL).
+const MAX_SOCKET_PATH: usize = 107;
 
 /// How the local backend runs agents.
 #[derive(Debug, Clone)]
@@ -164,7 +173,8 @@ pub fn find_node() -> anyhow::Result<PathBuf> {
 /// One agent process this backend started.
 struct AgentProc {
     pid: i32,
-    port: u16,
+    /// The agent's Unix socket (its door in `Doors`).
+    socket: PathBuf,
     /// How long a graceful stop may take.
     grace: Duration,
     /// Set before an intended stop, so the exit is not taken for a crash.
@@ -185,7 +195,7 @@ pub struct LocalCompute {
     opts: LocalOptions,
     reconciles: Arc<dyn Reconciles>,
     agents: Mutex<HashMap<String, AgentProc>>,
-    http: reqwest::Client,
+    doors: Arc<Doors>,
 }
 
 impl LocalCompute {
@@ -201,17 +211,33 @@ impl LocalCompute {
                 }
             }
         }
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(3))
-            .no_proxy()
-            .build()
-            .context("building the HTTP client")?;
+        // Sockets of agents an earlier run left are dead: clear them.
+        let sockets = Self::sockets_dir_of(&opts.data_dir);
+        let _ = std::fs::remove_dir_all(&sockets);
+        prepare_private_dir(&sockets)?;
         Ok(LocalCompute {
             opts,
             reconciles,
             agents: Mutex::new(HashMap::new()),
-            http,
+            doors: Arc::new(Doors::default()),
         })
+    }
+
+    fn sockets_dir_of(data_dir: &Path) -> PathBuf {
+        data_dir.join("agents")
+    }
+
+    /// The folder the agents' sockets are in (0700, `serve`'s user only).
+    pub fn sockets_dir(&self) -> PathBuf {
+        Self::sockets_dir_of(&self.opts.data_dir)
+    }
+
+    /// A fresh socket path for an agent of `id`: each agent process its own,
+    /// so a late exit of an earlier one never closes a newer one's door.
+    fn new_socket(&self, id: &str) -> PathBuf {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.sockets_dir().join(format!("{id}-{n}.sock"))
     }
 
     fn env_dir(&self, id: &str) -> PathBuf {
@@ -256,8 +282,11 @@ impl LocalCompute {
             .map(|a| a.pid)
     }
 
-    fn ide_origin(id: &str, port: u16) -> String {
-        format!("http://e-{id}.localhost:{port}")
+    /// The environment's address, or an error while `serve` has not said its port.
+    fn ide_origin(&self, id: &str) -> anyhow::Result<String> {
+        self.doors
+            .origin(id)
+            .context("the front door's port is not known yet")
     }
 
     async fn prepare_home(&self, env: &Environment) -> anyhow::Result<PathBuf> {
@@ -304,9 +333,13 @@ impl LocalCompute {
         let home = self.prepare_home(env).await?;
         let mode = self.home_mode(&env.id);
         procs::kill_marked(&env.id, &[]);
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?
-            .local_addr()?
-            .port();
+        let origin = self.ide_origin(&env.id)?;
+        let socket = self.new_socket(&env.id);
+        anyhow::ensure!(
+            socket.as_os_str().len() <= MAX_SOCKET_PATH,
+            "the agent's socket path {} is too long for a Unix socket; use a shorter data folder",
+            socket.display()
+        );
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -318,7 +351,7 @@ impl LocalCompute {
                 cmd.env(name, v);
             }
         }
-        let listen = format!("127.0.0.1:{port}");
+        let listen = socket.to_string_lossy();
         let home_str = home.to_string_lossy();
         for v in agent_env::variables(&env.id, &listen, &home_str, super::agent_size(env), agent)
             .into_iter()
@@ -326,7 +359,7 @@ impl LocalCompute {
         {
             cmd.env(v.name.as_ref(), v.value);
         }
-        cmd.env(agent_env::AGENT_ORIGIN, Self::ide_origin(&env.id, port))
+        cmd.env(agent_env::AGENT_ORIGIN, origin)
             .env(agent_env::CODE_SERVER, &self.opts.code_server)
             .env(agent_env::NODE, &self.opts.node)
             .env(
@@ -369,18 +402,23 @@ impl LocalCompute {
         let lifeline = child.stdin.take();
         let expected = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let (exited_tx, exited) = watch::channel(false);
-        tracing::info!(environment = %env.id, pid, port, "agent started");
+        tracing::info!(environment = %env.id, pid, socket = %socket.display(), "agent started");
+        self.doors.open(&env.id, &socket);
 
-        // Exit watch: a crash asks for a reconcile at once.
-        let (reconciles, request, id, exp) = (
+        // Exit watch: the door closes, and a crash asks for a reconcile at once.
+        let (reconciles, request, id, exp, doors, door) = (
             self.reconciles.clone(),
             ReconcileRequest::now(&env.user_id, &env.id),
             env.id.clone(),
             expected.clone(),
+            self.doors.clone(),
+            socket.clone(),
         );
         tokio::spawn(async move {
             let status = child.wait().await;
             procs::signal_group(pid, Signal::KILL);
+            doors.close(&id, &door);
+            let _ = std::fs::remove_file(&door);
             let _ = exited_tx.send(true);
             if !exp.load(std::sync::atomic::Ordering::Acquire) {
                 procs::kill_marked(&id, &[]);
@@ -393,28 +431,24 @@ impl LocalCompute {
 
         // Readiness watch: the agent holds `?wait=` until code-server
         // answers, and the reconcile is asked for the moment it does.
-        let (reconciles, request, http, mut gone) = (
+        let (reconciles, request, watched, mut gone) = (
             self.reconciles.clone(),
             ReconcileRequest::now(&env.user_id, &env.id),
-            self.http.clone(),
+            socket.clone(),
             exited.clone(),
         );
-        let url = format!("http://127.0.0.1:{port}/_dev8/healthz");
         tokio::spawn(async move {
             let deadline = tokio::time::Instant::now() + READY_WATCH;
+            let wait = READY_LONG_POLL;
+            let path = format!("/_dev8/healthz?wait={}", wait.as_millis());
             while tokio::time::Instant::now() < deadline && !*gone.borrow() {
-                let wait = READY_LONG_POLL;
-                let asked = http
-                    .get(&url)
-                    .query(&[("wait", wait.as_millis().to_string())])
-                    .timeout(wait + Duration::from_secs(5))
-                    .send();
+                let asked = frontdoor::probe(&watched, &path, wait + Duration::from_secs(5));
                 let answer = tokio::select! {
                     answer = asked => answer,
                     _ = gone.wait_for(|g| *g) => return,
                 };
                 let pause = match answer {
-                    Ok(r) if r.status().is_success() => {
+                    Ok((status, _)) if status.is_success() => {
                         let _ = reconciles.request(request).await;
                         return;
                     }
@@ -431,7 +465,7 @@ impl LocalCompute {
         });
         Ok(AgentProc {
             pid,
-            port,
+            socket,
             grace: match mode {
                 HomeMode::Direct => STOP_GRACE,
                 HomeMode::Snapshot => SNAPSHOT_STOP_GRACE,
@@ -447,6 +481,7 @@ impl LocalCompute {
     async fn end(&self, id: &str) {
         let proc = self.agents.lock().expect("agents lock").remove(id);
         if let Some(mut a) = proc {
+            self.doors.close(id, &a.socket);
             a.expected.store(true, std::sync::atomic::Ordering::Release);
             drop(a.lifeline.take());
             procs::signal(a.pid, Signal::TERM);
@@ -460,6 +495,14 @@ impl LocalCompute {
         }
         procs::kill_marked(id, &[]);
     }
+}
+
+/// Create `dir` (and its parents) and make it enterable by its owner only.
+fn prepare_private_dir(dir: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+        .with_context(|| format!("making {} private", dir.display()))
 }
 
 fn valid_id(id: &str) -> bool {
@@ -478,18 +521,20 @@ fn check_id(env: &Environment) -> ComputeResult<()> {
 impl Compute for LocalCompute {
     async fn observe(&self, env: &Environment) -> ComputeResult<Observed> {
         check_id(env)?;
-        let port = {
+        let socket = {
             let mut agents = self.agents.lock().expect("agents lock");
             match agents.get(&env.id) {
-                Some(a) if a.alive() => Some(a.port),
+                Some(a) if a.alive() => Some(a.socket.clone()),
                 Some(_) => {
-                    agents.remove(&env.id);
+                    if let Some(a) = agents.remove(&env.id) {
+                        self.doors.close(&env.id, &a.socket);
+                    }
                     None
                 }
                 None => None,
             }
         };
-        let Some(port) = port else {
+        let Some(socket) = socket else {
             return Ok(
                 if self.home(&env.id).exists() || self.snapshot_dir(&env.id).exists() {
                     Observed::Stopped
@@ -498,23 +543,24 @@ impl Compute for LocalCompute {
                 },
             );
         };
-        let health = self
-            .http
-            .get(format!("http://127.0.0.1:{port}/_dev8/healthz"))
-            .send()
-            .await;
+        let health = frontdoor::probe(&socket, "/_dev8/healthz", HEALTH_TIMEOUT).await;
         Ok(match health {
-            Ok(r) if r.status().is_success() => Observed::Running {
-                ide_url: format!("{}/", Self::ide_origin(&env.id, port)),
+            Ok((status, _)) if status.is_success() => Observed::Running {
+                ide_url: format!(
+                    "{}/",
+                    self.ide_origin(&env.id).map_err(ComputeError::Transient)?
+                ),
             },
             // The agent answers: it is setting up the first start (the step
             // it names), or code-server is up but not answering yet.
-            Ok(r) => {
-                let named = r.json::<serde_json::Value>().await.ok().and_then(|b| {
-                    b.get("step")
-                        .and_then(serde_json::Value::as_str)
-                        .and_then(steps::agent_step)
-                });
+            Ok((_, body)) => {
+                let named = serde_json::from_slice::<serde_json::Value>(&body)
+                    .ok()
+                    .and_then(|b| {
+                        b.get("step")
+                            .and_then(serde_json::Value::as_str)
+                            .and_then(steps::agent_step)
+                    });
                 Observed::Starting(Some(StepNote::new(named.unwrap_or(steps::WAITING_FOR_IDE))))
             }
             // The agent is not listening yet: it is still launching code-server.
@@ -535,13 +581,13 @@ impl Compute for LocalCompute {
             .get(&env.id)
             .filter(|a| a.alive())
         {
-            return Ok(serde_json::json!({"backend": "local", "port": a.port, "pid": a.pid}));
+            return Ok(serde_json::json!({"backend": "local", "pid": a.pid}));
         }
         let proc = self
             .spawn(env, agent)
             .await
             .map_err(ComputeError::Transient)?;
-        let refs = serde_json::json!({"backend": "local", "port": proc.port, "pid": proc.pid});
+        let refs = serde_json::json!({"backend": "local", "pid": proc.pid});
         let old = self
             .agents
             .lock()
@@ -581,10 +627,15 @@ impl Compute for LocalCompute {
         Ok(())
     }
 
+    fn front_door(&self) -> Option<Arc<Doors>> {
+        Some(self.doors.clone())
+    }
+
     async fn shutdown(&self) {
         let mut agents: Vec<(String, AgentProc)> =
             self.agents.lock().expect("agents lock").drain().collect();
-        for (_, a) in &mut agents {
+        for (id, a) in &mut agents {
+            self.doors.close(id, &a.socket);
             a.expected.store(true, std::sync::atomic::Ordering::Release);
             drop(a.lifeline.take());
             procs::signal(a.pid, Signal::TERM);

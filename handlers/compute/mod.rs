@@ -13,6 +13,7 @@ pub use local::{LocalCompute, LocalOptions};
 
 use crate::domain::{Environment, Observed};
 use async_trait::async_trait;
+use std::sync::Arc;
 
 pub use crate::agent_env::AgentParams;
 
@@ -91,4 +92,10 @@ pub trait Compute: Send + Sync + 'static {
     /// The control plane is shutting down: release what this process owns
     /// (the local backend stops its agents; cloud resources stay as they are).
     async fn shutdown(&self) {}
+    /// The agents `serve`'s front door may forward to, when this backend's
+    /// environments are reached through it (local); `None` when they have
+    /// addresses of their own (ACI).
+    fn front_door(&self) -> Option<Arc<crate::frontdoor::Doors>> {
+        None
+    }
 }

@@ -12,7 +12,8 @@ use serde_json::json;
 use std::time::{Duration, Instant};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
-async fn websocket(
+/// A WebSocket to an environment's address (through `serve`'s front door).
+pub(crate) async fn websocket(
     ide_url: &str,
     origin: &str,
     cookie: &str,
@@ -37,7 +38,7 @@ async fn websocket(
         .map(|(ws, _)| ws)
 }
 
-fn ws_status(e: tokio_tungstenite::tungstenite::Error) -> u16 {
+pub(crate) fn ws_status(e: tokio_tungstenite::tungstenite::Error) -> u16 {
     match e {
         tokio_tungstenite::tungstenite::Error::Http(r) => r.status().as_u16(),
         other => panic!("expected an HTTP refusal, got {other}"),
@@ -399,8 +400,10 @@ async fn open_ide_through_the_agent_with_one_time_tickets() {
         401,
         "token of a stopped environment"
     );
-    assert!(
-        agent.get(&ide_url).send().await.is_err(),
+    // The agent is gone: its address answers serve's not-running page.
+    assert_eq!(
+        agent.get(&ide_url).send().await.unwrap().status(),
+        503,
         "the agent still answers after stop"
     );
     assert!(

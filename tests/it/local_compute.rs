@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 /// `serve` with the local backend (real agents and code-server).
-async fn local_app() -> TestApp {
+pub(crate) async fn local_app() -> TestApp {
     TestApp::builder()
         .compute(Compute::Local(LocalOpts::default()))
         .clock(Clock::Offset)

@@ -23,6 +23,7 @@ mod audit;
 mod cosmos_lifecycle;
 mod cosmos_retries;
 mod doctor;
+mod front_door;
 mod functions_binary;
 mod functions_host;
 mod functions_package;

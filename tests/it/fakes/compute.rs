@@ -6,8 +6,9 @@
 use async_trait::async_trait;
 use dev8::compute::{AgentParams, Compute, ComputeError, ComputeResult};
 use dev8::domain::{Environment, Observed, StepNote, steps};
+use dev8::frontdoor::Doors;
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,6 +48,10 @@ struct Inner {
 #[derive(Default)]
 pub struct FakeCompute {
     inner: Mutex<Inner>,
+    /// `serve`'s front door over this backend. The fake starts no agent
+    /// processes, so no door ever opens: every environment address answers
+    /// the not-running page, as with local compute before an agent listens.
+    doors: Arc<Doors>,
 }
 
 impl FakeCompute {
@@ -101,6 +106,10 @@ impl FakeCompute {
 
 #[async_trait]
 impl Compute for FakeCompute {
+    fn front_door(&self) -> Option<Arc<Doors>> {
+        Some(self.doors.clone())
+    }
+
     async fn observe(&self, env: &Environment) -> ComputeResult<Observed> {
         self.check()?;
         let mut i = self.inner.lock().unwrap();
