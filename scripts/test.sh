@@ -48,8 +48,9 @@ export DEV8_CODE_SERVER
 # The integration binary's ten-minute watch of an untouched workbench
 # (issue 19) mostly waits: it runs in the background beside everything else.
 # The other workbench tests time a person typing in a real VS Code tab and
-# are sensitive to load, so they run first, on their own, and never at the
-# same moment as the watch. The three runs of the binary together must run
+# are sensitive to load, so they run first, one at a time (two at once on
+# two cores already failed: the long-build test's busy terminal starves the
+# other tab), and never at the same moment as the watch. The three runs of the binary together must run
 # every test it lists (checked below).
 WATCH=idle_workbench::an_untouched_workbench_counts_no_use_for_ten_minutes_is_warned_and_stopped
 WORKBENCH=idle_workbench::
@@ -67,7 +68,7 @@ cargo test --no-run
 phase "the build"
 
 echo "== Workbench tests that time typing (alone)"
-cargo test --test it -- --include-ignored "$WORKBENCH" --skip "$WATCH" 2>&1 | tee "$LOGS/workbench"
+cargo test --test it -- --include-ignored --test-threads=1 "$WORKBENCH" --skip "$WATCH" 2>&1 | tee "$LOGS/workbench"
 phase "the workbench typing tests"
 
 echo "== The ten-minute workbench watch, in the background: $WATCH"
