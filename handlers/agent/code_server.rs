@@ -216,15 +216,9 @@ impl CodeServer {
             .arg("--extensions-dir")
             .arg(self.extensions_dir())
             .arg(self.folder())
-            .current_dir(self.folder())
-            .env_clear();
-        for name in PASSED_TO_IDE {
-            if let Some(v) = std::env::var_os(name) {
-                cmd.env(name, v);
-            }
-        }
+            .current_dir(self.folder());
         // The user's personal secrets, under their own names (never the
-        // agent's own variables: those are dropped by `env_clear`).
+        // agent's own variables: `user_command` cleared those).
         for (name, value) in crate::agent_env::user_secrets_from(std::env::vars_os()) {
             cmd.env(name, value);
         }
