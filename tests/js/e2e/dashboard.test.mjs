@@ -68,12 +68,12 @@ test('a person does everything from the browser', { timeout: 240_000 }, async ()
   assert.deepEqual(await seriousViolations(page), [], 'list with an environment');
   await shots(page, '04-running');
 
-  // A field error that only the server knows: the name is taken.
+  // The name is taken (the dialog knows the list's names, in any case).
   await page.getByRole('button', { name: 'New environment' }).click();
   const again = page.getByRole('dialog');
-  await again.getByLabel('Name').fill('hello-node');
+  await again.getByLabel('Name').fill('Hello-Node');
   await again.getByRole('button', { name: 'Create environment' }).click();
-  await again.getByText(/already used by another of your environments/).waitFor();
+  await again.getByText(/You already have an environment called Hello-Node/).waitFor();
   await again.getByRole('button', { name: 'Cancel' }).click();
 
   // Open IDE: a real link in a new tab, through the ticket redirect, to VS Code.
