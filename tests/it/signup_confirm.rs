@@ -37,20 +37,7 @@ async fn unconfirmed(app: &TestApp, email: &str) -> String {
     assert_eq!(a.status, 201, "{}", a.body);
     assert_eq!(a.body["user"]["emailConfirmed"], json!(false));
     assert_eq!(a.body["confirmationMailed"], json!(true));
-    token(app, email).await
-}
-
-async fn token(app: &TestApp, email: &str) -> String {
-    let t = app
-        .send(
-            Method::POST,
-            "/api/auth/token",
-            Some(json!({"email": email, "password": PASSWORD})),
-            Auth::None,
-        )
-        .await;
-    assert_eq!(t.status, 200, "{}", t.body);
-    t.body["token"].as_str().unwrap().to_string()
+    app.api_token(email).await
 }
 
 async fn confirm(app: &TestApp, token: &str) -> crate::harness::Answer {
@@ -284,7 +271,7 @@ async fn an_unexpired_unconfirmed_account_keeps_its_address_from_a_typed_sign_up
     // Resending for a confirmed account is a conflict, not a new link.
     let t = smtp.link_token("di@corp.example").await;
     assert_eq!(confirm(&app, &t).await.status, 200);
-    let bearer = token(&app, "di@corp.example").await;
+    let bearer = app.api_token("di@corp.example").await;
     let resend = app
         .send(
             Method::POST,

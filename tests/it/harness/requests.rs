@@ -165,7 +165,8 @@ impl TestApp {
         self.signed_in(email, a).await
     }
 
-    async fn signed_in(&self, email: &str, a: Answer) -> User {
+    /// An API token (`POST /api/auth/token`) for an account with `PASSWORD`.
+    pub async fn api_token(&self, email: &str) -> String {
         let t = self
             .send(
                 Method::POST,
@@ -175,9 +176,13 @@ impl TestApp {
             )
             .await;
         assert_eq!(t.status, 200, "token: {}", t.body);
+        t.body["token"].as_str().unwrap().to_string()
+    }
+
+    async fn signed_in(&self, email: &str, a: Answer) -> User {
         User {
             id: a.body["user"]["id"].as_str().unwrap().to_string(),
-            token: t.body["token"].as_str().unwrap().to_string(),
+            token: self.api_token(email).await,
             cookie: a.cookie().expect("a session cookie"),
         }
     }
