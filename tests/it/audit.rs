@@ -493,6 +493,9 @@ async fn history_records_carry_what_their_sentences_need() {
     // A refused start carries its cause and what it was heading for.
     app.fake().refuse_starts(Some("image not allowed"));
     let refused = app.new_env(&u, "refused").await;
+    // Records made at one instant are ordered by id, not by cause; the
+    // manual clock moves as a real one would between the two.
+    tick(&app);
     app.settle(10).await;
     let h = history(&app, &u, &refused).await;
     assert_eq!(h[0]["action"], "job.failure");
@@ -503,6 +506,7 @@ async fn history_records_carry_what_their_sentences_need() {
 
     // The last failed delivery: the cause as the environment shows it.
     let broken = app.new_env(&u, "broken").await;
+    tick(&app);
     app.fake().set_down(true);
     let body = Job::reconcile(&u.id, &broken).to_body();
     assert!(
