@@ -304,6 +304,12 @@ pub async fn wire(
         },
     };
     let reconciles: Arc<dyn Reconciles> = Arc::new(QueueReconciles::new(queue.clone()));
+    // Environments in snapshot mode with a Blob store get their SAS renewed
+    // through the report's answer.
+    let snapshot_account = match settings.compute {
+        ComputeKind::Local => settings.local_snapshot_account()?,
+        ComputeKind::Aci => None,
+    };
     let compute: Arc<dyn Compute> = match overrides.compute {
         Some(c) => c,
         None => match settings.compute {
@@ -312,6 +318,7 @@ pub async fn wire(
                 opts.home_mode = settings.local_home_mode;
                 opts.snapshot_interval =
                     Duration::from_secs(u64::from(settings.snapshot_interval_minutes) * 60);
+                opts.snapshot_blob = snapshot_account.clone();
                 Arc::new(LocalCompute::new(opts, reconciles.clone())?)
             }
             ComputeKind::Aci => Arc::new(
@@ -330,6 +337,8 @@ pub async fn wire(
         Some(cs) => Some(crate::metrics::appinsights::Exporter::from_connection_string(cs)?),
         None => None,
     };
+    let snapshot_grants =
+        snapshot_account.map(|a| Arc::new(a) as Arc<dyn crate::snapshot_grant::GrantAuthority>);
     let platform = Arc::new(Platform {
         store,
         reconciles,
@@ -341,6 +350,7 @@ pub async fn wire(
         metrics: Arc::new(Metrics::new(exporter)),
         sessions: Default::default(),
         mailer,
+        snapshot_grants,
     });
     // Environment addresses name the port the control plane listens on
     // (`serve` puts its front door in front of its router).

@@ -45,6 +45,9 @@ pub struct LocalOpts {
     pub home_mode: dev8::compute::HomeMode,
     /// Snapshot mode: the periodic snapshot's interval.
     pub snapshot_interval: Duration,
+    /// Snapshot mode: a Blob store in this account (`peers::azurite::blob_account`)
+    /// instead of a folder store; also what the control plane renews SAS from.
+    pub snapshot_blob: Option<dev8::snapshot_grant::BlobAccount>,
 }
 
 impl Default for LocalOpts {
@@ -56,6 +59,7 @@ impl Default for LocalOpts {
             report_interval: Duration::from_secs(60),
             home_mode: dev8::compute::HomeMode::Direct,
             snapshot_interval: dev8::agent_env::DEFAULT_SNAPSHOT_INTERVAL,
+            snapshot_blob: None,
         }
     }
 }
@@ -241,7 +245,16 @@ impl Builder {
                         report_interval: opts.report_interval,
                         home_mode: opts.home_mode,
                         snapshot_interval: opts.snapshot_interval,
+                        snapshot_blob: opts.snapshot_blob.clone(),
                     };
+                    // The control plane renews SAS from the same account.
+                    if let Some(a) = &opts.snapshot_blob {
+                        settings.local_snapshot_blob_endpoint = Some(a.endpoint.clone());
+                        settings.local_snapshot_blob_account = a.name.clone();
+                        settings.local_snapshot_blob_key = Some(a.key.clone());
+                        settings.snapshot_sas_protocol = a.protocol;
+                        settings.snapshot_sas_lifetime_seconds = a.lifetime.as_secs() as u32;
+                    }
                     let queue = queue
                         .clone()
                         .expect("Compute::Local needs a queue the test builds (not FromSettings)");
