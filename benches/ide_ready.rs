@@ -76,6 +76,7 @@ impl Serve {
             report_interval: Duration::from_secs(60),
             home_mode: dev8::compute::HomeMode::Direct,
             snapshot_interval: dev8::agent_env::DEFAULT_SNAPSHOT_INTERVAL,
+            snapshot_blob: None,
         };
         let reconciles = Arc::new(QueueReconciles::new(queue.clone()));
         let compute = Arc::new(LocalCompute::new(options, reconciles).expect("local compute"));

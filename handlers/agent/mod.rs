@@ -96,6 +96,12 @@ pub struct SnapshotSettings {
     pub interval: Duration,
 }
 
+/// A snapshot store opened, with the SAS the report renews (Blob store).
+type OpenedStore = (
+    Arc<dyn crate::snapshot::store::SnapshotStore>,
+    Option<Arc<report::SnapshotSas>>,
+);
+
 /// The store of the home's snapshots.
 pub enum SnapshotSource {
     /// A folder (local compute's folder store).
@@ -106,13 +112,8 @@ pub enum SnapshotSource {
 }
 
 impl SnapshotSource {
-    /// The store, and the Blob store again when its SAS is to be renewed.
-    fn open(
-        &self,
-    ) -> anyhow::Result<(
-        Arc<dyn crate::snapshot::store::SnapshotStore>,
-        Option<Arc<report::SnapshotSas>>,
-    )> {
+    /// The store, and the Blob store's SAS to renew.
+    fn open(&self) -> anyhow::Result<OpenedStore> {
         Ok(match self {
             SnapshotSource::Folder(dir) => (
                 Arc::new(crate::snapshot::store::FolderStore::new(dir)),
@@ -356,6 +357,7 @@ pub async fn run(
         ),
         token: report_token,
         every: config.report_interval,
+        snapshot_sas,
     };
     let reporter_task = tokio::spawn(report::report_loop(
         agent.activity.clone(),
@@ -364,7 +366,6 @@ pub async fn run(
         proxy::Upstream::new(cs.socket.clone()),
         report_target,
         keeper.clone(),
-        snapshot_sas,
         stop_rx.clone(),
     ));
     let periodic = tokio::spawn({

@@ -96,6 +96,8 @@ pub struct ReportTarget {
     pub url: String,
     pub token: SecretString,
     pub every: Duration,
+    /// With a Blob snapshot store: its SAS, renewed by the answers.
+    pub snapshot_sas: Option<Arc<SnapshotSas>>,
 }
 
 /// The control plane's answer. Every field is optional and unknown ones are
@@ -146,7 +148,6 @@ pub async fn report_loop(
     upstream: Upstream,
     target: ReportTarget,
     snapshots: Option<Arc<Keeper>>,
-    snapshot_sas: Option<Arc<SnapshotSas>>,
     mut stop: watch::Receiver<bool>,
 ) {
     let client = reqwest::Client::builder()
@@ -192,7 +193,7 @@ pub async fn report_loop(
             .json(&report_body(
                 with_snapshot(measured.json(), snapshots.as_deref()),
                 setup.get(),
-                snapshot_sas.as_deref(),
+                target.snapshot_sas.as_deref(),
             ))
             .send()
             .await;
@@ -206,7 +207,7 @@ pub async fn report_loop(
                 if answer.usage_recorded == Some(false) {
                     wait = soon;
                 }
-                if let (Some(held), Some(renewed)) = (&snapshot_sas, &answer.snapshot_sas) {
+                if let (Some(held), Some(renewed)) = (&target.snapshot_sas, &answer.snapshot_sas) {
                     held.renew(renewed);
                 }
             }
