@@ -266,7 +266,7 @@ pub async fn report(
 /// plane's `now` (so the agent counts in seconds from now, whatever its own
 /// clock says).
 fn idle_answer(p: &Platform, env: &Environment) -> serde_json::Value {
-    let mut answer = json!(IdleView::new(env, p.policy.idle_warning));
+    let mut answer = json!(IdleView::new(env, p.policy.idle));
     answer["now"] = json!(p.clock.now());
     answer
 }
