@@ -246,7 +246,11 @@ async fn container_group_body_follows_the_documented_schema() {
     ] {
         assert_eq!(var(name), json!({"name": name, "value": value}));
     }
-    assert_eq!(vars.len(), 11);
+    assert_eq!(
+        var("DEV8_ENVIRONMENT_NAME"),
+        json!({"name": "DEV8_ENVIRONMENT_NAME", "value": "schema"})
+    );
+    assert_eq!(vars.len(), 12);
     // The agent token is a real agent token for this environment.
     let token = var("DEV8_AGENT_TOKEN")["secureValue"]
         .as_str()
