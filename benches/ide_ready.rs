@@ -277,6 +277,13 @@ async fn create_to_ready(app: &Serve, name: &str) -> (Duration, String) {
             .await;
         let env = &body["environment"];
         if let (Some(url), true) = (env["ideUrl"].as_str(), env["status"] == "running") {
+            // The address users get: serve's front door, never an agent's own port.
+            let port = app.base.rsplit(':').next().unwrap();
+            assert_eq!(
+                url,
+                format!("http://e-{id}.localhost:{port}/"),
+                "the IDE is measured through the front door"
+            );
             // Open the IDE as the dashboard's button does: a ticket, redeemed
             // for the agent's cookie, then the workbench page.
             let r = app

@@ -10,6 +10,9 @@ use std::borrow::Cow;
 /// The environment this agent serves; also the marker on every process it
 /// starts (`procs`). Not a secret.
 pub const ENVIRONMENT_ID: &str = "DEV8_ENVIRONMENT_ID";
+/// The environment's name as it was at this start: the IDE tab's title
+/// names it (a rename shows at the next start). Not a secret.
+pub const ENVIRONMENT_NAME: &str = "DEV8_ENVIRONMENT_NAME";
 /// The agent token (`aud=agent:<id>`). Secret.
 pub const AGENT_TOKEN: &str = "DEV8_AGENT_TOKEN";
 /// The control plane's public keys (JWKS JSON) for IDE tickets.
@@ -84,14 +87,17 @@ pub const REPOSITORY_REF: &str = "DEV8_REPOSITORY_REF";
 /// The account's dotfiles repository, installed on the first start.
 pub const DOTFILES_URL: &str = "DEV8_DOTFILES_URL";
 
-/// What the first start sets up: `(name, value)` for each of
-/// `REPOSITORY_URL`, `REPOSITORY_REF`, `DOTFILES_URL` that has a value.
+/// What the record tells the agent: `(name, value)` for the environment's
+/// name (`ENVIRONMENT_NAME`) and for each of what the first start sets up
+/// (`REPOSITORY_URL`, `REPOSITORY_REF`, `DOTFILES_URL`) that has a value.
 pub fn setup_variables(
+    environment_name: &str,
     repository_url: Option<&str>,
     repository_ref: Option<&str>,
     dotfiles_url: Option<&str>,
 ) -> Vec<Variable> {
     [
+        (ENVIRONMENT_NAME, Some(environment_name)),
         (REPOSITORY_URL, repository_url),
         (REPOSITORY_REF, repository_ref),
         (DOTFILES_URL, dotfiles_url),

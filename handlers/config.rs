@@ -42,6 +42,9 @@ pub struct AgentArgs {
     /// The environment this agent serves (also the marker of its processes).
     #[arg(long, env = agent_env::ENVIRONMENT_ID, hide = true)]
     pub environment_id: String,
+    /// The environment's name at this start (the IDE tab's title names it).
+    #[arg(long, env = agent_env::ENVIRONMENT_NAME, hide = true)]
+    pub environment_name: Option<String>,
     /// The agent token (`aud=agent:<id>`) for activity reports.
     #[arg(long, env = agent_env::AGENT_TOKEN, value_parser = secret, hide_env_values = true, hide = true)]
     pub agent_token: SecretString,
@@ -389,6 +392,13 @@ pub struct Settings {
     #[arg(long, env = "DEV8_TEST_ALLOW_LOOPBACK_GIT", default_value_t = false,
           action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new())]
     pub test_allow_loopback_git: bool,
+    /// TEST ONLY: an idle timeout's minute lasts this many seconds (1-60),
+    /// so an end-to-end test can watch a real sweep stop an environment
+    /// (the idle warning's lead shrinks alike). Refused at start-up unless
+    /// compute is local and the public URL is on loopback.
+    #[arg(long, env = "DEV8_TEST_IDLE_MINUTE_SECONDS",
+          value_parser = clap::value_parser!(u16).range(1..=60))]
+    pub test_idle_minute_seconds: Option<u16>,
     /// Milliseconds a reconcile in progress waits before looking again.
     #[arg(long, env = "DEV8_RECONCILE_INTERVAL_MS", default_value_t = 1000)]
     pub reconcile_interval_ms: u64,

@@ -242,13 +242,14 @@ pub async fn idle_stop(
     batch: &Batch,
 ) -> anyhow::Result<bool> {
     let now = p.clock.now();
-    if !seen.value.is_idle(now) {
+    let rules = p.policy.idle;
+    if !seen.value.is_idle(now, rules) {
         return Ok(false);
     }
     let mut last_use = seen.value.last_activity_at;
     let (user_id, id) = (seen.value.user_id.clone(), seen.value.id.clone());
     let updated = update_seen_environment(p.store.as_ref(), &user_id, &id, Some(seen), |env| {
-        if !env.is_idle(now) {
+        if !env.is_idle(now, rules) {
             return Ok::<_, LifecycleError>(Change::Unchanged);
         }
         last_use = env.last_activity_at;

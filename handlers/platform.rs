@@ -74,8 +74,9 @@ pub struct Policy {
     pub default_idle_minutes: u16,
     /// Which repository URLs are accepted (loopback only in tests).
     pub git_url_rules: crate::domain::UrlRules,
-    /// How long before an idle stop the person is warned (`None`: the default rule).
-    pub idle_warning: Option<chrono::Duration>,
+    /// How idle timeouts are measured (the warning's lead; a minute's
+    /// length, shorter only under `DEV8_TEST_IDLE_MINUTE_SECONDS`).
+    pub idle: crate::domain::IdleRules,
     /// How long a reconcile in progress waits before looking again.
     pub reconcile_interval: Duration,
     pub trusted_proxy_hops: usize,

@@ -9,7 +9,7 @@ use crate::azure_http::Identity;
 use crate::clock::{Clock, SystemClock};
 use crate::compute::{Compute, LocalCompute, LocalOptions};
 use crate::config::{ComputeKind, QueueKind, Settings, StoreKind};
-use crate::domain::UrlRules;
+use crate::domain::{IdleRules, UrlRules};
 use crate::jobs::{sweep, worker};
 use crate::metrics::Metrics;
 use crate::platform::{JobContext, Platform, Policy};
@@ -83,9 +83,13 @@ fn policy(settings: &Settings, public_url: String) -> Policy {
         } else {
             UrlRules::Public
         },
-        idle_warning: settings
-            .idle_warning_minutes
-            .map(|m| chrono::Duration::minutes(i64::from(m))),
+        idle: IdleRules {
+            minute: settings.test_idle_minute_seconds.map_or_else(
+                || chrono::Duration::minutes(1),
+                |s| chrono::Duration::seconds(i64::from(s)),
+            ),
+            warning_minutes: settings.idle_warning_minutes,
+        },
         reconcile_interval: Duration::from_millis(settings.reconcile_interval_ms.max(50)),
         trusted_proxy_hops: settings.trusted_proxy_hops,
         metrics_token: settings.metrics_token.clone(),
@@ -105,11 +109,26 @@ fn policy(settings: &Settings, public_url: String) -> Policy {
     }
 }
 
-/// `DEV8_TEST_ALLOW_LOOPBACK_GIT` opens repository URLs to the machine's
-/// own loopback: only where that is the person's own machine anyway (local
-/// compute, the control plane on loopback).
+/// The test-only settings: `DEV8_TEST_ALLOW_LOOPBACK_GIT` opens repository
+/// URLs to the machine's own loopback, `DEV8_TEST_IDLE_MINUTE_SECONDS`
+/// shortens the idle timeout's minute; each only where that is the
+/// person's own machine anyway (local compute, the control plane on
+/// loopback).
 fn check_test_settings(settings: &Settings, public_url: &str) -> anyhow::Result<()> {
-    if !settings.test_allow_loopback_git {
+    let set: Vec<&str> = [
+        (
+            settings.test_allow_loopback_git,
+            "DEV8_TEST_ALLOW_LOOPBACK_GIT",
+        ),
+        (
+            settings.test_idle_minute_seconds.is_some(),
+            "DEV8_TEST_IDLE_MINUTE_SECONDS",
+        ),
+    ]
+    .into_iter()
+    .filter_map(|(on, name)| on.then_some(name))
+    .collect();
+    if set.is_empty() {
         return Ok(());
     }
     let loopback = url::Url::parse(public_url).is_ok_and(|u| match u.host() {
@@ -120,7 +139,8 @@ fn check_test_settings(settings: &Settings, public_url: &str) -> anyhow::Result<
     });
     anyhow::ensure!(
         settings.compute == ComputeKind::Local && loopback,
-        "DEV8_TEST_ALLOW_LOOPBACK_GIT is for tests only: it needs DEV8_COMPUTE=local and a loopback DEV8_PUBLIC_URL"
+        "{} is for tests only: it needs DEV8_COMPUTE=local and a loopback DEV8_PUBLIC_URL",
+        set.join(" and ")
     );
     Ok(())
 }

@@ -47,6 +47,8 @@ const PRIVATE_COOKIES: &[&str] = &[
 /// Everything the agent is told at start.
 pub struct AgentConfig {
     pub environment_id: String,
+    /// The environment's name at this start: the IDE tab's title names it.
+    pub environment_name: Option<String>,
     /// The agent token (`aud=agent:<id>`) for activity reports.
     pub token: SecretString,
     /// The control plane's public keys (JWKS JSON) for IDE tickets.
@@ -237,7 +239,11 @@ pub async fn run(
     };
     cs.prepare()
         .with_context(|| format!("preparing {}", config.home.display()))?;
-    match extension::install(&cs.extensions_dir(), user) {
+    match extension::install(
+        &cs.user_data_dir(),
+        user,
+        config.environment_name.as_deref(),
+    ) {
         Ok(folder) => tracing::debug!(folder = %folder.display(), "Dev8's extension installed"),
         // Without it the IDE still works; only editor input then goes unseen.
         Err(e) => tracing::warn!(error = %e, "could not install Dev8's extension"),
@@ -667,6 +673,7 @@ impl From<crate::config::AgentArgs> for AgentConfig {
     fn from(a: crate::config::AgentArgs) -> Self {
         AgentConfig {
             environment_id: a.environment_id,
+            environment_name: a.environment_name.filter(|n| !n.trim().is_empty()),
             token: a.agent_token,
             jwks: a.jwks,
             issuer: a.issuer,

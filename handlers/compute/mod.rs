@@ -38,18 +38,20 @@ pub enum ComputeError {
 
 pub type ComputeResult<T> = Result<T, ComputeError>;
 
-/// The size the agent measures usage against.
-/// What the agent sets up on the first start: the environment's repository
+/// What the record tells the agent at every start: the environment's name
+/// (the IDE tab's title), and what the first start sets up — its repository
 /// and the dotfiles its account named when it was created.
 pub(crate) fn setup_variables(env: &Environment) -> Vec<crate::agent_env::Variable> {
     let repository = env.repository.as_ref();
     crate::agent_env::setup_variables(
+        &env.name,
         repository.map(|r| r.url.as_str()),
         repository.and_then(|r| r.git_ref.as_deref()),
         env.dotfiles_repository.as_deref(),
     )
 }
 
+/// The size the agent measures usage against.
 pub(crate) fn agent_size(env: &Environment) -> crate::agent_env::Size {
     crate::agent_env::Size {
         cpus: env.cpu_cores,

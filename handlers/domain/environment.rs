@@ -102,6 +102,35 @@ pub struct Chain {
     pub due_at: DateTime<Utc>,
 }
 
+/// How idle timeouts are measured: the length of one of their minutes,
+/// and the idle warning's lead in those minutes. A minute lasts a minute,
+/// except under the test-only `DEV8_TEST_IDLE_MINUTE_SECONDS`, which
+/// shortens it so an end-to-end test can watch a real sweep stop an
+/// environment (refused at start-up outside local compute on loopback).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IdleRules {
+    pub minute: Duration,
+    /// `DEV8_IDLE_WARNING_MINUTES`; `None`: 5 minutes or a third of the
+    /// timeout, whichever is less.
+    pub warning_minutes: Option<u16>,
+}
+
+impl Default for IdleRules {
+    fn default() -> Self {
+        IdleRules {
+            minute: Duration::minutes(1),
+            warning_minutes: None,
+        }
+    }
+}
+
+impl IdleRules {
+    /// `n` of these minutes.
+    pub fn minutes(&self, n: u16) -> Duration {
+        self.minute * i32::from(n)
+    }
+}
+
 /// The stored environment document (same shape in SQLite and Cosmos).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -523,36 +552,41 @@ impl Environment {
         self.chain = None;
     }
 
+    /// The idle timeout, measured in `rules`' minutes.
+    pub fn idle_timeout(&self, rules: IdleRules) -> Duration {
+        rules.minutes(self.idle_timeout_minutes)
+    }
+
     /// Is the idle timeout over? Only running environments that should run idle out.
-    pub fn is_idle(&self, now: DateTime<Utc>) -> bool {
+    pub fn is_idle(&self, now: DateTime<Utc>, rules: IdleRules) -> bool {
         self.desired_state == DesiredState::Running
             && self.status == Status::Running
-            && now - self.last_activity_at
-                >= Duration::minutes(i64::from(self.idle_timeout_minutes))
+            && now - self.last_activity_at >= self.idle_timeout(rules)
     }
 
     /// When the sweep will stop this environment for inactivity unless it is
     /// used before: `lastActivityAt` plus the idle timeout, while it is meant
     /// to run and is coming up or running (`None` otherwise). The sweep
     /// stops it at its first pass at or after this time (`is_idle`).
-    pub fn idle_stop_at(&self) -> Option<DateTime<Utc>> {
+    pub fn idle_stop_at(&self, rules: IdleRules) -> Option<DateTime<Utc>> {
         (self.desired_state == DesiredState::Running
             && matches!(
                 self.status,
                 Status::Creating | Status::Starting | Status::Running
             ))
-        .then(|| self.last_activity_at + Duration::minutes(i64::from(self.idle_timeout_minutes)))
+        .then(|| self.last_activity_at + self.idle_timeout(rules))
     }
 
-    /// When the person is warned of the idle stop: `lead` before
-    /// `idle_stop_at` (`DEV8_IDLE_WARNING_MINUTES`), by default 5 minutes or
-    /// a third of the timeout, whichever is less.
-    pub fn idle_warning_at(&self, lead: Option<Duration>) -> Option<DateTime<Utc>> {
-        let timeout = Duration::minutes(i64::from(self.idle_timeout_minutes));
-        let lead = lead
-            .unwrap_or_else(|| (timeout / 3).min(Duration::minutes(5)))
+    /// When the person is warned of the idle stop: the configured lead
+    /// before `idle_stop_at` (`DEV8_IDLE_WARNING_MINUTES`), by default 5
+    /// minutes or a third of the timeout, whichever is less.
+    pub fn idle_warning_at(&self, rules: IdleRules) -> Option<DateTime<Utc>> {
+        let timeout = self.idle_timeout(rules);
+        let lead = rules
+            .warning_minutes
+            .map_or_else(|| (timeout / 3).min(rules.minutes(5)), |m| rules.minutes(m))
             .min(timeout);
-        self.idle_stop_at().map(|at| at - lead)
+        self.idle_stop_at(rules).map(|at| at - lead)
     }
 
     /// Is another delivery holding the lease right now?
@@ -927,13 +961,14 @@ mod tests {
     fn idle_stop_records_its_cause_and_reason() {
         let t0 = Utc::now();
         let e = running(t0);
-        assert!(!e.is_idle(t0 + Duration::minutes(29)));
-        assert!(e.is_idle(t0 + Duration::minutes(30)));
+        let rules = IdleRules::default();
+        assert!(!e.is_idle(t0 + Duration::minutes(29), rules));
+        assert!(e.is_idle(t0 + Duration::minutes(30), rules));
         let mut e = e;
         e.request_stop(StopCause::Idle, t0).unwrap();
         assert_eq!(e.stop_cause, Some(StopCause::Idle));
         assert!(e.status_reason.as_deref().unwrap().contains("30 minutes"));
-        assert!(!e.is_idle(t0 + Duration::days(1)));
+        assert!(!e.is_idle(t0 + Duration::days(1), rules));
     }
 
     #[test]
@@ -1107,25 +1142,50 @@ mod tests {
         let t0 = Utc::now();
         let mut e = running(t0);
         e.idle_timeout_minutes = 30;
-        assert_eq!(e.idle_stop_at(), Some(t0 + Duration::minutes(30)));
+        let rules = IdleRules::default();
+        let lead = |m| IdleRules {
+            warning_minutes: Some(m),
+            ..rules
+        };
+        assert_eq!(e.idle_stop_at(rules), Some(t0 + Duration::minutes(30)));
         // The default lead: 5 minutes, or a third of a short timeout.
-        assert_eq!(e.idle_warning_at(None), Some(t0 + Duration::minutes(25)));
+        assert_eq!(e.idle_warning_at(rules), Some(t0 + Duration::minutes(25)));
         e.idle_timeout_minutes = 6;
-        assert_eq!(e.idle_warning_at(None), Some(t0 + Duration::minutes(4)));
+        assert_eq!(e.idle_warning_at(rules), Some(t0 + Duration::minutes(4)));
         // A configured lead, never longer than the timeout itself.
-        assert_eq!(
-            e.idle_warning_at(Some(Duration::minutes(1))),
-            Some(t0 + Duration::minutes(5))
-        );
-        assert_eq!(e.idle_warning_at(Some(Duration::minutes(60))), Some(t0));
+        assert_eq!(e.idle_warning_at(lead(1)), Some(t0 + Duration::minutes(5)));
+        assert_eq!(e.idle_warning_at(lead(60)), Some(t0));
         // Use pushes both back; the sweep's rule agrees with the time.
         let t1 = t0 + Duration::minutes(3);
         e.touch(t1);
-        let stop = e.idle_stop_at().unwrap();
+        let stop = e.idle_stop_at(rules).unwrap();
         assert_eq!(stop, t1 + Duration::minutes(6));
-        assert!(!e.is_idle(stop - Duration::seconds(1)) && e.is_idle(stop));
+        assert!(!e.is_idle(stop - Duration::seconds(1), rules) && e.is_idle(stop, rules));
         e.request_stop(StopCause::User, t1).unwrap();
-        assert_eq!((e.idle_stop_at(), e.idle_warning_at(None)), (None, None));
+        assert_eq!(
+            (e.idle_stop_at(rules), e.idle_warning_at(rules)),
+            (None, None)
+        );
+    }
+
+    #[test]
+    fn a_shortened_idle_minute_scales_the_timeout_and_the_warning_alike() {
+        let t0 = Utc::now();
+        let mut e = running(t0);
+        e.idle_timeout_minutes = 6;
+        let rules = IdleRules {
+            minute: Duration::seconds(2),
+            warning_minutes: None,
+        };
+        assert_eq!(e.idle_stop_at(rules), Some(t0 + Duration::seconds(12)));
+        assert_eq!(e.idle_warning_at(rules), Some(t0 + Duration::seconds(8)));
+        assert!(!e.is_idle(t0 + Duration::seconds(11), rules));
+        assert!(e.is_idle(t0 + Duration::seconds(12), rules));
+        let lead = IdleRules {
+            warning_minutes: Some(1),
+            ..rules
+        };
+        assert_eq!(e.idle_warning_at(lead), Some(t0 + Duration::seconds(10)));
     }
 
     #[test]

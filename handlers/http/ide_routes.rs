@@ -313,7 +313,7 @@ async fn renewed_snapshot_sas(
 /// plane's `now` (so the agent counts in seconds from now, whatever its own
 /// clock says).
 fn idle_answer(p: &Platform, env: &Environment) -> serde_json::Value {
-    let mut answer = json!(IdleView::new(env, p.policy.idle_warning));
+    let mut answer = json!(IdleView::new(env, p.policy.idle));
     answer["now"] = json!(p.clock.now());
     answer
 }

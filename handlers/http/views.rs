@@ -1,7 +1,8 @@
 //! What the API shows of domain records (internal fields stay inside).
 
 use crate::domain::{
-    Action, DesiredState, Environment, Progress, Repository, Status, StopCause, Usage, User,
+    Action, DesiredState, Environment, IdleRules, Progress, Repository, Status, StopCause, Usage,
+    User,
 };
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -74,17 +75,17 @@ pub struct IdleView {
 }
 
 impl IdleView {
-    pub fn new(e: &Environment, warning: Option<chrono::Duration>) -> Self {
+    pub fn new(e: &Environment, rules: IdleRules) -> Self {
         IdleView {
-            idle_stop_at: e.idle_stop_at(),
-            idle_warning_at: e.idle_warning_at(warning),
+            idle_stop_at: e.idle_stop_at(rules),
+            idle_warning_at: e.idle_warning_at(rules),
         }
     }
 }
 
 impl<'a> EnvironmentView<'a> {
-    /// `warning`: the configured warning lead (`Policy::idle_warning`).
-    pub fn new(e: &'a Environment, warning: Option<chrono::Duration>) -> Self {
+    /// `rules`: how idle timeouts are measured (`Policy::idle`).
+    pub fn new(e: &'a Environment, rules: IdleRules) -> Self {
         EnvironmentView {
             id: &e.id,
             name: &e.name,
@@ -101,7 +102,7 @@ impl<'a> EnvironmentView<'a> {
             created_at: e.created_at,
             updated_at: e.updated_at,
             last_activity_at: e.last_activity_at,
-            idle: IdleView::new(e, warning),
+            idle: IdleView::new(e, rules),
             actions: e.actions(),
             usage: e.usage.as_ref().filter(|_| e.status == Status::Running),
             progress: e

@@ -174,7 +174,7 @@ async fn visit(
     if current.value.is_leased(now) {
         return Ok(Seen::Nothing);
     }
-    if current.value.is_idle(now) {
+    if current.value.is_idle(now, j.policy.idle) {
         return Ok(if lifecycle::idle_stop(j, current, batch).await? {
             Seen::IdleStopped
         } else {

@@ -246,7 +246,11 @@ async fn container_group_body_follows_the_documented_schema() {
     ] {
         assert_eq!(var(name), json!({"name": name, "value": value}));
     }
-    assert_eq!(vars.len(), 11);
+    assert_eq!(
+        var("DEV8_ENVIRONMENT_NAME"),
+        json!({"name": "DEV8_ENVIRONMENT_NAME", "value": "schema"})
+    );
+    assert_eq!(vars.len(), 12);
     // The agent token is a real agent token for this environment.
     let token = var("DEV8_AGENT_TOKEN")["secureValue"]
         .as_str()
@@ -333,6 +337,50 @@ async fn personal_secrets_reach_the_agent_as_secure_values_only() {
             .collect::<String>()
     });
     assert!(!answers.contains(value), "an ARM answer carries the secret");
+}
+
+/// The environment's name as the last group PUT gave it to the agent.
+fn name_given_to_agent(t: &TestApp) -> Value {
+    let puts = t.arm().with(|s| s.group_puts.clone());
+    puts.last()
+        .and_then(|b| b.pointer("/properties/containers/0/properties/environmentVariables"))
+        .and_then(Value::as_array)
+        .and_then(|v| v.iter().find(|e| e["name"] == "DEV8_ENVIRONMENT_NAME"))
+        .cloned()
+        .unwrap_or(Value::Null)
+}
+
+#[tokio::test]
+async fn the_name_reaches_the_agent_and_a_rename_applies_at_the_next_start() {
+    let (t, u) = spawn().await;
+    let id = create(&t, &u, "web-app", "small").await;
+    settle(&t).await;
+    // A plain value (not a secret): the IDE tab's title shows it.
+    assert_eq!(
+        name_given_to_agent(&t),
+        json!({"name": "DEV8_ENVIRONMENT_NAME", "value": "web-app"})
+    );
+    let renamed = t
+        .send(
+            reqwest::Method::PATCH,
+            &format!("/api/environments/{id}"),
+            Some(json!({"name": "api server"})),
+            crate::harness::Auth::Bearer(&u.token),
+        )
+        .await;
+    assert_eq!(renamed.status, 200, "{}", renamed.body);
+    settle(&t).await;
+    assert_eq!(
+        name_given_to_agent(&t)["value"],
+        "web-app",
+        "a running group is not touched by a rename"
+    );
+    action(&t, &u, &id, "stop").await;
+    settle(&t).await;
+    action(&t, &u, &id, "start").await;
+    settle(&t).await;
+    assert_eq!(t.status_of(&u, &id).await, "running");
+    assert_eq!(name_given_to_agent(&t)["value"], "api server");
 }
 
 #[tokio::test]

@@ -21,6 +21,10 @@ pub(crate) const NOT_SET_IN_AZURE: &[(&str, &str)] = &[
         "tests only; refused unless compute is local on loopback",
     ),
     (
+        "DEV8_TEST_IDLE_MINUTE_SECONDS",
+        "tests only; refused unless compute is local on loopback",
+    ),
+    (
         "DEV8_LOCAL_HOME_MODE",
         "local compute only; snapshot mode on ACI is not built yet",
     ),

@@ -1,7 +1,7 @@
 //! The reconcile job, the worker and the sweep, driven by hand with a manual
 //! clock and `FakeCompute` (a stateful stand-in for the compute backends).
 
-use crate::harness::{Auth, TestApp, User, spawn_app};
+use crate::harness::{Auth, TestApp, User, refusals_off_loopback, spawn_app};
 use chrono::Duration;
 use dev8::domain::{DRIFT_CHECK_EVERY, DesiredState, Status};
 use dev8::jobs::reconcile::{Outcome, reconcile};
@@ -295,28 +295,38 @@ async fn a_status_stuck_past_its_deadline_becomes_an_error_with_a_reason() {
     assert_eq!(app.status_of(&u, &id).await, "error");
 }
 
+/// What the API says of the idle stop: `lastActivityAt`, `idleStopAt`, `idleWarningAt`.
+async fn idle_times(app: &TestApp, u: &User, id: &str) -> [chrono::DateTime<chrono::Utc>; 3] {
+    let e = app.env(u, id).await.body["environment"].clone();
+    ["lastActivityAt", "idleStopAt", "idleWarningAt"]
+        .map(|k| e[k].as_str().unwrap().parse().unwrap())
+}
+
+/// Let the stop run; the environment is stopped, for inactivity. Its JSON.
+async fn settled_idle_stop(app: &TestApp, u: &User, id: &str) -> serde_json::Value {
+    app.settle(10).await;
+    let e = app.env(u, id).await.body["environment"].clone();
+    assert_eq!(
+        (e["status"].as_str(), e["stopCause"].as_str()),
+        (Some("stopped"), Some("idle"))
+    );
+    e
+}
+
 #[tokio::test]
 async fn idle_environments_are_stopped_for_inactivity() {
     let (app, u) = setup().await;
     let id = app.new_env(&u, "a").await;
     app.settle(10).await;
     // The dashboard learns when it will stop, and when to warn (5 minutes before).
-    let e = app.env(&u, &id).await.body["environment"].clone();
-    let at = |k: &str| -> chrono::DateTime<chrono::Utc> { e[k].as_str().unwrap().parse().unwrap() };
-    let last: chrono::DateTime<chrono::Utc> =
-        e["lastActivityAt"].as_str().unwrap().parse().unwrap();
-    assert_eq!(at("idleStopAt"), last + Duration::minutes(30));
-    assert_eq!(at("idleWarningAt"), last + Duration::minutes(25));
+    let [last, stop_at, warn_at] = idle_times(&app, &u, &id).await;
+    assert_eq!(stop_at, last + Duration::minutes(30));
+    assert_eq!(warn_at, last + Duration::minutes(25));
     app.clock.advance(Duration::minutes(29));
     assert_eq!(app.sweep().await.idle_stopped, 0);
     app.clock.advance(Duration::minutes(2));
     assert_eq!(app.sweep().await.idle_stopped, 1);
-    app.settle(10).await;
-    let e = app.env(&u, &id).await.body["environment"].clone();
-    assert_eq!(
-        (e["status"].as_str(), e["stopCause"].as_str()),
-        (Some("stopped"), Some("idle"))
-    );
+    let e = settled_idle_stop(&app, &u, &id).await;
     assert!(e["idleStopAt"].is_null() && e["idleWarningAt"].is_null());
     assert!(e["statusReason"].as_str().unwrap().contains("30 minutes"));
     assert_eq!(app.fake().counts(&id).stops, 1);
@@ -329,6 +339,44 @@ async fn idle_environments_are_stopped_for_inactivity() {
         .unwrap()
         .unwrap();
     assert_eq!(slots.value["running"], serde_json::json!({}));
+}
+
+#[tokio::test]
+async fn the_test_idle_minute_lets_a_real_sweep_stop_within_seconds_and_is_refused_elsewhere() {
+    // A minute of 2 s: a 6-minute timeout is 12 s, its warning (a third
+    // before) 8 s in.
+    let app = TestApp::builder()
+        .settings(|s| s.test_idle_minute_seconds = Some(2))
+        .spawn()
+        .await;
+    let u = app.user("ada@x.io").await;
+    let created = app
+        .post(
+            "/api/environments",
+            serde_json::json!({"name": "a", "baseImage": "node", "preset": "small", "idleTimeoutMinutes": 6}),
+            &u,
+        )
+        .await;
+    assert_eq!(created.status, 202, "{}", created.body);
+    let id = created.body["environment"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    app.settle(10).await;
+    let [last, stop_at, warn_at] = idle_times(&app, &u, &id).await;
+    assert_eq!(stop_at, last + Duration::seconds(12));
+    assert_eq!(warn_at, last + Duration::seconds(8));
+    let now = app.clock.now();
+    app.clock.advance(last + Duration::seconds(11) - now);
+    assert_eq!(app.sweep().await.idle_stopped, 0);
+    app.clock.advance(Duration::seconds(1));
+    assert_eq!(app.sweep().await.idle_stopped, 1);
+    settled_idle_stop(&app, &u, &id).await;
+
+    // Anywhere but local compute on loopback, serve does not start with it.
+    for err in refusals_off_loopback(|s| s.test_idle_minute_seconds = Some(2)).await {
+        assert!(err.contains("DEV8_TEST_IDLE_MINUTE_SECONDS"), "{err}");
+    }
 }
 
 #[tokio::test]

@@ -9,7 +9,7 @@
 //! clone on later starts, the dotfiles' install script run once (full tier).
 
 use crate::harness::git_server::{GitServer, git};
-use crate::harness::{Auth, Compute, LocalOpts, TestApp, User, spawn_app, test_settings};
+use crate::harness::{Auth, Compute, LocalOpts, TestApp, User, refusals_off_loopback, spawn_app};
 use crate::usage::{current_token, report};
 use dev8::procs;
 use reqwest::Method;
@@ -312,26 +312,7 @@ async fn loopback_http_is_accepted_only_with_the_test_setting() {
 
 #[tokio::test]
 async fn the_loopback_setting_is_refused_unless_local_compute_on_loopback() {
-    for (compute, public_url) in [
-        (dev8::config::ComputeKind::Aci, None),
-        (
-            dev8::config::ComputeKind::Local,
-            Some("https://dev8.example.com".to_string()),
-        ),
-    ] {
-        let mut settings = test_settings();
-        settings.test_allow_loopback_git = true;
-        settings.compute = compute;
-        settings.public_url = public_url;
-        let dir = tempfile::tempdir().unwrap();
-        let built = dev8::startup::Application::build(
-            settings,
-            0,
-            dir.path(),
-            dev8::startup::Overrides::default(),
-        )
-        .await;
-        let err = format!("{:#}", built.err().expect("refused at start-up"));
+    for err in refusals_off_loopback(|s| s.test_allow_loopback_git = true).await {
         assert!(err.contains("DEV8_TEST_ALLOW_LOOPBACK_GIT"), "{err}");
     }
 }

@@ -102,6 +102,29 @@ pub fn test_settings() -> Settings {
     s
 }
 
+/// Why `serve` refuses to start with a test-only setting (set by
+/// `configure`) where it does not belong: once on ACI, once on local compute
+/// behind a public, non-loopback URL. One error text for each.
+pub async fn refusals_off_loopback(configure: impl Fn(&mut Settings)) -> Vec<String> {
+    let mut errors = Vec::new();
+    for (compute, public_url) in [
+        (dev8::config::ComputeKind::Aci, None),
+        (
+            dev8::config::ComputeKind::Local,
+            Some("https://dev8.example.com".to_string()),
+        ),
+    ] {
+        let mut settings = test_settings();
+        configure(&mut settings);
+        settings.compute = compute;
+        settings.public_url = public_url;
+        let dir = tempfile::tempdir().unwrap();
+        let built = Application::build(settings, 0, dir.path(), Overrides::default()).await;
+        errors.push(format!("{:#}", built.err().expect("refused at start-up")));
+    }
+    errors
+}
+
 pub struct Builder {
     compute: Compute,
     clock: Option<Clock>,

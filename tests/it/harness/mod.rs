@@ -26,7 +26,7 @@ pub mod ide;
 pub mod logs;
 mod requests;
 
-pub use app::{Compute, LocalOpts, Mode, Queue, TestApp, test_settings};
+pub use app::{Compute, LocalOpts, Mode, Queue, TestApp, refusals_off_loopback, test_settings};
 pub use clock::Clock;
 pub use requests::{Answer, Auth, PASSWORD, User};
 

@@ -2,7 +2,8 @@
 // (which resolves `e-<id>.localhost` to loopback by itself), against the real
 // `handler serve` with the real local backend: a tab left open across
 // stop -> start shows Dev8's not-running page while stopped and the IDE
-// again, at the same address, once it runs.
+// again, at the same address, once it runs. The IDE tab's title starts with
+// the environment's name, and a rename shows at the next start.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
@@ -42,6 +43,15 @@ async function waitFor(context, id, status, timeout = 90_000) {
   }
 }
 
+/** Waits until the tab's title starts with `prefix` (the workbench sets it once its extensions are read). */
+async function titleStartsWith(page, prefix) {
+  try {
+    await page.waitForFunction((p) => document.title.startsWith(p), prefix, { timeout: 60_000 });
+  } catch (error) {
+    throw new Error(`${error.message}\ntitle: ${JSON.stringify(await page.title())}, expected it to start with ${JSON.stringify(prefix)}`);
+  }
+}
+
 test('an IDE tab left open across stop and start comes back at the same address', { timeout: 300_000 }, async () => {
   const context = await browser.newContext({ viewport: DESKTOP });
   const signup = await api(context, 'POST', '/api/auth/signup', {
@@ -61,6 +71,8 @@ test('an IDE tab left open across stop and start comes back at the same address'
   await ide.goto(`${serve.url}/api/environments/${id}/ide`);
   await ide.locator('.monaco-workbench').waitFor({ timeout: 90_000 });
   assert.equal(new URL(ide.url()).origin, new URL(address).origin);
+  // The tab's title names the environment (VS Code's title, after it).
+  await titleStartsWith(ide, 'tab-web - ');
 
   assert.equal((await api(context, 'POST', `/api/environments/${id}/stop`, {})).status, 202);
   await waitFor(context, id, 'stopped');
@@ -74,12 +86,15 @@ test('an IDE tab left open across stop and start comes back at the same address'
   // Looking at the page (and its reloads) starts nothing.
   await ide.waitForTimeout(6_000);
   assert.equal((await api(context, 'GET', `/api/environments/${id}`)).body.environment.status, 'stopped');
+  // Renamed while stopped: the next start's tab title has the new name.
+  assert.equal((await api(context, 'PATCH', `/api/environments/${id}`, { name: 'tab-api' })).status, 200);
 
   assert.equal((await api(context, 'POST', `/api/environments/${id}/start`, {})).status, 202);
   await waitFor(context, id, 'running');
   // The page reloads itself; the tab gets a fresh ticket and the IDE again.
   await ide.locator('.monaco-workbench').waitFor({ timeout: 90_000 });
   assert.equal(new URL(ide.url()).origin, new URL(address).origin, 'the same address');
+  await titleStartsWith(ide, 'tab-api - ');
   await ide.screenshot({ path: join(ARTIFACTS, 'front-door-back.png') });
   await context.close();
 });

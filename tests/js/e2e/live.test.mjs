@@ -4,7 +4,9 @@
 // the outage banner, then recovers; the IDE address of a stopped environment
 // lands on its page with Start, and the IDE opens when it runs; rename with
 // case-insensitive names; a common password refused and the password
-// changed; axe-clean at desktop and phone width, screenshots in
+// changed; a real idle stop by the server's own sweep (a test-only short
+// idle minute) shown on open list and detail pages within 15 s, announced
+// once; axe-clean at desktop and phone width, screenshots in
 // test-artifacts/e2e/live-*.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -26,16 +28,16 @@ after(async () => {
   await serve?.stop();
 });
 
-async function signUp(page, email, password = PASSWORD) {
-  await page.goto(`${serve.url}/#/signup`);
+async function signUp(page, email, password = PASSWORD, base = serve.url) {
+  await page.goto(`${base}/#/signup`);
   await page.getByLabel('Email').fill(email);
   await page.getByLabel('Password').fill(password);
   await page.getByRole('button', { name: 'Sign up' }).click();
 }
 
 /** A bearer token for `email`, as an API client elsewhere would hold. */
-async function token(email, password = PASSWORD) {
-  const r = await fetch(`${serve.url}/api/auth/token`, {
+async function token(email, password = PASSWORD, base = serve.url) {
+  const r = await fetch(`${base}/api/auth/token`, {
     method: 'POST',
     headers: { 'content-type': 'application/json' },
     body: JSON.stringify({ email, password }),
@@ -45,8 +47,10 @@ async function token(email, password = PASSWORD) {
   return JSON.parse(text).token;
 }
 
-async function apiAs(bearer, method, path) {
-  const r = await fetch(`${serve.url}/api${path}`, { method, headers: { authorization: `Bearer ${bearer}` } });
+async function apiAs(bearer, method, path, body, base = serve.url) {
+  const headers = { authorization: `Bearer ${bearer}` };
+  if (body !== undefined) headers['content-type'] = 'application/json';
+  const r = await fetch(`${base}/api${path}`, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
   return { status: r.status, body: r.status === 204 ? null : await r.json() };
 }
 
@@ -181,4 +185,93 @@ test('live truth: changes made elsewhere, an outage and recovery, rename, the no
   await page.getByRole('button', { name: 'Create your first environment' }).waitFor({ timeout: 60_000 });
   assert.deepEqual(errors.filter((e) => !/Failed to fetch/.test(e)), [], 'no script errors');
   await context.close();
+});
+
+/** Counts, from now on, the toasts on `page` whose text is `message`. */
+async function countToasts(page, message) {
+  await page.evaluate((text) => {
+    window.__toastsSeen = 0;
+    new MutationObserver((changes) => {
+      for (const change of changes) {
+        for (const node of change.addedNodes) {
+          if (node.classList?.contains('toast') && node.textContent.includes(text)) window.__toastsSeen += 1;
+        }
+      }
+    }).observe(document.getElementById('toasts-polite'), { childList: true });
+  }, message);
+  return () => page.evaluate(() => window.__toastsSeen);
+}
+
+test('an idle stop by the server itself shows on open pages within 15 s, announced once', { timeout: 420_000 }, async () => {
+  // A minute of the idle timeout lasts 3 s (test-only setting), the sweep
+  // runs every second: the 5-minute timeout ends 15 s after the environment
+  // came up, by the server's own sweep. There is no push channel: the pages
+  // learn it by polling alone.
+  const idle = await startServe({
+    DEV8_TEST_IDLE_MINUTE_SECONDS: '3',
+    DEV8_SWEEP_INTERVAL_SECONDS: '1',
+    DEV8_IDLE_TIMEOUT_MINUTES: '5',
+  });
+  const context = await browser.newContext({ viewport: DESKTOP });
+  try {
+    const list = await context.newPage();
+    const errors = [];
+    list.on('pageerror', (e) => errors.push(String(e)));
+    await signUp(list, 'idle@example.com', PASSWORD, idle.url);
+    await list.getByRole('heading', { name: 'Environments' }).waitFor();
+    const bearer = await token('idle@example.com', PASSWORD, idle.url);
+    const created = await apiAs(bearer, 'POST', '/environments', { name: 'web-app', baseImage: 'node', preset: 'small' }, idle.url);
+    assert.equal(created.status, 202, JSON.stringify(created.body));
+    const id = created.body.environment.id;
+    assert.equal(created.body.environment.idleTimeoutMinutes, 5);
+    const detail = await context.newPage();
+    detail.on('pageerror', (e) => errors.push(String(e)));
+    await detail.goto(`${idle.url}/#/environments/${id}`);
+    await detail.getByRole('heading', { name: 'web-app' }).waitFor();
+    try {
+      await waitForStatus(list, 'web-app', 'Running', 240_000);
+    } catch (error) {
+      throw new Error(`${error.message}\n${idle.log().slice(-3000)}`);
+    }
+    const message = 'web-app stopped for inactivity';
+    const seenOnList = await countToasts(list, message);
+    const seenOnDetail = await countToasts(detail, message);
+    const urls = [list.url(), detail.url()];
+
+    // Nobody touches it: the server's sweep stops it. The moment it does is
+    // read from the API, beside the pages.
+    const deadline = Date.now() + 120_000;
+    let stoppedAt = null;
+    while (stoppedAt === null) {
+      const env = (await apiAs(bearer, 'GET', `/environments/${id}`, undefined, idle.url)).body.environment;
+      if (env.desiredState === 'stopped') {
+        assert.equal(env.stopCause, 'idle', 'stopped by the sweep, for inactivity');
+        stoppedAt = Date.now();
+      } else {
+        assert.ok(Date.now() < deadline, `not stopped for inactivity within 120 s: ${JSON.stringify(env)}`);
+        await list.waitForTimeout(200);
+      }
+    }
+    await waitForStatus(list, 'web-app', 'Stopped', 15_000);
+    await card(list, 'web-app').getByText('Stopped after 5 min without use. Your files are kept.').waitFor({ timeout: 1_000 });
+    await detail.getByText('Stopped (for inactivity)').waitFor({ timeout: Math.max(1, 15_000 - (Date.now() - stoppedAt)) });
+    assert.ok(Date.now() - stoppedAt < 15_000, `shown after ${Date.now() - stoppedAt} ms`);
+    await shots(list, 'live-06-idle-stopped');
+    await accessibleAtBothWidths(list, 'list after an idle stop');
+
+    // Announced once on each page, and not again on later polls (one steady
+    // poll is at most 10 s apart).
+    await list.waitForTimeout(12_000);
+    assert.equal(await seenOnList(), 1, 'one announcement on the list');
+    assert.equal(await seenOnDetail(), 1, 'one announcement on the detail page');
+    // Neither page was reloaded.
+    assert.deepEqual([list.url(), detail.url()], urls);
+    assert.equal(await list.evaluate(() => window.__toastsSeen !== undefined), true, 'the same document');
+    assert.deepEqual(errors, [], 'no script errors');
+
+    assert.equal((await apiAs(bearer, 'DELETE', `/environments/${id}`, undefined, idle.url)).status, 202);
+  } finally {
+    await context.close();
+    await idle.stop();
+  }
 });
