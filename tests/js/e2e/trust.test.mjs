@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { startServe } from './serve.mjs';
 import { startGitServer } from './git-server.mjs';
 import { launch, ARTIFACTS, DESKTOP } from './browser.mjs';
+import { restrictedItem, trustAnswer, trustEditor, untrust, workbenchUp } from '../ide/trust.mjs';
 
 let serve;
 let browser;
@@ -49,31 +50,10 @@ async function running(context, name, extra = {}) {
   }
 }
 
-/** Opens (or reloads into) the workbench and waits until its status bar is up. */
+/** Opens (or loads again) the workbench and waits until it has restored. */
 async function workbench(page, id) {
-  if (id) await page.goto(`${serve.url}/api/environments/${id}/ide`);
-  else await page.goto(page.url());
-  await page.locator('.monaco-workbench').waitFor({ timeout: 120_000 });
-  // The status bar's own entries come once the workbench has restored.
-  await page.locator('[id="status.problems"]').waitFor({ timeout: 60_000 });
-}
-
-const restrictedItem = (page) => page.locator('[id="status.workspaceTrust"]');
-const trustQuestion = (page) => page.getByRole('button', { name: 'Yes, I trust the authors' });
-
-/** The Workspace Trust editor (the command palette's "Manage Workspace Trust"). */
-async function trustEditor(page) {
-  // Typed only into the command palette (a restored trust editor's button
-  // may hold the focus before it opens).
-  await page.keyboard.press('F1');
-  const palette = page.locator('.quick-input-widget input');
-  await palette.waitFor({ timeout: 30_000 });
-  await palette.pressSequentially('Workspaces: Manage Workspace Trust', { delay: 10 });
-  await page.locator('.quick-input-list .monaco-list-row.focused', { hasText: 'Manage Workspace Trust' }).waitFor();
-  await palette.press('Enter');
-  const editor = page.locator('.workspace-trust-editor');
-  await editor.waitFor({ timeout: 30_000 });
-  return editor;
+  await page.goto(id ? `${serve.url}/api/environments/${id}/ide` : page.url());
+  await workbenchUp(page);
 }
 
 /** The trusted-folder list the workbench keeps in this browser. */
@@ -103,7 +83,7 @@ test('the starter project opens trusted, and a person who un-trusts it is not ov
   assert.match(folder, /\/home\/workspace$/);
   // Given a moment, no question comes and Restricted Mode never shows.
   await page.waitForTimeout(3_000);
-  assert.equal(await trustQuestion(page).count(), 0, 'no Workspace Trust question');
+  assert.equal(await trustAnswer(page, true).count(), 0, 'no Workspace Trust question');
   assert.equal(await restrictedItem(page).count(), 0, 'no Restricted Mode indicator');
   let editor = await trustEditor(page);
   await editor.getByText('You trust this folder').waitFor();
@@ -114,27 +94,18 @@ test('the starter project opens trusted, and a person who un-trusts it is not ov
   }]);
   await page.screenshot({ path: join(ARTIFACTS, 'trust-starter-trusted.png') });
 
-  // The person changes their mind (in the web workbench a trusted remote
-  // folder is un-trusted by deleting it from the list): Restricted Mode, and
-  // so after a reload.
-  const row = editor.getByRole('listitem', { name: /^~\/workspace on .*, trusted$/ });
-  await row.hover();
-  await row.getByRole('button', { name: 'Delete Path' }).click();
-  // The workbench reloads itself into Restricted Mode; then loads of our own.
-  await restrictedItem(page).waitFor({ timeout: 30_000 });
-  await page.waitForLoadState('load');
-  await page.waitForTimeout(3_000);
-  await workbench(page);
+  // The person changes their mind: Restricted Mode, and so after reloads.
+  await untrust(page, 'workspace');
   // Nothing was seeded again. VS Code asks its own question once (the
   // person never answered it in this browser): they keep Restricted Mode.
-  await trustQuestion(page).waitFor({ timeout: 30_000 });
+  await trustAnswer(page, true).waitFor({ timeout: 30_000 });
   assert.deepEqual((await storedTrust(page)).uriTrustInfo, [], 'the starter stays un-trusted');
-  await page.getByRole('button', { name: "No, I don't trust the authors" }).click();
+  await trustAnswer(page, false).click();
   // The workbench writes its storage every 5 s (the answer included).
   await page.waitForTimeout(7_000);
   await workbench(page);
   await page.waitForTimeout(3_000);
-  assert.equal(await trustQuestion(page).count(), 0, 'asked once');
+  assert.equal(await trustAnswer(page, true).count(), 0, 'asked once');
   assert.match(await restrictedItem(page).innerText(), /Restricted Mode/);
   editor = await trustEditor(page);
   await editor.getByText('You are in Restricted Mode').waitFor();
@@ -156,9 +127,9 @@ test('an environment created from a repository opens its clone in Restricted Mod
   assert.match(new URL(page.url()).searchParams.get('folder'), /\/home\/workspace\/tools$/);
   // The page is code-server's own: nothing held, nothing seeded.
   assert.equal(await page.locator('script[data-dev8-main]').count(), 0);
-  await trustQuestion(page).waitFor({ timeout: 30_000 });
+  await trustAnswer(page, true).waitFor({ timeout: 30_000 });
   await page.screenshot({ path: join(ARTIFACTS, 'trust-repository-question.png') });
-  await page.getByRole('button', { name: "No, I don't trust the authors" }).click();
+  await trustAnswer(page, false).click();
   await restrictedItem(page).waitFor({ timeout: 30_000 });
   assert.equal(await storedTrust(page), null, 'nothing trusted in this browser');
   await page.screenshot({ path: join(ARTIFACTS, 'trust-repository-restricted.png') });
