@@ -120,8 +120,12 @@ pub async fn hold_in(resp: Response<Body>) -> Response<Body> {
             Bytes::from(page)
         }
         _ => {
-            if std::str::from_utf8(&read).is_ok_and(|t| t.contains("vscode-workbench-web-configuration")) {
-                tracing::warn!("a workbench page without code-server 4.100.3's main-module tag: the starter project is not pre-trusted");
+            if std::str::from_utf8(&read)
+                .is_ok_and(|t| t.contains("vscode-workbench-web-configuration"))
+            {
+                tracing::warn!(
+                    "a workbench page without code-server 4.100.3's main-module tag: the starter project is not pre-trusted"
+                );
             }
             Bytes::from(read)
         }
@@ -173,7 +177,13 @@ mod tests {
             "<link rel=\"modulepreload\" href=\"{main}\">\n\t<script type=\"module\" src=\"/_dev8/trust.js\" data-dev8-main=\"{main}\"></script>\n</html>"
         )));
         // Everything before it is untouched (the NLS modules still run first).
-        assert!(held.starts_with(&PAGE[..PAGE.find("<script type=\"module\" src=\"./stable-abc/static/out/vs/code").unwrap()]));
+        assert!(
+            held.starts_with(
+                &PAGE[..PAGE
+                    .find("<script type=\"module\" src=\"./stable-abc/static/out/vs/code")
+                    .unwrap()]
+            )
+        );
     }
 
     #[test]
@@ -188,7 +198,10 @@ mod tests {
     #[test]
     fn the_script_names_the_starter_folder_as_code_server_does() {
         let s = script(Path::new("/data/envs/x/home/./workspace/")).unwrap();
-        assert!(s.contains("const STARTER = \"/data/envs/x/home/workspace\";"), "{s}");
+        assert!(
+            s.contains("const STARTER = \"/data/envs/x/home/workspace\";"),
+            "{s}"
+        );
         assert!(!s.contains("__DEV8_STARTER__"));
         let s = script(Path::new("/a/b/../c\"d")).unwrap();
         assert!(s.contains(r#"const STARTER = "/a/c\"d";"#), "{s}");
@@ -199,7 +212,9 @@ mod tests {
     fn only_extensionless_paths_may_be_the_workbench() {
         assert!(may_be_workbench("/"));
         assert!(may_be_workbench("/vscode"));
-        assert!(!may_be_workbench("/stable-abc/static/out/vs/code/browser/workbench/workbench.js"));
+        assert!(!may_be_workbench(
+            "/stable-abc/static/out/vs/code/browser/workbench/workbench.js"
+        ));
         assert!(!may_be_workbench("/manifest.json"));
         assert!(!may_be_workbench("/_dev8/trust"));
     }
@@ -215,8 +230,13 @@ mod tests {
                 .unwrap()
         };
         let text = |r: Response<Body>| async move {
-            let len = r.headers()[header::CONTENT_LENGTH].to_str().unwrap().to_string();
-            let b = axum::body::to_bytes(r.into_body(), usize::MAX).await.unwrap();
+            let len = r.headers()[header::CONTENT_LENGTH]
+                .to_str()
+                .unwrap()
+                .to_string();
+            let b = axum::body::to_bytes(r.into_body(), usize::MAX)
+                .await
+                .unwrap();
             assert_eq!(len, b.len().to_string());
             String::from_utf8(b.to_vec()).unwrap()
         };
@@ -234,7 +254,9 @@ mod tests {
                 .unwrap(),
         )
         .await;
-        let b = axum::body::to_bytes(r.into_body(), usize::MAX).await.unwrap();
+        let b = axum::body::to_bytes(r.into_body(), usize::MAX)
+            .await
+            .unwrap();
         assert_eq!(b.len(), big.len(), "a long page passes through whole");
     }
 }
