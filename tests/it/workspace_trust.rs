@@ -39,6 +39,10 @@ impl Tab {
 
     /// GET `path` as a browser would (compression accepted), with the session.
     async fn get(&self, path: &str) -> reqwest::Response {
+        self.get_as(path, "gzip, deflate, br").await
+    }
+
+    async fn get_as(&self, path: &str, encodings: &str) -> reqwest::Response {
         let url = reqwest::Url::parse(&self.ide_url)
             .unwrap()
             .join(path)
@@ -46,18 +50,19 @@ impl Tab {
         self.client
             .get(url)
             .header("cookie", &self.cookie)
-            .header("accept-encoding", "gzip, deflate, br")
+            .header("accept-encoding", encodings)
             .send()
             .await
             .unwrap()
     }
 
-    /// The workbench page (code-server first redirects `/` to `?folder=`).
-    async fn workbench(&self) -> (reqwest::header::HeaderMap, String) {
-        let mut r = self.get("/").await;
+    /// The workbench page (code-server first redirects `/` to `?folder=`),
+    /// asked for with `encodings` accepted.
+    async fn workbench(&self, encodings: &str) -> (reqwest::header::HeaderMap, String) {
+        let mut r = self.get_as("/", encodings).await;
         if r.status().is_redirection() {
             let to = r.headers()["location"].to_str().unwrap().to_string();
-            r = self.get(&to).await;
+            r = self.get_as(&to, encodings).await;
         }
         assert_eq!(r.status(), 200);
         let headers = r.headers().clone();
@@ -97,7 +102,8 @@ async fn only_a_starter_projects_workbench_page_is_held_behind_the_seed_script()
     // The starter project: the main module is held behind the seed script
     // (and preloaded); code-server's CSP is unchanged and allows it ('self').
     let tab = Tab::open(&app, &u, &starter).await;
-    let (headers, page) = tab.workbench().await;
+    // Asked for compressed, it comes plain: the agent reads it.
+    let (headers, page) = tab.workbench("gzip, deflate, br").await;
     let main = main_module(&page);
     assert!(
         !page.contains(&format!("<script type=\"module\" src=\"{main}\"")),
@@ -165,7 +171,7 @@ async fn only_a_starter_projects_workbench_page_is_held_behind_the_seed_script()
 
     // An environment created from a repository: code-server's page as it is.
     let tab = Tab::open(&app, &u, &cloned).await;
-    let (_, page) = tab.workbench().await;
+    let (_, page) = tab.workbench("identity").await;
     let main = main_module(&page);
     assert!(page.contains(&format!("<script type=\"module\" src=\"{main}\"></script>")));
     assert!(!page.contains("_dev8/trust.js") && !page.contains("data-dev8-main"));
