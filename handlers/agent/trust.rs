@@ -78,11 +78,12 @@ pub fn hold_workbench(html: &str) -> Option<String> {
     ))
 }
 
-/// Could this request be for the workbench page? (A page has no file
-/// extension; code-server serves it at `/` and `/vscode`.) Only these are
-/// asked for uncompressed and read by `hold_in`.
+/// Could this request be for the workbench page? code-server serves it at
+/// `/` (its vscode router mounted at `/` and `/vscode`). Only these are
+/// asked for uncompressed and read by `hold_in`; everything else, the
+/// remote resources included, passes as code-server sends it.
 pub fn may_be_workbench(path: &str) -> bool {
-    !path.rsplit('/').next().unwrap_or("").contains('.') && !path.starts_with("/_dev8/")
+    matches!(path, "/" | "/vscode" | "/vscode/")
 }
 
 /// code-server's answer, with the workbench page's main module held behind
@@ -102,7 +103,7 @@ pub async fn hold_in(resp: Response<Body>) -> Response<Body> {
     let mut read = Vec::new();
     while let Some(frame) = body.frame().await {
         let Ok(frame) = frame else {
-            return bad_gateway();
+            return super::proxy::bad_gateway();
         };
         if let Ok(data) = frame.into_data() {
             read.extend_from_slice(&data);
@@ -116,7 +117,7 @@ pub async fn hold_in(resp: Response<Body>) -> Response<Body> {
     }
     let page = match std::str::from_utf8(&read).ok().map(hold_workbench) {
         Some(Some(page)) => {
-            tracing::debug!("workbench page: the starter project is seeded as trusted");
+            tracing::debug!("workbench page held behind the starter project's trust seed");
             Bytes::from(page)
         }
         _ => {
@@ -135,12 +136,6 @@ pub async fn hold_in(resp: Response<Body>) -> Response<Body> {
         parts.headers.insert(header::CONTENT_LENGTH, v);
     }
     Response::from_parts(parts, Body::from(page))
-}
-
-fn bad_gateway() -> Response<Body> {
-    let mut r = Response::new(Body::from("The IDE did not answer in full; reload."));
-    *r.status_mut() = StatusCode::BAD_GATEWAY;
-    r
 }
 
 /// The script as the agent answers it.
@@ -209,9 +204,11 @@ mod tests {
     }
 
     #[test]
-    fn only_extensionless_paths_may_be_the_workbench() {
+    fn only_the_workbench_paths_are_read() {
         assert!(may_be_workbench("/"));
         assert!(may_be_workbench("/vscode"));
+        assert!(may_be_workbench("/vscode/"));
+        assert!(!may_be_workbench("/vscode-remote-resource"));
         assert!(!may_be_workbench(
             "/stable-abc/static/out/vs/code/browser/workbench/workbench.js"
         ));
