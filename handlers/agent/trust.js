@@ -95,7 +95,10 @@ async function seed(deadline) {
   localStorage.setItem(SEEDED, marker);
 }
 
-const main = document.querySelector('script[data-dev8-main]').getAttribute('data-dev8-main');
+// The workbench's own module, as the page named it (else where the page's
+// first script says its files are).
+const main = document.querySelector('script[data-dev8-main]')?.getAttribute('data-dev8-main')
+  ?? `${globalThis._VSCODE_FILE_ROOT}vs/code/browser/workbench/workbench.js`;
 const deadline = new Promise((resolve) => { setTimeout(resolve, PATIENCE_MS); });
 try {
   await Promise.race([seed(deadline), deadline]);
