@@ -14,6 +14,7 @@ pub mod proxy;
 pub mod report;
 pub mod session;
 pub mod setup;
+pub mod trust;
 pub mod usage;
 
 use crate::agent_env::Listen;
@@ -156,6 +157,9 @@ struct Agent {
     activity: Arc<Activity>,
     /// The first start's setup step in progress (the readiness answer names it).
     setup_step: std::sync::Mutex<Option<&'static str>>,
+    /// The script that seeds the starter project as trusted in the browser
+    /// (`trust.rs`); `None` for an environment created from a repository.
+    trust_script: Option<String>,
 }
 
 impl Agent {
@@ -271,6 +275,14 @@ pub async fn run(
         upstream: proxy::Upstream::new(cs.socket.clone()),
         activity: Arc::new(Activity::default()),
         setup_step: std::sync::Mutex::new(None),
+        // Only the starter project is pre-trusted: with a repository, VS
+        // Code opens its clone, which must open in Restricted Mode.
+        trust_script: config
+            .setup
+            .repository_url
+            .is_none()
+            .then(|| trust::script(&cs.workspace()))
+            .flatten(),
     });
 
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -660,13 +672,23 @@ async fn proxy_request(State(agent): State<Arc<Agent>>, mut req: Request) -> Res
     strip_private_cookies(req.headers_mut());
     tracing::debug!(method = %req.method(), path = %req.uri().path(), "proxy");
     if let Some(ended) = ended {
-        agent
+        return agent
             .upstream
             .tunnel(req, agent.activity.clone(), ended)
-            .await
-    } else {
-        agent.upstream.forward(req.map(Body::new)).await
+            .await;
     }
+    let Some(script) = agent.trust_script.as_deref() else {
+        return agent.upstream.forward(req.map(Body::new)).await;
+    };
+    if req.uri().path() == trust::SCRIPT_PATH {
+        return trust::script_response(script);
+    }
+    if req.method() != axum::http::Method::GET || !trust::may_be_workbench(req.uri().path()) {
+        return agent.upstream.forward(req.map(Body::new)).await;
+    }
+    // The workbench page is read (uncompressed) to hold its main module.
+    req.headers_mut().remove(header::ACCEPT_ENCODING);
+    trust::hold_in(agent.upstream.forward(req.map(Body::new)).await).await
 }
 
 impl From<crate::config::AgentArgs> for AgentConfig {

@@ -245,7 +245,7 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
-fn bad_gateway() -> Response<Body> {
+pub(super) fn bad_gateway() -> Response<Body> {
     let mut r = Response::new(Body::from(
         "The IDE is not answering yet; reload in a moment.",
     ));

@@ -55,3 +55,4 @@ mod swa;
 mod tiers;
 mod usage;
 mod usage_local;
+mod workspace_trust;

@@ -1,6 +1,7 @@
 // A person at a real VS Code workbench, for the Rust full-tier tests
 // (tests/it/idle_workbench.rs): Debian's Chromium driven by playwright-core
-// opens an IDE ticket URL, answers the Workspace Trust question, then does
+// opens an IDE ticket URL, settles Workspace Trust (`trust`: as it opens,
+// `restricted`: un-trusted as a person does it — see ./trust.mjs), then does
 // what it is told on standard input, one command a line, answering each
 // with one line on standard output:
 //
@@ -12,11 +13,12 @@
 // Usage: node workbench.mjs <ticket URL> trust|restricted [<recording.jsonl>]
 // With a recording path, every frame the page sends on its WebSockets from
 // the start is written there, one JSON line each (see below).
-// It prints `ready` once the workbench is up and the trust question is
-// answered, and closes the browser when standard input ends.
+// It prints `ready` once the workbench is up and in the trust state asked
+// for, and closes the browser when standard input ends.
 import { chromium } from 'playwright-core';
 import { createInterface } from 'node:readline';
 import { appendFileSync, writeFileSync } from 'node:fs';
+import { restrictedItem, trustAnswer, untrust, workbenchUp } from './trust.mjs';
 
 const [url, trust, recordTo] = process.argv.slice(2);
 const browser = await chromium.launch({
@@ -55,11 +57,21 @@ page.on('websocket', (ws) => {
 });
 
 await page.goto(url);
-await page.locator('.monaco-workbench').waitFor({ timeout: 120_000 });
-// Workspace Trust asks once per folder; "No" opens it in Restricted Mode.
-const answer = trust === 'restricted' ? "No, I don't trust the authors" : 'Yes, I trust the authors';
-const button = page.getByRole('button', { name: answer });
-await button.waitFor({ timeout: 30_000 }).then(() => button.click(), () => {});
+await workbenchUp(page);
+// The starter project opens trusted (the agent seeds it); VS Code asks about
+// a folder it does not trust, once. Restricted Mode: the starter un-trusted,
+// then the question answered "No".
+let asked = await trustAnswer(page, true).waitFor({ timeout: 5_000 }).then(() => true, () => false);
+if (trust === 'restricted') {
+  if (!asked) {
+    await untrust(page, 'workspace');
+    asked = await trustAnswer(page, true).waitFor({ timeout: 30_000 }).then(() => true, () => false);
+  }
+  if (asked) await trustAnswer(page, false).click();
+  await restrictedItem(page).waitFor({ timeout: 30_000 });
+} else if (asked) {
+  await trustAnswer(page, true).click();
+}
 console.log('ready');
 
 async function run(line) {
