@@ -388,6 +388,21 @@ mod tests {
         assert_eq!(addressed("127.0.0.1:4000", 4000), Addressed::Dashboard);
         assert_eq!(addressed("localhost:4000", 4000), Addressed::Dashboard);
         assert_eq!(addressed("www.localhost:4000", 4000), Addressed::Dashboard);
+        // The port only as `serve` writes its own; no port; names that are
+        // not ASCII (read by byte offsets: nothing may panic).
+        for other in [
+            format!("e-{ID}.localhost:04000"),
+            format!("e-{ID}.localhost:+4000"),
+            format!("e-{ID}.localhost"),
+            format!("e-{ID}.localhost:"),
+            ":4000".into(),
+            "é.localhost:4000".into(),
+            "éé:4000".into(),
+            "é:4000".into(),
+        ] {
+            assert_eq!(addressed(&other, 4000), Addressed::Dashboard, "{other}");
+        }
+        assert_eq!(addressed("e-é.localhost:4000", 4000), Addressed::Malformed);
         for bad in [
             "e-..%2f.localhost:4000",
             "e-.localhost:4000",
