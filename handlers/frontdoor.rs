@@ -13,9 +13,8 @@
 //! the wiring routes to it.
 
 use axum::body::Body;
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::{HeaderValue, StatusCode, Uri, header};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use hyper_util::rt::TokioIo;
 use std::collections::HashMap;
@@ -103,7 +102,7 @@ impl Doors {
 pub struct FrontDoor {
     pub doors: Arc<Doors>,
     /// The dashboard's origin (`Policy::public_url`).
-    pub dashboard: String,
+    pub dashboard: Arc<str>,
 }
 
 /// Whom a `Host` addresses.
@@ -118,46 +117,120 @@ pub enum Addressed {
 }
 
 /// Read a `Host` header against `serve`'s own port. Host names compare
-/// without case (ids are lower case).
+/// without case (ids are lower case). Nothing is allocated unless the host
+/// names an environment: every request to `serve` passes through here.
 pub fn addressed(host: &str, port: u16) -> Addressed {
-    let host = host.to_ascii_lowercase();
-    let Some(name) = host.strip_suffix(&format!(".localhost:{port}")) else {
+    const SUFFIX: &str = ".localhost";
+    let Some((name, given)) = host.rsplit_once(':') else {
         return Addressed::Dashboard;
     };
-    let Some(id) = name.strip_prefix("e-") else {
+    // The port exactly as `serve`'s own is written: digits, no leading zero or sign.
+    let same_port = given.bytes().all(|b| b.is_ascii_digit())
+        && !given.starts_with('0')
+        && given.parse::<u16>() == Ok(port);
+    let at = name.len().wrapping_sub(SUFFIX.len());
+    let Some(label) = name
+        .get(at..)
+        .filter(|s| same_port && s.eq_ignore_ascii_case(SUFFIX))
+        .and_then(|_| name.get(..at))
+    else {
         return Addressed::Dashboard;
     };
-    if crate::domain::validation::is_id(id) {
-        Addressed::Environment(id.to_string())
+    let Some(id) = label
+        .get(..2)
+        .filter(|p| p.eq_ignore_ascii_case("e-"))
+        .and_then(|_| label.get(2..))
+    else {
+        return Addressed::Dashboard;
+    };
+    let id = id.to_ascii_lowercase();
+    if crate::domain::validation::is_id(&id) {
+        Addressed::Environment(id)
     } else {
         Addressed::Malformed
     }
 }
 
-/// The middleware in front of `serve`'s router: an environment's address
-/// goes to its agent or gets the not-running page; anything else passes on.
-pub async fn route(State(door): State<FrontDoor>, req: Request, next: Next) -> Response {
-    let Some(port) = door.doors.port() else {
-        return next.run(req).await;
-    };
-    let host = req
-        .headers()
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or_default();
-    let id = match addressed(host, port) {
-        Addressed::Dashboard => return next.run(req).await,
-        Addressed::Malformed => None,
-        Addressed::Environment(id) => Some(id),
-    };
-    if let Some(socket) = id.as_deref().and_then(|id| door.doors.socket(id)) {
-        match forward(&socket, req).await {
-            Ok(r) => return r,
-            // Started but not listening yet, or just gone: as not running.
-            Err(e) => tracing::debug!(error = %e, "agent not reachable through the front door"),
+impl FrontDoor {
+    /// The environment a request's `Host` names, or `None` for the
+    /// dashboard and API (`Some(None)`: an environment's address with no
+    /// well-formed id).
+    fn whom(&self, req: &Request) -> Option<Option<String>> {
+        let port = self.doors.port()?;
+        let host = req
+            .headers()
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or_default();
+        match addressed(host, port) {
+            Addressed::Dashboard => None,
+            Addressed::Malformed => Some(None),
+            Addressed::Environment(id) => Some(Some(id)),
         }
     }
-    not_running(&door.dashboard, id.as_deref())
+
+    /// An environment's address: its agent, or the not-running page.
+    async fn answer(self, id: Option<String>, req: Request) -> Response {
+        if let Some(socket) = id.as_deref().and_then(|id| self.doors.socket(id)) {
+            match forward(&socket, req).await {
+                Ok(r) => return r,
+                // Started but not listening yet, or just gone: as not running.
+                Err(e) => tracing::debug!(error = %e, "agent not reachable through the front door"),
+            }
+        }
+        not_running(&self.dashboard, id.as_deref())
+    }
+}
+
+/// The layer in front of `serve`'s router: an environment's address goes
+/// to its agent or gets the not-running page; anything else passes on to
+/// the route as it is, without a boxed future or a clone (axum clones each
+/// route's service per request, so the door is two `Arc`s).
+impl<S> tower::Layer<S> for FrontDoor {
+    type Service = Guarded<S>;
+
+    fn layer(&self, inner: S) -> Guarded<S> {
+        Guarded {
+            door: self.clone(),
+            inner,
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Guarded<S> {
+    door: FrontDoor,
+    inner: S,
+}
+
+impl<S> tower::Service<Request> for Guarded<S>
+where
+    S: tower::Service<Request, Response = Response, Error = std::convert::Infallible>,
+{
+    type Response = Response;
+    type Error = std::convert::Infallible;
+    type Future = futures::future::Either<
+        S::Future,
+        futures::future::BoxFuture<'static, Result<Response, Self::Error>>,
+    >;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request) -> Self::Future {
+        use futures::FutureExt;
+        match self.door.whom(&req) {
+            None => futures::future::Either::Left(self.inner.call(req)),
+            Some(id) => {
+                let door = self.door.clone();
+                futures::future::Either::Right(door.answer(id, req).map(Ok).boxed())
+            }
+        }
+    }
 }
 
 /// The one page every non-running address answers: the same whether the
@@ -315,6 +388,21 @@ mod tests {
         assert_eq!(addressed("127.0.0.1:4000", 4000), Addressed::Dashboard);
         assert_eq!(addressed("localhost:4000", 4000), Addressed::Dashboard);
         assert_eq!(addressed("www.localhost:4000", 4000), Addressed::Dashboard);
+        // The port only as `serve` writes its own; no port; names that are
+        // not ASCII (read by byte offsets: nothing may panic).
+        for other in [
+            format!("e-{ID}.localhost:04000"),
+            format!("e-{ID}.localhost:+4000"),
+            format!("e-{ID}.localhost"),
+            format!("e-{ID}.localhost:"),
+            ":4000".into(),
+            "é.localhost:4000".into(),
+            "éé:4000".into(),
+            "é:4000".into(),
+        ] {
+            assert_eq!(addressed(&other, 4000), Addressed::Dashboard, "{other}");
+        }
+        assert_eq!(addressed("e-é.localhost:4000", 4000), Addressed::Malformed);
         for bad in [
             "e-..%2f.localhost:4000",
             "e-.localhost:4000",

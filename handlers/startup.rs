@@ -242,12 +242,9 @@ impl Application {
             // the not-running page) before any route sees it.
             let door = crate::frontdoor::FrontDoor {
                 doors,
-                dashboard: self.jobs.policy.public_url.clone(),
+                dashboard: self.jobs.policy.public_url.as_str().into(),
             };
-            router = router.layer(axum::middleware::from_fn_with_state(
-                door,
-                crate::frontdoor::route,
-            ));
+            router = router.layer(door);
         }
         let mut http_stop = stop_rx.clone();
         let server = axum::serve(

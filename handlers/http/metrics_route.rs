@@ -13,12 +13,13 @@ use super::extract::AppState;
 use crate::metrics::{RequestRecord, RouteInstruments};
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::{Instant, SystemTime};
 use subtle::ConstantTimeEq;
 
@@ -95,28 +96,97 @@ impl Counted {
 
 /// The layer each `ROUTES` entry (and the `/api` fallback) gets: counts and
 /// times the request under the route's function name and path template.
-pub async fn count(State(counted): State<Arc<Counted>>, req: Request, next: Next) -> Response {
-    let method = method_name(req.method());
-    let (started, clock) = (SystemTime::now(), Instant::now());
-    let response = next.run(req).await;
-    let Counted {
-        platform,
-        route,
-        template,
-        instruments,
-    } = &*counted;
-    platform.metrics.http_request_on(
-        instruments,
-        RequestRecord {
-            route,
-            template,
+///
+/// A typed tower layer rather than `middleware::from_fn`: axum clones a
+/// route's service for every request, and `from_fn` adds a boxed future and
+/// a boxed clone of the inner service each time; this one wraps the route's
+/// own future and clones one `Arc` (docs/performance.md, "/api/health").
+#[derive(Clone)]
+pub struct Count(pub Arc<Counted>);
+
+impl<S> tower::Layer<S> for Count {
+    type Service = CountService<S>;
+
+    fn layer(&self, inner: S) -> CountService<S> {
+        CountService {
+            counted: self.0.clone(),
+            inner,
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct CountService<S> {
+    counted: Arc<Counted>,
+    inner: S,
+}
+
+impl<S> tower::Service<Request> for CountService<S>
+where
+    S: tower::Service<Request, Response = Response>,
+{
+    type Response = Response;
+    type Error = S::Error;
+    type Future = CountFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request) -> Self::Future {
+        let method = method_name(req.method());
+        CountFuture {
+            started: SystemTime::now(),
+            clock: Instant::now(),
             method,
-            code: response.status().as_u16(),
-            started,
-            elapsed: clock.elapsed(),
-        },
-    );
-    response
+            counted: self.counted.clone(),
+            inner: self.inner.call(req),
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The route's own future, and what its record needs once it is ready.
+    pub struct CountFuture<F> {
+        #[pin]
+        inner: F,
+        counted: Arc<Counted>,
+        method: &'static str,
+        started: SystemTime,
+        clock: Instant,
+    }
+}
+
+impl<F, E> Future for CountFuture<F>
+where
+    F: Future<Output = Result<Response, E>>,
+{
+    type Output = Result<Response, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let result = std::task::ready!(this.inner.poll(cx));
+        if let Ok(response) = &result {
+            let Counted {
+                platform,
+                route,
+                template,
+                instruments,
+            } = &**this.counted;
+            platform.metrics.http_request_on(
+                instruments,
+                RequestRecord {
+                    route,
+                    template,
+                    method: this.method,
+                    code: response.status().as_u16(),
+                    started: *this.started,
+                    elapsed: this.clock.elapsed(),
+                },
+            );
+        }
+        Poll::Ready(result)
+    }
 }
 
 /// A fixed name per method (traces); anything unusual is `OTHER`.

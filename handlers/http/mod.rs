@@ -21,7 +21,6 @@ pub mod views;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, HeaderValue, Request, header};
-use axum::middleware;
 use axum::routing::{MethodFilter, MethodRouter};
 use error::ApiError;
 use extract::AppState;
@@ -109,10 +108,7 @@ pub fn api_router(state: AppState) -> Router {
     for spec in ROUTES {
         // Counted under the route's name: the label set is ROUTES, not the paths seen.
         let counted = metrics_route::Counted::new(state.clone(), spec.function, spec.path);
-        let handler = (spec.handler)().layer(middleware::from_fn_with_state(
-            counted,
-            metrics_route::count,
-        ));
+        let handler = (spec.handler)().layer(metrics_route::Count(counted));
         router = router.route(spec.path, handler);
     }
     let unmatched = metrics_route::Counted::new(
@@ -124,7 +120,7 @@ pub fn api_router(state: AppState) -> Router {
         .route(
             "/api/{*rest}",
             axum::routing::any(|| async { ApiError::NotFound })
-                .layer(middleware::from_fn_with_state(unmatched, metrics_route::count)),
+                .layer(metrics_route::Count(unmatched)),
         )
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(SetResponseHeaderLayer::if_not_present(header::CACHE_CONTROL, HeaderValue::from_static("no-store")))
