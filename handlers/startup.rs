@@ -9,7 +9,7 @@ use crate::azure_http::Identity;
 use crate::clock::{Clock, SystemClock};
 use crate::compute::{Compute, LocalCompute, LocalOptions};
 use crate::config::{ComputeKind, QueueKind, Settings, StoreKind};
-use crate::domain::UrlRules;
+use crate::domain::{HomeModeRule, UrlRules};
 use crate::jobs::{sweep, worker};
 use crate::metrics::Metrics;
 use crate::platform::{JobContext, Platform, Policy};
@@ -87,6 +87,13 @@ fn policy(settings: &Settings, public_url: String) -> Policy {
             .idle_warning_minutes
             .map(|m| chrono::Duration::minutes(i64::from(m))),
         reconcile_interval: Duration::from_millis(settings.reconcile_interval_ms.max(50)),
+        home_modes: match settings.compute {
+            ComputeKind::Local => HomeModeRule::Always(settings.local_home_mode),
+            ComputeKind::Aci => HomeModeRule::FitsLocalDisk {
+                local_disk_gb: settings.aci.local_disk_gb,
+            },
+        },
+        snapshot_interval: settings.snapshot_interval(),
         trusted_proxy_hops: settings.trusted_proxy_hops,
         metrics_token: settings.metrics_token.clone(),
         session_hours: 12,
@@ -309,14 +316,13 @@ pub async fn wire(
         None => match settings.compute {
             ComputeKind::Local => {
                 let mut opts = LocalOptions::new(data_dir, settings.code_server.as_deref())?;
-                opts.home_mode = settings.local_home_mode;
-                opts.snapshot_interval =
-                    Duration::from_secs(u64::from(settings.snapshot_interval_minutes) * 60);
+                opts.snapshot_interval = settings.snapshot_interval();
                 Arc::new(LocalCompute::new(opts, reconciles.clone())?)
             }
             ComputeKind::Aci => Arc::new(
                 crate::compute::aci::AciCompute::from_settings(&settings.aci, &identity)
-                    .context("setting up DEV8_COMPUTE=aci")?,
+                    .context("setting up DEV8_COMPUTE=aci")?
+                    .with_snapshot_interval(settings.snapshot_interval()),
             ),
         },
     };

@@ -10,12 +10,13 @@
 //! loopback. Only 443 is exposed. See `docs/aci.md`.
 
 use super::arm::{ArmClient, ArmError, Provisioning, RetryPolicy, provisioning_state};
-use super::{AgentParams, Compute, ComputeError, ComputeResult, ManagedEnvironment};
+use super::{AgentParams, Compute, ComputeError, ComputeResult, FinalSnapshot, ManagedEnvironment};
 use crate::agent_env;
-use crate::domain::{Environment, Observed, StepNote, steps};
+use crate::domain::{Environment, HomeMode, Observed, StepNote, steps};
 use async_trait::async_trait;
 use azure_core::credentials::TokenCredential;
 use clap::Args;
+use secrecy::ExposeSecret;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -34,6 +35,10 @@ pub const STORAGE_API: &str = "2023-05-01";
 pub const HOME_PATH: &str = "/home/dev";
 /// Where the share is mounted in the TLS container (certificate cache).
 pub const TLS_DATA_PATH: &str = "/data";
+/// Snapshot mode: the quota (GB, the smallest a share takes) of the share
+/// that holds only the TLS container's data (its ACME account and
+/// certificates, a few KB).
+pub const TLS_SHARE_QUOTA_GB: u16 = 1;
 /// The only port the group exposes.
 pub const HTTPS_PORT: u16 = 443;
 /// The agent's listen address inside the group (loopback: only the TLS
@@ -41,6 +46,8 @@ pub const HTTPS_PORT: u16 = 443;
 pub const AGENT_LISTEN: &str = "127.0.0.1:8080";
 /// The agent's readiness path, served through the TLS container.
 pub const READINESS_PATH: &str = "/_dev8/healthz";
+/// Where a stop asks the agent for its final snapshot (snapshot mode).
+pub const FINAL_SNAPSHOT_PATH: &str = "/_dev8/final-snapshot";
 /// The DNS-label reuse scope: the FQDN's hash is derived from the label and
 /// our tenant, so no other tenant can ever take a deleted environment's name,
 /// while a group Dev8 recreates for the same environment keeps its FQDN (and
@@ -49,6 +56,13 @@ pub const DNS_LABEL_SCOPE: &str = "TenantReuse";
 /// Resources the TLS container takes out of the environment's allocation.
 pub const TLS_CPU: f64 = 0.1;
 pub const TLS_MEMORY_GB: f64 = 0.2;
+
+// TEMP(blob): replaced by `crate::snapshot_grant` once the `blob` branch is merged.
+pub struct SnapshotGrant {
+    pub container_url: String,
+    pub sas: secrecy::SecretString,
+    pub expires_on: chrono::DateTime<chrono::Utc>,
+}
 
 /// Tag keys on every container group Dev8 makes.
 pub const TAG_MANAGED: &str = "dev8-managed";
@@ -79,6 +93,14 @@ pub struct AciSettings {
     /// Resource id of the user-assigned identity with AcrPull only, attached to every group.
     #[arg(long, env = "DEV8_ACR_PULL_IDENTITY")]
     pub acr_pull_identity: Option<String>,
+    /// A container group's local disk (GB), shared by its images and, in
+    /// snapshot mode, the home: a new environment gets snapshot mode when
+    /// its `storageGB` + its image + a staging margin fit (`HomeModeRule`),
+    /// else its home on an Azure Files share; 0 turns snapshot mode off.
+    /// Microsoft's answers on Q&A put it at about 50 GB per group; it is
+    /// not documented, so it is a setting (docs/aci.md).
+    #[arg(long, env = "DEV8_ACI_LOCAL_DISK_GB", default_value_t = 50)]
+    pub local_disk_gb: u32,
     /// ARM base URL (tests point it at loopback).
     #[arg(
         long,
@@ -138,7 +160,10 @@ impl AciSettings {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Names {
     pub group: String,
+    /// The home's share (share mode).
     pub share: String,
+    /// The TLS container's own share (snapshot mode: the home is not on a share).
+    pub tls_share: String,
     pub dns_label: String,
 }
 
@@ -159,6 +184,7 @@ impl Names {
         Ok(Names {
             group: format!("dev8-{id}"),
             share: format!("dev8-{id}"),
+            tls_share: format!("dev8-{id}-tls"),
             dns_label: format!("dev8-{id}"),
         })
     }
@@ -202,15 +228,60 @@ impl ReadinessProbe {
         })
     }
 
-    fn url(&self, fqdn: &str) -> String {
+    fn url(&self, fqdn: &str, path: &str) -> String {
         match self.port {
-            Some(p) => format!("{}://{fqdn}:{p}{READINESS_PATH}", self.scheme),
-            None => format!("{}://{fqdn}{READINESS_PATH}", self.scheme),
+            Some(p) => format!("{}://{fqdn}:{p}{path}", self.scheme),
+            None => format!("{}://{fqdn}{path}", self.scheme),
+        }
+    }
+
+    /// Ask the agent for its final snapshot (`agent::final_snapshot`), the
+    /// way readiness is asked: through the TLS container at the FQDN.
+    async fn final_snapshot(&self, fqdn: &str, token: &str) -> FinalSnapshot {
+        let sent = self
+            .client
+            .post(self.url(fqdn, FINAL_SNAPSHOT_PATH))
+            .header(
+                crate::auth::tokens::DEV8_AUTHORIZATION,
+                format!("Bearer {token}"),
+            )
+            .send()
+            .await;
+        let r = match sent {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::debug!(%fqdn, error = %e.without_url(), "the agent did not answer");
+                return FinalSnapshot::Unreachable;
+            }
+        };
+        let status = r.status();
+        let body: Value = r.json().await.unwrap_or(Value::Null);
+        match (status.as_u16(), body.get("state").and_then(Value::as_str)) {
+            (202, _) | (200, Some("saving")) => FinalSnapshot::Saving,
+            (200, Some("saved")) => FinalSnapshot::Saved {
+                last_at: body
+                    .get("lastAt")
+                    .and_then(|v| serde_json::from_value(v.clone()).ok()),
+            },
+            (200, Some("failed")) => FinalSnapshot::Failed {
+                error: body
+                    .get("error")
+                    .and_then(Value::as_str)
+                    .unwrap_or("unknown")
+                    .chars()
+                    .take(300)
+                    .collect(),
+            },
+            (401 | 403 | 404, _) => FinalSnapshot::Failed {
+                error: format!("the agent refused the request ({status})"),
+            },
+            // The TLS container answers 502 while the agent is not up.
+            _ => FinalSnapshot::Unreachable,
         }
     }
 
     async fn ready(&self, fqdn: &str) -> bool {
-        match self.client.get(self.url(fqdn)).send().await {
+        match self.client.get(self.url(fqdn, READINESS_PATH)).send().await {
             Ok(r) => r.status().is_success(),
             Err(e) => {
                 tracing::debug!(%fqdn, error = %e.without_url(), "agent not ready yet");
@@ -242,6 +313,8 @@ impl Default for Timing {
 pub struct AciCompute {
     arm: ArmClient,
     cfg: AciConfig,
+    /// Snapshot mode: the agent snapshots the home this often.
+    snapshot_interval: Duration,
     probe: ReadinessProbe,
     timing: Timing,
     capabilities: OnceCell<Capabilities>,
@@ -268,6 +341,7 @@ impl AciCompute {
         Ok(AciCompute {
             arm: ArmClient::new(&cfg.arm_endpoint, credential, retry)?,
             cfg,
+            snapshot_interval: agent_env::DEFAULT_SNAPSHOT_INTERVAL,
             probe: ReadinessProbe::https()?,
             timing: Timing::default(),
             capabilities: OnceCell::new(),
@@ -291,6 +365,13 @@ impl AciCompute {
     /// Reach agents another way (tests: a loopback resolver; private DNS).
     pub fn with_readiness_probe(mut self, probe: ReadinessProbe) -> Self {
         self.probe = probe;
+        self
+    }
+
+    /// Snapshot mode: how often the agent snapshots the home
+    /// (`DEV8_SNAPSHOT_INTERVAL_MINUTES`).
+    pub fn with_snapshot_interval(mut self, every: Duration) -> Self {
+        self.snapshot_interval = every;
         self
     }
 
@@ -322,12 +403,20 @@ impl AciCompute {
         )
     }
 
-    fn share_path(&self, n: &Names) -> String {
+    fn share_path(&self, share: &str) -> String {
         format!(
-            "{}/fileServices/default/shares/{}",
+            "{}/fileServices/default/shares/{share}",
             self.account_path(),
-            n.share
         )
+    }
+
+    /// The share an environment always has while it exists: its home's in
+    /// share mode, its TLS container's in snapshot mode.
+    fn kept_share<'n>(env: &Environment, n: &'n Names) -> &'n str {
+        match env.home_mode {
+            HomeMode::Share => &n.share,
+            HomeMode::Snapshot => &n.tls_share,
+        }
     }
 
     fn image(&self, env: &Environment) -> String {
@@ -372,11 +461,16 @@ impl AciCompute {
             .copied()
     }
 
-    /// The share (idempotent PUT: same name, same quota).
+    /// The environment's share (idempotent PUT: same name, same quota):
+    /// the home (share mode) or the TLS container's data (snapshot mode).
     async fn ensure_share(&self, env: &Environment, n: &Names) -> ComputeResult<()> {
+        let quota = match env.home_mode {
+            HomeMode::Share => env.storage_gb,
+            HomeMode::Snapshot => TLS_SHARE_QUOTA_GB,
+        };
         let body = json!({
             "properties": {
-                "shareQuota": env.storage_gb,
+                "shareQuota": quota,
                 "enabledProtocols": "SMB",
                 "metadata": {
                     "dev8managed": "true",
@@ -386,7 +480,11 @@ impl AciCompute {
             }
         });
         self.arm
-            .put(&self.share_path(n), STORAGE_API, &body)
+            .put(
+                &self.share_path(Self::kept_share(env, n)),
+                STORAGE_API,
+                &body,
+            )
             .await
             .map_err(arm_err("create the workspace share"))?;
         Ok(())
@@ -414,12 +512,19 @@ impl AciCompute {
 
     /// The container-group body (documented in docs/aci.md and asserted by
     /// `tests/it/aci.rs`).
+    ///
+    /// Share mode: the share `dev8-<id>` is the agent's home and the TLS
+    /// container's `/data`. Snapshot mode: the home is an `emptyDir` volume
+    /// on the group's local disk, the agent gets its snapshot store
+    /// (`snapshots`: the container's URL, its SAS as a `secureValue`, the
+    /// interval), and only the TLS container mounts a share, `dev8-<id>-tls`.
     pub fn group_body(
         &self,
         env: &Environment,
         n: &Names,
         agent: &AgentParams,
         account_key: &str,
+        snapshots: Option<&SnapshotGrant>,
     ) -> Value {
         let cpu = f64::from(env.cpu_cores);
         let mem = f64::from(env.memory_gb);
@@ -444,11 +549,42 @@ impl AciCompute {
             secret: false,
         }])
         .chain(super::setup_variables(env))
+        .chain(
+            snapshots
+                .map(|g| self.snapshot_variables(g))
+                .into_iter()
+                .flatten(),
+        )
         .map(|v| {
             let kind = if v.secret { "secureValue" } else { "value" };
             json!({ "name": v.name, kind: v.value })
         })
         .collect();
+        let azure_file = |share: &str| {
+            json!({
+                "shareName": share,
+                "storageAccountName": self.cfg.storage_account,
+                "storageAccountKey": account_key,
+                "readOnly": false
+            })
+        };
+        // Snapshot mode: the home on the group's local disk (an `emptyDir`,
+        // not the image's writable layer: no copy-up of what the image has
+        // under /home/dev, and emptied with the group, as the agent expects:
+        // it restores the home at every start), the TLS data on its share.
+        let (tls_volume, volumes) = match env.home_mode {
+            HomeMode::Share => (
+                "home",
+                json!([{ "name": "home", "azureFile": azure_file(&n.share) }]),
+            ),
+            HomeMode::Snapshot => (
+                "tls",
+                json!([
+                    { "name": "home", "emptyDir": {} },
+                    { "name": "tls", "azureFile": azure_file(&n.tls_share) }
+                ]),
+            ),
+        };
         json!({
             "location": self.cfg.region,
             "tags": tags,
@@ -498,24 +634,35 @@ impl AciCompute {
                                 "requests": { "cpu": TLS_CPU, "memoryInGB": TLS_MEMORY_GB }
                             },
                             "volumeMounts": [
-                                { "name": "home", "mountPath": TLS_DATA_PATH, "readOnly": false }
+                                { "name": tls_volume, "mountPath": TLS_DATA_PATH, "readOnly": false }
                             ]
                         }
                     }
                 ],
-                "volumes": [
-                    {
-                        "name": "home",
-                        "azureFile": {
-                            "shareName": n.share,
-                            "storageAccountName": self.cfg.storage_account,
-                            "storageAccountKey": account_key,
-                            "readOnly": false
-                        }
-                    }
-                ]
+                "volumes": volumes
             }
         })
+    }
+
+    /// Snapshot mode: where the agent keeps the home's snapshots and how often.
+    fn snapshot_variables(&self, g: &SnapshotGrant) -> Vec<agent_env::Variable> {
+        vec![
+            agent_env::Variable {
+                name: "DEV8_AGENT_SNAPSHOT_URL".into(),
+                value: g.container_url.clone(),
+                secret: false,
+            },
+            agent_env::Variable {
+                name: "DEV8_AGENT_SNAPSHOT_SAS".into(),
+                value: g.sas.expose_secret().to_string(),
+                secret: true,
+            },
+            agent_env::Variable {
+                name: agent_env::SNAPSHOT_INTERVAL_MS.into(),
+                value: self.snapshot_interval.as_millis().to_string(),
+                secret: false,
+            },
+        ]
     }
 
     async fn check_size(&self, env: &Environment) -> ComputeResult<()> {
@@ -535,7 +682,8 @@ impl AciCompute {
         Ok(())
     }
 
-    /// Create or update the group (the share first: it is mounted).
+    /// Create or update the group (the share first: it is mounted; in
+    /// snapshot mode a fresh SAS for the environment's snapshot container).
     async fn put_group(
         &self,
         env: &Environment,
@@ -545,13 +693,22 @@ impl AciCompute {
         self.check_size(env).await?;
         self.ensure_share(env, n).await?;
         let key = self.account_key().await?;
-        let body = self.group_body(env, n, agent, &key);
+        let grant = match env.home_mode {
+            HomeMode::Share => None,
+            HomeMode::Snapshot => Some(self.snapshot_grant(env, &key).await?),
+        };
+        let body = self.group_body(env, n, agent, &key, grant.as_ref());
         match self.arm.put(&self.group_path(n), ACI_API, &body).await {
             Ok(_) => Ok(()),
             // A concurrent PUT of the same group is under way: same name, same group.
             Err(e) if e.status() == Some(409) => Ok(()),
             Err(e) => Err(arm_err("create the container group")(e)),
         }
+    }
+
+    /// TEMP(blob): the environment's snapshot container and its agent SAS.
+    async fn snapshot_grant(&self, _env: &Environment, _key: &str) -> ComputeResult<SnapshotGrant> {
+        Err(ComputeError::Permanent("no snapshot store yet".into()))
     }
 
     async fn group(&self, n: &Names) -> ComputeResult<Option<Value>> {
@@ -561,10 +718,10 @@ impl AciCompute {
             .map_err(arm_err("read the container group"))
     }
 
-    async fn share_exists(&self, n: &Names) -> ComputeResult<bool> {
+    async fn share_exists(&self, share: &str) -> ComputeResult<bool> {
         Ok(self
             .arm
-            .get(&self.share_path(n), STORAGE_API)
+            .get(&self.share_path(share), STORAGE_API)
             .await
             .map_err(arm_err("read the workspace share"))?
             .is_some())
@@ -596,10 +753,14 @@ impl AciCompute {
                 return Ok(false);
             }
         }
-        self.arm
-            .delete(&self.share_path(n), STORAGE_API)
-            .await
-            .map_err(arm_err("delete the workspace share"))?;
+        // Both shares: an orphan's mode is not known, and deleting a share
+        // that does not exist is a no-op.
+        for share in [&n.share, &n.tls_share] {
+            self.arm
+                .delete(&self.share_path(share), STORAGE_API)
+                .await
+                .map_err(arm_err("delete the workspace share"))?;
+        }
         Ok(true)
     }
 }
@@ -705,8 +866,9 @@ impl Compute for AciCompute {
     async fn observe(&self, env: &Environment) -> ComputeResult<Observed> {
         let n = Names::for_id(&env.id)?;
         let Some(group) = self.group(&n).await? else {
-            // No group: a share alone is a stopped environment (its home is kept).
-            return Ok(if self.share_exists(&n).await? {
+            // No group: a share alone is a stopped environment (its home,
+            // or in snapshot mode its certificate, is kept).
+            return Ok(if self.share_exists(Self::kept_share(env, &n)).await? {
                 Observed::Stopped
             } else {
                 Observed::Absent
@@ -795,6 +957,29 @@ impl Compute for AciCompute {
                 tracing::info!(environment = %env.id, group = %n.group, "container group requested");
                 Ok(refs)
             }
+        }
+    }
+
+    async fn final_snapshot(&self, env: &Environment, token: &str) -> ComputeResult<FinalSnapshot> {
+        if env.home_mode != HomeMode::Snapshot {
+            return Ok(FinalSnapshot::NotNeeded);
+        }
+        let n = Names::for_id(&env.id)?;
+        let Some(group) = self.group(&n).await? else {
+            return Ok(FinalSnapshot::NotNeeded);
+        };
+        let running = group
+            .pointer("/properties/instanceView/state")
+            .and_then(Value::as_str)
+            == Some("Running");
+        let fqdn = group
+            .pointer("/properties/ipAddress/fqdn")
+            .and_then(Value::as_str);
+        match fqdn {
+            Some(fqdn) if running => Ok(self.probe.final_snapshot(fqdn, token).await),
+            // Stopped (or never up): its agent is not running, nothing to save.
+            _ if !running => Ok(FinalSnapshot::NotNeeded),
+            _ => Ok(FinalSnapshot::Unreachable),
         }
     }
 

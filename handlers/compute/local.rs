@@ -81,9 +81,6 @@ pub struct LocalOptions {
     pub session_check: Duration,
     /// How often agents send their periodic report (usage).
     pub report_interval: Duration,
-    /// Where new environments' homes live (`DEV8_LOCAL_HOME_MODE`); an
-    /// environment keeps the mode it was created in.
-    pub home_mode: HomeMode,
     /// Snapshot mode: the periodic snapshot's interval.
     pub snapshot_interval: Duration,
 }
@@ -103,7 +100,6 @@ impl LocalOptions {
             cpu_sample: Duration::from_secs(15),
             session_check: agent_env::DEFAULT_SESSION_CHECK,
             report_interval: Duration::from_secs(60),
-            home_mode: HomeMode::Direct,
             snapshot_interval: agent_env::DEFAULT_SNAPSHOT_INTERVAL,
         })
     }
@@ -244,16 +240,21 @@ impl LocalCompute {
         self.opts.data_dir.join("environments").join(id)
     }
 
-    /// An environment's home mode: the one it was created in (its
-    /// snapshots folder, or its direct home, exists), else the setting. So
-    /// changing `DEV8_LOCAL_HOME_MODE` never hides an existing home.
-    pub fn home_mode(&self, id: &str) -> HomeMode {
+    /// An environment's home mode: the one its folders show (its snapshots
+    /// folder, or its direct home, exists: so a record from before home
+    /// modes, which reads as `share`, keeps the home it has), else the one
+    /// its record was created with (`DEV8_LOCAL_HOME_MODE` at the time).
+    pub fn home_mode(&self, env: &Environment) -> HomeMode {
+        self.home_mode_on_disk(&env.id).unwrap_or(env.home_mode)
+    }
+
+    fn home_mode_on_disk(&self, id: &str) -> Option<HomeMode> {
         if self.snapshot_dir(id).is_dir() {
-            HomeMode::Snapshot
+            Some(HomeMode::Snapshot)
         } else if self.env_dir(id).join("home").is_dir() {
-            HomeMode::Direct
+            Some(HomeMode::Share)
         } else {
-            self.opts.home_mode
+            None
         }
     }
 
@@ -261,9 +262,9 @@ impl LocalCompute {
     /// scratch copy, wiped at every start and restored from the snapshots
     /// (snapshot mode).
     pub fn home(&self, id: &str) -> PathBuf {
-        match self.home_mode(id) {
-            HomeMode::Direct => self.env_dir(id).join("home"),
-            HomeMode::Snapshot => self.env_dir(id).join("scratch/home"),
+        match self.home_mode_on_disk(id) {
+            Some(HomeMode::Snapshot) => self.env_dir(id).join("scratch/home"),
+            _ => self.env_dir(id).join("home"),
         }
     }
 
@@ -290,8 +291,7 @@ impl LocalCompute {
     }
 
     async fn prepare_home(&self, env: &Environment) -> anyhow::Result<PathBuf> {
-        let mode = self.home_mode(&env.id);
-        let home = self.home(&env.id);
+        let mode = self.home_mode(env);
         let mut fresh = false;
         if mode == HomeMode::Snapshot {
             // A new start gets empty local disk, as a new container group
@@ -309,13 +309,15 @@ impl LocalCompute {
             let store = self.snapshot_dir(&env.id);
             std::fs::create_dir_all(&store)
                 .with_context(|| format!("creating {}", store.display()))?;
+            let home = self.home(&env.id);
             std::fs::create_dir_all(&home)
                 .with_context(|| format!("creating {}", home.display()))?;
             // Only a new environment gets the starter project.
             fresh = !snapshot::has_snapshot(&FolderStore::new(store)).await?;
         }
+        let home = self.home(&env.id);
         let workspace = home.join("workspace");
-        if (mode == HomeMode::Direct && !workspace.exists()) || fresh {
+        if (mode == HomeMode::Share && !workspace.exists()) || fresh {
             std::fs::create_dir_all(&workspace)
                 .with_context(|| format!("creating {}", workspace.display()))?;
             // An environment made from a repository starts with that alone
@@ -331,7 +333,7 @@ impl LocalCompute {
 
     async fn spawn(&self, env: &Environment, agent: &AgentParams) -> anyhow::Result<AgentProc> {
         let home = self.prepare_home(env).await?;
-        let mode = self.home_mode(&env.id);
+        let mode = self.home_mode(env);
         procs::kill_marked(&env.id, &[]);
         let origin = self.ide_origin(&env.id)?;
         let socket = self.new_socket(&env.id);
@@ -467,7 +469,7 @@ impl LocalCompute {
             pid,
             socket,
             grace: match mode {
-                HomeMode::Direct => STOP_GRACE,
+                HomeMode::Share => STOP_GRACE,
                 HomeMode::Snapshot => SNAPSHOT_STOP_GRACE,
             },
             expected,

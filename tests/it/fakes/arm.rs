@@ -17,7 +17,16 @@
 //!   Vault secrets: `fakes::deployment`, what `handler doctor` reads);
 //! * injected faults (429 with `Retry-After`, 500s) for any request;
 //! * the agent's readiness URL (`/_dev8/healthz` on a group's FQDN, chosen by
-//!   the `Host` header), answering only for a running group.
+//!   the `Host` header), answering only for a running group;
+//! * the agent's final-snapshot endpoint (`POST /_dev8/final-snapshot` on a
+//!   group's FQDN), a stand-in for `agent::final_snapshot`'s contract: the
+//!   token must be an `agent-control` token for that group's environment,
+//!   signed with a key of the JWKS and naming the issuer the group's agent
+//!   was given (its `secureValue`s); the first request ends the IDE
+//!   (readiness stops answering) and the snapshot takes
+//!   `FakeState::final_snapshot_asks` more requests (`None`: it never
+//!   finishes), answered 202 `saving` until then and 200 `saved` with its
+//!   time after; a stopped or re-created group's agent starts afresh.
 //!
 //! Every ARM exchange is recorded (`FakeState::exchanges`: method, path,
 //! request body, status, answer); the full-tier test
@@ -65,6 +74,14 @@ pub struct Group {
     /// GETs left before a transitional provisioning state settles.
     pub polls_left: u32,
     pub fqdn: String,
+}
+
+/// A group's agent after a stop asked it for its final snapshot.
+#[derive(Debug, Clone, Default)]
+pub struct FakeAgent {
+    /// Requests still to answer `saving`.
+    pub asks_left: Option<u32>,
+    pub saved_at: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -122,6 +139,13 @@ pub struct FakeState {
     /// Does the agent behind a running group answer readiness?
     pub agent_ready: bool,
     pub readiness_hits: Vec<String>,
+    /// The agents asked for a final snapshot, by FQDN.
+    pub agents: HashMap<String, FakeAgent>,
+    /// How many more requests a final snapshot takes after the first
+    /// (`None`: it never finishes).
+    pub final_snapshot_asks: Option<u32>,
+    /// Final snapshots taken, by FQDN, in order.
+    pub final_snapshots: Vec<String>,
     pub capability_requests: u32,
     /// The region's limit for Linux groups with a public IP.
     pub max_cpu: f64,
@@ -143,6 +167,7 @@ impl ArmFake {
             boot_polls: 2,
             delete_polls: 1,
             agent_ready: true,
+            final_snapshot_asks: Some(1),
             max_cpu: 4.0,
             ..Default::default()
         }));
@@ -450,16 +475,10 @@ fn respond(
 
     // The agent's readiness, on a group's FQDN.
     if path == "/_dev8/healthz" {
-        let host = headers
-            .get("host")
-            .and_then(|h| h.to_str().ok())
-            .unwrap_or("")
-            .split(':')
-            .next()
-            .unwrap_or("")
-            .to_string();
+        let host = host_of(headers);
         s.readiness_hits.push(host.clone());
         let up = s.agent_ready
+            && !s.agents.contains_key(&host)
             && s.groups.values().any(|g| {
                 g.fqdn == host
                     && g.provisioning == "Succeeded"
@@ -470,6 +489,10 @@ fn respond(
         } else {
             (StatusCode::BAD_GATEWAY, "").into_response()
         };
+    }
+
+    if path == "/_dev8/final-snapshot" && method == Method::POST {
+        return final_snapshot(&mut s, headers);
     }
 
     // Entra ID: client credentials.
@@ -659,6 +682,82 @@ pub fn decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// The host name a request for an agent names (a group's FQDN).
+fn host_of(headers: &HeaderMap) -> String {
+    headers
+        .get("host")
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("")
+        .split(':')
+        .next()
+        .unwrap_or("")
+        .to_string()
+}
+
+/// The group's agent's answer to `POST /_dev8/final-snapshot` (see the module doc).
+fn final_snapshot(s: &mut FakeState, headers: &HeaderMap) -> Response {
+    let host = host_of(headers);
+    let Some(g) = s.groups.values().find(|g| {
+        g.fqdn == host && g.provisioning == "Succeeded" && g.state.as_deref() == Some("Running")
+    }) else {
+        return (StatusCode::BAD_GATEWAY, "").into_response();
+    };
+    let var = |name: &str| {
+        g.spec
+            .pointer("/properties/containers/0/properties/environmentVariables")
+            .and_then(Value::as_array)
+            .and_then(|vs| vs.iter().find(|v| v["name"] == name))
+            .and_then(|v| v["secureValue"].as_str().or(v["value"].as_str()))
+            .unwrap_or("")
+            .to_string()
+    };
+    let (jwks, issuer, id) = (
+        var("DEV8_AGENT_JWKS"),
+        var("DEV8_AGENT_ISSUER"),
+        var("DEV8_ENVIRONMENT_ID"),
+    );
+    let token = headers
+        .get("x-dev8-authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    let keys = serde_json::from_str(&jwks)
+        .ok()
+        .and_then(|j| dev8::auth::KeySet::verifier_from_jwks(&j).ok());
+    let kind = dev8::auth::tokens::TokenKind::AgentControl;
+    let valid = keys.is_some_and(|k| k.verify(token, kind, &kind.audience(&id), &issuer).is_ok());
+    if !valid {
+        return (
+            StatusCode::UNAUTHORIZED,
+            "an agent-control token is required",
+        )
+            .into_response();
+    }
+    let asks = s.final_snapshot_asks;
+    let agent = s.agents.entry(host.clone()).or_insert_with(|| FakeAgent {
+        asks_left: asks,
+        saved_at: None,
+    });
+    if agent.saved_at.is_none() {
+        match agent.asks_left {
+            Some(0) => {
+                agent.saved_at = Some(chrono::Utc::now().to_rfc3339());
+                s.final_snapshots.push(host.clone());
+            }
+            Some(n) => agent.asks_left = Some(n - 1),
+            None => {}
+        }
+    }
+    match &s.agents[&host].saved_at {
+        Some(at) => (
+            StatusCode::OK,
+            axum::Json(json!({"state": "saved", "lastAt": at})),
+        )
+            .into_response(),
+        None => (StatusCode::ACCEPTED, axum::Json(json!({"state": "saving"}))).into_response(),
+    }
+}
+
 fn group_call(
     s: &mut FakeState,
     method: &Method,
@@ -697,6 +796,8 @@ fn group_call(
                 Some(g) => {
                     g.spec = spec;
                     let v = view(name, g);
+                    let fqdn = g.fqdn.clone();
+                    s.agents.remove(&fqdn);
                     axum::Json(v).into_response()
                 }
                 None => {
@@ -737,6 +838,8 @@ fn group_call(
                     g.provisioning = "Pending".into();
                     g.state = Some("Pending".into());
                     g.polls_left = boot;
+                    let fqdn = g.fqdn.clone();
+                    s.agents.remove(&fqdn);
                     StatusCode::ACCEPTED.into_response()
                 }
             }

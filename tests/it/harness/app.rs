@@ -54,7 +54,7 @@ impl Default for LocalOpts {
             cpu_sample: Duration::from_secs(15),
             session_check: dev8::agent_env::DEFAULT_SESSION_CHECK,
             report_interval: Duration::from_secs(60),
-            home_mode: dev8::compute::HomeMode::Direct,
+            home_mode: dev8::compute::HomeMode::Share,
             snapshot_interval: dev8::agent_env::DEFAULT_SNAPSHOT_INTERVAL,
         }
     }
@@ -203,6 +203,16 @@ impl Builder {
         } else {
             None
         };
+        match &self.compute {
+            // The home-mode rule follows the backend (`startup::policy`).
+            Compute::Local(opts) => {
+                settings.local_home_mode = opts.home_mode;
+                settings.snapshot_interval_minutes =
+                    (opts.snapshot_interval.as_secs() / 60).max(1) as u32;
+            }
+            Compute::Aci => settings.compute = dev8::config::ComputeKind::Aci,
+            _ => {}
+        }
         for f in self.configure {
             f(&mut settings);
         }
@@ -239,7 +249,6 @@ impl Builder {
                         cpu_sample: opts.cpu_sample,
                         session_check: opts.session_check,
                         report_interval: opts.report_interval,
-                        home_mode: opts.home_mode,
                         snapshot_interval: opts.snapshot_interval,
                     };
                     let queue = queue
