@@ -50,6 +50,14 @@ pub const REPORT_INTERVAL_MS: &str = "DEV8_AGENT_REPORT_INTERVAL_MS";
 pub const USAGE_SOURCE: &str = "DEV8_AGENT_USAGE_SOURCE";
 /// Snapshot mode with a folder store: where the home's snapshots are kept.
 pub const SNAPSHOT_DIR: &str = "DEV8_AGENT_SNAPSHOT_DIR";
+/// Snapshot mode with a Blob store: the environment's own container
+/// (`https://<account>.blob.core.windows.net/<prefix>-<id>`). Not a secret.
+pub const SNAPSHOT_URL: &str = "DEV8_AGENT_SNAPSHOT_URL";
+/// Snapshot mode with a Blob store: the service SAS for that one container
+/// (a query string without `?`, minted by `snapshot_grant`). Secret: a
+/// `secureValue` on ACI, never logged; renewed through the periodic
+/// report's answer (`snapshotSas`).
+pub const SNAPSHOT_SAS: &str = "DEV8_AGENT_SNAPSHOT_SAS";
 /// Snapshot mode: the periodic snapshot's interval (milliseconds).
 pub const SNAPSHOT_INTERVAL_MS: &str = "DEV8_AGENT_SNAPSHOT_INTERVAL_MS";
 /// The default interval of periodic snapshots: 10 minutes. A full snapshot

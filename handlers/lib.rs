@@ -28,5 +28,7 @@ pub mod reconciles;
 pub mod sealing;
 pub mod secrets;
 pub mod snapshot;
+pub mod snapshot_grant;
 pub mod startup;
+pub mod storage_sas;
 pub mod store;

@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Starts and stops the real peers the integration tests use, on loopback:
 #   * Azurite, queue service only, in memory   (port $AZURITE_QUEUE_PORT, default 10001)
+#   * Azurite, Blob service only, in memory    (port $AZURITE_BLOB_PORT, default 10000;
+#     the snapshot store)
 #   * @vercel/cosmosdb-server over plain http   (port $COSMOS_PORT, default 8081), patched
 #     by scripts/patch-cosmosdb-server.mjs
 # Both come from tests/js/node_modules (scripts/ci-deps.sh installs them).
 #
 #   scripts/peers.sh start    start what is not running, wait until each answers,
 #                             then print the env (so `eval "$(scripts/peers.sh start)"` works)
-#   scripts/peers.sh stop     stop both
+#   scripts/peers.sh stop     stop them all
 #   scripts/peers.sh status   say what runs
 #   scripts/peers.sh env      print `export ...` lines for the tests
 #
@@ -18,6 +20,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BIN="$ROOT/tests/js/node_modules/.bin"
 DIR="$ROOT/target/peers"
 AZURITE_QUEUE_PORT="${AZURITE_QUEUE_PORT:-10001}"
+AZURITE_BLOB_PORT="${AZURITE_BLOB_PORT:-10000}"
 COSMOS_PORT="${COSMOS_PORT:-8081}"
 WAIT_SECONDS="${PEERS_WAIT_SECONDS:-30}"
 
@@ -30,18 +33,21 @@ log() { echo "peers.sh: $*" >&2; }
 die() { echo "peers.sh: ERROR: $*" >&2; exit 1; }
 
 # name -> port and command line
-port_of() { case "$1" in azurite-queue) echo "$AZURITE_QUEUE_PORT" ;; cosmosdb-server) echo "$COSMOS_PORT" ;; esac; }
-port_var() { case "$1" in azurite-queue) echo AZURITE_QUEUE_PORT ;; cosmosdb-server) echo COSMOS_PORT ;; esac; }
+port_of() { case "$1" in azurite-queue) echo "$AZURITE_QUEUE_PORT" ;; azurite-blob) echo "$AZURITE_BLOB_PORT" ;; cosmosdb-server) echo "$COSMOS_PORT" ;; esac; }
+port_var() { case "$1" in azurite-queue) echo AZURITE_QUEUE_PORT ;; azurite-blob) echo AZURITE_BLOB_PORT ;; cosmosdb-server) echo COSMOS_PORT ;; esac; }
 set_cmd() {  # sets CMD to the peer's command line
   case "$1" in
     azurite-queue)
       CMD=("$BIN/azurite-queue" --queueHost 127.0.0.1 --queuePort "$AZURITE_QUEUE_PORT" \
         --inMemoryPersistence --skipApiVersionCheck --loose --disableTelemetry) ;;
+    azurite-blob)
+      CMD=("$BIN/azurite-blob" --blobHost 127.0.0.1 --blobPort "$AZURITE_BLOB_PORT" \
+        --inMemoryPersistence --skipApiVersionCheck --loose --disableTelemetry) ;;
     cosmosdb-server)
       CMD=("$BIN/cosmosdb-server" -p "$COSMOS_PORT" --host 127.0.0.1 --no-ssl) ;;
   esac
 }
-PEERS=(azurite-queue cosmosdb-server)
+PEERS=(azurite-queue azurite-blob cosmosdb-server)
 
 # The pid in the pid file, if that process is alive and still is this peer.
 running_pid() {
@@ -124,6 +130,7 @@ print_env() {
   cat <<EOF
 export AZURITE_QUEUE_PORT=$AZURITE_QUEUE_PORT
 export AzureWebJobsStorage='DefaultEndpointsProtocol=http;AccountName=$AZURITE_ACCOUNT;AccountKey=$AZURITE_KEY;QueueEndpoint=http://127.0.0.1:$AZURITE_QUEUE_PORT/$AZURITE_ACCOUNT;'
+export AZURITE_BLOB_PORT=$AZURITE_BLOB_PORT
 export COSMOS_PORT=$COSMOS_PORT
 export COSMOS_ENDPOINT=http://127.0.0.1:$COSMOS_PORT
 export COSMOS_KEY='$COSMOS_KEY'

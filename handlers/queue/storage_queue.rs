@@ -33,9 +33,7 @@ use azure_storage_queue::{QueueClient, QueueClientOptions};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use chrono::{DateTime, Utc};
-use hmac::{Hmac, Mac};
 use secrecy::{ExposeSecret, SecretBox, SecretString};
-use sha2::Sha256;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -45,8 +43,6 @@ const DEV_KEY: &str =
     "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
 const DEV_QUEUE_ENDPOINT: &str = "http://127.0.0.1:10001/devstoreaccount1";
 
-/// SAS version we sign (its string-to-sign ends with the encryption scope line).
-const SAS_VERSION: &str = "2020-12-06";
 /// Lifetime of a computed SAS; renewed when less than `SAS_RENEW` is left.
 const SAS_LIFETIME: chrono::Duration = chrono::Duration::hours(1);
 const SAS_RENEW: chrono::Duration = chrono::Duration::minutes(10);
@@ -230,28 +226,18 @@ impl std::fmt::Debug for SasPolicy {
     }
 }
 
-/// The account SAS query for `account`, valid until `expiry`.
+/// The account SAS query for `account`, valid until `expiry`: the queue
+/// service, every resource type, over HTTPS or HTTP (Azurite).
 pub fn account_sas(account: &str, key: &[u8], expiry: DateTime<Utc>) -> String {
-    let (permissions, services, resource_types, protocol) = ("rwdlacup", "q", "sco", "https,http");
-    let expiry = expiry.format("%Y-%m-%dT%H:%M:%SZ").to_string();
-    // Fields: account, permissions, services, resource types, start, expiry,
-    // IP, protocol, version, encryption scope; each line ends with "\n".
-    let string_to_sign = format!(
-        "{account}\n{permissions}\n{services}\n{resource_types}\n\n{expiry}\n\n{protocol}\n{SAS_VERSION}\n\n"
-    );
-    let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes any key length");
-    mac.update(string_to_sign.as_bytes());
-    let signature = B64.encode(mac.finalize().into_bytes());
-    let mut url = Url::parse("http://sas.invalid/").expect("static URL");
-    url.query_pairs_mut()
-        .append_pair("sv", SAS_VERSION)
-        .append_pair("ss", services)
-        .append_pair("srt", resource_types)
-        .append_pair("sp", permissions)
-        .append_pair("se", &expiry)
-        .append_pair("spr", protocol)
-        .append_pair("sig", &signature);
-    url.query().unwrap_or_default().to_string()
+    crate::storage_sas::AccountSas {
+        account,
+        permissions: "rwdlacup",
+        services: "q",
+        resource_types: "sco",
+        expiry,
+        protocol: crate::storage_sas::SasProtocol::HttpsAndHttp,
+    }
+    .sign(key)
 }
 
 impl SasPolicy {

@@ -20,6 +20,7 @@
 //! says so. If snapshots exist and none restores, it fails: never a
 //! silently empty home.
 
+pub mod blob;
 pub mod keeper;
 pub mod store;
 
@@ -230,6 +231,53 @@ async fn prune(store: &dyn SnapshotStore, keep: &str) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// How old an incomplete snapshot (parts, no manifest) must be before the
+/// control plane removes it: far longer than any snapshot takes, so one
+/// being written now is never touched.
+pub const ABANDONED_AFTER: chrono::Duration = chrono::Duration::days(1);
+
+/// The control plane's pruning of what an agent left behind (a killed
+/// agent prunes nothing): objects of complete snapshots older than the two
+/// newest complete ones (manifest first), and parts of snapshots that never
+/// got a manifest, older than `ABANDONED_AFTER` (a snapshot's age is its
+/// ULID's time). At most `budget` objects per call, so one run's work is
+/// bounded; the next run goes on. Returns how many were removed.
+pub async fn prune_leftovers(
+    store: &dyn SnapshotStore,
+    now: DateTime<Utc>,
+    budget: usize,
+) -> anyhow::Result<usize> {
+    let (complete, by_id) = inventory(store).await?;
+    let kept: Vec<&String> = complete.iter().rev().take(2).collect();
+    let mut ids: Vec<(&String, &Vec<String>)> = by_id.iter().collect();
+    ids.sort();
+    let mut removed = 0;
+    for (id, names) in ids {
+        if kept.contains(&id) {
+            continue;
+        }
+        let abandoned = || {
+            ulid::Ulid::from_string(id)
+                .ok()
+                .map(|u| DateTime::<Utc>::from(u.datetime()))
+                .is_some_and(|at| at < now - ABANDONED_AFTER)
+        };
+        if !complete.contains(id) && !abandoned() {
+            continue;
+        }
+        let mut names = names.clone();
+        names.sort_by_key(|n| !n.ends_with(MANIFEST));
+        for n in names {
+            if removed >= budget {
+                return Ok(removed);
+            }
+            store.delete(&n).await?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
 }
 
 async fn discard(store: &dyn SnapshotStore, id: &str) {
