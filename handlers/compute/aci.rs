@@ -13,10 +13,12 @@ use super::arm::{ArmClient, ArmError, Provisioning, RetryPolicy, provisioning_st
 use super::{AgentParams, Compute, ComputeError, ComputeResult, FinalSnapshot, ManagedEnvironment};
 use crate::agent_env;
 use crate::domain::{Environment, HomeMode, Observed, StepNote, steps};
+use crate::snapshot_grant::{self, BlobAccount, SnapshotGrant};
+use crate::storage_sas::SasProtocol;
 use async_trait::async_trait;
 use azure_core::credentials::TokenCredential;
 use clap::Args;
-use secrecy::ExposeSecret;
+use secrecy::SecretString;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -56,13 +58,6 @@ pub const DNS_LABEL_SCOPE: &str = "TenantReuse";
 /// Resources the TLS container takes out of the environment's allocation.
 pub const TLS_CPU: f64 = 0.1;
 pub const TLS_MEMORY_GB: f64 = 0.2;
-
-// TEMP(blob): replaced by `crate::snapshot_grant` once the `blob` branch is merged.
-pub struct SnapshotGrant {
-    pub container_url: String,
-    pub sas: secrecy::SecretString,
-    pub expires_on: chrono::DateTime<chrono::Utc>,
-}
 
 /// Tag keys on every container group Dev8 makes.
 pub const TAG_MANAGED: &str = "dev8-managed";
@@ -159,6 +154,8 @@ impl AciSettings {
 /// Names of one environment's resources, all derived from its id.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Names {
+    /// The environment's id.
+    pub id: String,
     pub group: String,
     /// The home's share (share mode).
     pub share: String,
@@ -182,6 +179,7 @@ impl Names {
             ));
         }
         Ok(Names {
+            id: id.to_string(),
             group: format!("dev8-{id}"),
             share: format!("dev8-{id}"),
             tls_share: format!("dev8-{id}-tls"),
@@ -315,6 +313,9 @@ pub struct AciCompute {
     cfg: AciConfig,
     /// Snapshot mode: the agent snapshots the home this often.
     snapshot_interval: Duration,
+    /// The workspace account's Blob service when it is not Azure's public
+    /// one (tests: a loopback stand-in).
+    blob_endpoint: Option<String>,
     probe: ReadinessProbe,
     timing: Timing,
     capabilities: OnceCell<Capabilities>,
@@ -342,6 +343,7 @@ impl AciCompute {
             arm: ArmClient::new(&cfg.arm_endpoint, credential, retry)?,
             cfg,
             snapshot_interval: agent_env::DEFAULT_SNAPSHOT_INTERVAL,
+            blob_endpoint: None,
             probe: ReadinessProbe::https()?,
             timing: Timing::default(),
             capabilities: OnceCell::new(),
@@ -372,6 +374,12 @@ impl AciCompute {
     /// (`DEV8_SNAPSHOT_INTERVAL_MINUTES`).
     pub fn with_snapshot_interval(mut self, every: Duration) -> Self {
         self.snapshot_interval = every;
+        self
+    }
+
+    /// Reach the workspace account's Blob service elsewhere (tests).
+    pub fn with_blob_endpoint(mut self, endpoint: &str) -> Self {
+        self.blob_endpoint = Some(endpoint.trim_end_matches('/').to_string());
         self
     }
 
@@ -644,25 +652,16 @@ impl AciCompute {
         })
     }
 
-    /// Snapshot mode: where the agent keeps the home's snapshots and how often.
+    /// Snapshot mode: where the agent keeps the home's snapshots (the
+    /// container's URL and its SAS, a secret) and how often.
     fn snapshot_variables(&self, g: &SnapshotGrant) -> Vec<agent_env::Variable> {
-        vec![
-            agent_env::Variable {
-                name: "DEV8_AGENT_SNAPSHOT_URL".into(),
-                value: g.container_url.clone(),
-                secret: false,
-            },
-            agent_env::Variable {
-                name: "DEV8_AGENT_SNAPSHOT_SAS".into(),
-                value: g.sas.expose_secret().to_string(),
-                secret: true,
-            },
-            agent_env::Variable {
-                name: agent_env::SNAPSHOT_INTERVAL_MS.into(),
-                value: self.snapshot_interval.as_millis().to_string(),
-                secret: false,
-            },
-        ]
+        let mut vars = g.variables();
+        vars.push(agent_env::Variable {
+            name: agent_env::SNAPSHOT_INTERVAL_MS.into(),
+            value: self.snapshot_interval.as_millis().to_string(),
+            secret: false,
+        });
+        vars
     }
 
     async fn check_size(&self, env: &Environment) -> ComputeResult<()> {
@@ -706,9 +705,28 @@ impl AciCompute {
         }
     }
 
-    /// TEMP(blob): the environment's snapshot container and its agent SAS.
-    async fn snapshot_grant(&self, _env: &Environment, _key: &str) -> ComputeResult<SnapshotGrant> {
-        Err(ComputeError::Permanent("no snapshot store yet".into()))
+    /// The workspace account's Blob service, signed for with `key`.
+    fn blob_account(&self, key: &str) -> BlobAccount {
+        let mut account = BlobAccount::azure(
+            &self.cfg.storage_account,
+            SecretString::from(key.to_string()),
+        );
+        if let Some(endpoint) = &self.blob_endpoint {
+            account.endpoint = endpoint.clone();
+            if endpoint.starts_with("http://") {
+                account.protocol = SasProtocol::HttpsAndHttp;
+            }
+        }
+        account
+    }
+
+    /// Snapshot mode: the environment's Blob container (made if missing)
+    /// and a fresh agent SAS for it. Its times are the wall clock's: Azure
+    /// Storage checks them against its own.
+    async fn snapshot_grant(&self, env: &Environment, key: &str) -> ComputeResult<SnapshotGrant> {
+        snapshot_grant::grant(&self.blob_account(key), &env.id, chrono::Utc::now())
+            .await
+            .map_err(|e| ComputeError::Transient(e.context("preparing the snapshot store")))
     }
 
     async fn group(&self, n: &Names) -> ComputeResult<Option<Value>> {
@@ -753,14 +771,18 @@ impl AciCompute {
                 return Ok(false);
             }
         }
-        // Both shares: an orphan's mode is not known, and deleting a share
-        // that does not exist is a no-op.
+        // Both shares and the snapshot container: an orphan's mode is not
+        // known, and deleting what does not exist is a no-op.
         for share in [&n.share, &n.tls_share] {
             self.arm
                 .delete(&self.share_path(share), STORAGE_API)
                 .await
                 .map_err(arm_err("delete the workspace share"))?;
         }
+        let key = self.account_key().await?;
+        snapshot_grant::delete_container(&self.blob_account(&key), &n.id, chrono::Utc::now())
+            .await
+            .map_err(|e| ComputeError::Transient(e.context("deleting the snapshot container")))?;
         Ok(true)
     }
 }

@@ -12,6 +12,13 @@
 //! * file shares (PUT/GET/DELETE; deleting a share a live group mounts is
 //!   409) and `POST .../listKeys`;
 //! * region capabilities;
+//! * the workspace account's Blob service as the backend uses it for
+//!   snapshot mode (at `<fake>/<account>`, Azurite's path style): Create
+//!   Container (201; 409 `ContainerAlreadyExists`) and Delete Container (202;
+//!   404), each with an account SAS whose scope must be the Blob service's
+//!   containers (`ss=b`, `srt=c`) with the permission the operation needs
+//!   (`c`, `d`) and an expiry ahead (the signature itself is checked against
+//!   Azurite by the snapshot store's own tests);
 //! * the rest of a deployment as its operator sees it (identities, role
 //!   assignments, Cosmos DB containers, queues, the provider, usages, Key
 //!   Vault secrets: `fakes::deployment`, what `handler doctor` reads);
@@ -146,6 +153,13 @@ pub struct FakeState {
     pub final_snapshot_asks: Option<u32>,
     /// Final snapshots taken, by FQDN, in order.
     pub final_snapshots: Vec<String>,
+    /// Every `POST .../stop` of a running group: its name, and whether its
+    /// agent had saved a final snapshot by then.
+    pub stops: Vec<(String, bool)>,
+    /// Blob containers in the workspace account.
+    pub containers: std::collections::BTreeSet<String>,
+    /// Containers ever created, by name.
+    pub containers_created: Vec<String>,
     pub capability_requests: u32,
     /// The region's limit for Linux groups with a public IP.
     pub max_cpu: f64,
@@ -491,6 +505,10 @@ fn respond(
         };
     }
 
+    if let Some(container) = path.strip_prefix(&format!("/{ACCOUNT}/")) {
+        return blob_container(&mut s, &method, container, &query(uri));
+    }
+
     if path == "/_dev8/final-snapshot" && method == Method::POST {
         return final_snapshot(&mut s, headers);
     }
@@ -682,6 +700,50 @@ pub fn decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// Create or Delete Container on the workspace account's Blob service (see
+/// the module doc).
+fn blob_container(
+    s: &mut FakeState,
+    method: &Method,
+    name: &str,
+    q: &HashMap<String, String>,
+) -> Response {
+    let need = match *method {
+        Method::PUT => "c",
+        Method::DELETE => "d",
+        _ => return StatusCode::METHOD_NOT_ALLOWED.into_response(),
+    };
+    let has = |k: &str, v: &str| q.get(k).is_some_and(|x| decode(x).contains(v));
+    let unexpired = q
+        .get("se")
+        .and_then(|se| chrono::DateTime::parse_from_rfc3339(&decode(se)).ok())
+        .is_some_and(|se| se > chrono::Utc::now());
+    let authorised = has("ss", "b")
+        && has("srt", "c")
+        && has("sp", need)
+        && q.get("sig").is_some_and(|s| !s.is_empty())
+        && q.contains_key("sv")
+        && unexpired;
+    if q.get("restype").map(String::as_str) != Some("container") || name.contains('/') {
+        return (StatusCode::BAD_REQUEST, "not a container operation").into_response();
+    }
+    if !authorised {
+        return (StatusCode::FORBIDDEN, "AuthorizationPermissionMismatch").into_response();
+    }
+    match *method {
+        Method::PUT if s.containers.contains(name) => {
+            (StatusCode::CONFLICT, "ContainerAlreadyExists").into_response()
+        }
+        Method::PUT => {
+            s.containers.insert(name.to_string());
+            s.containers_created.push(name.to_string());
+            StatusCode::CREATED.into_response()
+        }
+        _ if s.containers.remove(name) => StatusCode::ACCEPTED.into_response(),
+        _ => (StatusCode::NOT_FOUND, "ContainerNotFound").into_response(),
+    }
+}
+
 /// The host name a request for an agent names (a group's FQDN).
 fn host_of(headers: &HeaderMap) -> String {
     headers
@@ -850,7 +912,13 @@ fn group_call(
                 error(StatusCode::CONFLICT, "ContainerGroupTransitioning", "busy")
             }
             Some(g) => {
+                let was_running = g.state.as_deref() == Some("Running");
                 g.state = Some("Stopped".into());
+                let fqdn = g.fqdn.clone();
+                if was_running {
+                    let saved = s.agents.get(&fqdn).is_some_and(|a| a.saved_at.is_some());
+                    s.stops.push((name.to_string(), saved));
+                }
                 StatusCode::NO_CONTENT.into_response()
             }
         },
@@ -1043,4 +1111,5 @@ pub fn backend(fake: &ArmFake) -> AciCompute {
         poll_interval: Duration::from_millis(10),
         delete_budget: Duration::from_secs(1),
     })
+    .with_blob_endpoint(&format!("{}/{ACCOUNT}", fake.url()))
 }
