@@ -59,6 +59,12 @@ impl Default for HomeModeRule {
 }
 
 impl HomeModeRule {
+    /// Is a `share` home a network share (ACI's Azure Files) rather than a
+    /// folder on the machine (local compute)?
+    pub fn share_is_network(self) -> bool {
+        matches!(self, HomeModeRule::FitsLocalDisk { .. })
+    }
+
     pub fn choose(self, template: Template, storage_gb: u16) -> HomeMode {
         match self {
             HomeModeRule::Always(mode) => mode,

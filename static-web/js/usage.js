@@ -54,16 +54,23 @@ export function progressText(progress) {
 /**
  * Where the home lives and what that means, for `env.homeMode`:
  * `snapshot` (the compute's own disk, saved every `snapshotIntervalMinutes`)
- * or `share` (a network share on Azure, a folder locally). Records from
+ * or `share`, which is a network share on ACI (`shareHome` `network`, with
+ * SMB's limits) and a folder on the machine locally (`folder`). Records from
  * before home modes carry no mode: they are shares.
  */
-export function homeModeText(env) {
+export function homeModeText(env, shareHome = 'network') {
   if (env?.homeMode === 'snapshot') {
     const n = env.snapshotIntervalMinutes ?? 10;
     const minutes = n === 1 ? '1 minute' : `${n} minutes`;
     return {
       label: 'Local disk, saved as snapshots',
       limit: `Files are saved every ${minutes} and when it stops; a crash loses at most ${minutes} of work.`,
+    };
+  }
+  if (shareHome === 'folder') {
+    return {
+      label: 'Folder on this machine',
+      limit: 'Files are kept in place as you save them, across stops and starts.',
     };
   }
   return {

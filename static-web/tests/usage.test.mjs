@@ -49,6 +49,11 @@ test('the home mode is stated with its limit', async () => {
   assert.equal(net.label, 'Network share');
   assert.match(net.limit, /no symlinks or hard links/);
   assert.deepEqual(homeModeText({}), net, 'a record without a mode is a share');
+  assert.deepEqual(homeModeText({ homeMode: 'share' }, 'network'), net);
+  const local = homeModeText({ homeMode: 'share' }, 'folder');
+  assert.equal(local.label, 'Folder on this machine');
+  assert.doesNotMatch(local.limit, /symlinks/, 'a local folder has no SMB limits');
+  assert.equal(homeModeText({ homeMode: 'snapshot', snapshotIntervalMinutes: 10 }, 'folder').label, 'Local disk, saved as snapshots');
 });
 
 test('the last snapshot is measured against the storage and its warning kept', async () => {

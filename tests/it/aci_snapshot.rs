@@ -92,6 +92,9 @@ async fn the_home_mode_is_snapshot_exactly_when_home_image_and_margin_fit_the_di
         // The list shows the same mode.
         let listed = t.get("/api/environments", &u).await;
         assert_eq!(listed.body["environments"][0]["homeMode"], mode);
+        // On ACI a share home is a network share (the dashboard says so).
+        let catalog = t.get("/api/templates", &u).await;
+        assert_eq!(catalog.body["shareHome"], "network");
     }
 }
 

@@ -40,6 +40,8 @@ async fn create_answers_202_with_location_and_runs_to_running() {
     // Fake compute (as local by default): the home is used in place.
     assert_eq!(env["homeMode"], "share");
     assert_eq!(env["snapshotIntervalMinutes"], Value::Null);
+    let catalog = app.get("/api/templates", &u).await;
+    assert_eq!(catalog.body["shareHome"], "folder", "not ACI: a folder");
     for hidden in ["userId", "lease", "chain", "compute", "agentTokenId"] {
         assert!(env.get(hidden).is_none(), "{hidden} leaked");
     }

@@ -247,7 +247,7 @@ export function createDetailView(id, ctx) {
       setText(facts.cpu, `${env.cpuCores} ${env.cpuCores === 1 ? 'core' : 'cores'}`);
       setText(facts.memory, `${env.memoryGB} GB`);
       setText(facts.storage, `${env.storageGB} GB`);
-      const home = homeModeText(env);
+      const home = homeModeText(env, ctx.shareHome);
       setText(facts.home.querySelector('.home-mode'), home.label);
       setText(facts.home.querySelector('.home-limit'), home.limit);
       setText(facts.idle, `Stops after ${env.idleTimeoutMinutes} min without activity`);
