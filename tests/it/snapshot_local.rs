@@ -66,6 +66,16 @@ async fn wait_for<T>(what: &str, within: Duration, mut f: impl FnMut() -> Option
     }
 }
 
+/// A new user's running environment of `template`, and its snapshot folder.
+async fn running_env(app: &TestApp, email: &str, template: &str) -> (User, String, PathBuf) {
+    let u = app.user(email).await;
+    let id = app.new_env_from(&u, "snap", template).await;
+    app.wait_status(&u, &id, "running", Duration::from_secs(60))
+        .await;
+    let store = app.local().snapshot_dir(&id);
+    (u, id, store)
+}
+
 async fn stop_and_start(app: &TestApp, u: &User, id: &str) -> serde_json::Value {
     assert_eq!(app.action(u, id, "stop").await.status, 202);
     app.wait_status(u, id, "stopped", Duration::from_secs(120))
@@ -313,12 +323,8 @@ async fn kill_9_mid_snapshot_keeps_the_previous_and_a_crash_loses_only_the_last_
 #[ignore = "full tier: needs code-server"]
 async fn a_corrupt_latest_snapshot_falls_back_with_a_warning_in_the_api() {
     let app = snapshot_app(Duration::from_secs(3600)).await;
-    let u = app.user("corrupt@example.com").await;
-    let id = app.new_env_from(&u, "c", "golang").await;
-    app.wait_status(&u, &id, "running", Duration::from_secs(60))
-        .await;
+    let (u, id, store) = running_env(&app, "corrupt@example.com", "golang").await;
     let local = app.local();
-    let store = local.snapshot_dir(&id);
     std::fs::write(local.home(&id).join("workspace/v.txt"), "first").unwrap();
     stop_and_start(&app, &u, &id).await;
     std::fs::write(local.home(&id).join("workspace/v.txt"), "second").unwrap();
@@ -376,12 +382,8 @@ async fn a_corrupt_latest_snapshot_falls_back_with_a_warning_in_the_api() {
 #[ignore = "full tier: needs code-server"]
 async fn the_agent_takes_its_final_snapshot_when_the_control_plane_asks() {
     let app = snapshot_app(Duration::from_secs(3600)).await;
-    let u = app.user("final@example.com").await;
-    let id = app.new_env_from(&u, "final", "node").await;
-    app.wait_status(&u, &id, "running", Duration::from_secs(60))
-        .await;
+    let (u, id, store) = running_env(&app, "final@example.com", "node").await;
     let local = app.local();
-    let store = local.snapshot_dir(&id);
     std::fs::write(local.home(&id).join("workspace/last.txt"), "written last").unwrap();
     let env = app
         .platform
