@@ -75,6 +75,7 @@ impl Serve {
             session_check: dev8::agent_env::DEFAULT_SESSION_CHECK,
             report_interval: Duration::from_secs(60),
             snapshot_interval: dev8::agent_env::DEFAULT_SNAPSHOT_INTERVAL,
+            snapshot_blob: None,
         };
         let reconciles = Arc::new(QueueReconciles::new(queue.clone()));
         let compute = Arc::new(LocalCompute::new(options, reconciles).expect("local compute"));

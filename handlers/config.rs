@@ -151,6 +151,13 @@ pub struct AgentArgs {
     /// snapshots in this folder (local compute's `DEV8_LOCAL_HOME_MODE=snapshot`).
     #[arg(long, env = agent_env::SNAPSHOT_DIR, hide = true)]
     pub snapshot_dir: Option<PathBuf>,
+    /// Snapshot mode with a Blob store: the environment's container (with
+    /// `DEV8_AGENT_SNAPSHOT_SAS`; wins over a folder).
+    #[arg(long, env = agent_env::SNAPSHOT_URL, hide = true)]
+    pub snapshot_url: Option<String>,
+    /// Snapshot mode with a Blob store: the container's SAS. Secret.
+    #[arg(long, env = agent_env::SNAPSHOT_SAS, value_parser = secret, hide = true, hide_env_values = true)]
+    pub snapshot_sas: Option<SecretString>,
     /// Snapshot mode: a full snapshot this often while running (milliseconds).
     #[arg(
         long,
@@ -289,6 +296,33 @@ pub struct Settings {
           default_value_t = (agent_env::DEFAULT_SNAPSHOT_INTERVAL.as_secs() / 60) as u32,
           value_parser = clap::value_parser!(u32).range(1..=1440))]
     pub snapshot_interval_minutes: u32,
+    /// Snapshot mode with local compute: keep each environment's snapshots
+    /// in a Blob container of this Blob service (Azurite's,
+    /// `http://127.0.0.1:10000/devstoreaccount1`), the agent reaching it
+    /// with a per-container SAS exactly as on ACI. Unset: a folder store.
+    #[arg(long, env = "DEV8_LOCAL_SNAPSHOT_BLOB_ENDPOINT")]
+    pub local_snapshot_blob_endpoint: Option<String>,
+    /// The account of `DEV8_LOCAL_SNAPSHOT_BLOB_ENDPOINT`.
+    #[arg(
+        long,
+        env = "DEV8_LOCAL_SNAPSHOT_BLOB_ACCOUNT",
+        default_value = "devstoreaccount1"
+    )]
+    pub local_snapshot_blob_account: String,
+    /// Its account key (base64); needed with the endpoint. Secret.
+    #[arg(long, env = "DEV8_LOCAL_SNAPSHOT_BLOB_KEY", value_parser = secret, hide_env_values = true)]
+    pub local_snapshot_blob_key: Option<SecretString>,
+    /// Which protocols a snapshot SAS allows: `https` (the default), or
+    /// `https,http` for an emulator reached over plain HTTP (never assumed).
+    #[arg(long, env = "DEV8_SNAPSHOT_SAS_PROTOCOL", value_enum,
+          default_value_t = crate::storage_sas::SasProtocol::Https)]
+    pub snapshot_sas_protocol: crate::storage_sas::SasProtocol,
+    /// How long an agent's snapshot SAS is valid (seconds); renewed through
+    /// the periodic report once past half of it.
+    #[arg(long, env = "DEV8_SNAPSHOT_SAS_LIFETIME_SECONDS",
+          default_value_t = crate::snapshot_grant::DEFAULT_LIFETIME.as_secs() as u32,
+          value_parser = clap::value_parser!(u32).range(10..=7 * 24 * 3600))]
+    pub snapshot_sas_lifetime_seconds: u32,
     /// The control plane's Azure identity (Cosmos DB, Storage, ARM).
     #[command(flatten)]
     pub identity: crate::azure_http::IdentitySettings,
@@ -402,6 +436,31 @@ impl Settings {
         std::time::Duration::from_secs(u64::from(self.snapshot_interval_minutes) * 60)
     }
 
+    /// The Blob account local compute keeps snapshots in
+    /// (`DEV8_LOCAL_SNAPSHOT_BLOB_*`), if one is set.
+    pub fn local_snapshot_account(
+        &self,
+    ) -> anyhow::Result<Option<crate::snapshot_grant::BlobAccount>> {
+        let Some(endpoint) = self.local_snapshot_blob_endpoint.as_deref() else {
+            return Ok(None);
+        };
+        let key = self.local_snapshot_blob_key.clone().ok_or_else(|| {
+            anyhow::anyhow!("DEV8_LOCAL_SNAPSHOT_BLOB_ENDPOINT needs DEV8_LOCAL_SNAPSHOT_BLOB_KEY")
+        })?;
+        let account = crate::snapshot_grant::BlobAccount {
+            name: self.local_snapshot_blob_account.clone(),
+            key,
+            endpoint: endpoint.trim_end_matches('/').to_string(),
+            protocol: self.snapshot_sas_protocol,
+            prefix: crate::snapshot_grant::DEFAULT_PREFIX.to_string(),
+            lifetime: std::time::Duration::from_secs(u64::from(self.snapshot_sas_lifetime_seconds)),
+        };
+        account
+            .check()
+            .map_err(|e| e.context("DEV8_LOCAL_SNAPSHOT_BLOB_*"))?;
+        Ok(Some(account))
+    }
+
     /// Every secret value these settings hold, and every long piece of one
     /// (a connection string's key, one signing key's seed), for keeping them
     /// out of text that is shown (`host`'s not-ready answer).
@@ -418,6 +477,7 @@ impl Settings {
             &self.oauth.github_client_secret,
             &self.oauth.oidc_client_secret,
             &self.smtp.smtp_password,
+            &self.local_snapshot_blob_key,
         ];
         let mut out = Vec::new();
         for s in all.into_iter().flatten() {

@@ -37,6 +37,9 @@ pub struct Platform {
     /// Where confirmation mail goes: SMTP, `serve`'s log, or nowhere (then
     /// password sign-up under an allowlist is refused).
     pub mailer: Option<Arc<dyn crate::mail::Mailer>>,
+    /// Where renewed snapshot SAS come from (the periodic report's answer):
+    /// set when environments keep snapshots in Blob storage.
+    pub snapshot_grants: Option<Arc<dyn crate::snapshot_grant::GrantAuthority>>,
 }
 
 /// The platform as jobs see it: plus the compute backend and the job queue.

@@ -39,6 +39,9 @@ pub struct Overrides {
     /// Without SMTP, write confirmation mail into the log (serve: yes;
     /// `functions`: no, password sign-up under an allowlist is refused).
     pub log_mail: Option<bool>,
+    /// Where snapshot SAS renewals come from, with an overridden `compute`
+    /// (tests: the ACI backend on the ARM fake).
+    pub snapshot_grants: Option<Arc<dyn crate::snapshot_grant::GrantAuthority>>,
 }
 
 pub struct Application {
@@ -311,19 +314,40 @@ pub async fn wire(
         },
     };
     let reconciles: Arc<dyn Reconciles> = Arc::new(QueueReconciles::new(queue.clone()));
+    // Environments in snapshot mode with a Blob store get their SAS renewed
+    // through the report's answer.
+    // (Local: a fixed account; ACI: the workspace account, its key read
+    // through ARM by the backend.)
+    let snapshot_account = match settings.compute {
+        ComputeKind::Local => settings.local_snapshot_account()?,
+        ComputeKind::Aci => None,
+    };
+    let mut snapshot_grants = overrides.snapshot_grants.or_else(|| {
+        snapshot_account
+            .clone()
+            .map(|a| Arc::new(a) as Arc<dyn crate::snapshot_grant::GrantAuthority>)
+    });
     let compute: Arc<dyn Compute> = match overrides.compute {
         Some(c) => c,
         None => match settings.compute {
             ComputeKind::Local => {
                 let mut opts = LocalOptions::new(data_dir, settings.code_server.as_deref())?;
                 opts.snapshot_interval = settings.snapshot_interval();
+                opts.snapshot_blob = snapshot_account.clone();
                 Arc::new(LocalCompute::new(opts, reconciles.clone())?)
             }
-            ComputeKind::Aci => Arc::new(
-                crate::compute::aci::AciCompute::from_settings(&settings.aci, &identity)
-                    .context("setting up DEV8_COMPUTE=aci")?
-                    .with_snapshot_interval(settings.snapshot_interval()),
-            ),
+            ComputeKind::Aci => {
+                let aci = Arc::new(
+                    crate::compute::aci::AciCompute::from_settings(&settings.aci, &identity)
+                        .context("setting up DEV8_COMPUTE=aci")?
+                        .with_snapshot_interval(settings.snapshot_interval())
+                        .with_snapshot_sas_lifetime(Duration::from_secs(u64::from(
+                            settings.snapshot_sas_lifetime_seconds,
+                        ))),
+                );
+                snapshot_grants = Some(aci.clone());
+                aci
+            }
         },
     };
     let mailer: Option<Arc<dyn crate::mail::Mailer>> =
@@ -347,6 +371,7 @@ pub async fn wire(
         metrics: Arc::new(Metrics::new(exporter)),
         sessions: Default::default(),
         mailer,
+        snapshot_grants,
     });
     // Environment addresses name the port the control plane listens on
     // (`serve` puts its front door in front of its router).

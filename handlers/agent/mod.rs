@@ -28,7 +28,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use code_server::{CodeServer, Running};
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 use session::Sessions;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -93,8 +93,44 @@ pub struct AgentConfig {
 
 /// Where and how often the home is snapshotted (snapshot mode).
 pub struct SnapshotSettings {
-    pub store: Arc<dyn crate::snapshot::store::SnapshotStore>,
+    pub store: SnapshotSource,
     pub interval: Duration,
+}
+
+/// A snapshot store opened, with the SAS the report renews (Blob store).
+type OpenedStore = (
+    Arc<dyn crate::snapshot::store::SnapshotStore>,
+    Option<Arc<report::SnapshotSas>>,
+);
+
+/// The store of the home's snapshots.
+pub enum SnapshotSource {
+    /// A folder (local compute's folder store).
+    Folder(PathBuf),
+    /// The environment's Blob container, through its SAS (renewed through
+    /// the periodic report's answer).
+    Blob { url: String, sas: SecretString },
+}
+
+impl SnapshotSource {
+    /// The store, and the Blob store's SAS to renew.
+    fn open(&self) -> anyhow::Result<OpenedStore> {
+        Ok(match self {
+            SnapshotSource::Folder(dir) => (
+                Arc::new(crate::snapshot::store::FolderStore::new(dir)),
+                None,
+            ),
+            SnapshotSource::Blob { url, sas } => {
+                let expires_on = crate::snapshot::blob::sas_expiry(sas.expose_secret())
+                    .context("the snapshot SAS names no expiry (se)")?;
+                let store = Arc::new(crate::snapshot::blob::BlobStore::new(url, sas.clone())?);
+                (
+                    store.clone(),
+                    Some(Arc::new(report::SnapshotSas::new(store, expires_on))),
+                )
+            }
+        })
+    }
 }
 
 impl std::fmt::Debug for AgentConfig {
@@ -189,18 +225,19 @@ pub async fn run(
     // Snapshot mode: the home comes back before code-server sees it; when
     // snapshots exist and none can be read, the agent does not start (never
     // a silently empty home).
-    let keeper = match config.snapshots.as_ref() {
+    let (keeper, snapshot_sas) = match config.snapshots.as_ref() {
         Some(s) => {
+            let (store, sas) = s.store.open().context("opening the snapshot store")?;
             let keeper = Arc::new(crate::snapshot::keeper::Keeper::new(
                 config.home.clone(),
-                s.store.clone(),
+                store,
                 s.interval,
                 config.size.disk_bytes,
             ));
             keeper.restore().await.context("restoring the home")?;
-            Some(keeper)
+            (Some(keeper), sas)
         }
-        None => None,
+        None => (None, None),
     };
     cs.prepare()
         .with_context(|| format!("preparing {}", config.home.display()))?;
@@ -330,6 +367,7 @@ pub async fn run(
         ),
         token: report_token,
         every: config.report_interval,
+        snapshot_sas,
     };
     let reporter_task = tokio::spawn(report::report_loop(
         agent.activity.clone(),
@@ -693,8 +731,13 @@ impl From<crate::config::AgentArgs> for AgentConfig {
                 repository_ref: a.repository_ref.filter(|r| !r.is_empty()),
                 dotfiles_url: a.dotfiles_url.filter(|u| !u.is_empty()),
             },
-            snapshots: a.snapshot_dir.map(|dir| SnapshotSettings {
-                store: Arc::new(crate::snapshot::store::FolderStore::new(dir)),
+            snapshots: match (a.snapshot_url, a.snapshot_sas, a.snapshot_dir) {
+                (Some(url), Some(sas), _) => Some(SnapshotSource::Blob { url, sas }),
+                (_, _, Some(dir)) => Some(SnapshotSource::Folder(dir)),
+                _ => None,
+            }
+            .map(|store| SnapshotSettings {
+                store,
                 interval: Duration::from_millis(a.snapshot_interval_ms.max(10)),
             }),
         }

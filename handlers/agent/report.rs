@@ -8,7 +8,9 @@
 use super::activity::Activity;
 use super::proxy::Upstream;
 use super::usage::Meter;
+use crate::snapshot::blob::BlobStore;
 use crate::snapshot::keeper::Keeper;
+use chrono::{DateTime, Utc};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use std::sync::Arc;
@@ -20,16 +22,73 @@ pub const FIRST_AFTER: Duration = Duration::from_secs(5);
 
 /// The report: the usage measured and, once the first start's setup has
 /// ended, its outcome (`setup.cloneError`; repeated in every report, the
-/// control plane keeps the first and records it once).
+/// control plane keeps the first and records it once); with a Blob
+/// snapshot store, when its SAS expires (`snapshotSas.expiresOn`: the
+/// control plane answers with a new one once it is past half its life).
 fn report_body(
     usage: serde_json::Value,
     setup: Option<&super::setup::Outcome>,
+    sas: Option<&SnapshotSas>,
 ) -> serde_json::Value {
     let mut body = serde_json::json!({ "usage": usage });
     if let Some(s) = setup {
         body["setup"] = serde_json::json!({ "cloneError": s.clone_error });
     }
+    if let Some(s) = sas {
+        body["snapshotSas"] = serde_json::json!({ "expiresOn": s.expires_on() });
+    }
     body
+}
+
+/// The Blob snapshot store's SAS, which the report's answer renews.
+pub struct SnapshotSas {
+    store: Arc<BlobStore>,
+    expires_on: std::sync::Mutex<DateTime<Utc>>,
+}
+
+impl SnapshotSas {
+    pub fn new(store: Arc<BlobStore>, expires_on: DateTime<Utc>) -> Self {
+        SnapshotSas {
+            store,
+            expires_on: std::sync::Mutex::new(expires_on),
+        }
+    }
+
+    pub fn expires_on(&self) -> DateTime<Utc> {
+        *self.expires_on.lock().expect("sas lock")
+    }
+
+    /// Take a renewed SAS (a later expiry than the one held).
+    fn renew(&self, grant: &RenewedSas) {
+        let mut held = self.expires_on.lock().expect("sas lock");
+        if grant.expires_on > *held {
+            self.store.set_sas(grant.sas.clone());
+            *held = grant.expires_on;
+            tracing::info!(expires_on = %grant.expires_on, "snapshot SAS renewed");
+        }
+    }
+}
+
+/// A new SAS for the snapshot store (`snapshotSas` in the answer).
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RenewedSas {
+    #[serde(deserialize_with = "secret_string")]
+    pub sas: SecretString,
+    pub expires_on: DateTime<Utc>,
+}
+
+fn secret_string<'de, D: serde::Deserializer<'de>>(d: D) -> Result<SecretString, D::Error> {
+    String::deserialize(d).map(SecretString::from)
+}
+
+impl std::fmt::Debug for RenewedSas {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RenewedSas")
+            .field("sas", &"<redacted>")
+            .field("expires_on", &self.expires_on)
+            .finish()
+    }
 }
 
 /// Where and how often to report.
@@ -37,6 +96,8 @@ pub struct ReportTarget {
     pub url: String,
     pub token: SecretString,
     pub every: Duration,
+    /// With a Blob snapshot store: its SAS, renewed by the answers.
+    pub snapshot_sas: Option<Arc<SnapshotSas>>,
 }
 
 /// The control plane's answer. Every field is optional and unknown ones are
@@ -48,6 +109,10 @@ pub struct Answer {
     /// count the environment as running: the agent reports again soon.
     #[serde(default)]
     pub usage_recorded: Option<bool>,
+    /// A new SAS for the Blob snapshot store (sent once the one held is
+    /// past half its life; never to a stopped environment).
+    #[serde(default)]
+    pub snapshot_sas: Option<RenewedSas>,
 }
 
 /// The usage, and in snapshot mode the last snapshot's time, size and any
@@ -128,6 +193,7 @@ pub async fn report_loop(
             .json(&report_body(
                 with_snapshot(measured.json(), snapshots.as_deref()),
                 setup.get(),
+                target.snapshot_sas.as_deref(),
             ))
             .send()
             .await;
@@ -140,6 +206,9 @@ pub async fn report_loop(
                 activity.learn_idle_from(&body);
                 if answer.usage_recorded == Some(false) {
                     wait = soon;
+                }
+                if let (Some(held), Some(renewed)) = (&target.snapshot_sas, &answer.snapshot_sas) {
+                    held.renew(renewed);
                 }
             }
             Ok(r) => tracing::warn!(

@@ -59,6 +59,13 @@ pub const DNS_LABEL_SCOPE: &str = "TenantReuse";
 pub const TLS_CPU: f64 = 0.1;
 pub const TLS_MEMORY_GB: f64 = 0.2;
 
+/// How long a workspace account key read for SAS renewals is reused: a
+/// rotated key reaches renewals within this, and `listKeys` is asked at
+/// most this often however many agents report.
+pub const KEY_REUSE: Duration = Duration::from_secs(300);
+/// At most this many leftover snapshot objects are removed per stop.
+const PRUNE_BUDGET: usize = 200;
+
 /// Tag keys on every container group Dev8 makes.
 pub const TAG_MANAGED: &str = "dev8-managed";
 pub const TAG_ENVIRONMENT: &str = "dev8-environment-id";
@@ -316,6 +323,12 @@ pub struct AciCompute {
     /// The workspace account's Blob service when it is not Azure's public
     /// one (tests: a loopback stand-in).
     blob_endpoint: Option<String>,
+    /// How long an agent's snapshot SAS is valid (`DEV8_SNAPSHOT_SAS_LIFETIME_SECONDS`).
+    sas_lifetime: Duration,
+    /// The workspace account key as `listKeys` last gave it, and when: SAS
+    /// renewals (every snapshot-mode agent's report asks) reuse it for
+    /// `KEY_REUSE` instead of an ARM call each.
+    key_cache: std::sync::Mutex<Option<(String, std::time::Instant)>>,
     probe: ReadinessProbe,
     timing: Timing,
     capabilities: OnceCell<Capabilities>,
@@ -344,6 +357,8 @@ impl AciCompute {
             cfg,
             snapshot_interval: agent_env::DEFAULT_SNAPSHOT_INTERVAL,
             blob_endpoint: None,
+            sas_lifetime: snapshot_grant::DEFAULT_LIFETIME,
+            key_cache: std::sync::Mutex::new(None),
             probe: ReadinessProbe::https()?,
             timing: Timing::default(),
             capabilities: OnceCell::new(),
@@ -374,6 +389,12 @@ impl AciCompute {
     /// (`DEV8_SNAPSHOT_INTERVAL_MINUTES`).
     pub fn with_snapshot_interval(mut self, every: Duration) -> Self {
         self.snapshot_interval = every;
+        self
+    }
+
+    /// How long an agent's snapshot SAS is valid.
+    pub fn with_snapshot_sas_lifetime(mut self, lifetime: Duration) -> Self {
+        self.sas_lifetime = lifetime;
         self
     }
 
@@ -496,6 +517,19 @@ impl AciCompute {
             .await
             .map_err(arm_err("create the workspace share"))?;
         Ok(())
+    }
+
+    /// The workspace account's key, from `listKeys` at most every
+    /// `KEY_REUSE` (what SAS renewals sign with).
+    async fn recent_account_key(&self) -> ComputeResult<String> {
+        if let Some((key, at)) = self.key_cache.lock().expect("key cache").clone()
+            && at.elapsed() < KEY_REUSE
+        {
+            return Ok(key);
+        }
+        let key = self.account_key().await?;
+        *self.key_cache.lock().expect("key cache") = Some((key.clone(), std::time::Instant::now()));
+        Ok(key)
     }
 
     /// The workspace account's key (ACI mounts Azure Files with it). Never logged.
@@ -711,6 +745,7 @@ impl AciCompute {
             &self.cfg.storage_account,
             SecretString::from(key.to_string()),
         );
+        account.lifetime = self.sas_lifetime;
         if let Some(endpoint) = &self.blob_endpoint {
             account.endpoint = endpoint.clone();
             if endpoint.starts_with("http://") {
@@ -1015,10 +1050,33 @@ impl Compute for AciCompute {
             .post(&format!("{}/stop", self.group_path(&n)), ACI_API)
             .await
         {
-            Ok(_) => Ok(()),
-            Err(e) if matches!(e.status(), Some(404 | 409)) => Ok(()),
-            Err(e) => Err(arm_err("stop the container group")(e)),
+            Ok(_) => {}
+            Err(e) if matches!(e.status(), Some(404 | 409)) => {}
+            Err(e) => return Err(arm_err("stop the container group")(e)),
         }
+        if env.home_mode == HomeMode::Snapshot {
+            // What the agent left behind (housekeeping: never fails the stop).
+            let pruned = async {
+                let key = self.recent_account_key().await?;
+                snapshot_grant::prune(
+                    &self.blob_account(&key),
+                    &env.id,
+                    chrono::Utc::now(),
+                    PRUNE_BUDGET,
+                )
+                .await
+            };
+            match pruned.await {
+                Ok(0) => {}
+                Ok(n) => {
+                    tracing::info!(environment = %env.id, removed = n, "pruned leftover snapshot objects")
+                }
+                Err(e) => {
+                    tracing::warn!(environment = %env.id, error = %format!("{e:#}"), "could not prune snapshots")
+                }
+            }
+        }
+        Ok(())
     }
 
     async fn delete(&self, env: &Environment) -> ComputeResult<()> {
@@ -1043,6 +1101,17 @@ impl Compute for AciCompute {
         let n = Names::for_id(&found.environment_id)?;
         tracing::info!(group = %n.group, "removing an orphaned container group and its share");
         self.remove(&n).await.map(|_| ())
+    }
+}
+
+/// Snapshot-mode agents on ACI get their SAS renewed through the periodic
+/// report's answer (`Platform::snapshot_grants`): the workspace account,
+/// signed with its key. The API sees only this trait, never `Compute`.
+#[async_trait]
+impl snapshot_grant::GrantAuthority for AciCompute {
+    async fn account(&self) -> anyhow::Result<BlobAccount> {
+        let key = self.recent_account_key().await?;
+        Ok(self.blob_account(&key))
     }
 }
 

@@ -27,7 +27,8 @@ use crate::domain::{Environment, Observed, StepNote, steps};
 use crate::frontdoor::{self, Doors};
 use crate::procs;
 use crate::reconciles::{ReconcileRequest, Reconciles};
-use crate::snapshot::{self, store::FolderStore};
+use crate::snapshot::{self, store::FolderStore, store::SnapshotStore};
+use crate::snapshot_grant::{self, BlobAccount, SnapshotGrant};
 use anyhow::{Context, anyhow};
 use async_trait::async_trait;
 use rustix::process::Signal;
@@ -50,6 +51,9 @@ const STOP_GRACE: Duration = Duration::from_secs(8);
 /// (`domain::LEASE`, 2 minutes). An agent killed at the bound leaves its
 /// previous snapshot whole.
 const SNAPSHOT_STOP_GRACE: Duration = Duration::from_secs(90);
+/// How many leftover snapshot objects one stop prunes at most (the next
+/// stop goes on).
+const PRUNE_BUDGET: usize = 200;
 /// How long after start readiness is watched for (to enqueue a prompt reconcile).
 const READY_WATCH: Duration = Duration::from_secs(120);
 /// How long one readiness request asks the agent to hold its answer (the
@@ -83,6 +87,10 @@ pub struct LocalOptions {
     pub report_interval: Duration,
     /// Snapshot mode: the periodic snapshot's interval.
     pub snapshot_interval: Duration,
+    /// Snapshot mode: keep snapshots in a Blob container per environment in
+    /// this account (Azurite), the agent reaching it with a SAS exactly as
+    /// on ACI; `None`: a folder store.
+    pub snapshot_blob: Option<BlobAccount>,
 }
 
 impl LocalOptions {
@@ -101,6 +109,7 @@ impl LocalOptions {
             session_check: agent_env::DEFAULT_SESSION_CHECK,
             report_interval: Duration::from_secs(60),
             snapshot_interval: agent_env::DEFAULT_SNAPSHOT_INTERVAL,
+            snapshot_blob: None,
         })
     }
 }
@@ -268,9 +277,19 @@ impl LocalCompute {
         }
     }
 
-    /// Snapshot mode: the folder store of an environment's snapshots.
+    /// Snapshot mode: the folder store of an environment's snapshots (with
+    /// a Blob store, an empty folder that marks the mode).
     pub fn snapshot_dir(&self, id: &str) -> PathBuf {
         self.env_dir(id).join("snapshots")
+    }
+
+    /// Snapshot mode: an environment's snapshots as the control plane
+    /// reaches them (the folder, or its Blob container with a fresh SAS).
+    pub fn snapshot_store(&self, id: &str) -> anyhow::Result<Box<dyn SnapshotStore>> {
+        Ok(match &self.opts.snapshot_blob {
+            Some(account) => Box::new(account.store(id, chrono::Utc::now())?),
+            None => Box::new(FolderStore::new(self.snapshot_dir(id))),
+        })
     }
 
     /// The pid of an environment's agent, if this backend runs one.
@@ -290,7 +309,11 @@ impl LocalCompute {
             .context("the front door's port is not known yet")
     }
 
-    async fn prepare_home(&self, env: &Environment) -> anyhow::Result<PathBuf> {
+    async fn prepare_home(
+        &self,
+        env: &Environment,
+        grant: Option<&SnapshotGrant>,
+    ) -> anyhow::Result<PathBuf> {
         let mode = self.home_mode(env);
         let mut fresh = false;
         if mode == HomeMode::Snapshot {
@@ -313,7 +336,13 @@ impl LocalCompute {
             std::fs::create_dir_all(&home)
                 .with_context(|| format!("creating {}", home.display()))?;
             // Only a new environment gets the starter project.
-            fresh = !snapshot::has_snapshot(&FolderStore::new(store)).await?;
+            fresh = match grant {
+                Some(g) => {
+                    let blob = snapshot::blob::BlobStore::new(&g.container_url, g.sas.clone())?;
+                    !snapshot::has_snapshot(&blob).await?
+                }
+                None => !snapshot::has_snapshot(&FolderStore::new(store)).await?,
+            };
         }
         let home = self.home(&env.id);
         let workspace = home.join("workspace");
@@ -332,8 +361,17 @@ impl LocalCompute {
     }
 
     async fn spawn(&self, env: &Environment, agent: &AgentParams) -> anyhow::Result<AgentProc> {
-        let home = self.prepare_home(env).await?;
         let mode = self.home_mode(env);
+        // A Blob store: the container exists and the agent gets its SAS.
+        let grant = match (&self.opts.snapshot_blob, mode) {
+            (Some(account), HomeMode::Snapshot) => Some(
+                snapshot_grant::grant(account, &env.id, chrono::Utc::now())
+                    .await
+                    .context("granting the snapshot container")?,
+            ),
+            _ => None,
+        };
+        let home = self.prepare_home(env, grant.as_ref()).await?;
         procs::kill_marked(&env.id, &[]);
         let origin = self.ide_origin(&env.id)?;
         let socket = self.new_socket(&env.id);
@@ -382,11 +420,20 @@ impl LocalCompute {
             )
             .env(agent_env::STDIN_LIFELINE, "true");
         if mode == HomeMode::Snapshot {
-            cmd.env(agent_env::SNAPSHOT_DIR, self.snapshot_dir(&env.id))
-                .env(
-                    agent_env::SNAPSHOT_INTERVAL_MS,
-                    self.opts.snapshot_interval.as_millis().to_string(),
-                );
+            match &grant {
+                Some(g) => {
+                    for v in g.variables() {
+                        cmd.env(v.name.as_ref(), v.value);
+                    }
+                }
+                None => {
+                    cmd.env(agent_env::SNAPSHOT_DIR, self.snapshot_dir(&env.id));
+                }
+            }
+            cmd.env(
+                agent_env::SNAPSHOT_INTERVAL_MS,
+                self.opts.snapshot_interval.as_millis().to_string(),
+            );
         }
         cmd.current_dir(&home)
             .stdin(std::process::Stdio::piped())
@@ -608,6 +655,25 @@ impl Compute for LocalCompute {
     async fn stop(&self, env: &Environment) -> ComputeResult<()> {
         check_id(env)?;
         self.end(&env.id).await;
+        if self.home_mode(env) == HomeMode::Snapshot {
+            // What the agent left behind (housekeeping: never fails the stop).
+            let pruned = match self.snapshot_store(&env.id) {
+                Ok(store) => {
+                    snapshot::prune_leftovers(store.as_ref(), chrono::Utc::now(), PRUNE_BUDGET)
+                        .await
+                }
+                Err(e) => Err(e),
+            };
+            match pruned {
+                Ok(0) => {}
+                Ok(n) => {
+                    tracing::info!(environment = %env.id, removed = n, "pruned leftover snapshot objects")
+                }
+                Err(e) => {
+                    tracing::warn!(environment = %env.id, error = %format!("{e:#}"), "could not prune snapshots")
+                }
+            }
+        }
         tracing::info!(environment = %env.id, "environment stopped");
         Ok(())
     }
@@ -615,6 +681,15 @@ impl Compute for LocalCompute {
     async fn delete(&self, env: &Environment) -> ComputeResult<()> {
         check_id(env)?;
         self.end(&env.id).await;
+        if let Some(account) = &self.opts.snapshot_blob
+            && self.home_mode(env) == HomeMode::Snapshot
+        {
+            // The container first: the folder marks the mode until it is gone,
+            // so a redelivered delete after a failure here tries again.
+            snapshot_grant::delete_container(account, &env.id, chrono::Utc::now())
+                .await
+                .map_err(ComputeError::Transient)?;
+        }
         let dir = self.env_dir(&env.id);
         match std::fs::remove_dir_all(&dir) {
             Ok(()) => {}

@@ -445,6 +445,33 @@ pub fn agent_setup(body: &Map<String, Value>) -> Result<Option<String>, FieldErr
     }
 }
 
+/// `snapshotSas.expiresOn` of an agent's report: when the SAS of its Blob
+/// snapshot store expires (agents with a folder store send none).
+pub fn agent_snapshot_sas(
+    body: &Map<String, Value>,
+) -> Result<Option<chrono::DateTime<chrono::Utc>>, FieldErrors> {
+    let sas = match body.get("snapshotSas") {
+        None | Some(Value::Null) => return Ok(None),
+        Some(Value::Object(s)) => s,
+        Some(_) => {
+            return Err(FieldErrors::from([(
+                "snapshotSas".to_string(),
+                "must be an object".to_string(),
+            )]));
+        }
+    };
+    sas.get("expiresOn")
+        .and_then(Value::as_str)
+        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+        .map(|t| Some(t.with_timezone(&chrono::Utc)))
+        .ok_or_else(|| {
+            FieldErrors::from([(
+                "snapshotSas.expiresOn".to_string(),
+                "must be an RFC 3339 time".to_string(),
+            )])
+        })
+}
+
 /// The longest snapshot warning kept (characters).
 pub const SNAPSHOT_WARNING_MAX: usize = 1000;
 

@@ -18,6 +18,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Duration, Utc};
+use secrecy::ExposeSecret;
 use serde_json::json;
 
 /// How long an IDE ticket is valid.
@@ -251,13 +252,59 @@ pub async fn report(
     let JsonObject(body) = body?;
     let usage = validation::agent_report(&body, p.clock.now()).map_err(ApiError::Validation)?;
     let clone_error = validation::agent_setup(&body).map_err(ApiError::Validation)?;
+    let sas_expires_on = validation::agent_snapshot_sas(&body).map_err(ApiError::Validation)?;
     match lifecycle::record_report(&p, &c.sub, &id, &c.jti, usage, clone_error).await? {
         ReportOutcome::Accepted { usage_kept, env } => {
             let mut answer = idle_answer(&p, &env);
             answer["usageRecorded"] = json!(usage_kept);
+            if let Some(expires_on) = sas_expires_on
+                && let Some(grant) = renewed_snapshot_sas(&p, &env, expires_on).await
+            {
+                answer["snapshotSas"] = json!({
+                    "sas": grant.sas.expose_secret(),
+                    "expiresOn": grant.expires_on,
+                });
+            }
             Ok(Json(answer))
         }
         ReportOutcome::NotCurrentAgent => Err(AGENT_REJECTED),
+    }
+}
+
+/// A new SAS for the agent's Blob snapshot store, when its own is past half
+/// its life and the environment is to run (a stopping or stopped one gets
+/// none: its final snapshot has at least half a lifetime left). SAS times
+/// are judged by the storage service's clock, so they are the system
+/// clock's, not `Platform::clock`. A failure to mint is logged and the
+/// agent asks again with its next report.
+async fn renewed_snapshot_sas(
+    p: &Platform,
+    env: &Environment,
+    expires_on: DateTime<Utc>,
+) -> Option<crate::snapshot_grant::SnapshotGrant> {
+    let authority = p.snapshot_grants.as_ref()?;
+    let to_run = env.desired_state == DesiredState::Running
+        && matches!(
+            env.status,
+            Status::Creating | Status::Starting | Status::Running
+        );
+    if !to_run {
+        return None;
+    }
+    let now = Utc::now();
+    let minted = async {
+        let account = authority.account().await?;
+        if !crate::snapshot_grant::needs_renewal(expires_on, account.lifetime, now) {
+            return Ok(None);
+        }
+        account.mint(&env.id, now).map(Some)
+    };
+    match minted.await {
+        Ok(grant) => grant,
+        Err(e) => {
+            tracing::warn!(environment = %env.id, error = %format!("{e:#}"), "could not renew the snapshot SAS");
+            None
+        }
     }
 }
 

@@ -89,12 +89,22 @@ pub fn refused(what: &str, r: &reqwest::Response) -> anyhow::Error {
     }
 }
 
+/// When a SAS expires (its `se`), if it says.
+pub fn sas_expiry(sas: &str) -> Option<chrono::DateTime<chrono::Utc>> {
+    url::form_urlencoded::parse(sas.trim_start_matches('?').as_bytes())
+        .find(|(k, _)| k == "se")
+        .and_then(|(_, v)| chrono::DateTime::parse_from_rfc3339(&v).ok())
+        .map(|t| t.with_timezone(&chrono::Utc))
+}
+
 /// Snapshots in one Blob container, through its SAS.
 pub struct BlobStore {
     http: reqwest::Client,
     /// The container's URL, without a query.
     container: url::Url,
     sas: RwLock<SecretString>,
+    /// `maxresults` of a List Blobs page (`None`: the service's, 5000).
+    page_size: Option<u32>,
 }
 
 impl std::fmt::Debug for BlobStore {
@@ -120,7 +130,14 @@ impl BlobStore {
             http: http_client(),
             container,
             sas: RwLock::new(sas),
+            page_size: None,
         })
+    }
+
+    /// List in pages of `n` (tests follow `NextMarker` with a few objects).
+    pub fn with_page_size(mut self, n: u32) -> Self {
+        self.page_size = Some(n);
+        self
     }
 
     /// Use `sas` from now on (a renewal); requests in flight keep the old one.
@@ -227,7 +244,11 @@ impl SnapshotStore for BlobStore {
         let mut names = Vec::new();
         let mut marker = String::new();
         loop {
+            let page_size = self.page_size.map(|n| n.to_string());
             let mut params = vec![("restype", "container"), ("comp", "list")];
+            if let Some(n) = &page_size {
+                params.push(("maxresults", n.as_str()));
+            }
             if !marker.is_empty() {
                 params.push(("marker", marker.as_str()));
             }

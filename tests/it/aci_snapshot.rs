@@ -328,3 +328,49 @@ async fn every_arm_body_in_snapshot_mode_follows_the_published_specs() {
     let problems = crate::aci::spec_problems(&exchanges);
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
+
+#[tokio::test]
+async fn an_aci_agents_snapshot_sas_is_renewed_through_its_report() {
+    let (t, _u, id) = running_snapshot_env().await;
+    let puts = t.arm().with(|s| s.group_puts.clone());
+    let vars = agent_vars(puts.last().unwrap());
+    let token = var(&vars, "DEV8_AGENT_TOKEN")["secureValue"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let report = |hours: i64| {
+        let body = json!({
+            "usage": {"cpuPercent": 1, "memoryBytes": 1, "memoryLimitBytes": 2,
+                      "diskBytes": 1, "diskLimitBytes": 2},
+            "snapshotSas": {"expiresOn": chrono::Utc::now() + ChronoDuration::hours(hours)}
+        });
+        let (t, id, token) = (&t, &id, &token);
+        async move {
+            t.send(
+                reqwest::Method::POST,
+                &format!("/api/environments/{id}/report"),
+                Some(body),
+                crate::harness::Auth::Bearer(token),
+            )
+            .await
+        }
+    };
+    let keys_before = t.arm().count("POST", "/listKeys");
+    // Past half its life: a new SAS for this environment's container only.
+    let a = report(1).await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    let sas = a.body["snapshotSas"]["sas"].as_str().unwrap();
+    assert!(sas.contains("sr=c") && sas.contains("sp=rwdl"), "{sas}");
+    let expires_on: chrono::DateTime<chrono::Utc> =
+        serde_json::from_value(a.body["snapshotSas"]["expiresOn"].clone()).unwrap();
+    let life = expires_on - chrono::Utc::now();
+    assert!(
+        life > ChronoDuration::minutes(235) && life <= ChronoDuration::minutes(240),
+        "a fresh 4 h SAS: {life}"
+    );
+    // Another soon after signs with the key already read: one listKeys.
+    assert!(report(1).await.body["snapshotSas"]["sas"].is_string());
+    assert_eq!(t.arm().count("POST", "/listKeys"), keys_before + 1);
+    // Plenty of life left: nothing new.
+    assert!(report(3).await.body.get("snapshotSas").is_none());
+}

@@ -25,6 +25,26 @@ pub(crate) const NOT_SET_IN_AZURE: &[(&str, &str)] = &[
         "local compute only; on ACI DEV8_ACI_LOCAL_DISK_GB decides each environment's home mode",
     ),
     (
+        "DEV8_LOCAL_SNAPSHOT_BLOB_ENDPOINT",
+        "local compute only; ACI uses the workspace account",
+    ),
+    (
+        "DEV8_LOCAL_SNAPSHOT_BLOB_ACCOUNT",
+        "local compute only; ACI uses the workspace account",
+    ),
+    (
+        "DEV8_LOCAL_SNAPSHOT_BLOB_KEY",
+        "local compute only; ACI reads the workspace account's key with listKeys",
+    ),
+    (
+        "DEV8_SNAPSHOT_SAS_PROTOCOL",
+        "the default (https) is what Azure needs; https,http is for Azurite only",
+    ),
+    (
+        "DEV8_SNAPSHOT_SAS_LIFETIME_SECONDS",
+        "optional; the default (4 h) is meant for Azure",
+    ),
+    (
         "DEV8_STATIC_DIR",
         "serve only; the Static Web App serves the dashboard",
     ),

@@ -49,6 +49,7 @@ mod serve_binary;
 mod shutdown;
 mod signin_limits;
 mod signup_confirm;
+mod snapshot_blob;
 mod snapshot_local;
 mod store_behaviour;
 mod swa;

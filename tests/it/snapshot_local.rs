@@ -2,9 +2,14 @@
 //! `DEV8_LOCAL_HOME_MODE=snapshot` puts the home in a scratch folder that
 //! every start wipes, and the agent restores it from the folder store
 //! before code-server starts. What a POSIX home holds must come back
-//! exactly; a kill -9 in the middle of a snapshot must leave the previous
-//! one whole; a corrupt latest must fall back with a visible warning.
-//! (pnpm is not installed here and cannot be fetched offline: not tested.)
+//! exactly — with the folder store and with the Blob store on Azurite
+//! (`DEV8_LOCAL_SNAPSHOT_BLOB_*`, the agent holding only its container's
+//! SAS); a kill -9 in the middle of a snapshot must leave the previous
+//! one whole; a corrupt latest must fall back with a visible warning; a
+//! SAS renewed through the report keeps snapshots going past the first
+//! one's expiry; the container is pruned at stop and goes with the
+//! environment. (pnpm is not installed here and cannot be fetched
+//! offline: not tested.)
 
 use crate::harness::{Clock, Compute, LocalOpts, TestApp, User};
 use dev8::compute::HomeMode;
@@ -15,17 +20,47 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+/// Where the snapshots go.
+#[derive(Clone, Copy, PartialEq)]
+enum Store {
+    Folder,
+    /// Azurite's Blob service, SAS valid this long.
+    Blob(Duration),
+}
+
 async fn snapshot_app(interval: Duration) -> TestApp {
+    snapshot_app_with(interval, Store::Folder).await
+}
+
+async fn snapshot_app_with(interval: Duration, store: Store) -> TestApp {
     TestApp::builder()
         .compute(Compute::Local(LocalOpts {
             home_mode: HomeMode::Snapshot,
             snapshot_interval: interval,
             report_interval: Duration::from_millis(500),
+            snapshot_blob: match store {
+                Store::Folder => None,
+                Store::Blob(lifetime) => Some(crate::peers::azurite::blob_account(lifetime)),
+            },
             ..LocalOpts::default()
         }))
         .clock(Clock::Offset)
         .spawn()
         .await
+}
+
+/// The complete snapshots of an environment, whichever its store, oldest first.
+async fn stored_manifests(app: &TestApp, id: &str) -> Vec<Manifest> {
+    let store = app.local().snapshot_store(id).unwrap();
+    let mut found = Vec::new();
+    for name in store.list().await.unwrap() {
+        if name.ends_with(MANIFEST) {
+            let body = store.get(&name).await.unwrap().unwrap();
+            found.push(serde_json::from_slice::<Manifest>(&body).unwrap());
+        }
+    }
+    found.sort_by(|a, b| a.id.cmp(&b.id));
+    found
 }
 
 fn run(dir: &Path, program: &str, args: &[&str]) -> String {
@@ -89,8 +124,18 @@ async fn stop_and_start(app: &TestApp, u: &User, id: &str) -> serde_json::Value 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "full tier: needs code-server"]
 async fn a_posix_home_survives_stop_and_start_through_a_snapshot() {
+    a_posix_home_survives(Store::Folder).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "full tier: needs code-server and Azurite"]
+async fn a_posix_home_survives_stop_and_start_through_the_blob_store() {
+    a_posix_home_survives(Store::Blob(Duration::from_secs(3600))).await;
+}
+
+async fn a_posix_home_survives(store: Store) {
     // No periodic snapshot during the test: what comes back is the final one.
-    let app = snapshot_app(Duration::from_secs(3600)).await;
+    let app = snapshot_app_with(Duration::from_secs(3600), store).await;
     let u = app.user("posix@example.com").await;
     let id = app.new_env_from(&u, "web", "node").await;
     app.wait_status(&u, &id, "running", Duration::from_secs(60))
@@ -182,8 +227,14 @@ async fn a_posix_home_survives_stop_and_start_through_a_snapshot() {
     );
 
     stop_and_start(&app, &u, &id).await;
-    let snaps = manifests(&local.snapshot_dir(&id));
+    let snaps = stored_manifests(&app, &id).await;
     assert!(!snaps.is_empty(), "the stop took a snapshot");
+    if store != Store::Folder {
+        assert!(
+            manifests(&local.snapshot_dir(&id)).is_empty(),
+            "nothing in the folder store with a Blob store"
+        );
+    }
 
     let home = local.home(&id);
     let ws = home.join("workspace");
@@ -457,5 +508,75 @@ async fn the_agent_takes_its_final_snapshot_when_the_control_plane_asks() {
     app.wait_status(&u, &id, "stopped", Duration::from_secs(120))
         .await;
     assert_eq!(manifests(&store).len(), 1);
+    app.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "full tier: needs code-server and Azurite"]
+async fn a_renewed_sas_keeps_snapshots_going_and_the_container_is_pruned_and_deleted() {
+    // SAS valid 12 s, renewed after 6 s through the report (every 0.5 s); a
+    // periodic snapshot every 2 s.
+    let lifetime = Duration::from_secs(12);
+    let app = snapshot_app_with(Duration::from_secs(2), Store::Blob(lifetime)).await;
+    let u = app.user("renew@example.com").await;
+    let id = app.new_env_from(&u, "r", "node").await;
+    app.wait_status(&u, &id, "running", Duration::from_secs(60))
+        .await;
+    let local = app.local();
+    // The first SAS was minted before the environment ran, so it expired
+    // at the latest `lifetime` from now; a snapshot written after that was
+    // written with a renewed one.
+    let first_expired = chrono::Utc::now() + chrono::Duration::from_std(lifetime).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let snaps = stored_manifests(&app, &id).await;
+        if snaps
+            .iter()
+            .any(|m| m.created_at > first_expired + chrono::Duration::seconds(2))
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no snapshot after the first SAS expired: {:?}",
+            snaps.iter().map(|m| m.created_at).collect::<Vec<_>>()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let agent_log = local.snapshot_dir(&id).with_file_name("agent.log");
+    let log = std::fs::read_to_string(&agent_log).unwrap();
+    assert!(log.contains("snapshot SAS renewed"), "{log}");
+    assert!(!log.contains("sig="), "the agent logged a SAS");
+    let warning = app.environment(&u, &id).await["usage"]["snapshot"]["warning"].clone();
+    assert!(warning.is_null(), "no failed snapshot: {warning}");
+
+    // Leftovers of a killed agent: parts without a manifest, three days old.
+    let store = local.snapshot_store(&id).unwrap();
+    let old = ulid::Ulid::from_parts(
+        (chrono::Utc::now() - chrono::Duration::days(3)).timestamp_millis() as u64,
+        1,
+    );
+    store
+        .put(&format!("{old}/part-00000"), b"left".to_vec())
+        .await
+        .unwrap();
+    assert_eq!(app.action(&u, &id, "stop").await.status, 202);
+    app.wait_status(&u, &id, "stopped", Duration::from_secs(120))
+        .await;
+    let left = store.list().await.unwrap();
+    assert!(
+        !left.iter().any(|n| n.starts_with(&old.to_string())),
+        "the stop pruned the abandoned parts: {left:?}"
+    );
+    assert!(
+        (1..=2).contains(&stored_manifests(&app, &id).await.len()),
+        "the newest two kept"
+    );
+
+    let deleted = app.delete(&format!("/api/environments/{id}"), &u).await;
+    assert_eq!(deleted.status, 202);
+    app.wait_gone(&u, &id, Duration::from_secs(60)).await;
+    let gone = format!("{:#}", store.list().await.unwrap_err());
+    assert!(gone.contains("ContainerNotFound"), "{gone}");
     app.shutdown().await;
 }

@@ -340,3 +340,93 @@ async fn snapshot_mode_reports_its_last_snapshot_and_warning_and_bad_fields_are_
             .is_none()
     );
 }
+
+#[tokio::test]
+async fn a_sas_past_half_its_life_is_renewed_in_the_answer_and_never_for_a_stopping_environment() {
+    // Environments keep snapshots in Blob storage (the account is only used
+    // to mint: no Blob service is reached).
+    let app = crate::harness::TestApp::builder()
+        .settings(|s| {
+            s.local_snapshot_blob_endpoint = Some("http://127.0.0.1:9/devstoreaccount1".into());
+            s.local_snapshot_blob_key = Some(
+                "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+                    .into(),
+            );
+            s.snapshot_sas_protocol = dev8::storage_sas::SasProtocol::HttpsAndHttp;
+        })
+        .spawn()
+        .await;
+    let ada = app.user("ada@x.io").await;
+    let id = running(&app, &ada, "a").await;
+    let token = current_token(&app, &ada, &id).await;
+    let with_expiry = |expires_on: Value| {
+        let mut body = usage_body();
+        body["snapshotSas"] = json!({ "expiresOn": expires_on });
+        body
+    };
+    let now = chrono::Utc::now();
+
+    // Three of four hours left: nothing new.
+    let r = report(
+        &app,
+        &id,
+        with_expiry(json!(now + chrono::Duration::hours(3))),
+        Auth::Bearer(&token),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.body.get("snapshotSas").is_none(), "{}", r.body);
+
+    // One hour left: a new SAS for this environment's container, 4 h.
+    let r = report(
+        &app,
+        &id,
+        with_expiry(json!(now + chrono::Duration::hours(1))),
+        Auth::Bearer(&token),
+    )
+    .await;
+    let renewed = &r.body["snapshotSas"];
+    let expires_on: chrono::DateTime<chrono::Utc> =
+        serde_json::from_value(renewed["expiresOn"].clone()).unwrap();
+    let life = expires_on - now;
+    assert!(
+        life > chrono::Duration::minutes(239) && life <= chrono::Duration::minutes(241),
+        "{life}"
+    );
+    let sas = renewed["sas"].as_str().unwrap();
+    let account = app
+        .platform
+        .snapshot_grants
+        .as_ref()
+        .unwrap()
+        .account()
+        .await
+        .unwrap();
+    let expected = account
+        .mint(&id, expires_on - chrono::Duration::hours(4))
+        .unwrap();
+    use secrecy::ExposeSecret;
+    assert_eq!(
+        sas,
+        expected.sas.expose_secret(),
+        "signed for dev8-<id>, rwdl"
+    );
+
+    // A bad expiry is named and changes nothing.
+    let before = app.environment(&ada, &id).await;
+    let r = report(&app, &id, with_expiry(json!("soon")), Auth::Bearer(&token)).await;
+    assert!(r.problem(400).get("snapshotSas.expiresOn").is_some());
+    assert_eq!(app.environment(&ada, &id).await, before);
+
+    // Stopping: the agent's token still counts, but no new SAS.
+    assert_eq!(app.action(&ada, &id, "stop").await.status, 202);
+    let r = report(
+        &app,
+        &id,
+        with_expiry(json!(now + chrono::Duration::minutes(10))),
+        Auth::Bearer(&token),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.body.get("snapshotSas").is_none(), "{}", r.body);
+}

@@ -17,7 +17,8 @@
 //!   Container (201; 409 `ContainerAlreadyExists`) and Delete Container (202;
 //!   404), each with an account SAS whose scope must be the Blob service's
 //!   containers (`ss=b`, `srt=c`) with the permission the operation needs
-//!   (`c`, `d`) and an expiry ahead (the signature itself is checked against
+//!   (`c`, `d`), and List Blobs (an empty list: the agent's objects are not
+//!   kept here) with a container SAS (`sr=c`, `l`); every SAS with an expiry ahead (the signature itself is checked against
 //!   Azurite by the snapshot store's own tests);
 //! * the rest of a deployment as its operator sees it (identities, role
 //!   assignments, Cosmos DB containers, queues, the provider, usages, Key
@@ -711,6 +712,8 @@ fn blob_container(
     let need = match *method {
         Method::PUT => "c",
         Method::DELETE => "d",
+        // List Blobs (the control plane's pruning at stop), with a container SAS.
+        Method::GET if q.get("comp").map(String::as_str) == Some("list") => "l",
         _ => return StatusCode::METHOD_NOT_ALLOWED.into_response(),
     };
     let has = |k: &str, v: &str| q.get(k).is_some_and(|x| decode(x).contains(v));
@@ -718,8 +721,12 @@ fn blob_container(
         .get("se")
         .and_then(|se| chrono::DateTime::parse_from_rfc3339(&decode(se)).ok())
         .is_some_and(|se| se > chrono::Utc::now());
-    let authorised = has("ss", "b")
-        && has("srt", "c")
+    let scoped = if need == "l" {
+        has("sr", "c")
+    } else {
+        has("ss", "b") && has("srt", "c")
+    };
+    let authorised = scoped
         && has("sp", need)
         && q.get("sig").is_some_and(|s| !s.is_empty())
         && q.contains_key("sv")
@@ -731,6 +738,16 @@ fn blob_container(
         return (StatusCode::FORBIDDEN, "AuthorizationPermissionMismatch").into_response();
     }
     match *method {
+        // Nothing of the agent's is stored here: an empty listing.
+        Method::GET if s.containers.contains(name) => (
+            StatusCode::OK,
+            [("content-type", "application/xml")],
+            format!(
+                "<?xml version=\"1.0\" encoding=\"utf-8\"?><EnumerationResults ContainerName=\"{name}\"><Blobs /><NextMarker /></EnumerationResults>"
+            ),
+        )
+            .into_response(),
+        Method::GET => (StatusCode::NOT_FOUND, "ContainerNotFound").into_response(),
         Method::PUT if s.containers.contains(name) => {
             (StatusCode::CONFLICT, "ContainerAlreadyExists").into_response()
         }

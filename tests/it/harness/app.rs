@@ -45,6 +45,9 @@ pub struct LocalOpts {
     pub home_mode: dev8::compute::HomeMode,
     /// Snapshot mode: the periodic snapshot's interval.
     pub snapshot_interval: Duration,
+    /// Snapshot mode: a Blob store in this account (`peers::azurite::blob_account`)
+    /// instead of a folder store; also what the control plane renews SAS from.
+    pub snapshot_blob: Option<dev8::snapshot_grant::BlobAccount>,
 }
 
 impl Default for LocalOpts {
@@ -56,6 +59,7 @@ impl Default for LocalOpts {
             report_interval: Duration::from_secs(60),
             home_mode: dev8::compute::HomeMode::Share,
             snapshot_interval: dev8::agent_env::DEFAULT_SNAPSHOT_INTERVAL,
+            snapshot_blob: None,
         }
     }
 }
@@ -232,6 +236,7 @@ impl Builder {
             Queue::Storage(name) => Some(Arc::new(peers::azurite::storage_queue(name).await)),
             Queue::FromSettings => None,
         };
+        let mut snapshot_grants: Option<Arc<dyn dev8::snapshot_grant::GrantAuthority>> = None;
         let (compute, backend): (ComputeHandle, Arc<dyn dev8::compute::Compute>) =
             match self.compute {
                 Compute::Fake => {
@@ -250,7 +255,16 @@ impl Builder {
                         session_check: opts.session_check,
                         report_interval: opts.report_interval,
                         snapshot_interval: opts.snapshot_interval,
+                        snapshot_blob: opts.snapshot_blob.clone(),
                     };
+                    // The control plane renews SAS from the same account.
+                    if let Some(a) = &opts.snapshot_blob {
+                        settings.local_snapshot_blob_endpoint = Some(a.endpoint.clone());
+                        settings.local_snapshot_blob_account = a.name.clone();
+                        settings.local_snapshot_blob_key = Some(a.key.clone());
+                        settings.snapshot_sas_protocol = a.protocol;
+                        settings.snapshot_sas_lifetime_seconds = a.lifetime.as_secs() as u32;
+                    }
                     let queue = queue
                         .clone()
                         .expect("Compute::Local needs a queue the test builds (not FromSettings)");
@@ -262,6 +276,8 @@ impl Builder {
                 Compute::Aci => {
                     let fake = ArmFake::spawn().await;
                     let backend = Arc::new(arm::backend(&fake));
+                    // It also renews its agents' snapshot SAS, as in `startup`.
+                    snapshot_grants = Some(backend.clone());
                     (ComputeHandle::Aci(fake), backend)
                 }
             };
@@ -273,6 +289,7 @@ impl Builder {
             clock: Some(clock_dyn),
             background: Some(background),
             log_mail: Some(self.mode == Mode::Serve),
+            snapshot_grants,
         };
         let app = Application::build(settings, self.port, data.path(), overrides)
             .await

@@ -25,6 +25,29 @@ pub fn storage_settings() -> StorageSettings {
     }
 }
 
+/// Azurite's Blob service (`AZURITE_BLOB_PORT`) as the workspace account
+/// of the snapshot store: the well-known development account, over plain
+/// HTTP (so SAS allow `https,http`), SAS valid for `lifetime`.
+pub fn blob_account(lifetime: Duration) -> dev8::snapshot_grant::BlobAccount {
+    let port = match std::env::var("AZURITE_BLOB_PORT") {
+        Ok(p) if !p.trim().is_empty() => p,
+        _ => panic!("AZURITE_BLOB_PORT is not set: {HOW}"),
+    };
+    let name = "devstoreaccount1";
+    dev8::snapshot_grant::BlobAccount {
+        name: name.into(),
+        key: SecretString::from(DEV_KEY),
+        endpoint: format!("http://127.0.0.1:{port}/{name}"),
+        protocol: dev8::storage_sas::SasProtocol::HttpsAndHttp,
+        prefix: dev8::snapshot_grant::DEFAULT_PREFIX.into(),
+        lifetime,
+    }
+}
+
+/// Azurite's well-known development key (public, not a secret).
+const DEV_KEY: &str =
+    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
+
 /// A queue name no other test uses (Storage: 3-63 lower-case letters, digits, dashes).
 pub fn unique_queue(prefix: &str) -> String {
     format!(
