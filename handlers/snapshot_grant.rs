@@ -19,7 +19,8 @@
 //! agent prunes to its newest two snapshots), `l` (List Blobs: find the
 //! snapshots). No `a` (no append blobs), no tags, versions or
 //! immutability. Container operations (create, delete) use an account SAS
-//! (`ss=b`, `srt=c`) the control plane mints for itself, for one minute.
+//! (`ss=b`, `srt=c`, `sp=c` or `sp=d`) the control plane mints for itself,
+//! for 15 minutes.
 
 use crate::snapshot::blob::{self, BlobStore};
 use crate::storage_sas::{AccountSas, ContainerSas, SasProtocol, sas_time};
@@ -39,8 +40,10 @@ pub const AGENT_PERMISSIONS: &str = "rwdl";
 pub const DEFAULT_LIFETIME: Duration = Duration::from_secs(4 * 3600);
 /// The default container-name prefix.
 pub const DEFAULT_PREFIX: &str = "dev8";
-/// How long the control plane's own account SAS for a container operation lives.
-const OPERATION_SAS: chrono::Duration = chrono::Duration::minutes(1);
+/// How long the control plane's own account SAS for a container operation
+/// lives: one request's worth, with room for a clock a few minutes behind
+/// the storage service's.
+const OPERATION_SAS: chrono::Duration = chrono::Duration::minutes(15);
 
 /// The SAS an agent gets for its environment's container.
 #[derive(Clone)]

@@ -732,9 +732,14 @@ impl From<crate::config::AgentArgs> for AgentConfig {
                 dotfiles_url: a.dotfiles_url.filter(|u| !u.is_empty()),
             },
             snapshots: match (a.snapshot_url, a.snapshot_sas, a.snapshot_dir) {
-                (Some(url), Some(sas), _) => Some(SnapshotSource::Blob { url, sas }),
-                (_, _, Some(dir)) => Some(SnapshotSource::Folder(dir)),
-                _ => None,
+                (None, None, None) => None,
+                (None, None, Some(dir)) => Some(SnapshotSource::Folder(dir)),
+                // Half a Blob store (a URL without a SAS or the other way
+                // round) fails at start: never a scratch home kept nowhere.
+                (url, sas, _) => Some(SnapshotSource::Blob {
+                    url: url.unwrap_or_default(),
+                    sas: sas.unwrap_or_else(|| SecretString::from(String::new())),
+                }),
             }
             .map(|store| SnapshotSettings {
                 store,
@@ -747,6 +752,24 @@ impl From<crate::config::AgentArgs> for AgentConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn half_a_blob_store_does_not_open() {
+        let blob = |url: &str, sas: &str| SnapshotSource::Blob {
+            url: url.into(),
+            sas: SecretString::from(sas.to_string()),
+        };
+        let sas = "sv=2020-12-06&sr=c&sp=rwdl&se=2030-01-01T00%3A00%3A00Z&sig=x";
+        let (_, renewable) = blob("http://127.0.0.1:9/a/c", sas).open().unwrap();
+        assert_eq!(
+            renewable.unwrap().expires_on(),
+            "2030-01-01T00:00:00Z"
+                .parse::<chrono::DateTime<chrono::Utc>>()
+                .unwrap()
+        );
+        assert!(blob("http://127.0.0.1:9/a/c", "").open().is_err(), "no SAS");
+        assert!(blob("", sas).open().is_err(), "no URL");
+    }
 
     #[test]
     fn private_cookies_are_stripped_and_others_kept() {

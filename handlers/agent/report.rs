@@ -234,4 +234,35 @@ mod tests {
         );
         assert_eq!(parse_answer(b"not json").usage_recorded, None);
     }
+
+    #[test]
+    fn a_renewed_sas_is_read_from_the_answer_and_never_shown() {
+        let answer = parse_answer(
+            br#"{"usageRecorded":true,"snapshotSas":{"sas":"sv=2020-12-06&sig=SECRET","expiresOn":"2026-12-02T12:00:00Z"}}"#,
+        );
+        let renewed = answer.snapshot_sas.as_ref().expect("a renewed SAS");
+        assert_eq!(renewed.sas.expose_secret(), "sv=2020-12-06&sig=SECRET");
+        assert_eq!(
+            renewed.expires_on,
+            "2026-12-02T12:00:00Z".parse::<DateTime<Utc>>().unwrap()
+        );
+        assert!(!format!("{answer:?}").contains("SECRET"));
+    }
+
+    #[test]
+    fn only_a_later_sas_replaces_the_one_held() {
+        let store = Arc::new(BlobStore::new("http://127.0.0.1:9/a/c", "sig=OLD".into()).unwrap());
+        let t = |s: &str| s.parse::<DateTime<Utc>>().unwrap();
+        let held = SnapshotSas::new(store, t("2026-12-02T12:00:00Z"));
+        let renew = |sas: &str, at: &str| RenewedSas {
+            sas: sas.into(),
+            expires_on: t(at),
+        };
+        held.renew(&renew("sig=EARLIER", "2026-12-02T11:00:00Z"));
+        assert_eq!(held.expires_on(), t("2026-12-02T12:00:00Z"));
+        held.renew(&renew("sig=NEW", "2026-12-02T16:00:00Z"));
+        assert_eq!(held.expires_on(), t("2026-12-02T16:00:00Z"));
+        let body = report_body(serde_json::json!({}), None, Some(&held));
+        assert_eq!(body["snapshotSas"]["expiresOn"], "2026-12-02T16:00:00Z");
+    }
 }

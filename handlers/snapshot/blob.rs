@@ -326,6 +326,8 @@ fn unescape(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
 
     #[test]
     fn a_list_page_gives_names_and_the_next_marker() {
@@ -349,6 +351,58 @@ mod tests {
         );
         let last = "<EnumerationResults><Blobs /><NextMarker /></EnumerationResults>";
         assert_eq!(parse_list(last), ListPage::default());
+    }
+
+    /// A Blob service under load, as documented for Put Blob: `503 Server
+    /// Busy` for the first `busy` requests, then `201 Created`; or always
+    /// `403 AuthenticationFailed` (a refused SAS). Counts what it got.
+    async fn busy_service(busy: usize, refuse: bool) -> (String, Arc<AtomicUsize>) {
+        let seen = Arc::new(AtomicUsize::new(0));
+        let counted = seen.clone();
+        let app = axum::Router::new().fallback(move || {
+            let n = counted.fetch_add(1, Ordering::SeqCst);
+            async move {
+                let (status, code) = if refuse {
+                    (403, "AuthenticationFailed")
+                } else if n < busy {
+                    (503, "ServerBusy")
+                } else {
+                    (201, "")
+                };
+                axum::response::Response::builder()
+                    .status(status)
+                    .header("x-ms-error-code", code)
+                    .body(axum::body::Body::empty())
+                    .unwrap()
+            }
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/acct/c", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        (url, seen)
+    }
+
+    #[tokio::test]
+    async fn transient_failures_are_retried_a_bounded_number_of_times() {
+        let (url, seen) = busy_service(2, false).await;
+        let store = BlobStore::new(&url, "sig=S".into()).unwrap();
+        store.put("a/b", b"x".to_vec()).await.unwrap();
+        assert_eq!(seen.load(Ordering::SeqCst), 3, "two 503s, then it landed");
+
+        let (url, seen) = busy_service(usize::MAX, false).await;
+        let store = BlobStore::new(&url, "sig=S".into()).unwrap();
+        let e = format!("{:#}", store.put("a/b", b"x".to_vec()).await.unwrap_err());
+        assert!(e.contains("503 ServerBusy"), "{e}");
+        assert_eq!(seen.load(Ordering::SeqCst), ATTEMPTS as usize);
+
+        let (url, seen) = busy_service(0, true).await;
+        let store = BlobStore::new(&url, "sig=S".into()).unwrap();
+        let e = format!("{:#}", store.get("a/b").await.unwrap_err());
+        assert!(
+            e.contains("refused the snapshot SAS") && !e.contains("sig="),
+            "{e}"
+        );
+        assert_eq!(seen.load(Ordering::SeqCst), 1, "a 403 is not retried");
     }
 
     #[test]
