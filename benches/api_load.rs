@@ -316,6 +316,7 @@ fn stopped_environment(user_id: &str, i: usize) -> Environment {
         idle_timeout_minutes: 30,
         repository: None,
         dotfiles_repository: None,
+        home_mode: Default::default(),
     };
     let mut e = Environment::new(
         new_id(),

@@ -66,6 +66,7 @@ fn environment(user: &str, i: usize) -> Environment {
         idle_timeout_minutes: 30,
         repository: None,
         dotfiles_repository: None,
+        home_mode: Default::default(),
     };
     let mut e = Environment::new(
         new_id(),

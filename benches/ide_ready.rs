@@ -74,7 +74,6 @@ impl Serve {
             cpu_sample: Duration::from_secs(15),
             session_check: dev8::agent_env::DEFAULT_SESSION_CHECK,
             report_interval: Duration::from_secs(60),
-            home_mode: dev8::compute::HomeMode::Direct,
             snapshot_interval: dev8::agent_env::DEFAULT_SNAPSHOT_INTERVAL,
             snapshot_blob: None,
         };

@@ -72,6 +72,7 @@ fn seed(path: &std::path::Path, total: usize) {
                 idle_timeout_minutes: 30,
                 repository: None,
                 dotfiles_repository: None,
+                home_mode: Default::default(),
             };
             let created = now - Duration::days(1);
             let mut e =

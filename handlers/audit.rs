@@ -33,6 +33,7 @@ pub enum Action {
     SecretSet,
     SecretDelete,
     CloneFailed,
+    FinalSnapshotMissed,
 }
 
 impl Action {
@@ -55,6 +56,7 @@ impl Action {
             Action::SecretSet => "secret.set",
             Action::SecretDelete => "secret.deleted",
             Action::CloneFailed => "environment.clone_failed",
+            Action::FinalSnapshotMissed => "environment.final_snapshot_missed",
         }
     }
 }

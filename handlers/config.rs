@@ -291,7 +291,7 @@ pub struct Settings {
     /// Where a local environment's home lives: `direct` (a persistent folder,
     /// the default) or `snapshot` (a scratch folder wiped at every start,
     /// restored from and kept as snapshots in a folder store).
-    #[arg(long, env = "DEV8_LOCAL_HOME_MODE", value_enum, default_value_t = HomeMode::Direct)]
+    #[arg(long, env = "DEV8_LOCAL_HOME_MODE", value_enum, default_value_t = HomeMode::Share)]
     pub local_home_mode: HomeMode,
     /// Snapshot mode: a full snapshot of a running environment's home this
     /// often (minutes); a crash loses at most this much work.
@@ -441,6 +441,11 @@ pub struct CosmosSettings {
 }
 
 impl Settings {
+    /// `DEV8_SNAPSHOT_INTERVAL_MINUTES` as a duration.
+    pub fn snapshot_interval(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(u64::from(self.snapshot_interval_minutes) * 60)
+    }
+
     /// The Blob account local compute keeps snapshots in
     /// (`DEV8_LOCAL_SNAPSHOT_BLOB_*`), if one is set.
     pub fn local_snapshot_account(

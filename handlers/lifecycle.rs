@@ -103,6 +103,8 @@ pub async fn create(
     spec.dotfiles_repository = crate::account::read(p.store.as_ref(), by.user_id)
         .await?
         .dotfiles_repository;
+    // Where its home lives is the deployment's choice, made once.
+    spec.home_mode = p.policy.home_modes.choose(spec.base_image, spec.storage_gb);
     let env = Environment::new(new_id(), by.user_id.to_string(), spec, now);
     let quotas = &p.policy.quotas;
     quotas

@@ -79,6 +79,12 @@ pub struct Policy {
     pub idle: crate::domain::IdleRules,
     /// How long a reconcile in progress waits before looking again.
     pub reconcile_interval: Duration,
+    /// How a new environment's home mode is chosen (local: the setting;
+    /// ACI: whether it fits the group's local disk).
+    pub home_modes: crate::domain::HomeModeRule,
+    /// Snapshot mode: a full snapshot this often while running (what a
+    /// crash may lose; the dashboard says so).
+    pub snapshot_interval: Duration,
     pub trusted_proxy_hops: usize,
     /// Bearer token for `GET /metrics` from anywhere but a direct loopback peer.
     pub metrics_token: Option<secrecy::SecretString>,

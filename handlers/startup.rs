@@ -9,7 +9,7 @@ use crate::azure_http::Identity;
 use crate::clock::{Clock, SystemClock};
 use crate::compute::{Compute, LocalCompute, LocalOptions};
 use crate::config::{ComputeKind, QueueKind, Settings, StoreKind};
-use crate::domain::{IdleRules, UrlRules};
+use crate::domain::{HomeModeRule, IdleRules, UrlRules};
 use crate::jobs::{sweep, worker};
 use crate::metrics::Metrics;
 use crate::platform::{JobContext, Platform, Policy};
@@ -39,6 +39,9 @@ pub struct Overrides {
     /// Without SMTP, write confirmation mail into the log (serve: yes;
     /// `functions`: no, password sign-up under an allowlist is refused).
     pub log_mail: Option<bool>,
+    /// Where snapshot SAS renewals come from, with an overridden `compute`
+    /// (tests: the ACI backend on the ARM fake).
+    pub snapshot_grants: Option<Arc<dyn crate::snapshot_grant::GrantAuthority>>,
 }
 
 pub struct Application {
@@ -91,6 +94,13 @@ fn policy(settings: &Settings, public_url: String) -> Policy {
             warning_minutes: settings.idle_warning_minutes,
         },
         reconcile_interval: Duration::from_millis(settings.reconcile_interval_ms.max(50)),
+        home_modes: match settings.compute {
+            ComputeKind::Local => HomeModeRule::Always(settings.local_home_mode),
+            ComputeKind::Aci => HomeModeRule::FitsLocalDisk {
+                local_disk_gb: settings.aci.local_disk_gb,
+            },
+        },
+        snapshot_interval: settings.snapshot_interval(),
         trusted_proxy_hops: settings.trusted_proxy_hops,
         metrics_token: settings.metrics_token.clone(),
         session_hours: 12,
@@ -323,25 +333,38 @@ pub async fn wire(
     let reconciles: Arc<dyn Reconciles> = Arc::new(QueueReconciles::new(queue.clone()));
     // Environments in snapshot mode with a Blob store get their SAS renewed
     // through the report's answer.
+    // (Local: a fixed account; ACI: the workspace account, its key read
+    // through ARM by the backend.)
     let snapshot_account = match settings.compute {
         ComputeKind::Local => settings.local_snapshot_account()?,
         ComputeKind::Aci => None,
     };
+    let mut snapshot_grants = overrides.snapshot_grants.or_else(|| {
+        snapshot_account
+            .clone()
+            .map(|a| Arc::new(a) as Arc<dyn crate::snapshot_grant::GrantAuthority>)
+    });
     let compute: Arc<dyn Compute> = match overrides.compute {
         Some(c) => c,
         None => match settings.compute {
             ComputeKind::Local => {
                 let mut opts = LocalOptions::new(data_dir, settings.code_server.as_deref())?;
-                opts.home_mode = settings.local_home_mode;
-                opts.snapshot_interval =
-                    Duration::from_secs(u64::from(settings.snapshot_interval_minutes) * 60);
+                opts.snapshot_interval = settings.snapshot_interval();
                 opts.snapshot_blob = snapshot_account.clone();
                 Arc::new(LocalCompute::new(opts, reconciles.clone())?)
             }
-            ComputeKind::Aci => Arc::new(
-                crate::compute::aci::AciCompute::from_settings(&settings.aci, &identity)
-                    .context("setting up DEV8_COMPUTE=aci")?,
-            ),
+            ComputeKind::Aci => {
+                let aci = Arc::new(
+                    crate::compute::aci::AciCompute::from_settings(&settings.aci, &identity)
+                        .context("setting up DEV8_COMPUTE=aci")?
+                        .with_snapshot_interval(settings.snapshot_interval())
+                        .with_snapshot_sas_lifetime(Duration::from_secs(u64::from(
+                            settings.snapshot_sas_lifetime_seconds,
+                        ))),
+                );
+                snapshot_grants = Some(aci.clone());
+                aci
+            }
         },
     };
     let mailer: Option<Arc<dyn crate::mail::Mailer>> =
@@ -354,8 +377,6 @@ pub async fn wire(
         Some(cs) => Some(crate::metrics::appinsights::Exporter::from_connection_string(cs)?),
         None => None,
     };
-    let snapshot_grants =
-        snapshot_account.map(|a| Arc::new(a) as Arc<dyn crate::snapshot_grant::GrantAuthority>);
     let platform = Arc::new(Platform {
         store,
         reconciles,

@@ -82,6 +82,13 @@ param sweepSchedule string = '0 */5 * * * *'
 @description('X-Forwarded-For hops to trust: the Static Web App\'s proxy in front of the Function App.')
 param trustedProxyHops int = 1
 param reconcileIntervalMs int = 5000
+@description('A container group\'s local disk (GB): environments whose storage + image + 2 GB fit get snapshot mode (home on local disk, snapshots in Blob); 0 turns snapshot mode off. About 50 GB per Microsoft Q&A answers; not documented (docs/aci.md).')
+@minValue(0)
+param aciLocalDiskGb int = 50
+@description('Snapshot mode: a snapshot of a running environment\'s home this often (minutes); a crash loses at most this much work.')
+@minValue(1)
+@maxValue(1440)
+param snapshotIntervalMinutes int = 10
 
 // Where the day-one alerts (infra/modules/alerts.bicep) are mailed; empty: portal only.
 param alertEmail string = ''
@@ -207,6 +214,8 @@ module app 'modules/functionapp.bicep' = {
     sweepSchedule: sweepSchedule
     trustedProxyHops: trustedProxyHops
     reconcileIntervalMs: reconcileIntervalMs
+    aciLocalDiskGb: aciLocalDiskGb
+    snapshotIntervalMinutes: snapshotIntervalMinutes
     githubClientId: githubClientId
     githubUrl: githubUrl
     githubApiUrl: githubApiUrl

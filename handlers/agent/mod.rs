@@ -10,6 +10,7 @@
 pub mod activity;
 pub mod code_server;
 pub mod extension;
+pub mod final_snapshot;
 pub mod proxy;
 pub mod report;
 pub mod session;
@@ -26,7 +27,7 @@ use axum::body::Body;
 use axum::extract::{Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use code_server::{CodeServer, Running};
 use secrecy::{ExposeSecret, SecretString};
 use session::Sessions;
@@ -160,6 +161,8 @@ struct Agent {
     /// The script that seeds the starter project as trusted in the browser
     /// (`trust.rs`); `None` for an environment created from a repository.
     trust_script: Option<String>,
+    /// The final snapshot a stop asks for (snapshot mode).
+    finals: final_snapshot::Finals,
 }
 
 impl Agent {
@@ -204,6 +207,7 @@ pub async fn run(
     let jwks: serde_json::Value =
         serde_json::from_str(&config.jwks).context("the JWKS is not JSON")?;
     let keys = KeySet::verifier_from_jwks(&jwks).context("reading the control plane's keys")?;
+    let control_keys = KeySet::verifier_from_jwks(&jwks)?;
     anyhow::ensure!(
         config.code_server.is_file(),
         "code-server not found at {}",
@@ -283,6 +287,12 @@ pub async fn run(
             .is_none()
             .then(|| trust::script(&cs.workspace()))
             .flatten(),
+        finals: final_snapshot::Finals::new(
+            control_keys,
+            &config.environment_id,
+            &config.issuer,
+            keeper.is_some(),
+        ),
     });
 
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -398,11 +408,14 @@ pub async fn run(
     let router = Router::new()
         .route("/_dev8/healthz", get(healthz))
         .route("/_dev8/session", get(redeem))
+        .route("/_dev8/final-snapshot", post(ask_final_snapshot))
         .fallback(proxy_request)
         .with_state(agent.clone());
-    let mut http_stop = stop_rx.clone();
+    // The server outlives the IDE: after a final snapshot it still answers
+    // how it went, until the group is stopped.
+    let (server_stop_tx, mut server_stop) = watch::channel(false);
     let stopped = async move {
-        let _ = http_stop.wait_for(|s| *s).await;
+        let _ = server_stop.wait_for(|s| *s).await;
     };
     let server = tokio::spawn(async move {
         match listener {
@@ -424,10 +437,12 @@ pub async fn run(
             std::future::pending::<()>().await;
         }
     };
-    tokio::select! {
-        _ = shutdown => tracing::info!("stopping"),
-        _ = lifeline => {}
-    }
+    tokio::pin!(shutdown, lifeline);
+    let asked = tokio::select! {
+        _ = &mut shutdown => { tracing::info!("stopping"); false }
+        _ = &mut lifeline => false,
+        _ = agent.finals.asked() => true,
+    };
     let _ = stop_tx.send(true);
     let _ = supervisor.await;
     let _ = tokio::join!(
@@ -444,11 +459,29 @@ pub async fn run(
         tracing::info!(killed, "ended the environment's remaining processes");
     }
     // The final snapshot, with nothing left writing to the home.
-    if let Some(k) = &keeper
-        && let Err(e) = k.take().await
-    {
-        tracing::error!(error = %format!("{e:#}"), "the final snapshot failed; the previous one is kept");
+    if let Some(k) = &keeper {
+        let outcome = match k.take().await {
+            Ok(()) => final_snapshot::State::Saved {
+                last_at: k.status().last_at,
+            },
+            Err(e) => {
+                tracing::error!(error = %format!("{e:#}"), "the final snapshot failed; the previous one is kept");
+                final_snapshot::State::Failed {
+                    error: format!("{e:#}"),
+                }
+            }
+        };
+        agent.finals.finish(outcome);
     }
+    if asked {
+        // Asked by the control plane: it learns the outcome from the next
+        // request, then stops the group.
+        tokio::select! {
+            _ = &mut shutdown => tracing::info!("stopping"),
+            _ = &mut lifeline => {}
+        }
+    }
+    let _ = server_stop_tx.send(true);
     let _ = tokio::time::timeout(Duration::from_secs(2), server).await;
     Ok(())
 }
@@ -566,6 +599,11 @@ async fn healthz(
             .into_response()
     };
     no_store(r)
+}
+
+/// `POST /_dev8/final-snapshot` (see `final_snapshot`).
+async fn ask_final_snapshot(State(agent): State<Arc<Agent>>, headers: HeaderMap) -> Response {
+    no_store(agent.finals.ask(&headers))
 }
 
 /// `GET /_dev8/session?ticket=...`: redeem a ticket, set the cookie, 303 to `/`.

@@ -32,6 +32,9 @@ pub enum TokenKind {
     /// The link mailed to confirm a password account's address; its `jti`
     /// must be the account's current link id, `aud=dev8-email-confirm`.
     EmailConfirm,
+    /// The control plane talking to one environment's agent (a stop asking
+    /// for the final snapshot), `aud=agent-control:<id>`; minutes long.
+    AgentControl,
 }
 
 impl TokenKind {
@@ -42,6 +45,7 @@ impl TokenKind {
             TokenKind::Agent => "agent",
             TokenKind::Device => "device",
             TokenKind::EmailConfirm => "email-confirm",
+            TokenKind::AgentControl => "agent-control",
         }
     }
 
@@ -54,6 +58,7 @@ impl TokenKind {
             TokenKind::Agent => format!("agent:{environment_id}"),
             TokenKind::Device => DEVICE_AUDIENCE.to_string(),
             TokenKind::EmailConfirm => EMAIL_CONFIRM_AUDIENCE.to_string(),
+            TokenKind::AgentControl => format!("agent-control:{environment_id}"),
         }
     }
 }

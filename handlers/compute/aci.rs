@@ -10,12 +10,15 @@
 //! loopback. Only 443 is exposed. See `docs/aci.md`.
 
 use super::arm::{ArmClient, ArmError, Provisioning, RetryPolicy, provisioning_state};
-use super::{AgentParams, Compute, ComputeError, ComputeResult, ManagedEnvironment};
+use super::{AgentParams, Compute, ComputeError, ComputeResult, FinalSnapshot, ManagedEnvironment};
 use crate::agent_env;
-use crate::domain::{Environment, Observed, StepNote, steps};
+use crate::domain::{Environment, HomeMode, Observed, StepNote, steps};
+use crate::snapshot_grant::{self, BlobAccount, SnapshotGrant};
+use crate::storage_sas::SasProtocol;
 use async_trait::async_trait;
 use azure_core::credentials::TokenCredential;
 use clap::Args;
+use secrecy::SecretString;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -34,6 +37,10 @@ pub const STORAGE_API: &str = "2023-05-01";
 pub const HOME_PATH: &str = "/home/dev";
 /// Where the share is mounted in the TLS container (certificate cache).
 pub const TLS_DATA_PATH: &str = "/data";
+/// Snapshot mode: the quota (GB, the smallest a share takes) of the share
+/// that holds only the TLS container's data (its ACME account and
+/// certificates, a few KB).
+pub const TLS_SHARE_QUOTA_GB: u16 = 1;
 /// The only port the group exposes.
 pub const HTTPS_PORT: u16 = 443;
 /// The agent's listen address inside the group (loopback: only the TLS
@@ -41,6 +48,8 @@ pub const HTTPS_PORT: u16 = 443;
 pub const AGENT_LISTEN: &str = "127.0.0.1:8080";
 /// The agent's readiness path, served through the TLS container.
 pub const READINESS_PATH: &str = "/_dev8/healthz";
+/// Where a stop asks the agent for its final snapshot (snapshot mode).
+pub const FINAL_SNAPSHOT_PATH: &str = "/_dev8/final-snapshot";
 /// The DNS-label reuse scope: the FQDN's hash is derived from the label and
 /// our tenant, so no other tenant can ever take a deleted environment's name,
 /// while a group Dev8 recreates for the same environment keeps its FQDN (and
@@ -49,6 +58,13 @@ pub const DNS_LABEL_SCOPE: &str = "TenantReuse";
 /// Resources the TLS container takes out of the environment's allocation.
 pub const TLS_CPU: f64 = 0.1;
 pub const TLS_MEMORY_GB: f64 = 0.2;
+
+/// How long a workspace account key read for SAS renewals is reused: a
+/// rotated key reaches renewals within this, and `listKeys` is asked at
+/// most this often however many agents report.
+pub const KEY_REUSE: Duration = Duration::from_secs(300);
+/// At most this many leftover snapshot objects are removed per stop.
+const PRUNE_BUDGET: usize = 200;
 
 /// Tag keys on every container group Dev8 makes.
 pub const TAG_MANAGED: &str = "dev8-managed";
@@ -79,6 +95,14 @@ pub struct AciSettings {
     /// Resource id of the user-assigned identity with AcrPull only, attached to every group.
     #[arg(long, env = "DEV8_ACR_PULL_IDENTITY")]
     pub acr_pull_identity: Option<String>,
+    /// A container group's local disk (GB), shared by its images and, in
+    /// snapshot mode, the home: a new environment gets snapshot mode when
+    /// its `storageGB` + its image + a staging margin fit (`HomeModeRule`),
+    /// else its home on an Azure Files share; 0 turns snapshot mode off.
+    /// Microsoft's answers on Q&A put it at about 50 GB per group; it is
+    /// not documented, so it is a setting (docs/aci.md).
+    #[arg(long, env = "DEV8_ACI_LOCAL_DISK_GB", default_value_t = 50)]
+    pub local_disk_gb: u32,
     /// ARM base URL (tests point it at loopback).
     #[arg(
         long,
@@ -137,8 +161,13 @@ impl AciSettings {
 /// Names of one environment's resources, all derived from its id.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Names {
+    /// The environment's id.
+    pub id: String,
     pub group: String,
+    /// The home's share (share mode).
     pub share: String,
+    /// The TLS container's own share (snapshot mode: the home is not on a share).
+    pub tls_share: String,
     pub dns_label: String,
 }
 
@@ -157,8 +186,10 @@ impl Names {
             ));
         }
         Ok(Names {
+            id: id.to_string(),
             group: format!("dev8-{id}"),
             share: format!("dev8-{id}"),
+            tls_share: format!("dev8-{id}-tls"),
             dns_label: format!("dev8-{id}"),
         })
     }
@@ -202,15 +233,60 @@ impl ReadinessProbe {
         })
     }
 
-    fn url(&self, fqdn: &str) -> String {
+    fn url(&self, fqdn: &str, path: &str) -> String {
         match self.port {
-            Some(p) => format!("{}://{fqdn}:{p}{READINESS_PATH}", self.scheme),
-            None => format!("{}://{fqdn}{READINESS_PATH}", self.scheme),
+            Some(p) => format!("{}://{fqdn}:{p}{path}", self.scheme),
+            None => format!("{}://{fqdn}{path}", self.scheme),
+        }
+    }
+
+    /// Ask the agent for its final snapshot (`agent::final_snapshot`), the
+    /// way readiness is asked: through the TLS container at the FQDN.
+    async fn final_snapshot(&self, fqdn: &str, token: &str) -> FinalSnapshot {
+        let sent = self
+            .client
+            .post(self.url(fqdn, FINAL_SNAPSHOT_PATH))
+            .header(
+                crate::auth::tokens::DEV8_AUTHORIZATION,
+                format!("Bearer {token}"),
+            )
+            .send()
+            .await;
+        let r = match sent {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::debug!(%fqdn, error = %e.without_url(), "the agent did not answer");
+                return FinalSnapshot::Unreachable;
+            }
+        };
+        let status = r.status();
+        let body: Value = r.json().await.unwrap_or(Value::Null);
+        match (status.as_u16(), body.get("state").and_then(Value::as_str)) {
+            (202, _) | (200, Some("saving")) => FinalSnapshot::Saving,
+            (200, Some("saved")) => FinalSnapshot::Saved {
+                last_at: body
+                    .get("lastAt")
+                    .and_then(|v| serde_json::from_value(v.clone()).ok()),
+            },
+            (200, Some("failed")) => FinalSnapshot::Failed {
+                error: body
+                    .get("error")
+                    .and_then(Value::as_str)
+                    .unwrap_or("unknown")
+                    .chars()
+                    .take(300)
+                    .collect(),
+            },
+            (401 | 403 | 404, _) => FinalSnapshot::Failed {
+                error: format!("the agent refused the request ({status})"),
+            },
+            // The TLS container answers 502 while the agent is not up.
+            _ => FinalSnapshot::Unreachable,
         }
     }
 
     async fn ready(&self, fqdn: &str) -> bool {
-        match self.client.get(self.url(fqdn)).send().await {
+        match self.client.get(self.url(fqdn, READINESS_PATH)).send().await {
             Ok(r) => r.status().is_success(),
             Err(e) => {
                 tracing::debug!(%fqdn, error = %e.without_url(), "agent not ready yet");
@@ -242,6 +318,17 @@ impl Default for Timing {
 pub struct AciCompute {
     arm: ArmClient,
     cfg: AciConfig,
+    /// Snapshot mode: the agent snapshots the home this often.
+    snapshot_interval: Duration,
+    /// The workspace account's Blob service when it is not Azure's public
+    /// one (tests: a loopback stand-in).
+    blob_endpoint: Option<String>,
+    /// How long an agent's snapshot SAS is valid (`DEV8_SNAPSHOT_SAS_LIFETIME_SECONDS`).
+    sas_lifetime: Duration,
+    /// The workspace account key as `listKeys` last gave it, and when: SAS
+    /// renewals (every snapshot-mode agent's report asks) reuse it for
+    /// `KEY_REUSE` instead of an ARM call each.
+    key_cache: std::sync::Mutex<Option<(String, std::time::Instant)>>,
     probe: ReadinessProbe,
     timing: Timing,
     capabilities: OnceCell<Capabilities>,
@@ -268,6 +355,10 @@ impl AciCompute {
         Ok(AciCompute {
             arm: ArmClient::new(&cfg.arm_endpoint, credential, retry)?,
             cfg,
+            snapshot_interval: agent_env::DEFAULT_SNAPSHOT_INTERVAL,
+            blob_endpoint: None,
+            sas_lifetime: snapshot_grant::DEFAULT_LIFETIME,
+            key_cache: std::sync::Mutex::new(None),
             probe: ReadinessProbe::https()?,
             timing: Timing::default(),
             capabilities: OnceCell::new(),
@@ -291,6 +382,25 @@ impl AciCompute {
     /// Reach agents another way (tests: a loopback resolver; private DNS).
     pub fn with_readiness_probe(mut self, probe: ReadinessProbe) -> Self {
         self.probe = probe;
+        self
+    }
+
+    /// Snapshot mode: how often the agent snapshots the home
+    /// (`DEV8_SNAPSHOT_INTERVAL_MINUTES`).
+    pub fn with_snapshot_interval(mut self, every: Duration) -> Self {
+        self.snapshot_interval = every;
+        self
+    }
+
+    /// How long an agent's snapshot SAS is valid.
+    pub fn with_snapshot_sas_lifetime(mut self, lifetime: Duration) -> Self {
+        self.sas_lifetime = lifetime;
+        self
+    }
+
+    /// Reach the workspace account's Blob service elsewhere (tests).
+    pub fn with_blob_endpoint(mut self, endpoint: &str) -> Self {
+        self.blob_endpoint = Some(endpoint.trim_end_matches('/').to_string());
         self
     }
 
@@ -322,12 +432,20 @@ impl AciCompute {
         )
     }
 
-    fn share_path(&self, n: &Names) -> String {
+    fn share_path(&self, share: &str) -> String {
         format!(
-            "{}/fileServices/default/shares/{}",
+            "{}/fileServices/default/shares/{share}",
             self.account_path(),
-            n.share
         )
+    }
+
+    /// The share an environment always has while it exists: its home's in
+    /// share mode, its TLS container's in snapshot mode.
+    fn kept_share<'n>(env: &Environment, n: &'n Names) -> &'n str {
+        match env.home_mode {
+            HomeMode::Share => &n.share,
+            HomeMode::Snapshot => &n.tls_share,
+        }
     }
 
     fn image(&self, env: &Environment) -> String {
@@ -372,11 +490,16 @@ impl AciCompute {
             .copied()
     }
 
-    /// The share (idempotent PUT: same name, same quota).
+    /// The environment's share (idempotent PUT: same name, same quota):
+    /// the home (share mode) or the TLS container's data (snapshot mode).
     async fn ensure_share(&self, env: &Environment, n: &Names) -> ComputeResult<()> {
+        let quota = match env.home_mode {
+            HomeMode::Share => env.storage_gb,
+            HomeMode::Snapshot => TLS_SHARE_QUOTA_GB,
+        };
         let body = json!({
             "properties": {
-                "shareQuota": env.storage_gb,
+                "shareQuota": quota,
                 "enabledProtocols": "SMB",
                 "metadata": {
                     "dev8managed": "true",
@@ -386,10 +509,27 @@ impl AciCompute {
             }
         });
         self.arm
-            .put(&self.share_path(n), STORAGE_API, &body)
+            .put(
+                &self.share_path(Self::kept_share(env, n)),
+                STORAGE_API,
+                &body,
+            )
             .await
             .map_err(arm_err("create the workspace share"))?;
         Ok(())
+    }
+
+    /// The workspace account's key, from `listKeys` at most every
+    /// `KEY_REUSE` (what SAS renewals sign with).
+    async fn recent_account_key(&self) -> ComputeResult<String> {
+        if let Some((key, at)) = self.key_cache.lock().expect("key cache").clone()
+            && at.elapsed() < KEY_REUSE
+        {
+            return Ok(key);
+        }
+        let key = self.account_key().await?;
+        *self.key_cache.lock().expect("key cache") = Some((key.clone(), std::time::Instant::now()));
+        Ok(key)
     }
 
     /// The workspace account's key (ACI mounts Azure Files with it). Never logged.
@@ -414,12 +554,19 @@ impl AciCompute {
 
     /// The container-group body (documented in docs/aci.md and asserted by
     /// `tests/it/aci.rs`).
+    ///
+    /// Share mode: the share `dev8-<id>` is the agent's home and the TLS
+    /// container's `/data`. Snapshot mode: the home is an `emptyDir` volume
+    /// on the group's local disk, the agent gets its snapshot store
+    /// (`snapshots`: the container's URL, its SAS as a `secureValue`, the
+    /// interval), and only the TLS container mounts a share, `dev8-<id>-tls`.
     pub fn group_body(
         &self,
         env: &Environment,
         n: &Names,
         agent: &AgentParams,
         account_key: &str,
+        snapshots: Option<&SnapshotGrant>,
     ) -> Value {
         let cpu = f64::from(env.cpu_cores);
         let mem = f64::from(env.memory_gb);
@@ -444,11 +591,42 @@ impl AciCompute {
             secret: false,
         }])
         .chain(super::setup_variables(env))
+        .chain(
+            snapshots
+                .map(|g| self.snapshot_variables(g))
+                .into_iter()
+                .flatten(),
+        )
         .map(|v| {
             let kind = if v.secret { "secureValue" } else { "value" };
             json!({ "name": v.name, kind: v.value })
         })
         .collect();
+        let azure_file = |share: &str| {
+            json!({
+                "shareName": share,
+                "storageAccountName": self.cfg.storage_account,
+                "storageAccountKey": account_key,
+                "readOnly": false
+            })
+        };
+        // Snapshot mode: the home on the group's local disk (an `emptyDir`,
+        // not the image's writable layer: no copy-up of what the image has
+        // under /home/dev, and emptied with the group, as the agent expects:
+        // it restores the home at every start), the TLS data on its share.
+        let (tls_volume, volumes) = match env.home_mode {
+            HomeMode::Share => (
+                "home",
+                json!([{ "name": "home", "azureFile": azure_file(&n.share) }]),
+            ),
+            HomeMode::Snapshot => (
+                "tls",
+                json!([
+                    { "name": "home", "emptyDir": {} },
+                    { "name": "tls", "azureFile": azure_file(&n.tls_share) }
+                ]),
+            ),
+        };
         json!({
             "location": self.cfg.region,
             "tags": tags,
@@ -498,24 +676,26 @@ impl AciCompute {
                                 "requests": { "cpu": TLS_CPU, "memoryInGB": TLS_MEMORY_GB }
                             },
                             "volumeMounts": [
-                                { "name": "home", "mountPath": TLS_DATA_PATH, "readOnly": false }
+                                { "name": tls_volume, "mountPath": TLS_DATA_PATH, "readOnly": false }
                             ]
                         }
                     }
                 ],
-                "volumes": [
-                    {
-                        "name": "home",
-                        "azureFile": {
-                            "shareName": n.share,
-                            "storageAccountName": self.cfg.storage_account,
-                            "storageAccountKey": account_key,
-                            "readOnly": false
-                        }
-                    }
-                ]
+                "volumes": volumes
             }
         })
+    }
+
+    /// Snapshot mode: where the agent keeps the home's snapshots (the
+    /// container's URL and its SAS, a secret) and how often.
+    fn snapshot_variables(&self, g: &SnapshotGrant) -> Vec<agent_env::Variable> {
+        let mut vars = g.variables();
+        vars.push(agent_env::Variable {
+            name: agent_env::SNAPSHOT_INTERVAL_MS.into(),
+            value: self.snapshot_interval.as_millis().to_string(),
+            secret: false,
+        });
+        vars
     }
 
     async fn check_size(&self, env: &Environment) -> ComputeResult<()> {
@@ -535,7 +715,8 @@ impl AciCompute {
         Ok(())
     }
 
-    /// Create or update the group (the share first: it is mounted).
+    /// Create or update the group (the share first: it is mounted; in
+    /// snapshot mode a fresh SAS for the environment's snapshot container).
     async fn put_group(
         &self,
         env: &Environment,
@@ -545,13 +726,42 @@ impl AciCompute {
         self.check_size(env).await?;
         self.ensure_share(env, n).await?;
         let key = self.account_key().await?;
-        let body = self.group_body(env, n, agent, &key);
+        let grant = match env.home_mode {
+            HomeMode::Share => None,
+            HomeMode::Snapshot => Some(self.snapshot_grant(env, &key).await?),
+        };
+        let body = self.group_body(env, n, agent, &key, grant.as_ref());
         match self.arm.put(&self.group_path(n), ACI_API, &body).await {
             Ok(_) => Ok(()),
             // A concurrent PUT of the same group is under way: same name, same group.
             Err(e) if e.status() == Some(409) => Ok(()),
             Err(e) => Err(arm_err("create the container group")(e)),
         }
+    }
+
+    /// The workspace account's Blob service, signed for with `key`.
+    fn blob_account(&self, key: &str) -> BlobAccount {
+        let mut account = BlobAccount::azure(
+            &self.cfg.storage_account,
+            SecretString::from(key.to_string()),
+        );
+        account.lifetime = self.sas_lifetime;
+        if let Some(endpoint) = &self.blob_endpoint {
+            account.endpoint = endpoint.clone();
+            if endpoint.starts_with("http://") {
+                account.protocol = SasProtocol::HttpsAndHttp;
+            }
+        }
+        account
+    }
+
+    /// Snapshot mode: the environment's Blob container (made if missing)
+    /// and a fresh agent SAS for it. Its times are the wall clock's: Azure
+    /// Storage checks them against its own.
+    async fn snapshot_grant(&self, env: &Environment, key: &str) -> ComputeResult<SnapshotGrant> {
+        snapshot_grant::grant(&self.blob_account(key), &env.id, chrono::Utc::now())
+            .await
+            .map_err(|e| ComputeError::Transient(e.context("preparing the snapshot store")))
     }
 
     async fn group(&self, n: &Names) -> ComputeResult<Option<Value>> {
@@ -561,10 +771,10 @@ impl AciCompute {
             .map_err(arm_err("read the container group"))
     }
 
-    async fn share_exists(&self, n: &Names) -> ComputeResult<bool> {
+    async fn share_exists(&self, share: &str) -> ComputeResult<bool> {
         Ok(self
             .arm
-            .get(&self.share_path(n), STORAGE_API)
+            .get(&self.share_path(share), STORAGE_API)
             .await
             .map_err(arm_err("read the workspace share"))?
             .is_some())
@@ -596,10 +806,18 @@ impl AciCompute {
                 return Ok(false);
             }
         }
-        self.arm
-            .delete(&self.share_path(n), STORAGE_API)
+        // Both shares and the snapshot container: an orphan's mode is not
+        // known, and deleting what does not exist is a no-op.
+        for share in [&n.share, &n.tls_share] {
+            self.arm
+                .delete(&self.share_path(share), STORAGE_API)
+                .await
+                .map_err(arm_err("delete the workspace share"))?;
+        }
+        let key = self.account_key().await?;
+        snapshot_grant::delete_container(&self.blob_account(&key), &n.id, chrono::Utc::now())
             .await
-            .map_err(arm_err("delete the workspace share"))?;
+            .map_err(|e| ComputeError::Transient(e.context("deleting the snapshot container")))?;
         Ok(true)
     }
 }
@@ -705,8 +923,9 @@ impl Compute for AciCompute {
     async fn observe(&self, env: &Environment) -> ComputeResult<Observed> {
         let n = Names::for_id(&env.id)?;
         let Some(group) = self.group(&n).await? else {
-            // No group: a share alone is a stopped environment (its home is kept).
-            return Ok(if self.share_exists(&n).await? {
+            // No group: a share alone is a stopped environment (its home,
+            // or in snapshot mode its certificate, is kept).
+            return Ok(if self.share_exists(Self::kept_share(env, &n)).await? {
                 Observed::Stopped
             } else {
                 Observed::Absent
@@ -798,6 +1017,29 @@ impl Compute for AciCompute {
         }
     }
 
+    async fn final_snapshot(&self, env: &Environment, token: &str) -> ComputeResult<FinalSnapshot> {
+        if env.home_mode != HomeMode::Snapshot {
+            return Ok(FinalSnapshot::NotNeeded);
+        }
+        let n = Names::for_id(&env.id)?;
+        let Some(group) = self.group(&n).await? else {
+            return Ok(FinalSnapshot::NotNeeded);
+        };
+        let running = group
+            .pointer("/properties/instanceView/state")
+            .and_then(Value::as_str)
+            == Some("Running");
+        let fqdn = group
+            .pointer("/properties/ipAddress/fqdn")
+            .and_then(Value::as_str);
+        match fqdn {
+            Some(fqdn) if running => Ok(self.probe.final_snapshot(fqdn, token).await),
+            // Stopped (or never up): its agent is not running, nothing to save.
+            _ if !running => Ok(FinalSnapshot::NotNeeded),
+            _ => Ok(FinalSnapshot::Unreachable),
+        }
+    }
+
     async fn stop(&self, env: &Environment) -> ComputeResult<()> {
         let n = Names::for_id(&env.id)?;
         if self.group(&n).await?.is_none() {
@@ -808,10 +1050,33 @@ impl Compute for AciCompute {
             .post(&format!("{}/stop", self.group_path(&n)), ACI_API)
             .await
         {
-            Ok(_) => Ok(()),
-            Err(e) if matches!(e.status(), Some(404 | 409)) => Ok(()),
-            Err(e) => Err(arm_err("stop the container group")(e)),
+            Ok(_) => {}
+            Err(e) if matches!(e.status(), Some(404 | 409)) => {}
+            Err(e) => return Err(arm_err("stop the container group")(e)),
         }
+        if env.home_mode == HomeMode::Snapshot {
+            // What the agent left behind (housekeeping: never fails the stop).
+            let pruned = async {
+                let key = self.recent_account_key().await?;
+                snapshot_grant::prune(
+                    &self.blob_account(&key),
+                    &env.id,
+                    chrono::Utc::now(),
+                    PRUNE_BUDGET,
+                )
+                .await
+            };
+            match pruned.await {
+                Ok(0) => {}
+                Ok(n) => {
+                    tracing::info!(environment = %env.id, removed = n, "pruned leftover snapshot objects")
+                }
+                Err(e) => {
+                    tracing::warn!(environment = %env.id, error = %format!("{e:#}"), "could not prune snapshots")
+                }
+            }
+        }
+        Ok(())
     }
 
     async fn delete(&self, env: &Environment) -> ComputeResult<()> {
@@ -836,6 +1101,17 @@ impl Compute for AciCompute {
         let n = Names::for_id(&found.environment_id)?;
         tracing::info!(group = %n.group, "removing an orphaned container group and its share");
         self.remove(&n).await.map(|_| ())
+    }
+}
+
+/// Snapshot-mode agents on ACI get their SAS renewed through the periodic
+/// report's answer (`Platform::snapshot_grants`): the workspace account,
+/// signed with its key. The API sees only this trait, never `Compute`.
+#[async_trait]
+impl snapshot_grant::GrantAuthority for AciCompute {
+    async fn account(&self) -> anyhow::Result<BlobAccount> {
+        let key = self.recent_account_key().await?;
+        Ok(self.blob_account(&key))
     }
 }
 

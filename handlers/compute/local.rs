@@ -85,9 +85,6 @@ pub struct LocalOptions {
     pub session_check: Duration,
     /// How often agents send their periodic report (usage).
     pub report_interval: Duration,
-    /// Where new environments' homes live (`DEV8_LOCAL_HOME_MODE`); an
-    /// environment keeps the mode it was created in.
-    pub home_mode: HomeMode,
     /// Snapshot mode: the periodic snapshot's interval.
     pub snapshot_interval: Duration,
     /// Snapshot mode: keep snapshots in a Blob container per environment in
@@ -111,7 +108,6 @@ impl LocalOptions {
             cpu_sample: Duration::from_secs(15),
             session_check: agent_env::DEFAULT_SESSION_CHECK,
             report_interval: Duration::from_secs(60),
-            home_mode: HomeMode::Direct,
             snapshot_interval: agent_env::DEFAULT_SNAPSHOT_INTERVAL,
             snapshot_blob: None,
         })
@@ -253,16 +249,21 @@ impl LocalCompute {
         self.opts.data_dir.join("environments").join(id)
     }
 
-    /// An environment's home mode: the one it was created in (its
-    /// snapshots folder, or its direct home, exists), else the setting. So
-    /// changing `DEV8_LOCAL_HOME_MODE` never hides an existing home.
-    pub fn home_mode(&self, id: &str) -> HomeMode {
+    /// An environment's home mode: the one its folders show (its snapshots
+    /// folder, or its direct home, exists: so a record from before home
+    /// modes, which reads as `share`, keeps the home it has), else the one
+    /// its record was created with (`DEV8_LOCAL_HOME_MODE` at the time).
+    pub fn home_mode(&self, env: &Environment) -> HomeMode {
+        self.home_mode_on_disk(&env.id).unwrap_or(env.home_mode)
+    }
+
+    fn home_mode_on_disk(&self, id: &str) -> Option<HomeMode> {
         if self.snapshot_dir(id).is_dir() {
-            HomeMode::Snapshot
+            Some(HomeMode::Snapshot)
         } else if self.env_dir(id).join("home").is_dir() {
-            HomeMode::Direct
+            Some(HomeMode::Share)
         } else {
-            self.opts.home_mode
+            None
         }
     }
 
@@ -270,9 +271,9 @@ impl LocalCompute {
     /// scratch copy, wiped at every start and restored from the snapshots
     /// (snapshot mode).
     pub fn home(&self, id: &str) -> PathBuf {
-        match self.home_mode(id) {
-            HomeMode::Direct => self.env_dir(id).join("home"),
-            HomeMode::Snapshot => self.env_dir(id).join("scratch/home"),
+        match self.home_mode_on_disk(id) {
+            Some(HomeMode::Snapshot) => self.env_dir(id).join("scratch/home"),
+            _ => self.env_dir(id).join("home"),
         }
     }
 
@@ -313,8 +314,7 @@ impl LocalCompute {
         env: &Environment,
         grant: Option<&SnapshotGrant>,
     ) -> anyhow::Result<PathBuf> {
-        let mode = self.home_mode(&env.id);
-        let home = self.home(&env.id);
+        let mode = self.home_mode(env);
         let mut fresh = false;
         if mode == HomeMode::Snapshot {
             // A new start gets empty local disk, as a new container group
@@ -332,6 +332,7 @@ impl LocalCompute {
             let store = self.snapshot_dir(&env.id);
             std::fs::create_dir_all(&store)
                 .with_context(|| format!("creating {}", store.display()))?;
+            let home = self.home(&env.id);
             std::fs::create_dir_all(&home)
                 .with_context(|| format!("creating {}", home.display()))?;
             // Only a new environment gets the starter project.
@@ -343,8 +344,9 @@ impl LocalCompute {
                 None => !snapshot::has_snapshot(&FolderStore::new(store)).await?,
             };
         }
+        let home = self.home(&env.id);
         let workspace = home.join("workspace");
-        if (mode == HomeMode::Direct && !workspace.exists()) || fresh {
+        if (mode == HomeMode::Share && !workspace.exists()) || fresh {
             std::fs::create_dir_all(&workspace)
                 .with_context(|| format!("creating {}", workspace.display()))?;
             // An environment made from a repository starts with that alone
@@ -359,7 +361,7 @@ impl LocalCompute {
     }
 
     async fn spawn(&self, env: &Environment, agent: &AgentParams) -> anyhow::Result<AgentProc> {
-        let mode = self.home_mode(&env.id);
+        let mode = self.home_mode(env);
         // A Blob store: the container exists and the agent gets its SAS.
         let grant = match (&self.opts.snapshot_blob, mode) {
             (Some(account), HomeMode::Snapshot) => Some(
@@ -514,7 +516,7 @@ impl LocalCompute {
             pid,
             socket,
             grace: match mode {
-                HomeMode::Direct => STOP_GRACE,
+                HomeMode::Share => STOP_GRACE,
                 HomeMode::Snapshot => SNAPSHOT_STOP_GRACE,
             },
             expected,
@@ -653,7 +655,7 @@ impl Compute for LocalCompute {
     async fn stop(&self, env: &Environment) -> ComputeResult<()> {
         check_id(env)?;
         self.end(&env.id).await;
-        if self.home_mode(&env.id) == HomeMode::Snapshot {
+        if self.home_mode(env) == HomeMode::Snapshot {
             // What the agent left behind (housekeeping: never fails the stop).
             let pruned = match self.snapshot_store(&env.id) {
                 Ok(store) => {
@@ -680,7 +682,7 @@ impl Compute for LocalCompute {
         check_id(env)?;
         self.end(&env.id).await;
         if let Some(account) = &self.opts.snapshot_blob
-            && self.home_mode(&env.id) == HomeMode::Snapshot
+            && self.home_mode(env) == HomeMode::Snapshot
         {
             // The container first: the folder marks the mode until it is gone,
             // so a redelivered delete after a failure here tries again.

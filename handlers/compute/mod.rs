@@ -17,14 +17,7 @@ use std::sync::Arc;
 
 pub use crate::agent_env::AgentParams;
 
-/// Where an environment's home lives while it runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum HomeMode {
-    /// A persistent folder (local) or share (ACI), used in place.
-    Direct,
-    /// Scratch space while running, kept as snapshots (`agent::snapshot`).
-    Snapshot,
-}
+pub use crate::domain::HomeMode;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ComputeError {
@@ -37,6 +30,25 @@ pub enum ComputeError {
 }
 
 pub type ComputeResult<T> = Result<T, ComputeError>;
+
+/// What became of the final snapshot a stop asked an environment's agent
+/// for (snapshot mode), as the agent answers `POST /_dev8/final-snapshot`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FinalSnapshot {
+    /// Nothing to wait for: the home is used in place, nothing runs, or
+    /// this backend's agents take theirs on their way out (local).
+    NotNeeded,
+    /// The IDE and every process have ended; the snapshot is being taken.
+    Saving,
+    /// Taken: the store holds the home as it was at `last_at`.
+    Saved {
+        last_at: Option<chrono::DateTime<chrono::Utc>>,
+    },
+    /// It failed (the previous snapshot is kept), or the agent refused.
+    Failed { error: String },
+    /// The agent did not answer.
+    Unreachable,
+}
 
 /// What the record tells the agent at every start: the environment's name
 /// (the IDE tab's title), and what the first start sets up — its repository
@@ -78,6 +90,16 @@ pub trait Compute: Send + Sync + 'static {
         env: &Environment,
         agent: &AgentParams,
     ) -> ComputeResult<serde_json::Value>;
+    /// Snapshot mode, before `stop`: ask the environment's agent for its
+    /// final snapshot (or how the one asked for earlier is going), with an
+    /// `agent-control` token. Idempotent. Default: nothing to wait for.
+    async fn final_snapshot(
+        &self,
+        _env: &Environment,
+        _token: &str,
+    ) -> ComputeResult<FinalSnapshot> {
+        Ok(FinalSnapshot::NotNeeded)
+    }
     /// Stop, keeping the workspace.
     async fn stop(&self, env: &Environment) -> ComputeResult<()>;
     /// Remove everything, the workspace included.

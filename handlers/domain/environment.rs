@@ -1,7 +1,7 @@
 //! The environment record and its lifecycle. Every status change the API or
 //! the reconcile job makes goes through a function in this file.
 
-use super::{Progress, Repository, StepNote, Template, Usage, new_id, steps};
+use super::{HomeMode, Progress, Repository, StepNote, Template, Usage, new_id, steps};
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -18,6 +18,12 @@ pub const CHAIN_GRACE: Duration = Duration::seconds(90);
 /// coming in every sweep. Drift is noticed within this period plus one
 /// sweep interval.
 pub const DRIFT_CHECK_EVERY: Duration = Duration::minutes(5);
+/// How long a stop in snapshot mode waits for the agent's final snapshot
+/// before it stops compute anyway (with a warning in the history): a full
+/// snapshot of a few GB takes about a minute (docs/performance.md), so five
+/// leave room for a slow upload while a stop still ends well inside the
+/// stopping deadline (`deadline`, 10 minutes).
+pub const FINAL_SNAPSHOT_WAIT: Duration = Duration::minutes(5);
 
 /// The observed status, written by the reconcile job (and optimistically by
 /// the API when it asks for a change).
@@ -58,6 +64,12 @@ impl Status {
 
     pub fn parse(s: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|x| x.as_str() == s)
+    }
+
+    /// The record's `progress` means something: a create or start's step,
+    /// or a stop saving the home (snapshot mode).
+    pub fn shows_progress(self) -> bool {
+        matches!(self, Status::Creating | Status::Starting | Status::Stopping)
     }
 
     /// Work is in progress: the reconcile job keeps coming back.
@@ -190,6 +202,16 @@ pub struct Environment {
     /// reported it; kept (the environment runs on without the clone).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub clone_error: Option<String>,
+    /// Where the home lives while it runs, chosen at create and kept (a
+    /// record from before home modes reads as `share`: it has a share;
+    /// `share` is not written, so such records stay as they were).
+    #[serde(default, skip_serializing_if = "HomeMode::is_share")]
+    pub home_mode: HomeMode,
+    /// Snapshot mode: when the stop under way first asked the agent for its
+    /// final snapshot (the wait is bounded from here); cleared once compute
+    /// is stopped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub final_snapshot_asked_at: Option<DateTime<Utc>>,
 }
 
 /// Parameters for a new environment, already validated.
@@ -204,6 +226,8 @@ pub struct NewEnvironment {
     pub repository: Option<Repository>,
     /// Copied from the account's settings at create time.
     pub dotfiles_repository: Option<String>,
+    /// Chosen by the deployment's `HomeModeRule` at create time.
+    pub home_mode: HomeMode,
 }
 
 /// An action a user may take now; the dashboard draws its buttons from these.
@@ -293,6 +317,8 @@ impl Environment {
             repository: spec.repository,
             dotfiles_repository: spec.dotfiles_repository,
             clone_error: None,
+            home_mode: spec.home_mode,
+            final_snapshot_asked_at: None,
         }
     }
 
@@ -346,6 +372,9 @@ impl Environment {
         }
         if !matches!(status, Status::Creating | Status::Starting) {
             self.progress = None;
+        }
+        if matches!(status, Status::Stopped | Status::Deleting | Status::Error) {
+            self.final_snapshot_asked_at = None;
         }
     }
 
@@ -458,6 +487,20 @@ impl Environment {
     /// Decide the next step from the desired state and what compute observes,
     /// and write the status that follows from the observation.
     pub fn plan(&mut self, observed: &Observed, now: DateTime<Utc>) -> Step {
+        if self.desired_state == DesiredState::Running && self.final_snapshot_asked_at.is_some() {
+            // Started again while a stop waited for its final snapshot: the
+            // agent has ended the IDE to save the home, so that stop
+            // finishes first (snapshot, then compute stopped), and a fresh
+            // start restores what it saved.
+            match observed {
+                Observed::Running { .. } | Observed::Starting(_) => {
+                    self.ide_url = None;
+                    return Step::Stop;
+                }
+                Observed::Stopping | Observed::Deleting => return Step::Wait,
+                _ => self.final_snapshot_asked_at = None,
+            }
+        }
         match self.desired_state {
             DesiredState::Running => match observed {
                 Observed::Running { ide_url } => {
@@ -536,6 +579,22 @@ impl Environment {
                 }
             }
         }
+    }
+
+    /// Snapshot mode, before compute is stopped: the agent is asked for its
+    /// final snapshot. Notes when that was first asked for and shows it as
+    /// the progress; `false` once `FINAL_SNAPSHOT_WAIT` has passed since
+    /// (compute is stopped anyway).
+    pub fn wait_for_final_snapshot(&mut self, now: DateTime<Utc>) -> bool {
+        let asked = *self.final_snapshot_asked_at.get_or_insert(now);
+        if self.progress.as_ref().map(|p| p.step.as_str()) != Some(steps::SAVING_FILES) {
+            self.progress = Some(Progress {
+                step: steps::SAVING_FILES.to_string(),
+                detail: None,
+                at: asked,
+            });
+        }
+        now - asked < FINAL_SNAPSHOT_WAIT
     }
 
     /// Mark the environment failed with a reason a person can act on.
@@ -778,6 +837,7 @@ mod tests {
                 idle_timeout_minutes: 30,
                 repository: None,
                 dotfiles_repository: None,
+                home_mode: HomeMode::Share,
             },
             now,
         )
@@ -1260,5 +1320,71 @@ mod tests {
         );
         assert_eq!(e.progress, None);
         assert!(!e.note_progress(StepNote::new(steps::STARTING_IDE), t1));
+    }
+
+    /// A running snapshot-mode environment asked to stop, and what compute
+    /// observes of it.
+    fn stopping_in_snapshot_mode(t0: DateTime<Utc>) -> (Environment, Observed) {
+        let mut e = running(t0);
+        e.home_mode = HomeMode::Snapshot;
+        e.request_stop(StopCause::User, t0).unwrap();
+        let observed = Observed::Running {
+            ide_url: "http://x/".into(),
+        };
+        (e, observed)
+    }
+
+    #[test]
+    fn a_stop_waits_for_the_final_snapshot_within_its_bound_and_shows_it() {
+        let t0 = Utc::now();
+        let (mut e, running_ide) = stopping_in_snapshot_mode(t0);
+        assert_eq!(e.plan(&running_ide, t0), Step::Stop);
+        assert!(e.wait_for_final_snapshot(t0));
+        let p = e.progress.clone().unwrap();
+        assert_eq!((p.step.as_str(), p.at), (steps::SAVING_FILES, t0));
+        assert!(e.status.shows_progress());
+        // Later deliveries keep the first ask's time: the bound counts from it.
+        let later = t0 + FINAL_SNAPSHOT_WAIT - Duration::seconds(1);
+        e.plan(&running_ide, later);
+        assert!(e.wait_for_final_snapshot(later));
+        assert_eq!(e.final_snapshot_asked_at, Some(t0));
+        assert_eq!(e.progress.as_ref().unwrap().at, t0);
+        assert!(!e.wait_for_final_snapshot(t0 + FINAL_SNAPSHOT_WAIT));
+        // Compute stopped: the wait and its progress are over.
+        e.plan(&Observed::Stopped, later);
+        assert_eq!(e.status, Status::Stopped);
+        assert_eq!(
+            (e.final_snapshot_asked_at, e.progress.clone()),
+            (None, None)
+        );
+    }
+
+    #[test]
+    fn a_start_during_the_final_snapshot_lets_the_stop_finish_first() {
+        let t0 = Utc::now();
+        let (mut e, running_ide) = stopping_in_snapshot_mode(t0);
+        e.plan(&running_ide, t0);
+        e.wait_for_final_snapshot(t0);
+        assert!(e.request_start(t0).unwrap());
+        assert_eq!(e.status, Status::Starting);
+        // The agent has ended the IDE: stop compute first (after the snapshot),
+        assert_eq!(e.plan(&running_ide, t0), Step::Stop);
+        assert_eq!(
+            e.plan(&Observed::Starting(None), t0),
+            Step::Stop,
+            "its readiness no longer answers"
+        );
+        // then start afresh.
+        assert_eq!(e.plan(&Observed::Stopped, t0), Step::Start);
+        assert_eq!(e.final_snapshot_asked_at, None);
+        assert_eq!(e.status, Status::Starting);
+    }
+
+    #[test]
+    fn a_record_without_a_home_mode_is_a_share() {
+        let mut doc = serde_json::to_value(env(Utc::now())).unwrap();
+        doc.as_object_mut().unwrap().remove("homeMode");
+        let e: Environment = serde_json::from_value(doc).unwrap();
+        assert_eq!(e.home_mode, HomeMode::Share);
     }
 }

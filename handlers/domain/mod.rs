@@ -2,6 +2,7 @@
 //! validation. Pure code: no I/O, no clocks (times are passed in).
 
 mod environment;
+mod home;
 mod repository;
 mod secret;
 mod templates;
@@ -9,6 +10,7 @@ mod usage;
 pub mod validation;
 
 pub use environment::*;
+pub use home::*;
 pub use repository::*;
 pub use secret::*;
 pub use templates::*;

@@ -41,6 +41,21 @@ impl Template {
         }
     }
 
+    /// The image's size unpacked on a container group's local disk (GB,
+    /// rounded up): the base (Debian slim, git, code-server ~0.7 GB, the
+    /// agent) ~1.2 GB plus the toolchain (Node.js ~0.2 GB, Python with its
+    /// build tools ~0.6 GB, Go with gopls, delve and build-essential
+    /// ~1.3 GB), with the preinstalled extensions. Estimates from the
+    /// Dockerfiles in `images/` (no image is built here): what the home-mode
+    /// choice (`HomeModeRule`) counts against `DEV8_ACI_LOCAL_DISK_GB`.
+    pub fn image_gb(self) -> u32 {
+        match self {
+            Template::Node => 2,
+            Template::Python => 2,
+            Template::Golang => 3,
+        }
+    }
+
     /// The image name (without registry) that runs this template on ACI.
     pub fn image(self) -> String {
         format!("dev8/{}", self.id())

@@ -91,6 +91,8 @@ pub mod steps {
     pub const CLONING_REPOSITORY: &str = "cloning the repository";
     /// First start: the agent clones and installs the account's dotfiles.
     pub const INSTALLING_DOTFILES: &str = "installing dotfiles";
+    /// Snapshot mode: a stop waits for the agent's final snapshot.
+    pub const SAVING_FILES: &str = "saving your files";
 
     /// The steps an agent names in its readiness answer, by their words
     /// (anything else names no step).

@@ -33,6 +33,7 @@ const SERVER_OWNED: &[&str] = &[
     "updatedAt",
     "lastActivityAt",
     "actions",
+    "homeMode",
 ];
 
 struct Fields<'a> {
@@ -231,6 +232,7 @@ pub fn new_environment(
             idle_timeout_minutes: idle,
             repository,
             dotfiles_repository: None,
+            home_mode: Default::default(),
         }),
         _ => None,
     };

@@ -16,7 +16,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 fn env_json(p: &Platform, e: &Environment) -> serde_json::Value {
-    json!({"environment": EnvironmentView::new(e, p.policy.idle)})
+    json!({"environment": EnvironmentView::new(e, &p.policy)})
 }
 
 fn accepted(p: &Platform, e: &Environment) -> Response {
@@ -53,7 +53,7 @@ pub async fn list(State(p): State<AppState>, caller: Caller) -> ApiResult<Json<s
     let envs = p.store.environments(&caller.user.id).await?;
     let views: Vec<_> = envs
         .iter()
-        .map(|v| EnvironmentView::new(&v.value, p.policy.idle))
+        .map(|v| EnvironmentView::new(&v.value, &p.policy))
         .collect();
     Ok(Json(json!({"environments": views})))
 }

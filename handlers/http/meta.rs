@@ -19,6 +19,9 @@ pub async fn templates(State(p): State<AppState>) -> Json<Value> {
     Json(json!({
         "templates": templates,
         "presets": PRESETS,
+        // What a `share` home is here: a network share (ACI: Azure Files,
+        // with SMB's limits) or a folder on this machine (local compute).
+        "shareHome": if p.policy.home_modes.share_is_network() { "network" } else { "folder" },
         "limits": {
             "idleTimeoutMinutes": {"min": validation::IDLE_MIN, "max": validation::IDLE_MAX, "default": p.policy.default_idle_minutes},
             "name": {"max": validation::NAME_MAX},

@@ -1,7 +1,8 @@
 //! What the API shows of domain records (internal fields stay inside).
 
 use crate::domain::{
-    Action, DesiredState, Environment, IdleRules, Progress, Repository, Status, StopCause, Usage,
+    Action, DesiredState, Environment, HomeMode, IdleRules, Progress, Repository, Status, StopCause,
+    Usage,
     User,
 };
 use chrono::{DateTime, Utc};
@@ -62,6 +63,11 @@ pub struct EnvironmentView<'a> {
     pub repository: Option<&'a Repository>,
     /// Why that clone failed; null unless it did.
     pub clone_error: Option<&'a str>,
+    /// Where the home lives while it runs: `share` or `snapshot`.
+    pub home_mode: HomeMode,
+    /// Snapshot mode: a snapshot is taken this often while it runs (what a
+    /// crash may lose); null in share mode.
+    pub snapshot_interval_minutes: Option<u64>,
 }
 
 /// When the environment stops for inactivity unless used, and when the
@@ -84,8 +90,10 @@ impl IdleView {
 }
 
 impl<'a> EnvironmentView<'a> {
-    /// `rules`: how idle timeouts are measured (`Policy::idle`).
-    pub fn new(e: &'a Environment, rules: IdleRules) -> Self {
+    /// `policy` gives how idle timeouts are measured (`Policy::idle`) and
+    /// the snapshot interval.
+    pub fn new(e: &'a Environment, policy: &crate::platform::Policy) -> Self {
+        let rules = policy.idle;
         EnvironmentView {
             id: &e.id,
             name: &e.name,
@@ -105,12 +113,12 @@ impl<'a> EnvironmentView<'a> {
             idle: IdleView::new(e, rules),
             actions: e.actions(),
             usage: e.usage.as_ref().filter(|_| e.status == Status::Running),
-            progress: e
-                .progress
-                .as_ref()
-                .filter(|_| matches!(e.status, Status::Creating | Status::Starting)),
+            progress: e.progress.as_ref().filter(|_| e.status.shows_progress()),
             repository: e.repository.as_ref(),
             clone_error: e.clone_error.as_deref(),
+            home_mode: e.home_mode,
+            snapshot_interval_minutes: (e.home_mode == HomeMode::Snapshot)
+                .then(|| policy.snapshot_interval.as_secs().div_ceil(60)),
         }
     }
 }
@@ -134,10 +142,7 @@ impl<'a> From<&'a Environment> for StatusView<'a> {
             status_reason: e.status_reason.as_deref(),
             ide_url: e.ide_url.as_deref(),
             actions: e.actions(),
-            progress: e
-                .progress
-                .as_ref()
-                .filter(|_| matches!(e.status, Status::Creating | Status::Starting)),
+            progress: e.progress.as_ref().filter(|_| e.status.shows_progress()),
         }
     }
 }

@@ -10,8 +10,10 @@
 
 use crate::audit::{self, Action, Entry};
 use crate::auth::tokens::{TokenKind, claims};
-use crate::compute::{AgentParams, ComputeError};
-use crate::domain::{Environment, Step, StepNote, new_id, steps};
+use crate::compute::{AgentParams, ComputeError, FinalSnapshot};
+use crate::domain::{
+    Environment, FINAL_SNAPSHOT_WAIT, HomeMode, Observed, Step, StepNote, new_id, steps,
+};
 use crate::lifecycle;
 use crate::platform::{JobContext, Platform};
 use crate::reconciles::ReconcileRequest;
@@ -92,7 +94,10 @@ async fn attempt(
         .await
         .context("observing the environment")?;
     let mut env = before.clone();
-    let step = env.plan(&observed, now);
+    let mut step = env.plan(&observed, now);
+    if step == Step::Stop {
+        step = final_snapshot_first(j, &mut env, &observed, now).await?;
+    }
     tracing::debug!(?observed, ?step, "reconcile");
     let mut etag = current.etag;
 
@@ -182,6 +187,82 @@ async fn attempt(
     } else {
         Outcome::Done
     }))
+}
+
+/// Agent-control tokens live this long: one request's worth.
+pub const AGENT_CONTROL_TOKEN_TTL: Duration = Duration::minutes(2);
+
+/// Snapshot mode: compute is stopped only after the agent's final snapshot
+/// (`Step::Stop`), or while it is being taken the stop waits (`Step::Wait`:
+/// the follow-up asks again; the agent's endpoint is idempotent). Bounded by
+/// `FINAL_SNAPSHOT_WAIT` from the first ask: past it, or when the snapshot
+/// failed, compute is stopped anyway and the history says what may be lost
+/// (one record per stop, its id fixed by when the stop first asked).
+async fn final_snapshot_first(
+    j: &JobContext,
+    env: &mut Environment,
+    observed: &Observed,
+    now: chrono::DateTime<chrono::Utc>,
+) -> anyhow::Result<Step> {
+    if env.home_mode != HomeMode::Snapshot {
+        return Ok(Step::Stop);
+    }
+    let within = env.wait_for_final_snapshot(now);
+    let minutes = FINAL_SNAPSHOT_WAIT.num_minutes();
+    let missed = if within {
+        let token = agent_control_token(j, env);
+        match j.compute.final_snapshot(env, &token).await {
+            Ok(FinalSnapshot::NotNeeded | FinalSnapshot::Saved { .. }) => None,
+            Ok(FinalSnapshot::Saving) => return Ok(Step::Wait),
+            // It answered readiness a moment ago: a hiccup, ask again.
+            Ok(FinalSnapshot::Unreachable) if matches!(observed, Observed::Running { .. }) => {
+                return Ok(Step::Wait);
+            }
+            Err(ComputeError::Transient(e)) => {
+                tracing::info!(error = %format!("{e:#}"), "could not ask for the final snapshot yet");
+                return Ok(Step::Wait);
+            }
+            // Not up yet (or no longer): no IDE has run since its home was restored.
+            Ok(FinalSnapshot::Unreachable) => None,
+            Ok(FinalSnapshot::Failed { error }) => Some(format!(
+                "The final snapshot failed ({error}); stopped anyway. Changes since the last periodic snapshot may be lost"
+            )),
+            Err(ComputeError::Permanent(reason)) => Some(format!(
+                "The final snapshot could not be asked for ({reason}); stopped anyway. Changes since the last periodic snapshot may be lost"
+            )),
+        }
+    } else {
+        Some(format!(
+            "The final snapshot did not finish within {minutes} minutes; stopped anyway. Changes since the last periodic snapshot may be lost"
+        ))
+    };
+    if let (Some(detail), Some(asked)) = (missed, env.final_snapshot_asked_at) {
+        tracing::warn!(%detail, "stopping without a final snapshot");
+        audit::record_job(
+            j,
+            Entry::ok(&env.user_id, Action::FinalSnapshotMissed)
+                .failed()
+                .env(&env.id)
+                .detail(detail),
+            &asked.to_rfc3339(),
+        )
+        .await?;
+    }
+    Ok(Step::Stop)
+}
+
+/// A token for the environment's agent to accept a request from the
+/// control plane. Its times are the wall clock's: the agent checks them
+/// against its own.
+pub fn agent_control_token(p: &Platform, env: &Environment) -> String {
+    p.keys.sign(&claims(
+        TokenKind::AgentControl,
+        p.policy.issuer(),
+        &env.user_id,
+        &env.id,
+        chrono::Utc::now(),
+        AGENT_CONTROL_TOKEN_TTL,
+    ))
 }
 
 async fn act(

@@ -28,6 +28,8 @@ param idleTimeoutMinutes int
 param sweepSchedule string
 param trustedProxyHops int
 param reconcileIntervalMs int
+param aciLocalDiskGb int
+param snapshotIntervalMinutes int
 param githubClientId string
 param githubUrl string
 param githubApiUrl string
@@ -86,6 +88,9 @@ var baseSettings = [
   { name: 'DEV8_IMAGE_TAG', value: imageTag }
   { name: 'DEV8_ACR_PULL_IDENTITY', value: pullIdentityId }
   { name: 'DEV8_ARM_ENDPOINT', value: environment().resourceManager }
+  // Snapshot mode (docs/aci.md): which environments get it, how often it snapshots.
+  { name: 'DEV8_ACI_LOCAL_DISK_GB', value: string(aciLocalDiskGb) }
+  { name: 'DEV8_SNAPSHOT_INTERVAL_MINUTES', value: string(snapshotIntervalMinutes) }
   // Tokens and policy.
   { name: 'DEV8_SIGNING_KEYS', value: kvRef(vaultName, 'dev8-signing-keys') }
   { name: 'DEV8_SECRETS_KEY', value: kvRef(vaultName, 'dev8-secrets-key') }

@@ -1,9 +1,13 @@
 // Two storage accounts:
 // * the host's (Functions runtime state, the jobs queue and its poison queue,
 //   the deployment package), identity-only: no shared keys;
-// * the workspace account holding one Azure Files share per environment. ACI
-//   mounts Azure Files only with the account key, so shared-key access stays
-//   on there; the key is read at run time through listKeys and never stored.
+// * the workspace account holding one Azure Files share per environment
+//   (its home in share mode, its TLS certificates in snapshot mode) and one
+//   Blob container per snapshot-mode environment (its snapshots). ACI
+//   mounts Azure Files only with the account key, and the control plane
+//   signs the agents' container SAS with it, so shared-key access stays on
+//   there (no extra role: the control plane's `listKeys` is already in the
+//   matrix); the key is read at run time through listKeys and never stored.
 param location string
 param hostAccountName string
 param workspaceAccountName string

@@ -50,6 +50,8 @@ const ctx = {
   pending: state.pending,
   get templates() { return state.catalog?.templates ?? []; },
   get limits() { return state.catalog?.limits ?? { idleTimeoutMinutes: { min: 5, max: 480, default: 30 } }; },
+  /** What a `share` home is here: `network` (ACI) or `folder` (local). */
+  get shareHome() { return state.catalog?.shareHome ?? 'network'; },
   onAction: runAction,
   onNew: createEnvironment,
   onUpdated: (env) => mergeEnvironment(env),

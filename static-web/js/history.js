@@ -78,6 +78,13 @@ export function describeRecord(record, { subject = null, providers = [] } = {}) 
         cause: record.detail || 'No cause was recorded.',
         advice: 'Check the repository’s address and ref; you can clone it yourself from the terminal.',
       };
+    case 'environment.final_snapshot_missed':
+      return {
+        text: `${It} was stopped without its final snapshot`,
+        tone: 'error',
+        cause: record.detail || 'No cause was recorded.',
+        advice: 'Its home comes back from the last snapshot taken while it ran: work saved after that may be missing.',
+      };
     case 'job.failure': {
       const known = FAILURES[record.desiredState];
       const text = known ? known.text.replace(/^It\b/, It) : `${It} ran into a problem`;

@@ -50,3 +50,49 @@ export function progressText(progress) {
   const step = progress.step.charAt(0).toUpperCase() + progress.step.slice(1);
   return progress.detail ? `${step} (${progress.detail})…` : `${step}…`;
 }
+
+/**
+ * Where the home lives and what that means, for `env.homeMode`:
+ * `snapshot` (the compute's own disk, saved every `snapshotIntervalMinutes`)
+ * or `share`, which is a network share on ACI (`shareHome` `network`, with
+ * SMB's limits) and a folder on the machine locally (`folder`). Records from
+ * before home modes carry no mode: they are shares.
+ */
+export function homeModeText(env, shareHome = 'network') {
+  if (env?.homeMode === 'snapshot') {
+    const n = env.snapshotIntervalMinutes ?? 10;
+    const minutes = n === 1 ? '1 minute' : `${n} minutes`;
+    return {
+      label: 'Local disk, saved as snapshots',
+      limit: `Files are saved every ${minutes} and when it stops; a crash loses at most ${minutes} of work.`,
+    };
+  }
+  if (shareHome === 'folder') {
+    return {
+      label: 'Folder on this machine',
+      limit: 'Files are kept in place as you save them, across stops and starts.',
+    };
+  }
+  return {
+    label: 'Network share',
+    limit: 'Files are on a network share: no symlinks or hard links, file locks are unreliable (SQLite may say “database is locked”), and many small files are slow. See images/README.md for the workarounds.',
+  };
+}
+
+/**
+ * The last snapshot against the environment's storage (snapshot mode):
+ * "3.1 GB of 20 GB" and the agent's warning (a snapshot near or over
+ * `storageGB` fails, and a crash then loses everything since the last one),
+ * or null when there is no snapshot report.
+ */
+export function snapshotFigures(env) {
+  const s = env?.usage?.snapshot;
+  if (!s) return null;
+  const limit = (env.storageGB ?? 0) * 1024 ** 3;
+  const stored = Number.isFinite(s.storedBytes) ? s.storedBytes : null;
+  return {
+    lastAt: s.lastAt ?? null,
+    size: stored === null ? null : `${bytesLabel(stored)} of ${bytesLabel(limit)}`,
+    warning: s.warning ?? null,
+  };
+}

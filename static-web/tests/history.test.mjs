@@ -68,3 +68,11 @@ test('password changes in the account log', () => {
   assert.equal(failed.tone, 'error');
   assert.match(failed.text, /current password was wrong/);
 });
+
+test('a stop without its final snapshot says what may be missing', () => {
+  const r = describeRecord(rec('environment.final_snapshot_missed', { outcome: 'failure', detail: 'The final snapshot did not finish within 5 minutes; stopped anyway. Changes since the last periodic snapshot may be lost' }), { subject: 'app' });
+  assert.equal(r.text, 'app was stopped without its final snapshot');
+  assert.equal(r.tone, 'error');
+  assert.match(r.cause, /within 5 minutes/);
+  assert.match(r.advice, /last snapshot/);
+});

@@ -17,9 +17,19 @@ use dev8::startup::{Application, Overrides};
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 
-/// The app on ACI over a fresh ARM fake, and a signed-up user.
+/// The app on ACI over a fresh ARM fake, and a signed-up user; every
+/// environment's home on its share (`DEV8_ACI_LOCAL_DISK_GB=0`).
 async fn spawn() -> (TestApp, User) {
-    let t = TestApp::builder().compute(Compute::Aci).spawn().await;
+    spawn_with_disk(0).await
+}
+
+/// The same with `DEV8_ACI_LOCAL_DISK_GB=gb` (the home-mode rule's disk).
+pub(crate) async fn spawn_with_disk(gb: u32) -> (TestApp, User) {
+    let t = TestApp::builder()
+        .compute(Compute::Aci)
+        .settings(move |s| s.aci.local_disk_gb = gb)
+        .spawn()
+        .await;
     let u = t.user("ada@example.com").await;
     (t, u)
 }
@@ -38,7 +48,7 @@ async fn put_secret(t: &TestApp, u: &User, name: &str, value: &str) {
 }
 
 /// Create a Python environment of `preset`.
-async fn create(t: &TestApp, u: &User, name: &str, preset: &str) -> String {
+pub(crate) async fn create(t: &TestApp, u: &User, name: &str, preset: &str) -> String {
     let a = t
         .post(
             "/api/environments",
@@ -51,17 +61,17 @@ async fn create(t: &TestApp, u: &User, name: &str, preset: &str) -> String {
 }
 
 /// The record as the API shows it, Null once gone.
-async fn record(t: &TestApp, u: &User, id: &str) -> Value {
+pub(crate) async fn record(t: &TestApp, u: &User, id: &str) -> Value {
     t.env(u, id).await.body["environment"].clone()
 }
 
-async fn action(t: &TestApp, u: &User, id: &str, action: &str) {
+pub(crate) async fn action(t: &TestApp, u: &User, id: &str, action: &str) {
     let a = t.action(u, id, action).await;
     assert_eq!(a.status, 202, "{action}: {}", a.body);
 }
 
 /// Run visible jobs, move the clock a second, repeat until the queue is empty.
-async fn settle(t: &TestApp) {
+pub(crate) async fn settle(t: &TestApp) {
     assert!(
         t.settle(30).await < 30,
         "the queue did not settle in 30 rounds"
@@ -69,12 +79,12 @@ async fn settle(t: &TestApp) {
 }
 
 /// Let a drift check become due and run the sweep.
-async fn sweep_later(t: &TestApp) -> sweep::SweepReport {
+pub(crate) async fn sweep_later(t: &TestApp) -> sweep::SweepReport {
     t.clock.advance(ChronoDuration::seconds(120));
     t.sweep().await
 }
 
-fn group_name(id: &str) -> String {
+pub(crate) fn group_name(id: &str) -> String {
     format!("dev8-{id}")
 }
 
@@ -642,6 +652,7 @@ async fn startup_wires_aci_from_settings_and_names_what_is_missing() {
         image_registry: None,
         image_tag: "1".into(),
         acr_pull_identity: None,
+        local_disk_gb: 50,
         arm_endpoint: "https://management.azure.com".into(),
     };
     let err = Application::build(settings.clone(), 0, dir.path(), Overrides::default())
@@ -693,6 +704,7 @@ fn sample_env() -> dev8::domain::Environment {
             idle_timeout_minutes: 30,
             repository: None,
             dotfiles_repository: None,
+            home_mode: Default::default(),
         },
         chrono::Utc::now(),
     )
@@ -1005,7 +1017,7 @@ async fn the_spec_check_rejects_bodies_the_spec_does_not_allow() {
     let env = sample_env();
     let names = dev8::compute::aci::Names::for_id(&env.id).unwrap();
     let params = agent_params();
-    let good = compute.group_body(&env, &names, &params, ACCOUNT_KEY);
+    let good = compute.group_body(&env, &names, &params, ACCOUNT_KEY, None);
     let wrong = |f: &dyn Fn(&mut Value)| {
         let mut b = good.clone();
         f(&mut b);

@@ -37,6 +37,11 @@ async fn create_answers_202_with_location_and_runs_to_running() {
     );
     assert_eq!(env["idleTimeoutMinutes"], 30);
     assert_eq!(env["actions"], json!(["stop", "delete"]));
+    // Fake compute (as local by default): the home is used in place.
+    assert_eq!(env["homeMode"], "share");
+    assert_eq!(env["snapshotIntervalMinutes"], Value::Null);
+    let catalog = app.get("/api/templates", &u).await;
+    assert_eq!(catalog.body["shareHome"], "folder", "not ACI: a folder");
     for hidden in ["userId", "lease", "chain", "compute", "agentTokenId"] {
         assert!(env.get(hidden).is_none(), "{hidden} leaked");
     }
@@ -100,6 +105,7 @@ async fn every_validation_error_is_reported_by_field_and_nothing_is_stored() {
         ("name", with("name", json!("x".repeat(51)))),
         ("name", with("name", json!("bad\u{0000}name"))),
         ("name", with("name", json!(7))),
+        ("homeMode", with("homeMode", json!("snapshot"))),
         ("baseImage", with("baseImage", json!("ruby"))),
         ("baseImage", with("baseImage", Value::Null)),
         ("cpuCores", with("cpuCores", json!(0))),

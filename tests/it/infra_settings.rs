@@ -26,11 +26,7 @@ pub(crate) const NOT_SET_IN_AZURE: &[(&str, &str)] = &[
     ),
     (
         "DEV8_LOCAL_HOME_MODE",
-        "local compute only; snapshot mode on ACI is not built yet",
-    ),
-    (
-        "DEV8_SNAPSHOT_INTERVAL_MINUTES",
-        "snapshot mode only, which only local compute has so far",
+        "local compute only; on ACI DEV8_ACI_LOCAL_DISK_GB decides each environment's home mode",
     ),
     (
         "DEV8_LOCAL_SNAPSHOT_BLOB_ENDPOINT",

@@ -14,6 +14,7 @@ mod peers;
 mod specs;
 
 mod aci;
+mod aci_snapshot;
 mod activity;
 mod activity_replay;
 mod agent;

@@ -101,6 +101,16 @@ async fn wait_for<T>(what: &str, within: Duration, mut f: impl FnMut() -> Option
     }
 }
 
+/// A new user's running environment of `template`, and its snapshot folder.
+async fn running_env(app: &TestApp, email: &str, template: &str) -> (User, String, PathBuf) {
+    let u = app.user(email).await;
+    let id = app.new_env_from(&u, "snap", template).await;
+    app.wait_status(&u, &id, "running", Duration::from_secs(60))
+        .await;
+    let store = app.local().snapshot_dir(&id);
+    (u, id, store)
+}
+
 async fn stop_and_start(app: &TestApp, u: &User, id: &str) -> serde_json::Value {
     assert_eq!(app.action(u, id, "stop").await.status, 202);
     app.wait_status(u, id, "stopped", Duration::from_secs(120))
@@ -364,12 +374,8 @@ async fn kill_9_mid_snapshot_keeps_the_previous_and_a_crash_loses_only_the_last_
 #[ignore = "full tier: needs code-server"]
 async fn a_corrupt_latest_snapshot_falls_back_with_a_warning_in_the_api() {
     let app = snapshot_app(Duration::from_secs(3600)).await;
-    let u = app.user("corrupt@example.com").await;
-    let id = app.new_env_from(&u, "c", "golang").await;
-    app.wait_status(&u, &id, "running", Duration::from_secs(60))
-        .await;
+    let (u, id, store) = running_env(&app, "corrupt@example.com", "golang").await;
     let local = app.local();
-    let store = local.snapshot_dir(&id);
     std::fs::write(local.home(&id).join("workspace/v.txt"), "first").unwrap();
     stop_and_start(&app, &u, &id).await;
     std::fs::write(local.home(&id).join("workspace/v.txt"), "second").unwrap();
@@ -414,6 +420,94 @@ async fn a_corrupt_latest_snapshot_falls_back_with_a_warning_in_the_api() {
             .await
             .unwrap()
     );
+    app.shutdown().await;
+}
+
+/// The real agent's final-snapshot endpoint, the contract a stop on ACI
+/// relies on (`fakes::arm` stands in for it in `aci_snapshot.rs`): only an
+/// `agent-control` token for this environment asks; the first request ends
+/// the IDE and takes the snapshot, every request reports how it went, and
+/// the snapshot holds what was written just before. A stop afterwards takes
+/// no second one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "full tier: needs code-server"]
+async fn the_agent_takes_its_final_snapshot_when_the_control_plane_asks() {
+    let app = snapshot_app(Duration::from_secs(3600)).await;
+    let (u, id, store) = running_env(&app, "final@example.com", "node").await;
+    let local = app.local();
+    std::fs::write(local.home(&id).join("workspace/last.txt"), "written last").unwrap();
+    let env = app
+        .platform
+        .store
+        .environment(&u.id, &id)
+        .await
+        .unwrap()
+        .unwrap()
+        .value;
+    let port = reqwest::Url::parse(&app.url).unwrap().port().unwrap();
+    let host = format!("e-{id}.localhost:{port}");
+    let ask = |token: String| {
+        app.client
+            .post(format!("{}/_dev8/final-snapshot", app.url))
+            .header("host", &host)
+            .header("x-dev8-authorization", format!("Bearer {token}"))
+            .send()
+    };
+    // The agent's own token is not the control plane's: refused, nothing taken.
+    let agent_token = dev8::jobs::reconcile::agent_params(&app.platform, &env).agent_token;
+    assert_eq!(ask(agent_token).await.unwrap().status(), 401);
+    assert!(manifests(&store).is_empty());
+    let token = || dev8::jobs::reconcile::agent_control_token(&app.platform, &env);
+    let first = ask(token()).await.unwrap();
+    assert_eq!(first.status(), 202);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let saved: serde_json::Value = loop {
+        let r = ask(token()).await.unwrap();
+        let status = r.status().as_u16();
+        let body: serde_json::Value = r.json().await.unwrap();
+        match (status, body["state"].as_str()) {
+            (200, Some("saved")) => break body,
+            (202, Some("saving")) => {}
+            other => panic!("unexpected answer {other:?}: {body}"),
+        }
+        assert!(Instant::now() < deadline, "no final snapshot within 60 s");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let taken = manifests(&store);
+    assert_eq!(taken.len(), 1);
+    assert_eq!(
+        saved["lastAt"]
+            .as_str()
+            .unwrap()
+            .parse::<chrono::DateTime<chrono::Utc>>()
+            .unwrap(),
+        taken[0].created_at
+    );
+    // The IDE has ended (readiness no longer answers), the agent still answers.
+    let health = app
+        .client
+        .get(format!("{}/_dev8/healthz", app.url))
+        .header("host", &host)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 503);
+    // What was written last is in it.
+    let check = tempfile::tempdir().unwrap();
+    let home = check.path().join("home");
+    std::fs::create_dir(&home).unwrap();
+    snapshot::restore(&home, &dev8::snapshot::store::FolderStore::new(&store))
+        .await
+        .unwrap();
+    assert_eq!(
+        std::fs::read_to_string(home.join("workspace/last.txt")).unwrap(),
+        "written last"
+    );
+    // The stop that follows takes no second snapshot.
+    assert_eq!(app.action(&u, &id, "stop").await.status, 202);
+    app.wait_status(&u, &id, "stopped", Duration::from_secs(120))
+        .await;
+    assert_eq!(manifests(&store).len(), 1);
     app.shutdown().await;
 }
 

@@ -6,8 +6,8 @@
 use chrono::{Duration, Utc};
 use dev8::auth::ratelimit::{self, Decision, Limit};
 use dev8::domain::{
-    AuditOutcome, AuditRecord, Environment, Identity, Lease, NewEnvironment, Session, Status,
-    Template, User, new_id,
+    AuditOutcome, AuditRecord, Environment, HomeMode, Identity, Lease, NewEnvironment, Session,
+    Status, Template, User, new_id,
 };
 use dev8::quota::{Limits, QuotaError, Slot};
 use dev8::store::{
@@ -56,6 +56,7 @@ behaviours!(
     password_hash_is_replaced,
     environment_ids_and_names_conflict,
     repository_dotfiles_and_clone_error_round_trip,
+    home_mode_round_trips_and_a_record_without_one_is_a_share,
     environment_names_are_unique_regardless_of_case,
     stale_etag_is_precondition_failed,
     lease_two_writers_one_wins,
@@ -130,6 +131,7 @@ fn env(user_id: &str, name: &str) -> Environment {
         idle_timeout_minutes: 30,
         repository: None,
         dotfiles_repository: None,
+        home_mode: Default::default(),
     };
     Environment::new(new_id(), user_id.into(), spec, Utc::now())
 }
@@ -352,6 +354,25 @@ async fn repository_dotfiles_and_clone_error_round_trip(s: S) {
         Some("fatal: repository not found")
     );
     assert_eq!(read.value, e);
+}
+
+/// A record written before home modes existed has no `homeMode`: a share
+/// record is written exactly so (the field is left out), and reads back as
+/// a share; a snapshot record keeps its mode.
+async fn home_mode_round_trips_and_a_record_without_one_is_a_share(s: S) {
+    let old = env("u1", "from-before");
+    assert_eq!(old.home_mode, HomeMode::Share);
+    let doc = serde_json::to_value(&old).unwrap();
+    assert!(doc.get("homeMode").is_none(), "{doc}");
+    s.insert_environment(&old).await.unwrap();
+    let read = s.environment("u1", &old.id).await.unwrap().unwrap();
+    assert_eq!(read.value.home_mode, HomeMode::Share);
+    let mut new = env("u1", "snapshotted");
+    new.home_mode = HomeMode::Snapshot;
+    s.insert_environment(&new).await.unwrap();
+    let read = s.environment("u1", &new.id).await.unwrap().unwrap();
+    assert_eq!(read.value.home_mode, HomeMode::Snapshot);
+    assert_eq!(read.value, new);
 }
 
 async fn environment_names_are_unique_regardless_of_case(s: S) {

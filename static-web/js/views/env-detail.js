@@ -10,6 +10,7 @@ import { api, describeError, ideHref } from '../api.js';
 import { hashQuery } from '../router.js';
 import { isTransitional } from '../transitions.js';
 import { templateName } from '../format.js';
+import { homeModeText } from '../usage.js';
 import { field, formAlert, clearErrors, setFieldError, showFieldErrors, setFormAlert } from '../forms.js';
 import {
   actionBar, progressLine, statusBadge, templateTile, timeEl, usageBlock,
@@ -37,6 +38,7 @@ export function createDetailView(id, ctx) {
     cpu: h('dd'),
     memory: h('dd'),
     storage: h('dd'),
+    home: h('dd', {}, h('span', { class: 'home-mode' }), h('span', { class: 'fact-note home-limit' })),
     idle: h('dd'),
     lastActivity: h('dd', {}, timeEl(null)),
     created: h('dd', {}, timeEl(null)),
@@ -105,6 +107,7 @@ export function createDetailView(id, ctx) {
           row('CPU', facts.cpu),
           row('Memory', facts.memory),
           row('Disk', facts.storage),
+          row('Home', facts.home),
           row('Idle timeout', facts.idle),
           row('Last activity', facts.lastActivity),
           row('Created', facts.created),
@@ -244,6 +247,9 @@ export function createDetailView(id, ctx) {
       setText(facts.cpu, `${env.cpuCores} ${env.cpuCores === 1 ? 'core' : 'cores'}`);
       setText(facts.memory, `${env.memoryGB} GB`);
       setText(facts.storage, `${env.storageGB} GB`);
+      const home = homeModeText(env, ctx.shareHome);
+      setText(facts.home.querySelector('.home-mode'), home.label);
+      setText(facts.home.querySelector('.home-limit'), home.limit);
       setText(facts.idle, `Stops after ${env.idleTimeoutMinutes} min without activity`);
       updateTime(facts.lastActivity.firstChild, env.lastActivityAt, 'Not used yet');
       updateTime(facts.created.firstChild, env.createdAt);

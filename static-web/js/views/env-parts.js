@@ -7,7 +7,7 @@ import { icon } from '../icons.js';
 import { ideHref } from '../api.js';
 import { exactTime, relativeTime, statusLabel, statusTone } from '../format.js';
 import { isTransitional } from '../transitions.js';
-import { progressText, usageFigures } from '../usage.js';
+import { progressText, snapshotFigures, usageFigures } from '../usage.js';
 
 const PROGRESS_TEXT = {
   creating: 'Setting up your environment — this can take a minute.',
@@ -73,6 +73,8 @@ export function usageBlock(idPrefix) {
     h('dl', { class: 'usage' }, ...rows),
     h('p', { class: 'usage-warning', hidden: true, attrs: { role: 'status' } },
       icon('alert'), h('span', { class: 'usage-warning-text' })),
+    h('p', { class: 'usage-snapshot', hidden: true },
+      h('span', { text: 'Last snapshot ' }), timeEl(null, 'not yet'), h('span', { class: 'usage-snapshot-size' })),
     h('p', { class: 'usage-at' }, h('span', { text: 'Measured ' }), timeEl(null)));
 }
 
@@ -88,10 +90,21 @@ export function updateUsage(block, env) {
     const value = String(figures[`${key}Share`]);
     if (meter.getAttribute('value') !== value) meter.setAttribute('value', value);
   }
+  // Snapshot mode: the last snapshot and its size against the storage, and
+  // the agent's warning before a snapshot would no longer fit.
+  const snap = snapshotFigures(env);
+  const snapLine = block.querySelector('.usage-snapshot');
+  snapLine.hidden = !snap;
+  if (snap) {
+    updateTime(snapLine.querySelector('time'), snap.lastAt, 'not yet');
+    setText(snapLine.querySelector('.usage-snapshot-size'), snap.size ? ` · ${snap.size}` : '');
+  }
+  const warnings = [];
+  if (figures.diskWarning) warnings.push(`The workspace disk is ${figures.diskPercent}% full: free some space or files may fail to save.`);
+  if (snap?.warning) warnings.push(`Snapshots: ${snap.warning}.`);
   const warning = block.querySelector('.usage-warning');
-  warning.hidden = !figures.diskWarning;
-  setText(warning.querySelector('.usage-warning-text'),
-    figures.diskWarning ? `The workspace disk is ${figures.diskPercent}% full: free some space or files may fail to save.` : '');
+  warning.hidden = warnings.length === 0;
+  setText(warning.querySelector('.usage-warning-text'), warnings.join(' '));
   updateTime(block.querySelector('.usage-at time'), env.usage.at);
 }
 

@@ -12,12 +12,29 @@
 //! * file shares (PUT/GET/DELETE; deleting a share a live group mounts is
 //!   409) and `POST .../listKeys`;
 //! * region capabilities;
+//! * the workspace account's Blob service as the backend uses it for
+//!   snapshot mode (at `<fake>/<account>`, Azurite's path style): Create
+//!   Container (201; 409 `ContainerAlreadyExists`) and Delete Container (202;
+//!   404), each with an account SAS whose scope must be the Blob service's
+//!   containers (`ss=b`, `srt=c`) with the permission the operation needs
+//!   (`c`, `d`), and List Blobs (an empty list: the agent's objects are not
+//!   kept here) with a container SAS (`sr=c`, `l`); every SAS with an expiry ahead (the signature itself is checked against
+//!   Azurite by the snapshot store's own tests);
 //! * the rest of a deployment as its operator sees it (identities, role
 //!   assignments, Cosmos DB containers, queues, the provider, usages, Key
 //!   Vault secrets: `fakes::deployment`, what `handler doctor` reads);
 //! * injected faults (429 with `Retry-After`, 500s) for any request;
 //! * the agent's readiness URL (`/_dev8/healthz` on a group's FQDN, chosen by
-//!   the `Host` header), answering only for a running group.
+//!   the `Host` header), answering only for a running group;
+//! * the agent's final-snapshot endpoint (`POST /_dev8/final-snapshot` on a
+//!   group's FQDN), a stand-in for `agent::final_snapshot`'s contract: the
+//!   token must be an `agent-control` token for that group's environment,
+//!   signed with a key of the JWKS and naming the issuer the group's agent
+//!   was given (its `secureValue`s); the first request ends the IDE
+//!   (readiness stops answering) and the snapshot takes
+//!   `FakeState::final_snapshot_asks` more requests (`None`: it never
+//!   finishes), answered 202 `saving` until then and 200 `saved` with its
+//!   time after; a stopped or re-created group's agent starts afresh.
 //!
 //! Every ARM exchange is recorded (`FakeState::exchanges`: method, path,
 //! request body, status, answer); the full-tier test
@@ -65,6 +82,14 @@ pub struct Group {
     /// GETs left before a transitional provisioning state settles.
     pub polls_left: u32,
     pub fqdn: String,
+}
+
+/// A group's agent after a stop asked it for its final snapshot.
+#[derive(Debug, Clone, Default)]
+pub struct FakeAgent {
+    /// Requests still to answer `saving`.
+    pub asks_left: Option<u32>,
+    pub saved_at: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -122,6 +147,20 @@ pub struct FakeState {
     /// Does the agent behind a running group answer readiness?
     pub agent_ready: bool,
     pub readiness_hits: Vec<String>,
+    /// The agents asked for a final snapshot, by FQDN.
+    pub agents: HashMap<String, FakeAgent>,
+    /// How many more requests a final snapshot takes after the first
+    /// (`None`: it never finishes).
+    pub final_snapshot_asks: Option<u32>,
+    /// Final snapshots taken, by FQDN, in order.
+    pub final_snapshots: Vec<String>,
+    /// Every `POST .../stop` of a running group: its name, and whether its
+    /// agent had saved a final snapshot by then.
+    pub stops: Vec<(String, bool)>,
+    /// Blob containers in the workspace account.
+    pub containers: std::collections::BTreeSet<String>,
+    /// Containers ever created, by name.
+    pub containers_created: Vec<String>,
     pub capability_requests: u32,
     /// The region's limit for Linux groups with a public IP.
     pub max_cpu: f64,
@@ -143,6 +182,7 @@ impl ArmFake {
             boot_polls: 2,
             delete_polls: 1,
             agent_ready: true,
+            final_snapshot_asks: Some(1),
             max_cpu: 4.0,
             ..Default::default()
         }));
@@ -450,16 +490,10 @@ fn respond(
 
     // The agent's readiness, on a group's FQDN.
     if path == "/_dev8/healthz" {
-        let host = headers
-            .get("host")
-            .and_then(|h| h.to_str().ok())
-            .unwrap_or("")
-            .split(':')
-            .next()
-            .unwrap_or("")
-            .to_string();
+        let host = host_of(headers);
         s.readiness_hits.push(host.clone());
         let up = s.agent_ready
+            && !s.agents.contains_key(&host)
             && s.groups.values().any(|g| {
                 g.fqdn == host
                     && g.provisioning == "Succeeded"
@@ -470,6 +504,14 @@ fn respond(
         } else {
             (StatusCode::BAD_GATEWAY, "").into_response()
         };
+    }
+
+    if let Some(container) = path.strip_prefix(&format!("/{ACCOUNT}/")) {
+        return blob_container(&mut s, &method, container, &query(uri));
+    }
+
+    if path == "/_dev8/final-snapshot" && method == Method::POST {
+        return final_snapshot(&mut s, headers);
     }
 
     // Entra ID: client credentials.
@@ -659,6 +701,142 @@ pub fn decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// Create or Delete Container on the workspace account's Blob service (see
+/// the module doc).
+fn blob_container(
+    s: &mut FakeState,
+    method: &Method,
+    name: &str,
+    q: &HashMap<String, String>,
+) -> Response {
+    let need = match *method {
+        Method::PUT => "c",
+        Method::DELETE => "d",
+        // List Blobs (the control plane's pruning at stop), with a container SAS.
+        Method::GET if q.get("comp").map(String::as_str) == Some("list") => "l",
+        _ => return StatusCode::METHOD_NOT_ALLOWED.into_response(),
+    };
+    let has = |k: &str, v: &str| q.get(k).is_some_and(|x| decode(x).contains(v));
+    let unexpired = q
+        .get("se")
+        .and_then(|se| chrono::DateTime::parse_from_rfc3339(&decode(se)).ok())
+        .is_some_and(|se| se > chrono::Utc::now());
+    let scoped = if need == "l" {
+        has("sr", "c")
+    } else {
+        has("ss", "b") && has("srt", "c")
+    };
+    let authorised = scoped
+        && has("sp", need)
+        && q.get("sig").is_some_and(|s| !s.is_empty())
+        && q.contains_key("sv")
+        && unexpired;
+    if q.get("restype").map(String::as_str) != Some("container") || name.contains('/') {
+        return (StatusCode::BAD_REQUEST, "not a container operation").into_response();
+    }
+    if !authorised {
+        return (StatusCode::FORBIDDEN, "AuthorizationPermissionMismatch").into_response();
+    }
+    match *method {
+        // Nothing of the agent's is stored here: an empty listing.
+        Method::GET if s.containers.contains(name) => (
+            StatusCode::OK,
+            [("content-type", "application/xml")],
+            format!(
+                "<?xml version=\"1.0\" encoding=\"utf-8\"?><EnumerationResults ContainerName=\"{name}\"><Blobs /><NextMarker /></EnumerationResults>"
+            ),
+        )
+            .into_response(),
+        Method::GET => (StatusCode::NOT_FOUND, "ContainerNotFound").into_response(),
+        Method::PUT if s.containers.contains(name) => {
+            (StatusCode::CONFLICT, "ContainerAlreadyExists").into_response()
+        }
+        Method::PUT => {
+            s.containers.insert(name.to_string());
+            s.containers_created.push(name.to_string());
+            StatusCode::CREATED.into_response()
+        }
+        _ if s.containers.remove(name) => StatusCode::ACCEPTED.into_response(),
+        _ => (StatusCode::NOT_FOUND, "ContainerNotFound").into_response(),
+    }
+}
+
+/// The host name a request for an agent names (a group's FQDN).
+fn host_of(headers: &HeaderMap) -> String {
+    headers
+        .get("host")
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("")
+        .split(':')
+        .next()
+        .unwrap_or("")
+        .to_string()
+}
+
+/// The group's agent's answer to `POST /_dev8/final-snapshot` (see the module doc).
+fn final_snapshot(s: &mut FakeState, headers: &HeaderMap) -> Response {
+    let host = host_of(headers);
+    let Some(g) = s.groups.values().find(|g| {
+        g.fqdn == host && g.provisioning == "Succeeded" && g.state.as_deref() == Some("Running")
+    }) else {
+        return (StatusCode::BAD_GATEWAY, "").into_response();
+    };
+    let var = |name: &str| {
+        g.spec
+            .pointer("/properties/containers/0/properties/environmentVariables")
+            .and_then(Value::as_array)
+            .and_then(|vs| vs.iter().find(|v| v["name"] == name))
+            .and_then(|v| v["secureValue"].as_str().or(v["value"].as_str()))
+            .unwrap_or("")
+            .to_string()
+    };
+    let (jwks, issuer, id) = (
+        var("DEV8_AGENT_JWKS"),
+        var("DEV8_AGENT_ISSUER"),
+        var("DEV8_ENVIRONMENT_ID"),
+    );
+    let token = headers
+        .get("x-dev8-authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    let keys = serde_json::from_str(&jwks)
+        .ok()
+        .and_then(|j| dev8::auth::KeySet::verifier_from_jwks(&j).ok());
+    let kind = dev8::auth::tokens::TokenKind::AgentControl;
+    let valid = keys.is_some_and(|k| k.verify(token, kind, &kind.audience(&id), &issuer).is_ok());
+    if !valid {
+        return (
+            StatusCode::UNAUTHORIZED,
+            "an agent-control token is required",
+        )
+            .into_response();
+    }
+    let asks = s.final_snapshot_asks;
+    let agent = s.agents.entry(host.clone()).or_insert_with(|| FakeAgent {
+        asks_left: asks,
+        saved_at: None,
+    });
+    if agent.saved_at.is_none() {
+        match agent.asks_left {
+            Some(0) => {
+                agent.saved_at = Some(chrono::Utc::now().to_rfc3339());
+                s.final_snapshots.push(host.clone());
+            }
+            Some(n) => agent.asks_left = Some(n - 1),
+            None => {}
+        }
+    }
+    match &s.agents[&host].saved_at {
+        Some(at) => (
+            StatusCode::OK,
+            axum::Json(json!({"state": "saved", "lastAt": at})),
+        )
+            .into_response(),
+        None => (StatusCode::ACCEPTED, axum::Json(json!({"state": "saving"}))).into_response(),
+    }
+}
+
 fn group_call(
     s: &mut FakeState,
     method: &Method,
@@ -697,6 +875,8 @@ fn group_call(
                 Some(g) => {
                     g.spec = spec;
                     let v = view(name, g);
+                    let fqdn = g.fqdn.clone();
+                    s.agents.remove(&fqdn);
                     axum::Json(v).into_response()
                 }
                 None => {
@@ -737,6 +917,8 @@ fn group_call(
                     g.provisioning = "Pending".into();
                     g.state = Some("Pending".into());
                     g.polls_left = boot;
+                    let fqdn = g.fqdn.clone();
+                    s.agents.remove(&fqdn);
                     StatusCode::ACCEPTED.into_response()
                 }
             }
@@ -747,7 +929,13 @@ fn group_call(
                 error(StatusCode::CONFLICT, "ContainerGroupTransitioning", "busy")
             }
             Some(g) => {
+                let was_running = g.state.as_deref() == Some("Running");
                 g.state = Some("Stopped".into());
+                let fqdn = g.fqdn.clone();
+                if was_running {
+                    let saved = s.agents.get(&fqdn).is_some_and(|a| a.saved_at.is_some());
+                    s.stops.push((name.to_string(), saved));
+                }
                 StatusCode::NO_CONTENT.into_response()
             }
         },
@@ -940,4 +1128,5 @@ pub fn backend(fake: &ArmFake) -> AciCompute {
         poll_interval: Duration::from_millis(10),
         delete_budget: Duration::from_secs(1),
     })
+    .with_blob_endpoint(&format!("{}/{ACCOUNT}", fake.url()))
 }

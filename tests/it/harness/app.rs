@@ -57,7 +57,7 @@ impl Default for LocalOpts {
             cpu_sample: Duration::from_secs(15),
             session_check: dev8::agent_env::DEFAULT_SESSION_CHECK,
             report_interval: Duration::from_secs(60),
-            home_mode: dev8::compute::HomeMode::Direct,
+            home_mode: dev8::compute::HomeMode::Share,
             snapshot_interval: dev8::agent_env::DEFAULT_SNAPSHOT_INTERVAL,
             snapshot_blob: None,
         }
@@ -230,6 +230,16 @@ impl Builder {
         } else {
             None
         };
+        match &self.compute {
+            // The home-mode rule follows the backend (`startup::policy`).
+            Compute::Local(opts) => {
+                settings.local_home_mode = opts.home_mode;
+                settings.snapshot_interval_minutes =
+                    (opts.snapshot_interval.as_secs() / 60).max(1) as u32;
+            }
+            Compute::Aci => settings.compute = dev8::config::ComputeKind::Aci,
+            _ => {}
+        }
         for f in self.configure {
             f(&mut settings);
         }
@@ -249,6 +259,7 @@ impl Builder {
             Queue::Storage(name) => Some(Arc::new(peers::azurite::storage_queue(name).await)),
             Queue::FromSettings => None,
         };
+        let mut snapshot_grants: Option<Arc<dyn dev8::snapshot_grant::GrantAuthority>> = None;
         let (compute, backend): (ComputeHandle, Arc<dyn dev8::compute::Compute>) =
             match self.compute {
                 Compute::Fake => {
@@ -266,7 +277,6 @@ impl Builder {
                         cpu_sample: opts.cpu_sample,
                         session_check: opts.session_check,
                         report_interval: opts.report_interval,
-                        home_mode: opts.home_mode,
                         snapshot_interval: opts.snapshot_interval,
                         snapshot_blob: opts.snapshot_blob.clone(),
                     };
@@ -289,6 +299,8 @@ impl Builder {
                 Compute::Aci => {
                     let fake = ArmFake::spawn().await;
                     let backend = Arc::new(arm::backend(&fake));
+                    // It also renews its agents' snapshot SAS, as in `startup`.
+                    snapshot_grants = Some(backend.clone());
                     (ComputeHandle::Aci(fake), backend)
                 }
             };
@@ -300,6 +312,7 @@ impl Builder {
             clock: Some(clock_dyn),
             background: Some(background),
             log_mail: Some(self.mode == Mode::Serve),
+            snapshot_grants,
         };
         let app = Application::build(settings, self.port, data.path(), overrides)
             .await

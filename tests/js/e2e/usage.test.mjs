@@ -76,6 +76,10 @@ test('progress during a create, then usage on the card and in the detail view', 
   await panel.waitFor();
   assert.match(await panel.locator('[data-usage="memory"] .usage-value').textContent(), / of 2 GB$/);
   assert.match(await panel.locator('[data-usage="disk"] .usage-value').textContent(), / of 20 GB$/);
+  // Where the home lives, with its limit (local compute: a folder, in place).
+  const home = page.locator('.fact').filter({ has: page.locator('dt', { hasText: /^Home$/ }) }).locator('dd');
+  assert.equal(await home.locator('.home-mode').textContent(), 'Folder on this machine');
+  assert.match(await home.locator('.home-limit').textContent(), /kept in place/);
   await shots(page, 'usage-03-detail');
   await accessibleAtBothWidths(page, 'detail with usage');
 
