@@ -1,9 +1,8 @@
 //! What the API shows of domain records (internal fields stay inside).
 
 use crate::domain::{
-    Action, DesiredState, Environment, HomeMode, IdleRules, Progress, Repository, Status, StopCause,
-    Usage,
-    User,
+    Action, DesiredState, Environment, HomeMode, IdleRules, Progress, Repository, Status,
+    StopCause, Usage, User,
 };
 use chrono::{DateTime, Utc};
 use serde::Serialize;
