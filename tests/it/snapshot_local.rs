@@ -8,8 +8,8 @@
 //! one whole; a corrupt latest must fall back with a visible warning; a
 //! SAS renewed through the report keeps snapshots going past the first
 //! one's expiry; the container is pruned at stop and goes with the
-//! environment. (pnpm is not installed here and cannot be fetched
-//! offline: not tested.)
+//! environment. npm's `.bin` links, a venv without `--copies` and pnpm
+//! (its store in the home, hard-linked into `node_modules/.pnpm`) survive.
 
 use crate::harness::{Clock, Compute, LocalOpts, TestApp, User};
 use dev8::compute::HomeMode;
@@ -204,13 +204,7 @@ async fn a_posix_home_survives(store: Store) {
     )
     .unwrap();
     std::fs::set_permissions(tool.join("cli.js"), std::fs::Permissions::from_mode(0o755)).unwrap();
-    let npm_app = ws.join("npm-app");
-    std::fs::create_dir(&npm_app).unwrap();
-    std::fs::write(
-        npm_app.join("package.json"),
-        r#"{"name":"npm-app","version":"1.0.0","dependencies":{"tool":"file:../tool"}}"#,
-    )
-    .unwrap();
+    let npm_app = app_using_tool(&ws, "npm-app");
     run(
         &npm_app,
         "npm",
@@ -221,6 +215,23 @@ async fn a_posix_home_survives(store: Store) {
             .unwrap()
             .is_symlink()
     );
+    // pnpm: its content-addressed store in the home, files hard-linked from
+    // there into node_modules/.pnpm, and node_modules/tool a symlink.
+    let pnpm_app = app_using_tool(&ws, "pnpm-app");
+    let out = Command::new(pnpm())
+        .args(["install", "--offline"])
+        .current_dir(&pnpm_app)
+        .env("HOME", &home)
+        .env_remove("XDG_DATA_HOME")
+        .env_remove("PNPM_HOME")
+        .output()
+        .expect("pnpm (scripts/ci-deps.sh installs it in tests/js)");
+    assert!(
+        out.status.success(),
+        "pnpm install: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(pnpm_links(&pnpm_app), 2, "hard-linked with the store");
     // A venv with its default symlinks (no --copies).
     run(&ws, "python3", &["-m", "venv", "--without-pip", "venv"]);
     assert!(
@@ -281,6 +292,17 @@ async fn a_posix_home_survives(store: Store) {
         run(&ws.join("npm-app"), "./node_modules/.bin/tool", &[]),
         "tool ok\n"
     );
+    let pnpm_app = ws.join("pnpm-app");
+    assert_eq!(
+        std::fs::read_link(pnpm_app.join("node_modules/tool")).unwrap(),
+        Path::new(PNPM_TOOL)
+    );
+    assert_eq!(
+        pnpm_links(&pnpm_app),
+        2,
+        "still hard-linked with pnpm's store in the home"
+    );
+    assert_eq!(run(&pnpm_app, "./node_modules/.bin/tool", &[]), "tool ok\n");
     let prefix = run(
         &ws,
         "venv/bin/python",
@@ -288,6 +310,35 @@ async fn a_posix_home_survives(store: Store) {
     );
     assert_eq!(Path::new(prefix.trim()), ws.join("venv"));
     app.shutdown().await;
+}
+
+/// A package `name` in the workspace depending on the local package `tool`.
+fn app_using_tool(ws: &Path, name: &str) -> PathBuf {
+    let dir = ws.join(name);
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::write(
+        dir.join("package.json"),
+        format!(
+            r#"{{"name":"{name}","version":"1.0.0","dependencies":{{"tool":"file:../tool"}}}}"#
+        ),
+    )
+    .unwrap();
+    dir
+}
+
+/// Where pnpm puts a local package `tool` (`file:../tool`).
+const PNPM_TOOL: &str = ".pnpm/tool@file+..+tool/node_modules/tool";
+
+/// The pnpm the tests install (tests/js).
+fn pnpm() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/js/node_modules/.bin/pnpm")
+}
+
+/// How many names the file pnpm placed for `tool` has (2: it and the store's).
+fn pnpm_links(app: &Path) -> u64 {
+    std::fs::metadata(app.join("node_modules").join(PNPM_TOOL).join("cli.js"))
+        .unwrap()
+        .nlink()
 }
 
 /// Bytes gzip cannot shrink (xorshift), so a snapshot of them takes parts.
