@@ -9,7 +9,7 @@ import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import readline from 'node:readline';
 import { startServe, ROOT } from './serve.mjs';
-import { launch, shots, accessibleAtBothWidths, card, waitForStatus, DESKTOP } from './browser.mjs';
+import { launch, shots, accessibleAtBothWidths, card, waitForStatus, DESKTOP, startServeAndBrowser, stopServeAndBrowser } from './browser.mjs';
 
 const PASSWORD = 'correct-horse-battery';
 const SSO_EMAIL = 'sso@example.com';
@@ -50,8 +50,7 @@ before(async () => {
 });
 
 after(async () => {
-  await browser?.close();
-  await serve?.stop();
+  await stopServeAndBrowser(serve, browser);
   provider?.stop();
 });
 

@@ -5,13 +5,25 @@ import { chromium } from 'playwright-core';
 import AxeBuilder from '@axe-core/playwright';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { ROOT } from './serve.mjs';
+import { ROOT, startServe } from './serve.mjs';
 
 export const ARTIFACTS = join(ROOT, 'test-artifacts', 'e2e');
 mkdirSync(ARTIFACTS, { recursive: true });
 
 export const DESKTOP = { width: 1280, height: 800 };
 export const PHONE = { width: 390, height: 844 };
+
+/** `serve` with `settings` (see serve.mjs) and a browser: every test file's start. */
+export async function startServeAndBrowser(settings) {
+  const serve = await startServe(settings);
+  return { serve, browser: await launch() };
+}
+
+/** The end of every test file: the browser, then `serve` (either may be missing). */
+export async function stopServeAndBrowser(serve, browser) {
+  await browser?.close();
+  await serve?.stop();
+}
 
 export async function launch() {
   return chromium.launch({

@@ -4,8 +4,7 @@
 // page, a new link, the link's landing page, and the dashboard afterwards.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { startServe } from './serve.mjs';
-import { launch, shots, accessibleAtBothWidths, DESKTOP } from './browser.mjs';
+import { shots, accessibleAtBothWidths, DESKTOP, startServeAndBrowser, stopServeAndBrowser } from './browser.mjs';
 
 const PASSWORD = 'correct-horse-battery';
 const EMAIL = 'kim@corp.example';
@@ -14,13 +13,11 @@ let serve;
 let browser;
 
 before(async () => {
-  serve = await startServe({ DEV8_SIGNUP_DOMAINS: 'corp.example' });
-  browser = await launch();
+  ({ serve, browser } = await startServeAndBrowser({ DEV8_SIGNUP_DOMAINS: 'corp.example' }));
 });
 
 after(async () => {
-  await browser?.close();
-  await serve?.stop();
+  await stopServeAndBrowser(serve, browser);
 });
 
 /** The newest confirmation link serve logged for `email`. */

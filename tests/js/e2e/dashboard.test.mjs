@@ -2,10 +2,9 @@
 // `handler serve` with the real local backend (code-server behind the agent).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { startServe } from './serve.mjs';
 import { join } from 'node:path';
 import { startGitServer } from './git-server.mjs';
-import { launch, shots, seriousViolations, accessibleAtBothWidths, card, waitForStatus, ARTIFACTS, DESKTOP } from './browser.mjs';
+import { shots, seriousViolations, accessibleAtBothWidths, card, waitForStatus, ARTIFACTS, DESKTOP, startServeAndBrowser, stopServeAndBrowser } from './browser.mjs';
 
 let serve;
 let browser;
@@ -14,13 +13,11 @@ let gitServer;
 before(async () => {
   gitServer = await startGitServer();
   // The test-only setting lets repositories come from the loopback git server.
-  serve = await startServe({ DEV8_TEST_ALLOW_LOOPBACK_GIT: '1' });
-  browser = await launch();
+  ({ serve, browser } = await startServeAndBrowser({ DEV8_TEST_ALLOW_LOOPBACK_GIT: '1' }));
 });
 
 after(async () => {
-  await browser?.close();
-  await serve?.stop();
+  await stopServeAndBrowser(serve, browser);
   await gitServer?.stop();
 });
 

@@ -7,20 +7,17 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { startServe } from './serve.mjs';
-import { launch, shots, seriousViolations, ARTIFACTS, DESKTOP } from './browser.mjs';
+import { shots, seriousViolations, ARTIFACTS, DESKTOP, startServeAndBrowser, stopServeAndBrowser } from './browser.mjs';
 
 let serve;
 let browser;
 
 before(async () => {
-  serve = await startServe();
-  browser = await launch();
+  ({ serve, browser } = await startServeAndBrowser());
 });
 
 after(async () => {
-  await browser?.close();
-  await serve?.stop();
+  await stopServeAndBrowser(serve, browser);
 });
 
 /** An API call from the dashboard's origin with the context's session cookie. */

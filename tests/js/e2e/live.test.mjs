@@ -11,7 +11,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { startServe } from './serve.mjs';
-import { launch, shots, accessibleAtBothWidths, card, waitForStatus, DESKTOP } from './browser.mjs';
+import { shots, accessibleAtBothWidths, card, waitForStatus, DESKTOP, startServeAndBrowser, stopServeAndBrowser } from './browser.mjs';
 
 const PASSWORD = 'correct-horse-battery';
 
@@ -19,13 +19,11 @@ let serve;
 let browser;
 
 before(async () => {
-  serve = await startServe();
-  browser = await launch();
+  ({ serve, browser } = await startServeAndBrowser());
 });
 
 after(async () => {
-  await browser?.close();
-  await serve?.stop();
+  await stopServeAndBrowser(serve, browser);
 });
 
 async function signUp(page, email, password = PASSWORD, base = serve.url) {

@@ -5,8 +5,7 @@
 // and the value never comes back to the page or the API.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { startServe } from './serve.mjs';
-import { launch, shots, accessibleAtBothWidths, DESKTOP } from './browser.mjs';
+import { shots, accessibleAtBothWidths, DESKTOP, startServeAndBrowser, stopServeAndBrowser } from './browser.mjs';
 
 const PASSWORD = 'correct-horse-battery';
 const VALUE = 'ghp_e2eSecretValue0123456789';
@@ -15,13 +14,11 @@ let serve;
 let browser;
 
 before(async () => {
-  serve = await startServe();
-  browser = await launch();
+  ({ serve, browser } = await startServeAndBrowser());
 });
 
 after(async () => {
-  await browser?.close();
-  await serve?.stop();
+  await stopServeAndBrowser(serve, browser);
 });
 
 test('manage a secret: add, list by name, replace, delete with confirmation', { timeout: 120_000 }, async () => {

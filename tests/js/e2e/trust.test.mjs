@@ -8,9 +8,8 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { startServe } from './serve.mjs';
 import { startGitServer } from './git-server.mjs';
-import { launch, ARTIFACTS, DESKTOP } from './browser.mjs';
+import { ARTIFACTS, DESKTOP, startServeAndBrowser, stopServeAndBrowser } from './browser.mjs';
 import { restrictedItem, trustAnswer, trustEditor, untrust, workbenchUp } from '../ide/trust.mjs';
 
 let serve;
@@ -20,13 +19,11 @@ let gitServer;
 before(async () => {
   gitServer = await startGitServer();
   // The test-only setting lets repositories come from the loopback git server.
-  serve = await startServe({ DEV8_TEST_ALLOW_LOOPBACK_GIT: '1' });
-  browser = await launch();
+  ({ serve, browser } = await startServeAndBrowser({ DEV8_TEST_ALLOW_LOOPBACK_GIT: '1' }));
 });
 
 after(async () => {
-  await browser?.close();
-  await serve?.stop();
+  await stopServeAndBrowser(serve, browser);
   await gitServer?.stop();
 });
 

@@ -5,20 +5,17 @@
 // width, screenshots in test-artifacts/e2e/usage-*.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { startServe } from './serve.mjs';
-import { launch, shots, accessibleAtBothWidths, card, DESKTOP } from './browser.mjs';
+import { shots, accessibleAtBothWidths, card, DESKTOP, startServeAndBrowser, stopServeAndBrowser } from './browser.mjs';
 
 let serve;
 let browser;
 
 before(async () => {
-  serve = await startServe();
-  browser = await launch();
+  ({ serve, browser } = await startServeAndBrowser());
 });
 
 after(async () => {
-  await browser?.close();
-  await serve?.stop();
+  await stopServeAndBrowser(serve, browser);
 });
 
 
