@@ -151,17 +151,24 @@ impl From<anyhow::Error> for ApiError {
     }
 }
 
+/// A 5xx answer's cause, for the log only (never the body): every `/api`
+/// route's counting layer (`metrics_route::Count`) takes it off the response
+/// and logs it once, at ERROR, with the route's name and the method. The
+/// request's own span is DEBUG (free when off), so the route is named here
+/// rather than by a span around the handler.
+#[derive(Clone, Debug)]
+pub struct Failure(pub String);
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, title, detail) = self.parts();
         // A not-ready answer's cause is logged once per attempt by `host`.
-        if status.is_server_error() && !matches!(self, ApiError::NotReady(_)) {
-            let cause = match &self {
-                ApiError::Unavailable(e) | ApiError::Internal(e) => format!("{e:#}"),
-                other => other.to_string(),
-            };
-            tracing::error!(status = status.as_u16(), error = %cause, "request failed");
-        }
+        let failure = (status.is_server_error() && !matches!(self, ApiError::NotReady(_))).then(
+            || match &self {
+                ApiError::Unavailable(e) | ApiError::Internal(e) => Failure(format!("{e:#}")),
+                other => Failure(other.to_string()),
+            },
+        );
         let kind = match self {
             ApiError::Unconfirmed => EMAIL_UNCONFIRMED,
             _ => "about:blank",
@@ -191,6 +198,9 @@ impl IntoResponse for ApiError {
         }
         if status == StatusCode::UNAUTHORIZED {
             headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        if let Some(failure) = failure {
+            resp.extensions_mut().insert(failure);
         }
         resp
     }

@@ -9,6 +9,7 @@
 //! `X-Dev8-Authorization: Bearer <DEV8_METRICS_TOKEN>`, compared in constant
 //! time. Otherwise 401.
 
+use super::error::Failure;
 use super::extract::AppState;
 use crate::metrics::{RequestRecord, RouteInstruments};
 use axum::extract::{ConnectInfo, Request, State};
@@ -95,7 +96,8 @@ impl Counted {
 }
 
 /// The layer each `ROUTES` entry (and the `/api` fallback) gets: counts and
-/// times the request under the route's function name and path template.
+/// times the request under the route's function name and path template, and
+/// logs a 5xx answer's cause (`error::Failure`) with the route and method.
 ///
 /// A typed tower layer rather than `middleware::from_fn`: axum clones a
 /// route's service for every request, and `from_fn` adds a boxed future and
@@ -165,14 +167,23 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        let result = std::task::ready!(this.inner.poll(cx));
-        if let Ok(response) = &result {
+        let mut result = std::task::ready!(this.inner.poll(cx));
+        if let Ok(response) = &mut result {
             let Counted {
                 platform,
                 route,
                 template,
                 instruments,
             } = &**this.counted;
+            if let Some(Failure(cause)) = response.extensions_mut().remove::<Failure>() {
+                tracing::error!(
+                    route = *route,
+                    method = *this.method,
+                    status = response.status().as_u16(),
+                    error = %cause,
+                    "request failed"
+                );
+            }
             platform.metrics.http_request_on(
                 instruments,
                 RequestRecord {

@@ -408,6 +408,11 @@ impl TestApp {
         &self.platform.queue
     }
 
+    /// The app's data folder (`dev8.db`, the queue, local compute's folders).
+    pub fn data_dir(&self) -> &std::path::Path {
+        self.data.as_ref().expect("data dir").path()
+    }
+
     /// The fake backend (`Compute::Fake` or `SharedFake`).
     #[track_caller]
     pub fn fake(&self) -> &Arc<FakeCompute> {
