@@ -17,40 +17,9 @@ use dev8::snapshot::store::{FolderStore, SnapshotStore};
 use dev8::snapshot::{self, blob::BlobStore};
 use std::time::Instant;
 
-fn setting(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn noise(len: usize, seed: &mut u64) -> Vec<u8> {
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        *seed ^= *seed << 13;
-        *seed ^= *seed >> 7;
-        *seed ^= *seed << 17;
-        out.extend_from_slice(&seed.to_le_bytes());
-    }
-    out.truncate(len);
-    out
-}
-
-fn text(len: usize, n: usize) -> Vec<u8> {
-    let mut out = Vec::with_capacity(len + 80);
-    let mut i = 0;
-    while out.len() < len {
-        out.extend_from_slice(
-            format!(
-                "export function handler{n}_{i}(req, res) {{ return res.json({{ ok: {i} }}); }}\n"
-            )
-            .as_bytes(),
-        );
-        i += 1;
-    }
-    out.truncate(len);
-    out
-}
+#[path = "support/home.rs"]
+mod home;
+use home::{noise, setting, text};
 
 #[tokio::main]
 async fn main() {
