@@ -33,19 +33,21 @@ pub async fn read(store: &dyn Store, user_id: &str) -> Result<AccountSettings, S
         .unwrap_or_default())
 }
 
-/// Set (or with `None` remove) the dotfiles repository; returns the settings.
+/// Set (or with `None` remove) the dotfiles repository; returns the
+/// settings and whether the repository changed.
 pub async fn set_dotfiles(
     store: &dyn Store,
     user_id: &str,
     url: Option<String>,
-) -> Result<AccountSettings, StoreError> {
+) -> Result<(AccountSettings, bool), StoreError> {
     let mut written = AccountSettings::default();
+    let mut changed = false;
     update_document(
         store,
         &key(user_id),
         Retries::RECORD,
         |s: &mut AccountSettings| {
-            let changed = s.dotfiles_repository != url;
+            changed = s.dotfiles_repository != url;
             s.dotfiles_repository = url.clone();
             written = s.clone();
             Ok::<_, StoreError>(changed.into())
@@ -53,7 +55,7 @@ pub async fn set_dotfiles(
         |s| s.expires_at,
     )
     .await?;
-    Ok(written)
+    Ok((written, changed))
 }
 
 /// Account deletion: the settings expire now (reads miss them from then on,

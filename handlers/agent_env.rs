@@ -30,6 +30,10 @@ pub const AGENT_ORIGIN: &str = "DEV8_AGENT_ORIGIN";
 pub const AGENT_HOME: &str = "DEV8_AGENT_HOME";
 /// The non-root user code-server runs as (set by the image).
 pub const IDE_USER: &str = "DEV8_IDE_USER";
+/// Set by local compute only: the IDE runs as the agent's own user (the
+/// person running `serve`), so an agent running as root without
+/// `DEV8_IDE_USER` is not refused. ACI never sets it.
+pub const IDE_AS_AGENT_USER: &str = "DEV8_IDE_AS_AGENT_USER";
 /// code-server's entry.js.
 pub const CODE_SERVER: &str = "DEV8_CODE_SERVER";
 /// The node executable that runs code-server.

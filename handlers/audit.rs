@@ -32,6 +32,7 @@ pub enum Action {
     JobFailure,
     SecretSet,
     SecretDelete,
+    DotfilesChange,
     CloneFailed,
     FinalSnapshotMissed,
 }
@@ -55,6 +56,7 @@ impl Action {
             Action::JobFailure => "job.failure",
             Action::SecretSet => "secret.set",
             Action::SecretDelete => "secret.deleted",
+            Action::DotfilesChange => "settings.dotfiles",
             Action::CloneFailed => "environment.clone_failed",
             Action::FinalSnapshotMissed => "environment.final_snapshot_missed",
         }

@@ -73,6 +73,14 @@ pub struct AgentArgs {
     /// Run code-server as this (non-root) user of the image; unset: as the agent's user.
     #[arg(long, env = agent_env::IDE_USER, hide = true)]
     pub ide_user: Option<String>,
+    /// The IDE runs as the agent's own user even when that is root (local compute only).
+    #[arg(
+        long,
+        env = agent_env::IDE_AS_AGENT_USER,
+        default_value_t = false,
+        hide = true
+    )]
+    pub ide_as_agent_user: bool,
     /// The environment's persistent home.
     #[arg(long, env = agent_env::AGENT_HOME, hide = true)]
     pub home: PathBuf,

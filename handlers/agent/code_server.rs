@@ -93,6 +93,23 @@ impl IdeUser {
     }
 }
 
+/// Nothing a person's repository, dotfiles or terminal runs may run as
+/// root: an agent running as root (ACI's) must have an IDE user to drop to.
+/// Local compute is the one exception it says so for: there the IDE's user
+/// is, by design, whoever runs `serve`.
+pub fn never_as_root(
+    agent_is_root: bool,
+    has_ide_user: bool,
+    ide_as_agent_user: bool,
+) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        !agent_is_root || has_ide_user || ide_as_agent_user,
+        "the agent runs as root and DEV8_IDE_USER is not set: code-server, the repository's clone \
+         and the dotfiles would run as root; the image must name its non-root user"
+    );
+    Ok(())
+}
+
 impl CodeServer {
     /// The code-server package folder (`.../node_modules/code-server`): every
     /// process started from inside it is code-server's own, not the user's.
@@ -402,6 +419,18 @@ mod tests {
         assert_eq!(IdeUser::lookup(passwd, "bad"), None);
         assert_eq!(IdeUser::lookup(passwd, "nobody-here"), None);
         assert!(IdeUser::resolve("root").is_err(), "never root");
+    }
+
+    #[test]
+    fn a_root_agent_needs_an_ide_user_unless_local_compute_says_otherwise() {
+        // ACI's agent is root: without DEV8_IDE_USER it refuses to start.
+        let refused = never_as_root(true, false, false).unwrap_err().to_string();
+        assert!(refused.contains("DEV8_IDE_USER"), "{refused}");
+        assert!(never_as_root(true, true, false).is_ok());
+        // Local compute, run by root: the IDE is root's, as `serve` is.
+        assert!(never_as_root(true, false, true).is_ok());
+        // Not root: nothing to drop.
+        assert!(never_as_root(false, false, false).is_ok());
     }
 
     #[test]

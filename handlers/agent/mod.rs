@@ -68,6 +68,8 @@ pub struct AgentConfig {
     pub origin: Option<String>,
     /// Run code-server as this user (the images' non-root `dev`).
     pub ide_user: Option<String>,
+    /// Local compute: the IDE runs as the agent's own user, whoever that is.
+    pub ide_as_agent_user: bool,
     /// The persistent home: workspace, code-server settings and extensions, dotfiles.
     pub home: PathBuf,
     /// code-server's `entry.js`.
@@ -219,6 +221,11 @@ pub async fn run(
         .as_deref()
         .map(code_server::IdeUser::resolve)
         .transpose()?;
+    code_server::never_as_root(
+        rustix::process::geteuid().is_root(),
+        user.is_some(),
+        config.ide_as_agent_user,
+    )?;
     let cs = Arc::new(CodeServer {
         node: config.node.clone(),
         entry: config.code_server.clone(),
@@ -741,6 +748,7 @@ impl From<crate::config::AgentArgs> for AgentConfig {
             listen: a.listen,
             origin: a.origin,
             ide_user: a.ide_user,
+            ide_as_agent_user: a.ide_as_agent_user,
             home: a.home,
             code_server: a.code_server,
             node: a.node,

@@ -400,6 +400,8 @@ impl LocalCompute {
             cmd.env(v.name.as_ref(), v.value);
         }
         cmd.env(agent_env::AGENT_ORIGIN, origin)
+            // Locally the IDE's user is whoever runs `serve` (root included).
+            .env(agent_env::IDE_AS_AGENT_USER, "true")
             .env(agent_env::CODE_SERVER, &self.opts.code_server)
             .env(agent_env::NODE, &self.opts.node)
             .env(

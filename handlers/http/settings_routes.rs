@@ -3,8 +3,9 @@
 //! rules as a create's `repository`.
 
 use super::error::{ApiError, ApiResult};
-use super::extract::{AppState, Caller, JsonObject};
+use super::extract::{AppState, Caller, ClientAddr, JsonObject};
 use crate::account;
+use crate::audit::{self, Action, Entry};
 use crate::domain::validation;
 use axum::Json;
 use axum::extract::State;
@@ -15,13 +16,25 @@ pub async fn get(State(p): State<AppState>, caller: Caller) -> ApiResult<Json<se
     Ok(Json(json!(settings)))
 }
 
+/// A change of the dotfiles repository is audited (`settings.dotfiles`,
+/// the new URL or nothing when removed): it decides code that runs in
+/// every new environment. Setting the same value again writes nothing.
 pub async fn patch(
     State(p): State<AppState>,
+    addr: ClientAddr,
     caller: Caller,
     JsonObject(body): JsonObject,
 ) -> ApiResult<Json<serde_json::Value>> {
     let dotfiles = validation::account_settings(&body, p.policy.git_url_rules)
         .map_err(ApiError::Validation)?;
-    let settings = account::set_dotfiles(p.store.as_ref(), &caller.user.id, dotfiles).await?;
+    let (settings, changed) =
+        account::set_dotfiles(p.store.as_ref(), &caller.user.id, dotfiles).await?;
+    if changed {
+        let mut entry = Entry::ok(&caller.user.id, Action::DotfilesChange).from(addr.0);
+        if let Some(url) = &settings.dotfiles_repository {
+            entry = entry.detail(url.as_str());
+        }
+        audit::record(&p, entry).await;
+    }
     Ok(Json(json!(settings)))
 }

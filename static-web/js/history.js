@@ -120,6 +120,11 @@ export function describeRecord(record, { subject = null, providers = [] } = {}) 
       return { text: `You set the secret ${record.detail ?? ''}`.trim(), tone: 'info' };
     case 'secret.deleted':
       return { text: `You deleted the secret ${record.detail ?? ''}`.trim(), tone: 'info' };
+    case 'settings.dotfiles':
+      return {
+        text: record.detail ? `You set your dotfiles repository to ${record.detail}` : 'You removed your dotfiles repository',
+        tone: 'info',
+      };
     default:
       return { text: record.action, tone: failed ? 'error' : 'info', cause: record.detail ?? undefined };
   }

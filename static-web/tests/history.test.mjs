@@ -49,6 +49,8 @@ test('the account log names environments and providers', () => {
   assert.equal(describeRecord(rec('identity.unlink', { detail: 'oidc' }), { providers }).text, 'You unlinked Test SSO');
   assert.equal(describeRecord(rec('secret.set', { detail: 'GITHUB_TOKEN' })).text, 'You set the secret GITHUB_TOKEN');
   assert.equal(describeRecord(rec('secret.deleted', { detail: 'NPM_TOKEN' })).text, 'You deleted the secret NPM_TOKEN');
+  assert.equal(describeRecord(rec('settings.dotfiles', { detail: 'https://github.com/ada/dotfiles' })).text, 'You set your dotfiles repository to https://github.com/ada/dotfiles');
+  assert.equal(describeRecord(rec('settings.dotfiles')).text, 'You removed your dotfiles repository');
   assert.equal(describeRecord(rec('auth.signin', { detail: 'password' })).text, 'You signed in with your password');
   assert.equal(describeRecord(rec('auth.confirm', { detail: 'mailed link' })).text, 'You confirmed your email address');
   assert.equal(describeRecord(rec('auth.signin', { detail: 'oidc' }), { providers }).text, 'You signed in with Test SSO');

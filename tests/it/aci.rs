@@ -6,7 +6,7 @@
 //! fake's Entra endpoint over loopback (see `fakes::arm::LoopbackTransport`).
 
 use crate::fakes::arm::*;
-use crate::harness::{Compute, TestApp, User};
+use crate::harness::{Auth, Compute, TestApp, User};
 use chrono::Duration as ChronoDuration;
 use dev8::compute::aci::{AciSettings, Timing};
 use dev8::compute::{Compute as _, ComputeError};
@@ -14,6 +14,7 @@ use dev8::config::{ComputeKind, Settings};
 use dev8::jobs::{sweep, worker};
 use dev8::queue::Job;
 use dev8::startup::{Application, Overrides};
+use reqwest::Method;
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 
@@ -234,6 +235,9 @@ async fn container_group_body_follows_the_documented_schema() {
         );
     }
     assert_eq!(var("DEV8_CONTROL_PLANE_URL")["secureValue"], t.url);
+    // The agent is root here: it must drop to the image's user, never be
+    // told the IDE may run as root (local compute's exception).
+    assert_eq!(var("DEV8_IDE_AS_AGENT_USER"), Value::Null);
     assert_eq!(
         var("DEV8_ENVIRONMENT_ID"),
         json!({"name": "DEV8_ENVIRONMENT_ID", "value": id})
@@ -347,6 +351,63 @@ async fn personal_secrets_reach_the_agent_as_secure_values_only() {
             .collect::<String>()
     });
     assert!(!answers.contains(value), "an ARM answer carries the secret");
+}
+
+/// A repository (with its ref) and the account's dotfiles reach the agent
+/// as plain values (public URLs, not secrets); an environment without them
+/// gets neither variable.
+#[tokio::test]
+async fn the_repository_and_dotfiles_reach_the_agent() {
+    let (t, u) = spawn().await;
+    let dotfiles = "https://github.com/octocat/dotfiles";
+    let set = t
+        .send(
+            Method::PATCH,
+            "/api/settings",
+            Some(json!({"dotfilesRepository": dotfiles})),
+            Auth::Bearer(&u.token),
+        )
+        .await;
+    assert_eq!(set.status, 200, "{}", set.body);
+    let url = "https://github.com/octocat/Hello-World";
+    let a = t
+        .post(
+            "/api/environments",
+            json!({"name": "repo", "baseImage": "python", "preset": "small",
+                   "repository": {"url": url, "ref": "v1.0"}}),
+            &u,
+        )
+        .await;
+    assert_eq!(a.status, 202, "{}", a.body);
+    settle(&t).await;
+    let puts = t.arm().with(|s| s.group_puts.clone());
+    let vars = puts[0]["properties"]["containers"][0]["properties"]["environmentVariables"]
+        .as_array()
+        .unwrap()
+        .clone();
+    let var = |n: &str| vars.iter().find(|v| v["name"] == n).cloned();
+    for (name, value) in [
+        ("DEV8_REPOSITORY_URL", url),
+        ("DEV8_REPOSITORY_REF", "v1.0"),
+        ("DEV8_DOTFILES_URL", dotfiles),
+    ] {
+        assert_eq!(var(name), Some(json!({"name": name, "value": value})));
+    }
+    // The sidecar gets none of it.
+    let sidecar = puts[0]["properties"]["containers"][1].to_string();
+    assert!(!sidecar.contains(url) && !sidecar.contains(dotfiles));
+
+    // Without a repository: no repository variables (the dotfiles stay).
+    let bare = create(&t, &u, "bare", "small").await;
+    settle(&t).await;
+    let puts = t.arm().with(|s| s.group_puts.clone());
+    let body = puts
+        .iter()
+        .find(|b| b.to_string().contains(&bare))
+        .expect("the second group")
+        .to_string();
+    assert!(!body.contains("DEV8_REPOSITORY_URL") && !body.contains("DEV8_REPOSITORY_REF"));
+    assert!(body.contains(dotfiles));
 }
 
 /// The environment's name as the last group PUT gave it to the agent.

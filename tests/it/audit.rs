@@ -543,3 +543,39 @@ async fn history_records_carry_what_their_sentences_need() {
         assert!(create.get(field).is_none(), "{field}: {create}");
     }
 }
+
+/// A change of the dotfiles repository — code that will run in every new
+/// environment — is audited with the new URL (or none when removed); the
+/// same value set again, and a refused value, write nothing.
+#[tokio::test]
+async fn a_dotfiles_change_is_audited_once_per_change() {
+    let app = spawn_app().await;
+    let u = app.user("ada@x.io").await;
+    let patch = |body: Value| {
+        let (app, u) = (&app, &u);
+        async move {
+            tick(app);
+            app.send(
+                Method::PATCH,
+                "/api/settings",
+                Some(body),
+                Auth::Bearer(&u.token),
+            )
+            .await
+        }
+    };
+    let url = "https://github.com/ada/dotfiles";
+    assert_eq!(patch(json!({"dotfilesRepository": url})).await.status, 200);
+    assert_eq!(patch(json!({"dotfilesRepository": url})).await.status, 200);
+    patch(json!({"dotfilesRepository": "http://github.com/ada/x"}))
+        .await
+        .problem(400);
+    assert_eq!(patch(json!({"dotfilesRepository": null})).await.status, 200);
+    let all = records(&app, &u).await;
+    let changes = of(&all, "settings.dotfiles");
+    assert_eq!(changes.len(), 2, "{changes:?}");
+    // Newest first: the removal, then the URL.
+    assert_eq!(changes[0]["outcome"], "success");
+    assert!(changes[0].get("detail").is_none_or(Value::is_null));
+    assert_eq!(changes[1]["detail"], url);
+}
