@@ -317,21 +317,30 @@ pub async fn supervise(
 }
 
 #[cfg(test)]
+impl CodeServer {
+    /// For unit tests: environment `environment_id`, its home and socket in
+    /// `dir`, run as the current user (node and code-server are not started).
+    pub fn in_dir(dir: &Path, environment_id: &str) -> CodeServer {
+        CodeServer {
+            node: "node".into(),
+            entry: "/opt/cs/node_modules/code-server/out/node/entry.js".into(),
+            home: dir.join("home"),
+            socket: dir.join("s.sock"),
+            environment_id: environment_id.into(),
+            user: None,
+            open: Default::default(),
+        }
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn settings_are_written_once_and_never_clobbered() {
         let dir = tempfile::tempdir().unwrap();
-        let cs = CodeServer {
-            node: "node".into(),
-            entry: "/opt/cs/node_modules/code-server/out/node/entry.js".into(),
-            home: dir.path().join("home"),
-            socket: dir.path().join("s.sock"),
-            environment_id: "e1".into(),
-            user: None,
-            open: Default::default(),
-        };
+        let cs = CodeServer::in_dir(dir.path(), "e1");
         assert_eq!(
             cs.package_dir(),
             PathBuf::from("/opt/cs/node_modules/code-server")
@@ -351,15 +360,7 @@ mod tests {
     #[test]
     fn workspace_trust_is_on() {
         let dir = tempfile::tempdir().unwrap();
-        let cs = CodeServer {
-            node: "node".into(),
-            entry: "/opt/cs/out/node/entry.js".into(),
-            home: dir.path().join("home"),
-            socket: dir.path().join("s.sock"),
-            environment_id: "e1".into(),
-            user: None,
-            open: Default::default(),
-        };
+        let cs = CodeServer::in_dir(dir.path(), "e1");
         let args: Vec<String> = cs
             .command()
             .as_std()

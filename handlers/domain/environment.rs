@@ -24,6 +24,13 @@ pub const DRIFT_CHECK_EVERY: Duration = Duration::minutes(5);
 /// leave room for a slow upload while a stop still ends well inside the
 /// stopping deadline (`deadline`, 10 minutes).
 pub const FINAL_SNAPSHOT_WAIT: Duration = Duration::minutes(5);
+/// How long a create may stay `creating` before the sweep calls it stuck.
+pub const CREATE_DEADLINE: Duration = Duration::minutes(15);
+/// How long a start (also a create's retry after an interrupted one) may
+/// stay `starting` before the sweep calls it stuck.
+pub const START_DEADLINE: Duration = Duration::minutes(10);
+/// How long a stop may stay `stopping` before the sweep calls it stuck.
+pub const STOP_DEADLINE: Duration = Duration::minutes(10);
 
 /// The observed status, written by the reconcile job (and optimistically by
 /// the API when it asks for a change).
@@ -810,9 +817,9 @@ impl Environment {
     /// How long a transitional status may last before the sweep calls it stuck.
     pub fn deadline(&self) -> Option<Duration> {
         match self.status {
-            Status::Creating => Some(Duration::minutes(15)),
-            Status::Starting => Some(Duration::minutes(10)),
-            Status::Stopping => Some(Duration::minutes(10)),
+            Status::Creating => Some(CREATE_DEADLINE),
+            Status::Starting => Some(START_DEADLINE),
+            Status::Stopping => Some(STOP_DEADLINE),
             // Deletion is never given up on.
             Status::Deleting => None,
             _ => None,

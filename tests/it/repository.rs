@@ -505,13 +505,14 @@ async fn a_failed_clone_leaves_a_running_environment_showing_the_error() {
 #[ignore = "full tier: needs code-server"]
 async fn dotfiles_install_runs_once_as_the_ide_user() {
     let git_server = GitServer::start().await;
-    // install.sh wins over setup.sh; it records each run and who ran it.
+    // install.sh wins over setup.sh; it records each run and who ran it,
+    // and its `#!` line is honoured (bash, not sh).
     let (url, _) = git_server.repository(
         "dotfiles",
         &[
             (
                 "install.sh",
-                "echo installing\nid -u >> \"$HOME/dotfiles-runs\"\necho \"$DEV8_AGENT_TOKEN\" > \"$HOME/seen-token\"\n",
+                "#!/bin/bash\nwords=(installing)\n[[ -n ${words[0]} ]] && echo \"${words[0]}\"\nid -u >> \"$HOME/dotfiles-runs\"\necho \"$DEV8_AGENT_TOKEN\" > \"$HOME/seen-token\"\n",
             ),
             ("setup.sh", "touch \"$HOME/setup-ran\"\n"),
             ("bashrc", "alias ll='ls -l'\n"),
@@ -548,5 +549,30 @@ async fn dotfiles_install_runs_once_as_the_ide_user() {
     );
     restart(&app, &u, &id).await;
     assert_eq!(runs().lines().count(), 1, "the install ran again");
+    app.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "full tier: needs code-server"]
+async fn a_dotfiles_clone_failure_is_in_the_users_log() {
+    let git_server = GitServer::start().await;
+    let app = local_app().await;
+    let u = app.user("gone-dotfiles@example.com").await;
+    let url = format!("{}/no-such-dotfiles.git", git_server.url);
+    let set = patch_settings(&app, &u, json!({"dotfilesRepository": url})).await;
+    assert_eq!(set.status, 200, "{}", set.body);
+    let id = app.new_env(&u, "dots").await;
+    let env = app
+        .wait_status(&u, &id, "running", Duration::from_secs(90))
+        .await;
+    assert_eq!(env["cloneError"], Value::Null, "not the repository's error");
+    let home = app.local().home(&id);
+    assert!(!home.join(".dotfiles").exists());
+    let log = std::fs::read_to_string(home.join(".dotfiles.log")).unwrap();
+    assert!(
+        log.starts_with("dev8: the dotfiles were not installed: fatal:")
+            && log.contains("no-such-dotfiles.git"),
+        "{log}"
+    );
     app.shutdown().await;
 }
