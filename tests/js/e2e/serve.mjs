@@ -65,6 +65,8 @@ export async function startServe(env = {}) {
   await run();
   return {
     url,
+    /** The data dir (`environments/<id>/home` is an environment's home). */
+    dataDir,
     log: () => log,
     /** Ends the server process, keeping its data dir (for `start()` again). */
     halt,
