@@ -6,7 +6,12 @@
 // with one line on standard output:
 //
 //   open <file>        click <file> in the Explorer, then into its editor -> ok
-//   type <text>        type <text> at the cursor                          -> ok
+//                      (once its editor is the active one and has the focus)
+//   click              click into the active editor's text               -> ok
+//   type <text>        type <text> at the cursor of the active editor    -> ok
+//                      (once <text> shows in the editor; `ok clicked` when
+//                      the focus was elsewhere and a click brought it back
+//                      before <text> was typed again)
 //   terminal <command> open a new terminal and run <command> in it        -> ok
 //   notifications      the notifications (toasts and the notification center) -> notifications <JSON array>
 //
@@ -29,6 +34,9 @@ const browser = await chromium.launch({
   ],
 });
 const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
+// Generous bounds for every action (a loaded 2-core machine is 5-10x
+// slower); each still ends as soon as its element is there.
+page.setDefaultTimeout(90_000);
 
 // Frames the page sends: one JSON line each with the time (ms since the
 // start), the socket's number, whether it is one of VS Code's (its URL has
@@ -74,26 +82,84 @@ if (trust === 'restricted') {
 }
 console.log('ready');
 
+// The active editor group's text editor: its rendered lines, and whether
+// the keyboard focus is inside it.
+const activeEditor = '.editor-group-container.active .editor-instance .monaco-editor';
+const editorText = () => page.locator(`${activeEditor} .view-lines`).first();
+const editorFocused = () =>
+  page.evaluate((sel) => !!document.activeElement?.closest(sel), activeEditor);
+
+/** Clicks into the active editor's text (at `position`, else its middle)
+ * until it holds the keyboard focus. */
+async function focusEditor(position) {
+  for (let attempt = 0; attempt < 10; attempt++) {
+    await editorText().click({ position });
+    const focused = await page
+      .waitForFunction((sel) => !!document.activeElement?.closest(sel), activeEditor, { timeout: 5_000 })
+      .then(() => true, () => false);
+    if (focused) return;
+  }
+  throw new Error('the editor never took the keyboard focus');
+}
+
+/** The editor's rendered text without white space (wrapped lines and
+ * VS Code's rendered spaces then compare as typed). */
+const bare = (text) => text.replace(/\s+/g, '');
+const shows = (text) =>
+  page
+    .waitForFunction(
+      ([sel, want]) => {
+        const el = document.querySelector(`${sel} .view-lines`);
+        return !!el && el.innerText.replace(/\s+/g, '').includes(want);
+      },
+      [activeEditor, bare(text)],
+      { timeout: 15_000 },
+    )
+    .then(() => true, () => false);
+
+let clicks = 0;
+
 async function run(line) {
   const [command, ...rest] = line.split(' ');
   const arg = rest.join(' ');
   switch (command) {
     case 'open': {
       await page.getByRole('treeitem', { name: arg }).first().click();
-      const editor = page.locator('.editor-instance .monaco-editor .view-lines').first();
-      await editor.waitFor({ timeout: 30_000 });
-      await editor.click();
+      await page
+        .locator('.editor-group-container.active .tab.active', { hasText: arg })
+        .waitFor();
+      await editorText().waitFor();
+      await focusEditor();
       return 'ok';
     }
-    case 'type':
-      await page.keyboard.type(arg, { delay: 30 });
+    case 'click':
+      // Every other click at the start of the first line, so each one moves
+      // the cursor (a click where it already is changes no selection).
+      clicks++;
+      await focusEditor(clicks % 2 ? { x: 2, y: 4 } : undefined);
       return 'ok';
+    case 'type': {
+      // A person sees what they type: keys that went elsewhere (the focus
+      // taken by a late part of the workbench) are typed again, after a
+      // click back into the editor; the answer then says so (`ok clicked`),
+      // since a click is input of its own.
+      let clicked = false;
+      for (let attempt = 0; attempt < 3; attempt++) {
+        if (!(await editorFocused())) {
+          await focusEditor();
+          clicked = true;
+        }
+        await page.keyboard.type(arg, { delay: 30 });
+        if (await shows(arg)) return clicked ? 'ok clicked' : 'ok';
+      }
+      return `error the typed text never showed in the editor: ${JSON.stringify(arg)}`;
+    }
     case 'terminal': {
       await page.keyboard.press('F1');
       await page.keyboard.type('Terminal: Create New Terminal', { delay: 10 });
       await page.keyboard.press('Enter');
       const terminal = page.locator('.terminal-wrapper.active .xterm');
-      await terminal.waitFor({ timeout: 30_000 });
+      await terminal.waitFor();
       // Type only once the shell shows its prompt (keys sent earlier can be lost).
       const rows = page.locator('.terminal-wrapper.active .xterm-rows');
       for (let i = 0; i < 100 && !/[$#]\s*$/m.test((await rows.allInnerTexts()).join('\n')); i++) {
