@@ -285,12 +285,20 @@ impl ReadinessProbe {
         }
     }
 
-    async fn ready(&self, fqdn: &str) -> bool {
+    /// `Ok`: the agent's IDE answers. `Err(step)`: not yet, with the
+    /// first-start step the agent names in its answer (cloning the
+    /// repository, installing dotfiles), as local compute reads it.
+    async fn ready(&self, fqdn: &str) -> Result<(), Option<&'static str>> {
         match self.client.get(self.url(fqdn, READINESS_PATH)).send().await {
-            Ok(r) => r.status().is_success(),
+            Ok(r) if r.status().is_success() => Ok(()),
+            Ok(r) => Err(r.json::<Value>().await.ok().and_then(|b| {
+                b.get("step")
+                    .and_then(Value::as_str)
+                    .and_then(steps::agent_step)
+            })),
             Err(e) => {
                 tracing::debug!(%fqdn, error = %e.without_url(), "agent not ready yet");
-                false
+                Err(None)
             }
         }
     }
@@ -959,14 +967,13 @@ impl Compute for AciCompute {
                 else {
                     return Ok(Observed::Starting(Some(starting_step(&group))));
                 };
-                if self.probe.ready(fqdn).await {
-                    Ok(Observed::Running {
+                match self.probe.ready(fqdn).await {
+                    Ok(()) => Ok(Observed::Running {
                         ide_url: format!("https://{fqdn}/"),
-                    })
-                } else {
-                    Ok(Observed::Starting(Some(StepNote::new(
-                        steps::WAITING_FOR_IDE,
-                    ))))
+                    }),
+                    Err(step) => Ok(Observed::Starting(Some(StepNote::new(
+                        step.unwrap_or(steps::WAITING_FOR_IDE),
+                    )))),
                 }
             }
             "Stopped" | "Succeeded" | "Terminated" => Ok(Observed::Stopped),

@@ -676,11 +676,31 @@ async fn observe_maps_provider_states() {
     }
     // Provisioned, but the agent does not answer: still starting.
     fake.with(|s| s.agent_ready = false);
-    assert!(matches!(
-        compute.observe(&env).await.unwrap(),
-        Observed::Starting(Some(_))
-    ));
-    fake.with(|s| s.agent_ready = true);
+    let step = |o: Observed| match o {
+        Observed::Starting(Some(note)) => note.step,
+        other => panic!("expected a starting step, got {other:?}"),
+    };
+    assert_eq!(
+        step(compute.observe(&env).await.unwrap()),
+        dev8::domain::steps::WAITING_FOR_IDE
+    );
+    // The agent answers that it is cloning the repository (its first
+    // start's setup): the progress names that step, as locally.
+    fake.with(|s| s.agent_setup_step = Some(dev8::domain::steps::CLONING_REPOSITORY));
+    assert_eq!(
+        step(compute.observe(&env).await.unwrap()),
+        dev8::domain::steps::CLONING_REPOSITORY
+    );
+    // A step the control plane does not know is no step.
+    fake.with(|s| s.agent_setup_step = Some("mining bitcoin"));
+    assert_eq!(
+        step(compute.observe(&env).await.unwrap()),
+        dev8::domain::steps::WAITING_FOR_IDE
+    );
+    fake.with(|s| {
+        s.agent_setup_step = None;
+        s.agent_ready = true;
+    });
     assert!(matches!(
         compute.observe(&env).await.unwrap(),
         Observed::Running { .. }

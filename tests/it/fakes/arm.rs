@@ -146,6 +146,9 @@ pub struct FakeState {
     pub delete_polls: u32,
     /// Does the agent behind a running group answer readiness?
     pub agent_ready: bool,
+    /// While not ready: the first-start step the agent names in its 503
+    /// answer (`agent::healthz`: `{"status":"starting","step":...}`).
+    pub agent_setup_step: Option<&'static str>,
     pub readiness_hits: Vec<String>,
     /// The agents asked for a final snapshot, by FQDN.
     pub agents: HashMap<String, FakeAgent>,
@@ -182,6 +185,7 @@ impl ArmFake {
             boot_polls: 2,
             delete_polls: 1,
             agent_ready: true,
+            agent_setup_step: None,
             final_snapshot_asks: Some(1),
             max_cpu: 4.0,
             ..Default::default()
@@ -499,10 +503,18 @@ fn respond(
                     && g.provisioning == "Succeeded"
                     && g.state.as_deref() == Some("Running")
             });
-        return if up {
-            (StatusCode::OK, "ok").into_response()
-        } else {
-            (StatusCode::BAD_GATEWAY, "").into_response()
+        let running = s.groups.values().any(|g| {
+            g.fqdn == host && g.provisioning == "Succeeded" && g.state.as_deref() == Some("Running")
+        });
+        return match (up, s.agent_setup_step) {
+            (true, _) => (StatusCode::OK, "ok").into_response(),
+            // The agent is up and setting up its first start.
+            (false, Some(step)) if running && !s.agents.contains_key(&host) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                axum::Json(json!({"status": "starting", "step": step})),
+            )
+                .into_response(),
+            _ => (StatusCode::BAD_GATEWAY, "").into_response(),
         };
     }
 
