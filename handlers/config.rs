@@ -33,6 +33,10 @@ pub enum Command {
     /// The environment agent: code-server behind an authenticating proxy.
     /// Configured by environment variables only (it holds secrets).
     Agent(AgentArgs),
+    /// Estimate one new password's strength (`serve`'s own child: the
+    /// question on standard input, the answer on standard output).
+    #[command(hide = true)]
+    PasswordStrength,
 }
 
 /// The agent's settings. Set by the compute backend as environment variables
@@ -357,6 +361,10 @@ pub struct Settings {
     /// into Key Vault as `dev8-setup-code`); unset, no code is asked for.
     #[arg(long, env = "DEV8_SETUP_CODE", value_parser = secret, hide_env_values = true)]
     pub setup_code: Option<SecretString>,
+    /// Where new passwords' strength is estimated: the `handler` binary
+    /// sets a child of itself (`auth::strength`); not a setting.
+    #[arg(skip)]
+    pub password_estimator: crate::auth::strength::Estimator,
     /// Optional comma-separated allowlist of email domains for sign-up.
     #[arg(long, env = "DEV8_SIGNUP_DOMAINS", value_delimiter = ',')]
     pub signup_domains: Vec<String>,

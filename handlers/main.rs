@@ -2,6 +2,7 @@
 //! to the library.
 
 use clap::Parser;
+use dev8::auth::strength::{self, Estimator};
 use dev8::config::{Cli, Command};
 use dev8::startup::{Application, Overrides, shutdown_signal};
 use tracing_subscriber::EnvFilter;
@@ -22,8 +23,17 @@ async fn main() -> anyhow::Result<()> {
         // Copies log lines of a Functions invocation into its response's `Logs`.
         .with(dev8::host::logs::InvocationLogs)
         .init();
+    // New passwords are estimated in a child of this binary, so zxcvbn's
+    // dictionaries never stay in the server's memory (`auth::strength`).
+    let estimator = std::env::current_exe()
+        .map(Estimator::Child)
+        .unwrap_or_default();
     match cli.command {
-        Command::Serve(args) => {
+        Command::PasswordStrength => {
+            strength::child_main(std::io::stdin().lock(), std::io::stdout().lock())
+        }
+        Command::Serve(mut args) => {
+            args.settings.password_estimator = estimator;
             let app = Application::build(
                 args.settings,
                 args.port,
@@ -36,7 +46,10 @@ async fn main() -> anyhow::Result<()> {
             println!("Dev8 dashboard: {url}/");
             app.run_until_stopped(shutdown_signal()).await
         }
-        Command::Functions(args) => dev8::host::run(args, shutdown_signal()).await,
+        Command::Functions(mut args) => {
+            args.settings.password_estimator = estimator;
+            dev8::host::run(args, shutdown_signal()).await
+        }
         Command::Agent(args) => dev8::agent::run(args.into(), shutdown_signal()).await,
         Command::Doctor(args) => {
             if !dev8::doctor::run(args).await? {

@@ -94,6 +94,8 @@ pub struct Policy {
     /// Shared by every request whose client address is unknown (sign-in
     /// failures, sign-ups): generous, so it never locks everyone out.
     pub signin_limit_unknown: crate::auth::ratelimit::Limit,
+    /// Where new passwords' strength is estimated (`auth::strength`).
+    pub password_estimator: crate::auth::strength::Estimator,
 }
 
 impl Policy {

@@ -116,6 +116,7 @@ fn policy(settings: &Settings, public_url: String) -> Policy {
             max: 500,
             window: chrono::Duration::minutes(15),
         },
+        password_estimator: settings.password_estimator.clone(),
     }
 }
 

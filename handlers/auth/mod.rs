@@ -10,6 +10,7 @@ pub mod password;
 pub mod provider;
 pub mod ratelimit;
 pub mod sessions;
+pub mod strength;
 pub mod tokens;
 
 pub use keys::KeySet;

@@ -588,12 +588,24 @@ const PASSWORD_MIN_SCORE: zxcvbn::Score = zxcvbn::Score::Three;
 /// and keyboard patterns, repeats, sequences and dates. `context`: the
 /// person's email and name, and the product's name.
 pub fn password_rule(password: &str, context: &[&str]) -> Result<(), String> {
+    password_length(password)?;
+    password_strength(password, context)
+}
+
+/// The length part of `password_rule`.
+pub fn password_length(password: &str) -> Result<(), String> {
     let n = password.chars().count();
     if !(PASSWORD_MIN..=PASSWORD_MAX).contains(&n) {
         return Err(format!(
             "must be {PASSWORD_MIN} to {PASSWORD_MAX} characters"
         ));
     }
+    Ok(())
+}
+
+/// The strength part of `password_rule` (zxcvbn). Where it runs is the
+/// caller's choice (`auth::strength`): the validators below take its verdict.
+pub fn password_strength(password: &str, context: &[&str]) -> Result<(), String> {
     // An email counts whole and by its local part ("ada.lovelace1815").
     let mut inputs: Vec<&str> = context.to_vec();
     inputs.extend(
@@ -616,7 +628,19 @@ pub fn password_rule(password: &str, context: &[&str]) -> Result<(), String> {
     ))
 }
 
-pub fn sign_up(body: &Map<String, Value>) -> Result<SignUp, FieldErrors> {
+/// The strings a sign-up's password is judged against: its email and name
+/// as given (`auth::strength` estimates with them before `sign_up`).
+pub fn sign_up_context(body: &Map<String, Value>) -> [&str; 2] {
+    ["email", "name"].map(|k| body.get(k).and_then(Value::as_str).unwrap_or_default())
+}
+
+/// `strength`: the estimate's verdict on the body's password (for this
+/// person, `sign_up_context`), reported on the `password` field beside any
+/// other field's error.
+pub fn sign_up(
+    body: &Map<String, Value>,
+    strength: Result<(), String>,
+) -> Result<SignUp, FieldErrors> {
     let mut f = Fields::new(body, &["email", "password", "name", "setupCode"]);
     let setup_code = f.string("setupCode", false).map(str::to_string);
     let email = f
@@ -628,19 +652,15 @@ pub fn sign_up(body: &Map<String, Value>) -> Result<SignUp, FieldErrors> {
                 None
             }
         });
-    let context = [
-        f.string("email", false).unwrap_or_default(),
-        f.string("name", false).unwrap_or_default(),
-    ];
-    let password = f
-        .string("password", true)
-        .and_then(|p| match password_rule(p, &context) {
-            Ok(()) => Some(p.to_string()),
-            Err(e) => {
-                f.error("password", e);
-                None
-            }
-        });
+    let password =
+        f.string("password", true)
+            .and_then(|p| match password_length(p).and(strength) {
+                Ok(()) => Some(p.to_string()),
+                Err(e) => {
+                    f.error("password", e);
+                    None
+                }
+            });
     let name = match f.string("name", false) {
         Some(raw) => {
             let n = raw.trim();
@@ -675,7 +695,8 @@ pub fn sign_up(body: &Map<String, Value>) -> Result<SignUp, FieldErrors> {
 
 /// `POST /api/auth/password`: the current password (shape only; whether it
 /// is right is the route's question) and a new one that passes
-/// `password_rule` for this person (`context`: their email and name).
+/// `password_rule` for this person (`strength`: the estimate's verdict on
+/// `newPassword` with their email and name).
 #[derive(Debug, Clone, PartialEq)]
 pub struct PasswordChange {
     pub current_password: String,
@@ -684,7 +705,7 @@ pub struct PasswordChange {
 
 pub fn password_change(
     body: &Map<String, Value>,
-    context: &[&str],
+    strength: Result<(), String>,
 ) -> Result<PasswordChange, FieldErrors> {
     let mut f = Fields::new(body, &["currentPassword", "newPassword"]);
     let current = f.string("currentPassword", true).map(str::to_string);
@@ -695,7 +716,7 @@ pub fn password_change(
     }
     let new = f
         .string("newPassword", true)
-        .and_then(|p| match password_rule(p, context) {
+        .and_then(|p| match password_length(p).and(strength) {
             Ok(()) => Some(p.to_string()),
             Err(e) => {
                 f.error("newPassword", e);
@@ -954,13 +975,32 @@ mod tests {
 
     #[test]
     fn sign_up_checks_password_length() {
-        assert!(sign_up(&obj(json!({"email":"a@b.io","password":"1234567"}))).is_err());
-        assert!(sign_up(&obj(json!({"email":"a@b.io","password":"x".repeat(129)}))).is_err());
-        let s = sign_up(&obj(
-            json!({"email":"A@b.io","password":"correct-horse-battery"}),
-        ))
+        assert!(sign_up(&obj(json!({"email":"a@b.io","password":"1234567"})), Ok(())).is_err());
+        assert!(
+            sign_up(
+                &obj(json!({"email":"a@b.io","password":"x".repeat(129)})),
+                Ok(())
+            )
+            .is_err()
+        );
+        let s = sign_up(
+            &obj(json!({"email":"A@b.io","password":"correct-horse-battery"})),
+            Ok(()),
+        )
         .unwrap();
         assert_eq!((s.email.as_str(), s.name.as_str()), ("a@b.io", "a"));
+    }
+
+    #[test]
+    fn a_weak_verdict_is_the_password_fields_error_beside_the_others() {
+        let body = obj(json!({"email":"nope","password":"password12345","name":"Ada"}));
+        assert_eq!(sign_up_context(&body), ["nope", "Ada"]);
+        let errs = sign_up(&body, Err("is too easy to guess".into())).unwrap_err();
+        assert_eq!(errs["password"], "is too easy to guess");
+        assert!(errs.contains_key("email"));
+        // The length is judged here whatever the verdict.
+        let short = obj(json!({"email":"a@b.io","password":"1234567"}));
+        assert!(sign_up(&short, Ok(())).unwrap_err()["password"].starts_with("must be"));
     }
 
     #[test]

@@ -117,7 +117,13 @@ pub async fn signup(
         per_address(&p.policy, &addr),
     )
     .await?;
-    let input = validation::sign_up(&body).map_err(ApiError::Validation)?;
+    let strength = strength_of(
+        &p,
+        body.get("password"),
+        &validation::sign_up_context(&body),
+    )
+    .await;
+    let input = validation::sign_up(&body, strength).map_err(ApiError::Validation)?;
     // An expired unconfirmed account on the address is gone: it neither
     // blocks this sign-up nor holds the first-account place.
     if let Some(holder) = p.store.user_by_email(&input.email).await? {
@@ -495,8 +501,8 @@ pub async fn change_password(
     JsonObject(body): JsonObject,
 ) -> ApiResult<StatusCode> {
     let user = &caller.user;
-    let input = validation::password_change(&body, &[&user.email, &user.name])
-        .map_err(ApiError::Validation)?;
+    let strength = strength_of(&p, body.get("newPassword"), &[&user.email, &user.name]).await;
+    let input = validation::password_change(&body, strength).map_err(ApiError::Validation)?;
     let Some(hash) = user.password_hash.clone() else {
         let mut errs = validation::FieldErrors::new();
         errs.insert(
@@ -551,4 +557,21 @@ pub async fn delete_me(
     };
     crate::lifecycle::delete_account(&p, by).await?;
     Ok(clear_cookie(&p))
+}
+
+/// The strength estimate's verdict on a new password as the body gives it
+/// (`auth::strength`: in a child in `serve` and `functions`), for this
+/// person (`context`). A value that is no string or has the wrong length
+/// gets no estimate: validation reports those.
+async fn strength_of(
+    p: &AppState,
+    password: Option<&serde_json::Value>,
+    context: &[&str],
+) -> Result<(), String> {
+    match password.and_then(serde_json::Value::as_str) {
+        Some(pw) if validation::password_length(pw).is_ok() => {
+            crate::auth::strength::verdict(&p.policy.password_estimator, pw, context).await
+        }
+        _ => Ok(()),
+    }
 }

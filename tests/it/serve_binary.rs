@@ -178,3 +178,68 @@ async fn serve_started_in_root_serves_the_dashboard_and_runs_environments() {
     assert!(status.success(), "{status:?}");
     assert!(dev8::procs::marked(&id, &[]).is_empty());
 }
+
+/// The real binary estimates a new password's strength in a child of
+/// itself (`handler password-strength`, `auth::strength`): a weak password
+/// is refused with zxcvbn's reason beside any other field's error, a strong
+/// one is taken, and a password change is judged the same way. (That the
+/// dictionaries then stay out of `serve`'s memory is `serve_memory`'s
+/// figure, not a test's.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binary_judges_new_passwords_through_its_child() {
+    let data = tempfile::tempdir().unwrap();
+    let serve = Serve::start(data.path()).await;
+    let http = reqwest::Client::new();
+    let origin = serve.url.clone();
+    let signup = |body: Value| {
+        http.post(format!("{origin}/api/auth/signup"))
+            .header("origin", &origin)
+            .json(&body)
+            .send()
+    };
+    let weak = signup(json!({"email": "nope", "password": "password12345"}))
+        .await
+        .unwrap();
+    assert_eq!(weak.status(), 400);
+    let problem: Value = weak.json().await.unwrap();
+    let why = problem["errors"]["password"].as_str().unwrap_or_default();
+    assert!(why.starts_with("is too easy to guess"), "{problem}");
+    assert!(problem["errors"]["email"].is_string(), "{problem}");
+    // The person's own address counts against them.
+    let own =
+        signup(json!({"email": "adalovelace1815@example.com", "password": "adalovelace1815"}))
+            .await
+            .unwrap();
+    assert_eq!(own.status(), 400);
+    let strong =
+        signup(json!({"email": "ada@example.com", "password": "correct horse battery staple"}))
+            .await
+            .unwrap();
+    assert_eq!(strong.status(), 201);
+    let cookie = strong.headers()["set-cookie"].to_str().unwrap();
+    let cookie = cookie.split(';').next().unwrap().to_string();
+    let change = |new: &str| {
+        http.post(format!("{origin}/api/auth/password"))
+            .header("origin", &origin)
+            .header("cookie", &cookie)
+            .json(&json!({"currentPassword": "correct horse battery staple", "newPassword": new}))
+            .send()
+    };
+    let weak = change("qwertyuiop123").await.unwrap();
+    assert_eq!(weak.status(), 400);
+    let problem: Value = weak.json().await.unwrap();
+    assert!(
+        problem["errors"]["newPassword"]
+            .as_str()
+            .is_some_and(|w| w.starts_with("is too easy to guess")),
+        "{problem}"
+    );
+    assert_eq!(
+        change("vivid otter marble seventeen")
+            .await
+            .unwrap()
+            .status(),
+        204
+    );
+    drop(serve);
+}
