@@ -116,24 +116,30 @@ pub fn api_router(state: AppState) -> Router {
         crate::metrics::UNMATCHED_ROUTE,
         "/api/{*rest}",
     );
-    router
+    let router = router
         .route(
             "/api/{*rest}",
             axum::routing::any(|| async { ApiError::NotFound })
                 .layer(metrics_route::Count(unmatched)),
         )
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
-        .layer(SetResponseHeaderLayer::if_not_present(header::CACHE_CONTROL, HeaderValue::from_static("no-store")))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("no-store"),
+        ))
         .layer(SetResponseHeaderLayer::overriding(
             header::X_CONTENT_TYPE_OPTIONS,
             HeaderValue::from_static("nosniff"),
-        ))
-        .layer(
-            // Spans carry the method and path only: query strings may hold
-            // tickets. DEBUG, so that at the default level a request makes no
-            // span at all (a span per request cost /api/health ~10% of its
-            // throughput, docs/performance.md); a failed request is logged at
-            // ERROR with its route and method by the counting layer instead.
+        ));
+    // Spans carry the method and path only: query strings may hold tickets.
+    // DEBUG, so that at the default level a request makes no span at all (a
+    // span per request cost /api/health ~10% of its throughput,
+    // docs/performance.md); a failed request is logged at ERROR with its
+    // route and method by the counting layer instead. With DEBUG off when
+    // the router is built (the filter is fixed at start), the trace layer is
+    // left out altogether.
+    let router = if tracing::enabled!(tracing::Level::DEBUG) {
+        router.layer(
             TraceLayer::new_for_http()
                 .make_span_with(|req: &Request<_>| {
                     tracing::debug_span!("http", method = %req.method(), path = %req.uri().path())
@@ -141,7 +147,10 @@ pub fn api_router(state: AppState) -> Router {
                 // Not tower-http's own 5xx line too: one line per failure.
                 .on_failure(()),
         )
-        .with_state(state)
+    } else {
+        router
+    };
+    router.with_state(state)
 }
 
 const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
