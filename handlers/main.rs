@@ -23,17 +23,12 @@ async fn main() -> anyhow::Result<()> {
         // Copies log lines of a Functions invocation into its response's `Logs`.
         .with(dev8::host::logs::InvocationLogs)
         .init();
-    // New passwords are estimated in a child of this binary, so zxcvbn's
-    // dictionaries never stay in the server's memory (`auth::strength`).
-    let estimator = std::env::current_exe()
-        .map(Estimator::Child)
-        .unwrap_or_default();
     match cli.command {
         Command::PasswordStrength => {
             strength::child_main(std::io::stdin().lock(), std::io::stdout().lock())
         }
         Command::Serve(mut args) => {
-            args.settings.password_estimator = estimator;
+            args.settings.password_estimator = child_estimator();
             let app = Application::build(
                 args.settings,
                 args.port,
@@ -47,7 +42,7 @@ async fn main() -> anyhow::Result<()> {
             app.run_until_stopped(shutdown_signal()).await
         }
         Command::Functions(mut args) => {
-            args.settings.password_estimator = estimator;
+            args.settings.password_estimator = child_estimator();
             dev8::host::run(args, shutdown_signal()).await
         }
         Command::Agent(args) => dev8::agent::run(args.into(), shutdown_signal()).await,
@@ -67,4 +62,12 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// New passwords are estimated in a child of this binary, so zxcvbn's
+/// dictionaries never stay in the server's memory (`auth::strength`).
+fn child_estimator() -> Estimator {
+    std::env::current_exe()
+        .map(Estimator::Child)
+        .unwrap_or_default()
 }

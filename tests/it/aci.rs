@@ -6,7 +6,7 @@
 //! fake's Entra endpoint over loopback (see `fakes::arm::LoopbackTransport`).
 
 use crate::fakes::arm::*;
-use crate::harness::{Auth, Compute, TestApp, User};
+use crate::harness::{Compute, TestApp, User};
 use chrono::Duration as ChronoDuration;
 use dev8::compute::aci::{AciSettings, Timing};
 use dev8::compute::{Compute as _, ComputeError};
@@ -14,7 +14,6 @@ use dev8::config::{ComputeKind, Settings};
 use dev8::jobs::{sweep, worker};
 use dev8::queue::Job;
 use dev8::startup::{Application, Overrides};
-use reqwest::Method;
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 
@@ -360,14 +359,8 @@ async fn personal_secrets_reach_the_agent_as_secure_values_only() {
 async fn the_repository_and_dotfiles_reach_the_agent() {
     let (t, u) = spawn().await;
     let dotfiles = "https://github.com/octocat/dotfiles";
-    let set = t
-        .send(
-            Method::PATCH,
-            "/api/settings",
-            Some(json!({"dotfilesRepository": dotfiles})),
-            Auth::Bearer(&u.token),
-        )
-        .await;
+    let set =
+        crate::repository::patch_settings(&t, &u, json!({"dotfilesRepository": dotfiles})).await;
     assert_eq!(set.status, 200, "{}", set.body);
     let url = "https://github.com/octocat/Hello-World";
     let a = t

@@ -555,13 +555,7 @@ async fn a_dotfiles_change_is_audited_once_per_change() {
         let (app, u) = (&app, &u);
         async move {
             tick(app);
-            app.send(
-                Method::PATCH,
-                "/api/settings",
-                Some(body),
-                Auth::Bearer(&u.token),
-            )
-            .await
+            crate::repository::patch_settings(app, u, body).await
         }
     };
     let url = "https://github.com/ada/dotfiles";

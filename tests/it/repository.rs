@@ -20,7 +20,8 @@ fn create_body(repository: Value) -> Value {
     json!({"name": "app", "baseImage": "node", "preset": "small", "repository": repository})
 }
 
-async fn patch_settings(app: &TestApp, u: &User, body: Value) -> crate::harness::Answer {
+/// `PATCH /api/settings` as `u`.
+pub(crate) async fn patch_settings(app: &TestApp, u: &User, body: Value) -> crate::harness::Answer {
     app.send(
         Method::PATCH,
         "/api/settings",
